@@ -1,0 +1,1 @@
+"""The attention-backend interface and the paged KV-cache layout every backend shares."""

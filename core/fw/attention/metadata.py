@@ -1,0 +1,44 @@
+"""What one forward pass tells attention about the flattened batch.
+
+The batch is flattened: the new tokens of every scheduled sequence sit one after another
+(``query_start_loc`` marks where each sequence's tokens start). Each sequence's keys and
+values live in the paged KV cache: ``block_table[i]`` lists the blocks of sequence ``i``
+in order, and token ``t`` of the flattened batch writes its key/value to cache slot
+``slot_mapping[t]`` (``block_id * block_size + offset``).
+
+KV-cache layout, per layer: ``kv_cache[0]`` holds keys and ``kv_cache[1]`` values, each
+``[num_blocks, block_size, num_kv_heads, head_size]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class AttentionMetadata:
+    #: tokens in the flattened batch (rows of query/key/value)
+    num_tokens: int
+    #: sequences in the batch
+    num_seqs: int
+    #: the longest query chunk this step (1 when every sequence is decoding)
+    max_query_len: int
+    #: the longest context (cached + new tokens) this step
+    max_seq_len: int
+    #: int32 [num_seqs + 1]: sequence i's tokens are rows query_start_loc[i]:query_start_loc[i+1]
+    query_start_loc: torch.Tensor
+    #: int32 [num_seqs]: context length of sequence i after this step's tokens
+    seq_lens: torch.Tensor
+    #: int32 [num_seqs, max_blocks]: the KV blocks of each sequence (padding is arbitrary)
+    block_table: torch.Tensor
+    #: int64 [num_tokens]: the cache slot each new token's key/value is written to
+    slot_mapping: torch.Tensor
+    #: host copies, so CPU backends need not synchronise to read them
+    query_start_loc_host: list[int]
+    seq_lens_host: list[int]
+
+    @property
+    def is_pure_decode(self) -> bool:
+        return self.max_query_len == 1

@@ -1,0 +1,1 @@
+"""The `fw` command line: a click group whose subcommands come from plugins."""

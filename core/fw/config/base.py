@@ -1,0 +1,54 @@
+"""The building blocks of fw's configuration: option groups and their fields.
+
+Every command-line option of fw is a field of a ``ConfigGroup``. The field's help text,
+default, type and flag spelling live here and nowhere else; the CLI, ``--help=``,
+YAML ``--config`` keys and docs/cli.md are all derived from these models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def option(
+    default: Any = None,
+    help: str = "",
+    *,
+    short: str | None = None,
+    size: bool = False,
+    json: bool = False,
+    metavar: str | None = None,
+    env: str | None = None,
+    hidden: bool = False,
+    flag: str | None = None,
+    **field_kwargs: Any,
+) -> Any:
+    """A config field that is also a command-line option.
+
+    :param help: the option's help text, shown by ``--help``.
+    :param short: an extra short spelling, e.g. ``"-q"``.
+    :param size: an integer that accepts human-readable sizes (``1k``=1000, ``1K``=1024).
+    :param json: a JSON value: a JSON string, or dotted keys (``--opt.key value``).
+    :param env: an environment variable read when the option is not given.
+    :param hidden: accepted, but not listed in help (deprecated spellings).
+    :param flag: the long flag when it cannot be the field name (``--json``).
+    """
+    cli = {"flag": flag, "short": short, "size": size, "json": json, "metavar": metavar, "env": env, "hidden": hidden}
+    return Field(default, description=help, json_schema_extra={"cli": cli}, **field_kwargs)
+
+
+class ConfigGroup(BaseModel):
+    """One option group (``--help=<group>`` shows it); subclasses set the title and help."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    #: the name shown in ``--help`` and matched by ``--help=<group>`` (case-insensitive)
+    group_title: ClassVar[str] = ""
+    #: one line describing the group
+    group_help: ClassVar[str] = ""
+
+    @classmethod
+    def title(cls) -> str:
+        return cls.group_title or cls.__name__

@@ -1,0 +1,28 @@
+"""EngineConfig: the option groups the engine reads (what `fw serve`, the offline
+benchmarks, `fw run-batch` and `fw.LLM(...)` share)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fw.config.cache import CacheConfig
+from fw.config.load import LoadConfig
+from fw.config.model import ModelConfig
+from fw.config.options import build_bundle
+from fw.config.scheduler import SchedulerConfig
+
+
+class EngineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    load: LoadConfig = Field(default_factory=LoadConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+
+    @classmethod
+    def from_options(cls, **options: Any) -> "EngineConfig":
+        """Build from flat option names, as `LLM(model, max_model_len=...)` takes them."""
+        return build_bundle(cls, {k: v for k, v in options.items() if v is not None})

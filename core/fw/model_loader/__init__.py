@@ -1,0 +1,1 @@
+"""Finding a model on disk and the contract weight-loader plugins follow."""

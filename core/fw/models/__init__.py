@@ -1,0 +1,1 @@
+"""The contract model-architecture plugins follow."""

@@ -1,0 +1,43 @@
+"""What a model-architecture plugin provides, and what fw gives it.
+
+A model class is registered under its Hugging Face architecture name and built as
+``cls(hf_config, context)``. It must provide:
+
+``forward(input_ids, positions) -> hidden_states``
+    ``input_ids`` and ``positions`` are 1-D over the flattened batch (every scheduled
+    sequence's new tokens one after another); returns ``[num_tokens, hidden_size]``.
+    Attention layers (``fw.layers.attention.Attention``) find their KV cache and the
+    batch layout in ``fw.attention.context`` by themselves.
+
+``compute_logits(hidden_states) -> logits``
+    Only the rows that are sampled are passed in (the runner selects them), so the LM
+    head never runs on prompt positions nobody samples from.
+
+``load_weights(weights) -> set[str]``
+    ``weights`` yields ``(hf_checkpoint_name, tensor)``; returns the names of the
+    parameters it filled so the loader can report missing ones.
+
+Layers from ``fw.layers`` (linear, norms, rotary embedding, attention, embeddings) take
+care of dtype, quantization and LoRA, so a model plugin gets those without writing them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class ModelContext:
+    """Everything a model needs from the engine when it is built."""
+
+    dtype: torch.dtype
+    device: torch.device
+    #: the attention backend class every Attention layer instantiates
+    attention_backend: type
+    #: the quantization method object, or None for plain weights
+    quantization: Any = None
+    #: engine-level extras a plugin may read (e.g. LoRA settings)
+    extra: dict[str, Any] = field(default_factory=dict)

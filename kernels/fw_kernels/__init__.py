@@ -1,0 +1,1 @@
+"""fw_kernels: Triton kernels for paged attention, with torch reference twins."""

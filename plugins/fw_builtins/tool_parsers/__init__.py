@@ -1,0 +1,1 @@
+"""Built-in tool_parsers plugins."""
