@@ -1,0 +1,58 @@
+"""What the engine returns, in vLLM's shapes (offline API, server, run-batch all use it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Logprob:
+    logprob: float
+    #: 1-based rank of the token in the distribution it was sampled from
+    rank: int | None = None
+    decoded_token: str | None = None
+
+
+#: per output position: token id -> Logprob; the sampled token first, then the top-N
+SampleLogprobs = list[dict[int, Logprob]]
+#: per prompt position (the first is None: nothing predicts it)
+PromptLogprobs = list["dict[int, Logprob] | None"]
+
+
+@dataclass
+class CompletionOutput:
+    index: int
+    text: str
+    token_ids: list[int]
+    cumulative_logprob: float | None = None
+    logprobs: SampleLogprobs | None = None
+    #: "stop", "length", "abort", or None while running
+    finish_reason: str | None = None
+    #: the stop string or stop token id that ended it (None for EOS or length)
+    stop_reason: int | str | None = None
+
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+@dataclass
+class RequestMetrics:
+    arrival_time: float
+    first_scheduled_time: float | None = None
+    first_token_time: float | None = None
+    last_token_time: float | None = None
+    finished_time: float | None = None
+
+
+@dataclass
+class RequestOutput:
+    request_id: str
+    prompt: str | None
+    prompt_token_ids: list[int]
+    outputs: list[CompletionOutput]
+    finished: bool
+    prompt_logprobs: PromptLogprobs | None = None
+    #: prompt tokens whose KV came from the prefix cache
+    num_cached_tokens: int = 0
+    metrics: RequestMetrics | None = None
+    lora_name: str | None = field(default=None)

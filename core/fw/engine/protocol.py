@@ -1,0 +1,100 @@
+"""The engine as its clients (the API server, run-batch, benchmarks) see it.
+
+``fw.engine.async_engine.AsyncEngine`` implements this; tests of the server may use any
+object that does.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, AsyncIterator, TypedDict, Union
+
+from fw.engine.outputs import RequestOutput
+from fw.engine.sampling_params import SamplingParams
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+
+class TokensPrompt(TypedDict, total=False):
+    prompt_token_ids: list[int]
+    #: the text the ids came from, echoed back in outputs when known
+    prompt: str
+
+
+class TextPrompt(TypedDict):
+    prompt: str
+
+
+#: text (tokenized by the engine, special tokens added), token ids, or one of the dicts
+PromptInput = Union[str, list[int], TextPrompt, TokensPrompt]
+
+
+@dataclass
+class ModelInfo:
+    """Facts about the served model that clients need before sending anything."""
+
+    #: the first served name (what responses carry)
+    name: str
+    served_model_names: list[str]
+    #: where the weights came from (the /v1/models "root")
+    path: str
+    max_model_len: int
+    vocab_size: int
+    max_logprobs: int
+    eos_token_ids: list[int]
+    chat_template: str | None = None
+    #: defaults the model ships for sampling (generation_config.json), vLLM-style names
+    generation_defaults: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EngineStats:
+    num_running: int = 0
+    num_waiting: int = 0
+    #: fraction of KV blocks in use, 0..1
+    kv_cache_usage: float = 0.0
+    num_blocks: int = 0
+    num_free_blocks: int = 0
+    prefix_cache_queries: int = 0
+    prefix_cache_hits: int = 0
+    num_preemptions: int = 0
+
+
+class EngineClient(ABC):
+    model_info: ModelInfo
+    tokenizer: "PreTrainedTokenizerBase"
+
+    @abstractmethod
+    def generate(
+        self,
+        prompt: PromptInput,
+        params: SamplingParams,
+        request_id: str,
+        *,
+        priority: int = 0,
+        lora_request: Any = None,
+    ) -> AsyncIterator[RequestOutput]:
+        """Submit one request and stream its outputs (shape per ``params.output_kind``).
+
+        Invalid requests raise (``InvalidParameterError``, ``ContextLengthError``,
+        ``OverloadedError``) before the first output. Closing the iterator early (a
+        client that disconnected) aborts the request and frees its KV blocks.
+        """
+
+    @abstractmethod
+    async def abort(self, request_id: str) -> None:
+        """Stop a request now; its blocks are freed at once."""
+
+    @abstractmethod
+    def stats(self) -> EngineStats:
+        """A snapshot for /metrics and health checks."""
+
+    @abstractmethod
+    def check_health(self) -> None:
+        """Raise ``EngineDeadError`` if the engine loop has died."""
+
+    @abstractmethod
+    async def shutdown(self) -> None:
+        """Stop the engine loop and release the model."""

@@ -1,0 +1,164 @@
+"""SamplingParams: how one request samples, with vLLM's names and semantics.
+
+Every invalid value raises ``InvalidParameterError`` naming the parameter, so the server
+can answer 400 with ``param`` set and the offline API gets a clear ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from fw.errors import InvalidParameterError
+
+#: temperatures below this are treated as greedy
+GREEDY_EPSILON = 1e-5
+
+
+class RequestOutputKind(enum.Enum):
+    """What each RequestOutput of a streaming request carries."""
+
+    CUMULATIVE = 0  # all text and tokens so far
+    DELTA = 1  # only what is new since the previous output
+    FINAL_ONLY = 2  # nothing until the request finishes
+
+
+@dataclass
+class StructuredOutputsParams:
+    """One constraint on the output (set exactly one of the constraint fields)."""
+
+    json: str | dict | None = None  # a JSON schema
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None  # EBNF as the backend reads it
+    json_object: bool | None = None  # any JSON object
+    whitespace_pattern: str | None = None
+    disable_any_whitespace: bool = False
+    disable_additional_properties: bool = False
+
+    def kind(self) -> str:
+        set_ = [name for name in ("json", "regex", "choice", "grammar", "json_object")
+                if getattr(self, name) not in (None, False)]
+        if len(set_) != 1:
+            raise InvalidParameterError(
+                "structured_outputs",
+                f"exactly one of json, regex, choice, grammar, json_object must be set (got {set_ or 'none'})",
+            )
+        return set_[0]
+
+
+@dataclass
+class SamplingParams:
+    n: int = 1
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 or -1: disabled
+    min_p: float = 0.0
+    seed: int | None = None
+    stop: list[str] | str | None = None
+    stop_token_ids: list[int] | None = None
+    bad_words: list[str] | None = None
+    include_stop_str_in_output: bool = False
+    ignore_eos: bool = False
+    max_tokens: int | None = 16
+    min_tokens: int = 0
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None
+    detokenize: bool = True
+    skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
+    truncate_prompt_tokens: int | None = None
+    logit_bias: dict[int, float] | None = None
+    allowed_token_ids: list[int] | None = None
+    structured_outputs: StructuredOutputsParams | None = None
+    output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE
+    extra_args: dict[str, Any] | None = None
+    #: token ids of bad_words, filled by the engine once the tokenizer is known
+    _bad_words_token_ids: list[list[int]] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        self.stop = list(self.stop or [])
+        self.stop_token_ids = list(self.stop_token_ids or [])
+        self.bad_words = list(self.bad_words or [])
+        if self.top_k == -1:
+            self.top_k = 0
+        if self.logit_bias:
+            try:
+                self.logit_bias = {int(k): float(v) for k, v in self.logit_bias.items()}
+            except (TypeError, ValueError):
+                raise InvalidParameterError("logit_bias", "keys must be token ids and values numbers") from None
+        self._validate()
+
+    def _validate(self) -> None:
+        def bad(param: str, message: str) -> None:
+            raise InvalidParameterError(param, message)
+
+        if not isinstance(self.n, int) or self.n < 1:
+            bad("n", f"must be at least 1, got {self.n}")
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            if not -2.0 <= value <= 2.0:
+                bad(name, f"must be in [-2, 2], got {value}")
+        if not 0.0 < self.repetition_penalty <= 2.0:
+            bad("repetition_penalty", f"must be in (0, 2], got {self.repetition_penalty}")
+        if self.temperature < 0.0:
+            bad("temperature", f"must be non-negative, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            bad("top_p", f"must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            bad("top_k", f"must be -1 (disabled), 0 (disabled) or positive, got {self.top_k}")
+        if not 0.0 <= self.min_p <= 1.0:
+            bad("min_p", f"must be in [0, 1], got {self.min_p}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            bad("max_tokens", f"must be at least 1, got {self.max_tokens}")
+        if self.min_tokens < 0:
+            bad("min_tokens", f"must be non-negative, got {self.min_tokens}")
+        if self.max_tokens is not None and self.min_tokens > self.max_tokens:
+            bad("min_tokens", f"must not exceed max_tokens ({self.max_tokens}), got {self.min_tokens}")
+        if self.logprobs is not None and self.logprobs < -1:
+            bad("logprobs", f"must be non-negative (or -1 for the whole vocabulary), got {self.logprobs}")
+        if self.prompt_logprobs is not None and self.prompt_logprobs < -1:
+            bad("prompt_logprobs", f"must be non-negative, got {self.prompt_logprobs}")
+        if self.truncate_prompt_tokens is not None and self.truncate_prompt_tokens < 1:
+            bad("truncate_prompt_tokens", f"must be at least 1, got {self.truncate_prompt_tokens}")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            bad("stop", "must be non-empty strings")
+        if self.seed is not None and not isinstance(self.seed, int):
+            bad("seed", f"must be an integer, got {self.seed!r}")
+        if self.allowed_token_ids is not None and not self.allowed_token_ids:
+            bad("allowed_token_ids", "must not be empty")
+        if self.structured_outputs is not None:
+            self.structured_outputs.kind()
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature < GREEDY_EPSILON
+
+    def clone(self, **changes: Any) -> "SamplingParams":
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        values.update(changes)
+        return SamplingParams(**values)
+
+
+@dataclass
+class BeamSearchParams:
+    """Beam search in the offline API (``LLM.beam_search``)."""
+
+    beam_width: int
+    max_tokens: int
+    ignore_eos: bool = False
+    temperature: float = 0.0
+    length_penalty: float = 1.0
+    early_stopping: bool = False
+
+    def __post_init__(self) -> None:
+        if self.beam_width < 1:
+            raise InvalidParameterError("beam_width", f"must be at least 1, got {self.beam_width}")
+        if self.max_tokens < 1:
+            raise InvalidParameterError("max_tokens", f"must be at least 1, got {self.max_tokens}")
