@@ -1,3 +1,9 @@
-"""Registers the built-in models (hook implementations are added as each lands)."""
+"""Registers the built-in model architectures (Hugging Face architecture names)."""
 
-from fw import hookimpl  # noqa: F401
+from fw import hookimpl
+
+
+@hookimpl
+def fw_register_models(register):
+    for arch in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"):
+        register(arch, f"fw_builtins.models.llama:{arch}")

@@ -1,0 +1,154 @@
+"""AsyncEngine: the engine loop on its own thread, streaming to asyncio callers.
+
+The step loop must never run on the server's event loop (a forward pass takes tens of
+milliseconds). Callers hand requests and aborts to the loop thread as commands; the loop
+runs them between steps (the engine's state is touched by that thread only) and pushes
+each RequestOutput into the caller's asyncio queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from concurrent.futures import Future
+from typing import Any, AsyncIterator, Callable
+
+from fw.config import EngineConfig
+from fw.engine.llm_engine import LLMEngine
+from fw.engine.outputs import RequestOutput
+from fw.engine.protocol import EngineClient, EngineStats, PromptInput
+from fw.engine.sampling_params import SamplingParams
+from fw.errors import EngineDeadError
+
+logger = logging.getLogger("fw.engine")
+
+
+class _Stream:
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+    def put(self, item: Any) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+
+class AsyncEngine(EngineClient):
+    def __init__(self, engine: LLMEngine):
+        self.engine = engine
+        self.model_info = engine.model_info()
+        self.tokenizer = engine.tokenizer
+        self._commands: deque[tuple[Callable[[], Any], Future]] = deque()
+        self._wakeup = threading.Event()
+        self._streams: dict[str, _Stream] = {}
+        self._stats = engine.stats()
+        self._dead: BaseException | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="fw-engine", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_config(cls, config: EngineConfig) -> "AsyncEngine":
+        return cls(LLMEngine.from_config(config))
+
+    # -- the loop thread -----------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], Any]) -> Future:
+        future: Future = Future()
+        if self._dead is not None:
+            future.set_exception(EngineDeadError(f"the engine loop has stopped: {self._dead}"))
+            return future
+        self._commands.append((fn, future))
+        self._wakeup.set()
+        return future
+
+    def _loop(self) -> None:
+        try:
+            while not self._stopping:
+                self._run_commands()
+                if self.engine.has_unfinished_requests():
+                    self._dispatch(self.engine.step())
+                    self._stats = self.engine.stats()
+                else:
+                    self._stats = self.engine.stats()
+                    self._wakeup.wait(timeout=0.5)
+                    self._wakeup.clear()
+        except BaseException as exc:  # noqa: BLE001 - every waiter must learn the loop died
+            logger.exception("engine loop failed")
+            self._dead = exc
+            error = EngineDeadError(f"the engine loop has stopped: {type(exc).__name__}: {exc}")
+            for stream in list(self._streams.values()):
+                stream.put(error)
+            while self._commands:
+                _, future = self._commands.popleft()
+                future.set_exception(error)
+
+    def _run_commands(self) -> None:
+        while self._commands:
+            fn, future = self._commands.popleft()
+            try:
+                future.set_result(fn())
+            except Exception as exc:  # noqa: BLE001 - handed back to the caller
+                future.set_exception(exc)
+
+    def _dispatch(self, outputs: list[RequestOutput]) -> None:
+        for output in outputs:
+            stream = self._streams.get(output.request_id)
+            if stream is None:
+                continue
+            stream.put(output)
+            if output.finished:
+                self._streams.pop(output.request_id, None)
+
+    # -- EngineClient ----------------------------------------------------------------------
+
+    async def generate(self, prompt: PromptInput, params: SamplingParams, request_id: str, *,
+                       priority: int = 0, lora_request: Any = None,
+                       keep_special_ids: frozenset[int] = frozenset()) -> AsyncIterator[RequestOutput]:
+        stream = _Stream(asyncio.get_running_loop())
+
+        def add() -> None:
+            self.engine.add_request(request_id, prompt, params, priority=priority, lora_request=lora_request,
+                                    keep_special_ids=keep_special_ids)
+            self._streams[request_id] = stream
+
+        await asyncio.wrap_future(self._call(add))
+        finished = False
+        try:
+            while True:
+                item = await stream.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                finished = item.finished
+                yield item
+                if finished:
+                    return
+        finally:
+            if not finished:
+                self._call(lambda: self._abort_now(request_id))
+
+    def _abort_now(self, request_id: str) -> None:
+        self._streams.pop(request_id, None)
+        self.engine.abort_request(request_id)
+
+    async def abort(self, request_id: str) -> None:
+        def abort() -> None:
+            stream = self._streams.pop(request_id, None)
+            for output in self.engine.abort_request(request_id):
+                if stream is not None:
+                    stream.put(output)
+
+        await asyncio.wrap_future(self._call(abort))
+
+    def stats(self) -> EngineStats:
+        return self._stats
+
+    def check_health(self) -> None:
+        if self._dead is not None or not self._thread.is_alive():
+            raise EngineDeadError(f"the engine loop has stopped: {self._dead}")
+
+    async def shutdown(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 5.0)

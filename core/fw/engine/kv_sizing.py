@@ -1,0 +1,88 @@
+"""How many KV blocks to allocate, and the allocation itself.
+
+Without ``--kv-cache-memory-bytes`` fw takes a quarter of the memory available after
+loading the model (at most 2 GiB on a CPU, 90% of free memory on a GPU), and never more
+than ``max_num_seqs`` full-length sequences could use.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fw.engine.kv_cache_manager import cdiv
+from fw.errors import FwError
+from fw.layers.attention import Attention
+
+logger = logging.getLogger("fw.engine")
+
+CPU_DEFAULT_FRACTION = 0.25
+CPU_DEFAULT_CAP = 2 * 1024**3
+GPU_DEFAULT_FRACTION = 0.9
+
+
+@dataclass
+class KVPlan:
+    num_blocks: int
+    block_size: int
+    bytes_per_block: int
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_blocks * self.block_size
+
+    @property
+    def total_bytes(self) -> int:
+        return self.num_blocks * self.bytes_per_block
+
+
+def _available_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * GPU_DEFAULT_FRACTION)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    return min(int(available * CPU_DEFAULT_FRACTION), CPU_DEFAULT_CAP)
+    except OSError:
+        pass
+    return 1024**3
+
+
+def attention_layers(model: nn.Module) -> list[Attention]:
+    return [m for m in model.modules() if isinstance(m, Attention)]
+
+
+def plan_kv_cache(model: nn.Module, dtype: torch.dtype, device: torch.device, *, block_size: int,
+                  memory_bytes: int | None, num_blocks_override: int | None, max_model_len: int,
+                  max_num_seqs: int) -> KVPlan:
+    layers = attention_layers(model)
+    element = torch.empty((), dtype=dtype).element_size()
+    per_block = sum(2 * block_size * layer.num_kv_heads * layer.head_size * element for layer in layers)
+    if num_blocks_override is not None:
+        num_blocks = num_blocks_override
+    else:
+        budget = memory_bytes if memory_bytes is not None else _available_memory(device)
+        num_blocks = budget // per_block
+        if memory_bytes is None:
+            num_blocks = min(num_blocks, max_num_seqs * cdiv(max_model_len, block_size) + 1)
+    if num_blocks < 1:
+        raise FwError(
+            f"the KV cache has room for no block of {block_size} tokens ({per_block} bytes each); "
+            "raise --kv-cache-memory-bytes"
+        )
+    return KVPlan(int(num_blocks), block_size, per_block)
+
+
+def allocate_kv_caches(model: nn.Module, plan: KVPlan, dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
+    """One [2, num_blocks, block_size, kv_heads, head_size] tensor per attention layer."""
+    return [
+        torch.zeros(2, plan.num_blocks, plan.block_size, layer.num_kv_heads, layer.head_size,
+                    dtype=dtype, device=device)
+        for layer in attention_layers(model)
+    ]

@@ -1,0 +1,198 @@
+"""The synchronous engine: requests in, one step at a time, RequestOutputs out.
+
+A step is three objects with small interfaces: the scheduler picks work, the runner
+runs it, the scheduler and the output processor take in the results.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+
+from fw.config import EngineConfig
+from fw.engine.kv_cache_manager import KVCacheManager, cdiv
+from fw.engine.kv_sizing import allocate_kv_caches, plan_kv_cache
+from fw.engine.model_builder import ConfigurationError, LoadedModel, build_model
+from fw.engine.model_runner import ModelRunner
+from fw.engine.output_processor import OutputProcessor
+from fw.engine.outputs import RequestOutput
+from fw.engine.prompt import validate_and_prepare, tokenize_prompt
+from fw.engine.protocol import EngineStats, ModelInfo, PromptInput
+from fw.engine.request import Request, RequestStatus
+from fw.engine.sampling_params import SamplingParams
+from fw.engine.scheduler import Scheduler, SchedulerOutput
+from fw.errors import InvalidParameterError, OverloadedError
+
+logger = logging.getLogger("fw.engine")
+
+GENERATION_DEFAULT_KEYS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
+                           "repetition_penalty": "repetition_penalty", "max_new_tokens": "max_tokens"}
+
+
+class LLMEngine:
+    def __init__(self, config: EngineConfig, loaded: LoadedModel):
+        self.config = config
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.max_model_len = loaded.max_model_len
+        scheduler_config = config.scheduler.model_copy()
+        if scheduler_config.max_num_batched_tokens is None:
+            scheduler_config.max_num_batched_tokens = (
+                2048 if scheduler_config.enable_chunked_prefill else max(self.max_model_len, 2048))
+        elif not scheduler_config.enable_chunked_prefill and scheduler_config.max_num_batched_tokens < self.max_model_len:
+            raise ConfigurationError(
+                f"--max-num-batched-tokens ({scheduler_config.max_num_batched_tokens}) is smaller than "
+                f"--max-model-len ({self.max_model_len}) with chunked prefill disabled: long prompts could "
+                "never be scheduled; raise it or enable chunked prefill")
+        self.scheduler_config = scheduler_config
+
+        start = time.perf_counter()
+        cache = config.cache
+        plan = plan_kv_cache(loaded.model, loaded.dtype, loaded.device, block_size=cache.block_size,
+                             memory_bytes=cache.kv_cache_memory_bytes,
+                             num_blocks_override=cache.num_gpu_blocks_override,
+                             max_model_len=self.max_model_len, max_num_seqs=scheduler_config.max_num_seqs)
+        kv_caches = allocate_kv_caches(loaded.model, plan, loaded.dtype, loaded.device)
+        self.kv = KVCacheManager(plan.num_blocks, cache.block_size, cache.enable_prefix_caching)
+        logger.info(
+            "KV cache: %d blocks of %d tokens = %d tokens (%.1f MiB); max concurrency at %d tokens per "
+            "request: %.1fx (sized in %.2fs)", plan.num_blocks, plan.block_size, plan.num_tokens,
+            plan.total_bytes / 2**20, self.max_model_len, plan.num_tokens / self.max_model_len,
+            time.perf_counter() - start)
+        self.scheduler = Scheduler(scheduler_config, cache, self.kv, self.max_model_len)
+        self.runner = ModelRunner(loaded.model, kv_caches, cache.block_size, loaded.device)
+        self.output = OutputProcessor(self.tokenizer)
+        self.eos_token_ids = _eos_token_ids(self.tokenizer, loaded.hf_config, loaded.generation_config)
+        self.generation_defaults = {
+            ours: loaded.generation_config[theirs] for theirs, ours in GENERATION_DEFAULT_KEYS.items()
+            if loaded.generation_config.get(theirs) is not None
+        }
+        self.max_waiting = scheduler_config.max_num_seqs * 8
+        self.seed_generator = torch.Generator().manual_seed(config.model.seed)
+        self._warm_up()
+
+    @classmethod
+    def from_config(cls, config: EngineConfig) -> "LLMEngine":
+        torch.manual_seed(config.model.seed)
+        return cls(config, build_model(config))
+
+    # -- facts -------------------------------------------------------------------------
+
+    def model_info(self) -> ModelInfo:
+        model = self.config.model
+        names = model.served_model_name or [model.model or "SmolLM2-135M-Instruct"]
+        return ModelInfo(
+            name=names[0], served_model_names=list(names), path=str(self.loaded.path),
+            max_model_len=self.max_model_len, vocab_size=self.loaded.hf_config.vocab_size,
+            max_logprobs=model.max_logprobs, eos_token_ids=list(self.eos_token_ids),
+            chat_template=getattr(self.tokenizer, "chat_template", None),
+            generation_defaults=dict(self.generation_defaults),
+        )
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            num_running=self.scheduler.num_running, num_waiting=self.scheduler.num_waiting,
+            kv_cache_usage=self.kv.usage(), num_blocks=self.kv.num_blocks,
+            num_free_blocks=self.kv.pool.num_free_blocks, prefix_cache_queries=self.kv.prefix_queries,
+            prefix_cache_hits=self.kv.prefix_hits, num_preemptions=self.scheduler.num_preemptions,
+        )
+
+    # -- requests ----------------------------------------------------------------------
+
+    def add_request(self, request_id: str, prompt: PromptInput, params: SamplingParams, *,
+                    arrival_time: float | None = None, priority: int = 0, lora_request: Any = None,
+                    keep_special_ids: frozenset[int] = frozenset()) -> None:
+        if self.output.has(request_id):
+            raise InvalidParameterError("request_id", f"request {request_id!r} is already running")
+        if priority and self.scheduler.policy != "priority":
+            raise InvalidParameterError("priority", "priority scheduling is off; start with --scheduling-policy priority")
+        if self.scheduler.num_waiting >= self.max_waiting:
+            raise OverloadedError(f"the waiting queue is full ({self.max_waiting} requests); retry shortly")
+        text, prompt_ids = tokenize_prompt(self.tokenizer, prompt)
+        params, prompt_ids = validate_and_prepare(self, params, prompt_ids)
+        children = []
+        for index in range(params.n):
+            child_id = request_id if params.n == 1 else f"{index}_{request_id}"
+            children.append(Request(child_id, prompt_ids, params, eos_token_ids=self.eos_token_ids,
+                                    arrival_time=arrival_time, priority=priority, lora=lora_request,
+                                    parent_id=request_id, index=index))
+        self.output.add(request_id, text, prompt_ids, params, children, keep_special_ids=keep_special_ids,
+                        lora_name=getattr(lora_request, "lora_name", None))
+        for child in children:
+            self.scheduler.add_request(child)
+
+    def abort_request(self, request_ids: list[str] | str) -> list[RequestOutput]:
+        if isinstance(request_ids, str):
+            request_ids = [request_ids]
+        aborted = []
+        for request_id in request_ids:
+            for child in self.output.children(request_id):
+                self.scheduler.finish(child, RequestStatus.FINISHED_ABORTED)
+                aborted.append(child)
+        return self.output.process([], {}, on_stop=self._finish_stopped, extra_finished=aborted)
+
+    def has_unfinished_requests(self) -> bool:
+        return self.scheduler.has_unfinished_requests()
+
+    # -- the step ----------------------------------------------------------------------
+
+    def step(self) -> list[RequestOutput]:
+        out = self.scheduler.schedule()
+        if out.is_empty:
+            return []
+        result = self._run(out)
+        updated = self.scheduler.update_from_output(out, result.sampled)
+        if result.result is not None:
+            rows = {rid: i for i, rid in enumerate(result.sampled_ids)}
+            for request in updated:
+                row = rows[request.request_id]
+                request.cumulative_logprob += result.result.sampled_logprobs[row]
+                if result.result.logprobs[row] is not None:
+                    request.output_logprobs.append(result.result.logprobs[row])
+        finished_unsampled = [r for r in self._requests(out) if r.status.finished and r not in updated]
+        return self.output.process(updated, {r.request_id: 1 for r in updated}, on_stop=self._finish_stopped,
+                                   extra_finished=finished_unsampled)
+
+    def _requests(self, out: SchedulerOutput) -> list[Request]:
+        return [r for rid in out.num_scheduled_tokens if (r := self._lookup(rid)) is not None]
+
+    def _lookup(self, request_id: str) -> Request | None:
+        return self.scheduler.requests.get(request_id)
+
+    def _run(self, out: SchedulerOutput):
+        requests = {rid: self.scheduler.requests[rid] for rid in out.num_scheduled_tokens}
+        block_ids = {rid: self.kv.block_ids(rid) for rid in out.num_scheduled_tokens}
+        return self.runner.execute(out, requests, block_ids)
+
+    def _finish_stopped(self, request: Request) -> None:
+        self.scheduler.finish(request, RequestStatus.FINISHED_STOPPED)
+
+    def _warm_up(self) -> None:
+        """Run one small prefill and one decode so the first real request does not pay
+        for lazy initialisation; the blocks and cache entries it used are released."""
+        start = time.perf_counter()
+        tokens = min(16, self.max_model_len - 1)
+        request = Request("__warmup__", [0] * tokens, SamplingParams(max_tokens=1))
+        if not self.kv.allocate_slots(request, tokens + 1):
+            return
+        out = SchedulerOutput({request.request_id: tokens}, tokens)
+        self.runner.execute(out, {request.request_id: request}, {request.request_id: self.kv.block_ids("__warmup__")})
+        self.kv.forget(request)
+        self.kv.pool.reset_prefix_cache()
+        logger.info("warm-up done in %.2fs", time.perf_counter() - start)
+
+    def blocks_needed(self, num_tokens: int) -> int:
+        return cdiv(num_tokens, self.kv.block_size)
+
+
+def _eos_token_ids(tokenizer: Any, hf_config: Any, generation_config: dict) -> tuple[int, ...]:
+    ids: list[int] = []
+    for source in (generation_config.get("eos_token_id"), getattr(hf_config, "eos_token_id", None),
+                   getattr(tokenizer, "eos_token_id", None)):
+        if source is None:
+            continue
+        ids.extend(source if isinstance(source, list) else [source])
+    return tuple(dict.fromkeys(int(i) for i in ids))

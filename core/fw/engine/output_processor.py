@@ -1,0 +1,197 @@
+"""Turns sampled tokens into what clients see: text (incrementally detokenized), stop
+strings, logprobs with their token texts, and RequestOutputs in the shape each request
+asked for (cumulative, deltas, or final only). A request with n > 1 is one parent whose
+children are separate sequences; its outputs carry every child's index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from fw.engine.detokenizer import IncrementalDetokenizer, TokenTexts
+from fw.engine.outputs import CompletionOutput, RequestMetrics, RequestOutput
+from fw.engine.request import Request
+from fw.engine.sampling_params import RequestOutputKind, SamplingParams
+
+
+@dataclass
+class _Child:
+    request: Request
+    detok: IncrementalDetokenizer
+    text: str = ""  # text released so far (stop strings cut, hold-back excluded)
+    sent_text: int = 0
+    sent_tokens: int = 0
+    sent_logprobs: int = 0
+    reported_finish: bool = False
+
+
+@dataclass
+class _Parent:
+    request_id: str
+    prompt: str | None
+    prompt_token_ids: list[int]
+    params: SamplingParams
+    children: list[_Child]
+    lora_name: str | None = None
+    sent_prompt_logprobs: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return all(c.request.status.finished for c in self.children)
+
+
+
+class OutputProcessor:
+    def __init__(self, tokenizer) -> None:
+        self.texts = TokenTexts(tokenizer) if tokenizer is not None else None
+        self.parents: dict[str, _Parent] = {}
+        self.child_parent: dict[str, str] = {}
+
+    def add(self, request_id: str, prompt: str | None, prompt_token_ids: list[int],
+            params: SamplingParams, children: list[Request], *, keep_special_ids=frozenset(),
+            lora_name: str | None = None) -> None:
+        kids = [
+            _Child(child, IncrementalDetokenizer(
+                self.texts, prompt_token_ids, skip_special_tokens=params.skip_special_tokens,
+                spaces_between_special_tokens=params.spaces_between_special_tokens,
+                keep_special_ids=keep_special_ids,
+            ) if self.texts is not None and params.detokenize else None)
+            for child in children
+        ]
+        self.parents[request_id] = _Parent(request_id, prompt, prompt_token_ids, params, kids, lora_name)
+        for child in children:
+            self.child_parent[child.request_id] = request_id
+
+    def has(self, request_id: str) -> bool:
+        return request_id in self.parents
+
+    def children(self, request_id: str) -> list[Request]:
+        parent = self.parents.get(request_id)
+        return [c.request for c in parent.children] if parent else []
+
+    def process(self, updated: list[Request], num_new: dict[str, int], *,
+                on_stop: Callable[[Request], None], extra_finished: list[Request] = ()) -> list[RequestOutput]:
+        """Detokenize the tokens each updated child got this step, finish children that
+        hit a stop string (``on_stop``), and build outputs for every parent that changed."""
+        touched: dict[str, _Parent] = {}
+        for request in updated:
+            parent = self._parent_of(request)
+            if parent is None:
+                continue
+            child = parent.children[request.index]
+            count = num_new.get(request.request_id, 0)
+            if child.detok is not None and count:
+                if self._detokenize(child, request.output_token_ids[-count:], parent.params):
+                    on_stop(request)
+            touched[parent.request_id] = parent
+        for request in extra_finished:
+            parent = self._parent_of(request)
+            if parent is not None:
+                touched[parent.request_id] = parent
+        outputs = []
+        for parent in touched.values():
+            output = self._make_output(parent)
+            if output is not None:
+                outputs.append(output)
+            if parent.finished:
+                self._drop(parent)
+        return outputs
+
+    def _parent_of(self, request: Request) -> _Parent | None:
+        parent_id = self.child_parent.get(request.request_id)
+        return self.parents.get(parent_id) if parent_id else None
+
+    def _detokenize(self, child: _Child, new_tokens: list[int], params: SamplingParams) -> bool:
+        """Returns True when a stop string ended the child."""
+        request = child.request
+        for token in new_tokens:
+            child.detok.add(token)
+        full = child.detok.text
+        stops = params.stop
+        if not stops or request.status.finished:
+            child.text = full
+            return False
+        longest = max(len(s) for s in stops)
+        if request.num_output_tokens >= params.min_tokens:
+            search_from = max(0, len(child.text) - longest)
+            found = min(((at, stop) for stop in stops if (at := full.find(stop, search_from)) != -1), default=None)
+            if found is not None:
+                at, stop = found
+                child.text = full[: at + len(stop)] if params.include_stop_str_in_output else full[:at]
+                request.stop_reason = stop
+                return True
+        # Hold back what could be the start of a stop string.
+        held = 0 if params.include_stop_str_in_output else longest - 1
+        child.text = full[: max(len(child.text), len(full) - held)]
+        return False
+
+    def _make_output(self, parent: _Parent) -> RequestOutput | None:
+        kind = parent.params.output_kind
+        finished = parent.finished
+        if kind == RequestOutputKind.FINAL_ONLY and not finished:
+            return None
+        delta = kind == RequestOutputKind.DELTA
+        completions = []
+        for child in parent.children:
+            request = child.request
+            if request.status.finished and child.detok is not None and not isinstance(request.stop_reason, str):
+                child.text = child.detok.text  # finished without a stop string: release what was held
+            text = child.text
+            tokens = request.output_token_ids
+            logprobs = request.output_logprobs if parent.params.logprobs is not None else None
+            if delta:
+                new_text, new_tokens = text[child.sent_text:], tokens[child.sent_tokens:]
+                new_logprobs = logprobs[child.sent_logprobs:] if logprobs is not None else None
+                if not new_text and not new_tokens and not (request.status.finished and not child.reported_finish):
+                    continue
+                completions.append(self._completion(child, new_text, new_tokens, new_logprobs))
+            else:
+                completions.append(self._completion(child, text, list(tokens), list(logprobs) if logprobs is not None else None))
+            child.sent_text, child.sent_tokens = len(text), len(tokens)
+            child.reported_finish = request.status.finished
+            child.sent_logprobs = len(logprobs) if logprobs is not None else 0
+        if not completions and not finished:
+            return None
+        first = parent.children[0].request
+        prompt_logprobs = None
+        if parent.params.prompt_logprobs is not None and (not delta or not parent.sent_prompt_logprobs):
+            prompt_logprobs = self._decode_logprobs(first.prompt_logprobs)
+            parent.sent_prompt_logprobs = True
+        return RequestOutput(
+            request_id=parent.request_id, prompt=parent.prompt, prompt_token_ids=parent.prompt_token_ids,
+            outputs=completions, finished=finished, prompt_logprobs=prompt_logprobs,
+            num_cached_tokens=max(first.num_cached_tokens, 0), lora_name=parent.lora_name,
+            metrics=RequestMetrics(first.arrival_time, first.first_scheduled_time, first.first_token_time,
+                                   first.last_token_time, first.finished_time),
+        )
+
+    def _completion(self, child: _Child, text: str, tokens: list[int], logprobs) -> CompletionOutput:
+        request = child.request
+        return CompletionOutput(
+            index=request.index, text=text, token_ids=tokens,
+            cumulative_logprob=request.cumulative_logprob if request.params.logprobs is not None else None,
+            logprobs=self._decode_logprobs(logprobs) if logprobs is not None else None,
+            finish_reason=request.status.finish_reason, stop_reason=request.stop_reason,
+        )
+
+    def _decode_logprobs(self, entries):
+        if entries is None or self.texts is None:
+            return entries
+        for entry in entries:
+            if entry is None:
+                continue
+            for token, logprob in entry.items():
+                if logprob.decoded_token is None:
+                    logprob.decoded_token = self.texts.single(token)
+        return entries
+
+    def abort(self, request_id: str) -> None:
+        parent = self.parents.get(request_id)
+        if parent is not None:
+            self._drop(parent)
+
+    def _drop(self, parent: _Parent) -> None:
+        self.parents.pop(parent.request_id, None)
+        for child in parent.children:
+            self.child_parent.pop(child.request.request_id, None)
+

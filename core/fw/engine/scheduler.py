@@ -1,0 +1,201 @@
+"""The continuous-batching scheduler (vLLM v1's contract).
+
+Each step it decides how many tokens every request advances: ``{request_id: n}``. A
+prompt chunk, a prefix-cache hit and a decode token are all the same thing — tokens a
+request advances — so prefill and decode share one step under one token budget.
+When KV blocks run out, the lowest-priority running request is preempted by recompute:
+its blocks are freed and it goes back to the front of the waiting queue, to be
+recomputed (mostly from the prefix cache) later with its generated tokens kept.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from fw.config import CacheConfig, SchedulerConfig
+from fw.engine.kv_cache_manager import KVCacheManager
+from fw.engine.request import Request, RequestStatus
+
+
+@dataclass
+class SchedulerOutput:
+    #: request id -> tokens it advances this step (in batch order)
+    num_scheduled_tokens: dict[str, int] = field(default_factory=dict)
+    total_num_scheduled_tokens: int = 0
+    #: requests preempted while making this schedule
+    preempted: list[str] = field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.num_scheduled_tokens
+
+
+class Scheduler:
+    def __init__(self, scheduler_config: SchedulerConfig, cache_config: CacheConfig,
+                 kv: KVCacheManager, max_model_len: int, *, max_loras: int = 0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.max_num_seqs = scheduler_config.max_num_seqs
+        self.policy = scheduler_config.scheduling_policy
+        self.chunked_prefill = scheduler_config.enable_chunked_prefill
+        self.max_num_batched_tokens = scheduler_config.max_num_batched_tokens or 2048
+        self.max_model_len = max_model_len
+        self.max_loras = max_loras
+        self.kv = kv
+        self.clock = clock
+        self.requests: dict[str, Request] = {}
+        self.waiting: list[Request] = []
+        self.running: list[Request] = []
+        self.num_preemptions = 0
+
+    # -- queue management --------------------------------------------------------------
+
+    def add_request(self, request: Request) -> None:
+        self.requests[request.request_id] = request
+        self.waiting.append(request)
+
+    def _pick_waiting(self) -> Request:
+        if self.policy == "priority":
+            return min(self.waiting, key=Request.sort_key)
+        return self.waiting[0]
+
+    def _pick_victim(self) -> Request:
+        if self.policy == "priority":
+            return max(self.running, key=Request.sort_key)
+        return self.running[-1]
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    def has_unfinished_requests(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    # -- scheduling --------------------------------------------------------------------
+
+    def schedule(self) -> SchedulerOutput:
+        out = SchedulerOutput()
+        budget = self.max_num_batched_tokens
+        now = self.clock()
+
+        # 1. Running requests first: decode tokens and the rest of chunked prompts.
+        index = 0
+        while index < len(self.running) and budget > 0:
+            request = self.running[index]
+            num_new = min(request.num_tokens - request.num_computed_tokens, budget)
+            if num_new <= 0:
+                index += 1
+                continue
+            scheduled = True
+            while not self.kv.allocate_slots(request, num_new):
+                victim = self._pick_victim()
+                budget += out.num_scheduled_tokens.get(victim.request_id, 0)
+                self._preempt(victim, out)
+                if victim is request:
+                    scheduled = False
+                    break
+            if scheduled:
+                out.num_scheduled_tokens[request.request_id] = num_new
+                budget -= num_new
+                index = self.running.index(request) + 1
+            else:
+                index = min(index, len(self.running))
+
+        # 2. Waiting requests, unless this step already had to preempt.
+        loras = {r.lora for r in self.running if r.lora is not None}
+        while self.waiting and budget > 0 and not out.preempted and len(self.running) < self.max_num_seqs:
+            request = self._pick_waiting()
+            if request.lora is not None and request.lora not in loras and len(loras) >= self.max_loras > 0:
+                break
+            computed, num_cached = self.kv.get_computed_blocks(request)
+            num_new = request.num_tokens - num_cached
+            if num_new > budget and not self.chunked_prefill:
+                break
+            num_new = min(num_new, budget)
+            if not self.kv.allocate_slots(request, num_new, computed):
+                break
+            self.waiting.remove(request)
+            self.running.append(request)
+            if request.lora is not None:
+                loras.add(request.lora)
+            request.status = RequestStatus.RUNNING
+            request.num_computed_tokens = num_cached
+            if request.num_cached_tokens < 0:
+                request.num_cached_tokens = num_cached
+            if request.first_scheduled_time is None:
+                request.first_scheduled_time = now
+            out.num_scheduled_tokens[request.request_id] = num_new
+            budget -= num_new
+
+        out.total_num_scheduled_tokens = self.max_num_batched_tokens - budget
+        return out
+
+    def _preempt(self, request: Request, out: SchedulerOutput) -> None:
+        self.running.remove(request)
+        self.kv.free(request)
+        request.status = RequestStatus.PREEMPTED
+        request.num_computed_tokens = 0
+        request.num_preemptions += 1
+        self.num_preemptions += 1
+        out.num_scheduled_tokens.pop(request.request_id, None)
+        out.preempted.append(request.request_id)
+        self.waiting.insert(0, request)
+
+    # -- after the forward pass ----------------------------------------------------------
+
+    def update_from_output(self, out: SchedulerOutput, sampled: dict[str, list[int]]) -> list[Request]:
+        """Advance computed counts, append sampled tokens, finish requests that hit EOS,
+        a stop token, max_tokens or the context limit. Returns the requests that got
+        new tokens."""
+        updated = []
+        now = self.clock()
+        for request_id, num_tokens in out.num_scheduled_tokens.items():
+            request = self.requests.get(request_id)
+            if request is None:
+                continue
+            request.num_computed_tokens += num_tokens
+            new_tokens = sampled.get(request_id)
+            if not new_tokens:
+                continue
+            for token in new_tokens:
+                request.append_token(token)
+                if request.first_token_time is None:
+                    request.first_token_time = now
+                request.last_token_time = now
+                status = self._check_stop(request, token)
+                if status is not None:
+                    self.finish(request, status)
+                    break
+            updated.append(request)
+        return updated
+
+    def _check_stop(self, request: Request, token: int) -> RequestStatus | None:
+        params = request.params
+        produced = request.num_output_tokens
+        if produced >= params.min_tokens:
+            if not params.ignore_eos and token in request.eos_token_ids:
+                return RequestStatus.FINISHED_STOPPED
+            if token in params.stop_token_ids:
+                request.stop_reason = token
+                return RequestStatus.FINISHED_STOPPED
+        if produced >= request.max_tokens or request.num_tokens >= self.max_model_len:
+            return RequestStatus.FINISHED_LENGTH
+        return None
+
+    def finish(self, request: Request, status: RequestStatus) -> None:
+        """End a request now (stop string, abort, ...); its blocks are freed at once."""
+        if request.status.finished:
+            return
+        if request in self.running:
+            self.running.remove(request)
+        elif request in self.waiting:
+            self.waiting.remove(request)
+        request.status = status
+        request.finished_time = self.clock()
+        self.kv.forget(request)
+        self.requests.pop(request.request_id, None)

@@ -1,0 +1,42 @@
+"""The attention layer models use. It stores nothing about the batch: the runner binds
+its KV cache (``kv_cache``) once at start-up and publishes each step's batch layout in
+``fw.attention.context``; the backend chosen for the engine does the work."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fw.attention.context import get_forward_context
+from fw.models.interface import ModelContext
+
+
+class Attention(nn.Module):
+    def __init__(self, num_heads: int, head_size: int, scale: float, num_kv_heads: int,
+                 context: ModelContext, *, sliding_window: int | None = None,
+                 logits_soft_cap: float | None = None):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_size = head_size
+        self.num_kv_heads = num_kv_heads
+        self.sliding_window = sliding_window
+        self.impl = context.attention_backend(
+            num_heads, head_size, num_kv_heads, scale,
+            sliding_window=sliding_window, logits_soft_cap=logits_soft_cap,
+        )
+        #: [2, num_blocks, block_size, num_kv_heads, head_size], bound by the model runner
+        self.kv_cache: torch.Tensor | None = None
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """query [T, Hq*D], key/value [T, Hkv*D] -> [T, Hq*D]."""
+        if self.kv_cache is None:
+            raise RuntimeError("attention layer has no KV cache bound; the model runner binds it")
+        tokens = query.shape[0]
+        out = self.impl.forward(
+            query.view(tokens, self.num_heads, self.head_size),
+            key.view(tokens, self.num_kv_heads, self.head_size),
+            value.view(tokens, self.num_kv_heads, self.head_size),
+            self.kv_cache,
+            get_forward_context().metadata,
+        )
+        return out.reshape(tokens, self.num_heads * self.head_size)
