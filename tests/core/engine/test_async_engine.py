@@ -1,0 +1,89 @@
+"""The async engine: concurrent streams, deltas, aborts that free blocks, errors before
+the first output."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fw.config import EngineConfig
+from fw.engine.async_engine import AsyncEngine
+from fw.engine.sampling_params import RequestOutputKind, SamplingParams
+from fw.errors import ContextLengthError
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_llama):
+    engine = AsyncEngine.from_config(EngineConfig.from_options(model=str(tiny_llama), dtype="float32"))
+    yield engine
+    asyncio.run(engine.shutdown())
+
+
+def delta(max_tokens=12, **kwargs):
+    return SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True,
+                          output_kind=RequestOutputKind.DELTA, **kwargs)
+
+
+async def collect(engine, request_id, prompt, params):
+    text, tokens, last = "", [], None
+    async for output in engine.generate(prompt, params, request_id):
+        text += output.outputs[0].text
+        tokens += output.outputs[0].token_ids
+        last = output
+    return text, tokens, last
+
+
+def test_concurrent_streams_complete_with_the_same_tokens(engine):
+    async def main():
+        return await asyncio.gather(*(collect(engine, f"r{i}", "Hello! How are you", delta()) for i in range(16)))
+
+    results = asyncio.run(main())
+    assert len({tuple(tokens) for _, tokens, _ in results}) == 1
+    assert all(last.finished and len(tokens) == 12 for _, tokens, last in results)
+    assert engine.stats().num_running == 0
+
+
+def test_closing_the_stream_aborts_and_frees_blocks(engine):
+    async def main():
+        stream = engine.generate("Once upon a time", delta(max_tokens=400), "gone")
+        await stream.__anext__()
+        await stream.aclose()
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            stats = engine.stats()
+            if stats.num_running == 0 and stats.num_free_blocks == stats.num_blocks:
+                return stats
+        return engine.stats()
+
+    stats = asyncio.run(main())
+    assert stats.num_running == 0 and stats.num_free_blocks == stats.num_blocks
+
+
+def test_abort_ends_the_stream_with_finish_reason_abort(engine):
+    async def main():
+        outputs = []
+
+        async def consume():
+            async for output in engine.generate("Once upon a time", delta(max_tokens=400), "stopme"):
+                outputs.append(output)
+
+        task = asyncio.create_task(consume())
+        while not outputs:
+            await asyncio.sleep(0.01)
+        await engine.abort("stopme")
+        await asyncio.wait_for(task, 10)
+        return outputs
+
+    outputs = asyncio.run(main())
+    assert outputs[-1].finished and outputs[-1].outputs[0].finish_reason == "abort"
+
+
+def test_invalid_request_raises_before_any_output(engine):
+    async def main():
+        with pytest.raises(ContextLengthError):
+            async for _ in engine.generate("hi", delta(max_tokens=10_000), "toolong"):
+                pass
+
+    asyncio.run(main())
+    engine.check_health()

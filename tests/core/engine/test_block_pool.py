@@ -1,0 +1,94 @@
+"""The block pool and KV-cache manager: reference counts, LRU eviction, prefix hits."""
+
+from __future__ import annotations
+
+import pytest
+
+from fw.engine.block_pool import BlockPool
+from fw.engine.kv_cache_manager import KVCacheManager
+from fw.engine.request import Request
+from fw.engine.sampling_params import SamplingParams
+
+
+def make_request(request_id: str, tokens: list[int], lora=None) -> Request:
+    return Request(request_id, tokens, SamplingParams(max_tokens=8), lora=lora)
+
+
+def test_new_blocks_come_from_the_free_queue_in_order():
+    pool = BlockPool(4)
+    blocks = pool.get_new_blocks(3)
+    assert [b.block_id for b in blocks] == [0, 1, 2]
+    assert pool.num_free_blocks == 1
+    with pytest.raises(RuntimeError):
+        pool.get_new_blocks(2)
+
+
+def test_freed_blocks_keep_their_hash_until_reused():
+    pool = BlockPool(2)
+    (block,) = pool.get_new_blocks(1)
+    pool.register(block, 123, (1, 2))
+    pool.free([block])
+    assert pool.lookup(123, (1, 2)) is block  # still findable while free
+    assert pool.lookup(123, (9, 9)) is None  # the token check guards against collisions
+    pool.get_new_blocks(2)  # reuse evicts it
+    assert pool.lookup(123, (1, 2)) is None
+
+
+def test_touch_revives_a_free_cached_block():
+    pool = BlockPool(3)
+    (block,) = pool.get_new_blocks(1)
+    pool.register(block, 7, (1,))
+    pool.free([block])
+    assert pool.num_free_blocks == 3
+    pool.touch([block])
+    assert block.ref_count == 1 and pool.num_free_blocks == 2
+
+
+def test_double_free_is_an_error():
+    pool = BlockPool(1)
+    (block,) = pool.get_new_blocks(1)
+    pool.free([block])
+    with pytest.raises(RuntimeError):
+        pool.free([block])
+
+
+def test_prefix_hit_shares_full_blocks_and_leaves_one_token_to_compute():
+    kv = KVCacheManager(num_blocks=16, block_size=4)
+    first = make_request("a", list(range(10)))
+    assert kv.allocate_slots(first, 10)
+    first.num_computed_tokens = 10
+    second = make_request("b", list(range(10)) + [99])
+    blocks, cached = kv.get_computed_blocks(second)
+    assert cached == 8 and [b.block_id for b in blocks] == kv.block_ids("a")[:2]
+    assert kv.allocate_slots(second, 11 - cached, blocks)
+    assert kv.block_ids("b")[:2] == kv.block_ids("a")[:2]
+    assert all(b.ref_count == 2 for b in blocks)
+    # A prompt that is entirely cached still computes its last token.
+    third = make_request("c", list(range(8)))
+    _, cached = kv.get_computed_blocks(third)
+    assert cached == 4
+    assert kv.prefix_queries == 19 and kv.prefix_hits == 12
+
+
+def test_prefix_cache_is_not_shared_across_adapters():
+    kv = KVCacheManager(num_blocks=8, block_size=4)
+    base = make_request("a", list(range(9)))
+    kv.allocate_slots(base, 9)
+    adapted = make_request("b", list(range(9)), lora="adapter-1")
+    assert kv.get_computed_blocks(adapted) == ([], 0)
+
+
+def test_no_prefix_caching_means_no_hits_and_no_hashes():
+    kv = KVCacheManager(num_blocks=8, block_size=4, enable_caching=False)
+    first = make_request("a", list(range(9)))
+    kv.allocate_slots(first, 9)
+    kv.free(first)
+    assert kv.get_computed_blocks(make_request("b", list(range(9)))) == ([], 0)
+    assert not kv.pool.cached
+
+
+def test_allocation_failure_changes_nothing():
+    kv = KVCacheManager(num_blocks=2, block_size=4)
+    request = make_request("a", list(range(12)))
+    assert not kv.allocate_slots(request, 12)
+    assert kv.pool.num_free_blocks == 2 and kv.block_ids("a") == []

@@ -1,0 +1,146 @@
+"""The scheduler with a fake runner: budgets, chunking, preemption, policies, aborts, and
+no leaked block after many random operations."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from fw.config import CacheConfig, SchedulerConfig
+from fw.engine.kv_cache_manager import KVCacheManager
+from fw.engine.request import Request, RequestStatus
+from fw.engine.sampling_params import SamplingParams
+from fw.engine.scheduler import Scheduler, SchedulerOutput
+
+
+def make_scheduler(num_blocks=64, block_size=4, budget=32, max_seqs=8, policy="fcfs", chunked=True, caching=True):
+    kv = KVCacheManager(num_blocks, block_size, caching)
+    config = SchedulerConfig(max_num_batched_tokens=budget, max_num_seqs=max_seqs, scheduling_policy=policy,
+                             enable_chunked_prefill=chunked)
+    return Scheduler(config, CacheConfig(block_size=16), kv, max_model_len=256)
+
+
+def make_request(request_id, prompt_len, max_tokens=4, priority=0, arrival=0.0):
+    params = SamplingParams(max_tokens=max_tokens, ignore_eos=True)
+    return Request(request_id, [random.randrange(100) for _ in range(prompt_len)], params,
+                   priority=priority, arrival_time=arrival)
+
+
+def run_step(scheduler: Scheduler):
+    """One step with a fake runner that samples token 7 wherever a chunk reaches the end."""
+    out = scheduler.schedule()
+    sampled = {}
+    for request_id, n in out.num_scheduled_tokens.items():
+        request = scheduler.requests[request_id]
+        if request.num_computed_tokens + n == request.num_tokens:
+            sampled[request_id] = [7]
+    scheduler.update_from_output(out, sampled)
+    return out
+
+
+def test_budget_and_max_num_seqs_are_respected():
+    scheduler = make_scheduler(budget=10, max_seqs=3)
+    for i in range(5):
+        scheduler.add_request(make_request(str(i), 6))
+    while scheduler.has_unfinished_requests():
+        out = run_step(scheduler)
+        assert out.total_num_scheduled_tokens <= 10
+        assert sum(out.num_scheduled_tokens.values()) == out.total_num_scheduled_tokens
+        assert len(scheduler.running) <= 3
+
+
+def test_long_prompt_is_chunked_and_shares_steps_with_decodes():
+    scheduler = make_scheduler(budget=8)
+    scheduler.add_request(make_request("short", 3, max_tokens=10))
+    run_step(scheduler)
+    scheduler.add_request(make_request("long", 20))
+    out = run_step(scheduler)
+    assert out.num_scheduled_tokens == {"short": 1, "long": 7}
+    out = run_step(scheduler)
+    assert out.num_scheduled_tokens == {"short": 1, "long": 7}
+
+
+def test_without_chunked_prefill_a_prompt_waits_for_a_whole_budget():
+    scheduler = make_scheduler(budget=8, chunked=False)
+    scheduler.add_request(make_request("a", 6))
+    scheduler.add_request(make_request("b", 6))
+    out = run_step(scheduler)
+    assert out.num_scheduled_tokens == {"a": 6}
+
+
+def test_preemption_frees_blocks_and_the_request_finishes_later():
+    scheduler = make_scheduler(num_blocks=6, block_size=4, budget=64, caching=False)
+    scheduler.add_request(make_request("a", 8, max_tokens=8, arrival=0))
+    scheduler.add_request(make_request("b", 8, max_tokens=8, arrival=1))
+    preempted = []
+    while scheduler.has_unfinished_requests():
+        preempted += run_step(scheduler).preempted
+    assert preempted and preempted[0] == "b"  # fcfs: the newest is preempted first
+    assert scheduler.kv.pool.num_free_blocks == 6
+
+
+def test_priority_policy_orders_waiting_and_preempts_the_lowest_priority():
+    scheduler = make_scheduler(num_blocks=6, block_size=4, budget=64, policy="priority", caching=False)
+    scheduler.add_request(make_request("low", 8, max_tokens=8, priority=5, arrival=0))
+    scheduler.add_request(make_request("high", 8, max_tokens=8, priority=0, arrival=1))
+    out = run_step(scheduler)
+    assert list(out.num_scheduled_tokens) == ["high", "low"]
+    preempted = []
+    while scheduler.has_unfinished_requests():
+        preempted += run_step(scheduler).preempted
+    assert preempted[0] == "low"
+
+
+def test_abort_frees_all_blocks_at_once():
+    scheduler = make_scheduler()
+    request = make_request("a", 10, max_tokens=100)
+    scheduler.add_request(request)
+    run_step(scheduler)
+    assert scheduler.kv.pool.num_free_blocks < 64
+    scheduler.finish(request, RequestStatus.FINISHED_ABORTED)
+    assert scheduler.kv.pool.num_free_blocks == 64
+    assert not scheduler.has_unfinished_requests()
+
+
+def test_max_tokens_and_stop_token_finish_requests():
+    scheduler = make_scheduler()
+    request = Request("a", [1, 2, 3], SamplingParams(max_tokens=3, stop_token_ids=[7], min_tokens=2))
+    scheduler.add_request(request)
+    for _ in range(5):
+        run_step(scheduler)
+    assert request.status == RequestStatus.FINISHED_STOPPED
+    assert request.output_token_ids == [7, 7] and request.stop_reason == 7
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_operations_leak_no_block(seed):
+    rng = random.Random(seed)
+    random.seed(seed)
+    scheduler = make_scheduler(num_blocks=24, block_size=4, budget=24, max_seqs=6,
+                               policy=rng.choice(["fcfs", "priority"]))
+    live: list[Request] = []
+    for op in range(1000):
+        choice = rng.random()
+        if choice < 0.3:
+            request = make_request(f"r{op}", rng.randint(1, 20), max_tokens=rng.randint(1, 12),
+                                   priority=rng.randint(0, 3), arrival=op)
+            scheduler.add_request(request)
+            live.append(request)
+        elif choice < 0.4 and live:
+            scheduler.finish(live.pop(rng.randrange(len(live))), RequestStatus.FINISHED_ABORTED)
+        elif choice < 0.45 and scheduler.running:
+            scheduler._preempt(rng.choice(scheduler.running), SchedulerOutput())
+        else:
+            run_step(scheduler)
+        live = [r for r in live if not r.status.finished]
+        in_use = sum(len(b) for b in scheduler.kv.req_blocks.values())
+        refs = sum(b.ref_count for b in scheduler.kv.pool.blocks)
+        assert refs == in_use
+        assert scheduler.kv.pool.num_free_blocks == sum(1 for b in scheduler.kv.pool.blocks if b.ref_count == 0)
+    for request in list(live):
+        scheduler.finish(request, RequestStatus.FINISHED_ABORTED)
+    while scheduler.has_unfinished_requests():
+        run_step(scheduler)
+    assert scheduler.kv.pool.num_free_blocks == 24
+    assert not scheduler.kv.req_blocks
