@@ -1,3 +1,9 @@
-"""Registers the built-in attention (hook implementations are added as each lands)."""
+"""Registers the built-in attention backends."""
 
-from fw import hookimpl  # noqa: F401
+from fw import hookimpl
+
+
+@hookimpl
+def fw_register_attention_backends(register):
+    register("torch", "fw_builtins.attention.torch_backend:TorchAttentionBackend")
+    register("triton", "fw_builtins.attention.triton_backend:TritonAttentionBackend")
