@@ -1,0 +1,81 @@
+"""pythonic: ``[f(a=1), g()]`` read with ``ast``, never evaluated."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fw.parsing.testkit import check_tool_parser
+from fw_builtins.tool_parsers.pythonic import PythonicToolParser, parse_calls
+
+
+def parse(text):
+    parsed = check_tool_parser(PythonicToolParser, text)
+    return parsed.content, [(c.name, json.loads(c.arguments)) for c in parsed.tool_calls]
+
+
+def test_no_call():
+    assert parse("It is 12 °C in Paris.") == ("It is 12 °C in Paris.", [])
+
+
+def test_one_call():
+    parsed = check_tool_parser(PythonicToolParser, '[get_weather(city="Paris")]')
+    assert [(c.name, c.arguments) for c in parsed.tool_calls] == [("get_weather", '{"city": "Paris"}')]
+    assert parsed.tool_calls[0].id.startswith("call_") and parsed.content is None
+
+
+def test_several_calls():
+    text = "[a(), b(x=1, y='two'), tools.c(z=[1, 2])]"
+    assert parse(text) == (None, [("a", {}), ("b", {"x": 1, "y": "two"}), ("tools.c", {"z": [1, 2]})])
+
+
+def test_text_before_a_call_makes_it_content():
+    text = "Sure: [a()]"
+    assert parse(text) == (text, [])
+
+
+def test_text_after_a_call_is_content():
+    assert parse("[a()]\n\nCalling it now.") == ("Calling it now.", [("a", {})])
+
+
+@pytest.mark.parametrize("bad", [
+    "[a(1)]",                    # positional arguments have no names
+    "[a(**kw)]",
+    "[a(x=open('f'))]",          # a call is not a literal
+    "[a(x=y)]",
+    "[a(x={1: 2})]",             # JSON keys are strings
+    "[a(x=float('nan'))]",
+    "[a(x=1e999)]",
+    "[a(x=f'{y}')]",
+    "[a(x=1, x=2)]",
+    "[a(), 3]",
+    "[]",
+    "[a(x=1,]",
+    "[__import__('os').system('true')]",
+])
+def test_anything_but_literal_keyword_arguments_is_content(bad):
+    assert parse(bad) == (bad, [])
+
+
+def test_literals_convert_to_json():
+    source = "[f(a=-1, b=+2.5, c=(1, 'x'), d={'k': [None, True]}, e=true, g=null, h=false)]"
+    assert parse_calls(source) == [("f", json.dumps(
+        {"a": -1, "b": 2.5, "c": [1, "x"], "d": {"k": [None, True]}, "e": True, "g": None,
+         "h": False}))]
+
+
+def test_unicode_and_nested_arguments():
+    arguments = {"q": "naïve 東京 ☕ ']'", "filters": {"tags": ["a"], "range": {"from": 1}}}
+    text = f"[search(q={arguments['q']!r}, filters={arguments['filters']!r})]"
+    assert parse(text) == (None, [("search", arguments)])
+
+
+def test_truncated_output_is_content():
+    text = '[get_weather(city="Par'
+    assert parse(text) == (text, [])
+
+
+def test_deep_nesting_is_content_not_a_crash():
+    text = "[f(x=" + "[" * 5000 + "]" * 5000 + ")]"
+    assert parse_calls(text) is None
