@@ -231,13 +231,19 @@ class ConfigCommand(click.Command):
         return "options:\n" + "\n".join(entries)
 
     def _overview(self, ctx: click.Context) -> str:
-        parts = [self._usage(ctx), self.help or ""]
+        parts = [self._usage(ctx), helptext.format_paragraph(self.help or "")]
         if self.positional:
             parts.append("positional arguments:\n" + helptext.format_entry(
                 f"{self.positional}_tag", self.positional_help))
         parts.append(self._general_section())
-        groups = "\n".join(helptext.format_entry(t, d) for t, d in self._groups())
-        parts.append("Config groups (--help=<group> lists a group's options):\n" + groups)
+        groups = self._groups()
+        if len(groups) <= 1:
+            # One group (or none) leaves nothing to choose between: show its options now.
+            for title, description in groups:
+                parts.append(helptext.format_group(title, description, self.specs))
+            return "\n\n".join(p for p in parts if p)
+        listing = "\n".join(helptext.format_entry(t, d) for t, d in groups)
+        parts.append("Config groups (--help=<group> lists a group's options):\n" + listing)
         parts.append("Use --help=all to show every option, or --help=<text> to search option names.")
         return "\n\n".join(p for p in parts if p)
 

@@ -37,6 +37,11 @@ def format_entry(names: str, help_text: str) -> str:
     return "\n".join([first, *(indent + line for line in rest)])
 
 
+def format_paragraph(text: str) -> str:
+    """Prose (a command's description) wrapped to the terminal."""
+    return textwrap.fill(text, _width())
+
+
 def format_option(spec: OptionSpec) -> str:
     metavar = spec.display_metavar()
     names = ", ".join(f"{flag} {metavar}" if metavar and not flag.startswith("--no-") else flag

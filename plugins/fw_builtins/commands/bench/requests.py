@@ -1,0 +1,96 @@
+"""One benchmark request: stream a completion and time each piece of the reply.
+
+Times are taken when a chunk with text arrives: the first gives the time to first token,
+the gaps between the rest the inter-token latencies; the end-to-end latency runs from
+sending the request to the end of the stream. Token counts come from the
+server's ``usage`` (asked for with ``stream_options.include_usage``); a server that
+sends none is counted one token per text chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from fw_builtins.commands.bench.datasets import Prompt
+from fw_builtins.commands.client import DONE, ServerError, ServerUnreachable, error_text, sse_event
+
+
+@dataclass
+class Result:
+    success: bool = False
+    error: str = ""
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    ttft: float = 0.0  # seconds
+    latency: float = 0.0  # seconds, request sent to end of stream
+    itl: list[float] = field(default_factory=list)  # seconds between text chunks
+    text: str = ""
+
+
+def request_body(endpoint: str, model: str, prompt: Prompt, ignore_eos: bool) -> dict:
+    body: dict = {"model": model, "temperature": 0.0, "stream": True,
+                  "stream_options": {"include_usage": True}}
+    if endpoint.endswith("/chat/completions"):
+        body["messages"] = [{"role": "user", "content": prompt.text}]
+        body["max_completion_tokens"] = prompt.output_len
+    else:
+        body["prompt"] = prompt.text
+        body["max_tokens"] = prompt.output_len
+    if ignore_eos:
+        body["ignore_eos"] = True
+    return body
+
+
+def _text_of(event: dict) -> str:
+    choices = event.get("choices") or []
+    if not choices:
+        return ""
+    choice = choices[0]
+    return choice.get("text") or (choice.get("delta") or {}).get("content") or ""
+
+
+async def send(client: httpx.AsyncClient, url: str, body: dict) -> Result:
+    result = Result()
+    pieces: list[str] = []
+    chunks = 0
+    usage: dict = {}
+    start = last = time.perf_counter()
+    try:
+        async with client.stream("POST", url, json=body) as response:
+            if response.status_code >= 400:
+                result.error = error_text(await response.aread(), response.status_code)
+                return result
+            async for line in response.aiter_lines():
+                event = sse_event(line)
+                if event is DONE:
+                    break
+                if event is None:
+                    continue
+                now = time.perf_counter()
+                usage = event.get("usage") or usage
+                text = _text_of(event)
+                if not text:
+                    continue
+                if chunks == 0:
+                    result.ttft = now - start
+                else:
+                    result.itl.append(now - last)
+                last = now
+                chunks += 1
+                pieces.append(text)
+            result.latency = time.perf_counter() - start
+    except (httpx.ConnectError, httpx.ConnectTimeout):
+        result.error = str(ServerUnreachable(url))
+        return result
+    except (httpx.HTTPError, ServerError) as exc:
+        result.error = str(exc) or type(exc).__name__
+        return result
+    result.text = "".join(pieces)
+    result.prompt_tokens = usage.get("prompt_tokens", 0)
+    result.output_tokens = usage.get("completion_tokens", chunks)
+    result.success = True
+    return result
+

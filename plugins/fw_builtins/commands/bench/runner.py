@@ -1,0 +1,141 @@
+"""Running `fw bench serve`: find the model, make the prompts, send them at the chosen
+pace, report.
+
+One request goes first on its own, so a wrong endpoint, model or key is reported in one
+line before the load starts instead of as a thousand failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+from tqdm import tqdm
+
+from fw_builtins.commands.bench import metrics
+from fw_builtins.commands.bench.datasets import Prompt, load_prompts
+from fw_builtins.commands.bench.requests import Result, request_body, send
+from fw_builtins.commands.client import Client, ServerOptions, fail, fatal_errors
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on; the message says why, on one line."""
+
+
+def run(config: Any) -> None:
+    target, dataset, traffic, report = config.target, config.dataset, config.traffic, config.result
+    api_key = os.environ.get("OPENAI_API_KEY") or "EMPTY"
+    model = target.model
+    if model is None:
+        with fatal_errors():
+            server = ServerOptions(url=f"{target.api_base()}/v1", api_key=api_key)
+            model = Client(server).first_model("--model")
+    tokenizer = _tokenizer(model, target.tokenizer) if dataset.dataset_name != "custom" else None
+    prompts = load_prompts(dataset, tokenizer)
+    url = target.api_base() + target.endpoint
+    concurrency = traffic.max_concurrency or "unlimited"
+    click.echo(f"Benchmarking {model} at {url}: {len(prompts)} prompts, "
+               f"request rate {traffic.request_rate:g}/s, concurrency {concurrency}")
+    try:
+        results, duration = asyncio.run(_benchmark(url, model, prompts, traffic, api_key, dataset.seed))
+    except BenchError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; no results")
+    if tokenizer is not None:
+        _fill_prompt_lengths(results, prompts, tokenizer)
+    failures = [r.error for r in results if not r.success]
+    if len(failures) == len(results):
+        fail(f"all {len(results)} requests failed; the first: {failures[0]}")
+    if failures:
+        click.echo(f"{len(failures)} requests failed; the first: {failures[0]}", err=True)
+    figures = metrics.summarize(results, duration, report.metrics(), report.percentiles())
+    click.echo(metrics.format_table(figures, report.metrics(), report.percentiles(),
+                                    traffic.max_concurrency))
+    if report.save_result:
+        path = _save(config, model, len(prompts), figures, results)
+        click.echo(f"Results saved to {path}")
+
+
+def _save(config: Any, model: str, num_prompts: int, figures: dict, results: list[Result]) -> Path:
+    target, traffic, report = config.target, config.traffic, config.result
+    now = datetime.now()
+    name = report.result_filename or metrics.default_filename(
+        model, traffic.request_rate, traffic.max_concurrency, now)
+    settings = {
+        "endpoint": target.endpoint, "model_id": model, "tokenizer_id": target.tokenizer or model,
+        "dataset_name": config.dataset.dataset_name, "num_prompts": num_prompts,
+        "request_rate": "inf" if math.isinf(traffic.request_rate) else traffic.request_rate,
+        "max_concurrency": traffic.max_concurrency, "ignore_eos": traffic.ignore_eos,
+    }
+    return metrics.save(Path(report.result_dir or ".") / name, figures, results, settings, now)
+
+def _tokenizer(model: str, tokenizer: str | None) -> Any:
+    """The tokenizer for random and ShareGPT prompts. A server running the embedded default
+    model lists it by name, not path, so that name means the embedded model here too."""
+    from fw.model_loader.default_model import NAME as DEFAULT_MODEL
+    from fw.model_loader.select import load_tokenizer
+
+    source = None if model == DEFAULT_MODEL and not Path(model).exists() else model
+    try:
+        return load_tokenizer(source, tokenizer)
+    except Exception as exc:  # noqa: BLE001 - any failure means the same advice
+        fail(f"cannot load a tokenizer for {tokenizer or model!r} ({exc}); "
+             "pass --tokenizer with the model's folder or file")
+
+
+def _fill_prompt_lengths(results: list[Result], prompts: list[Prompt], tokenizer: Any) -> None:
+    """Count prompt tokens locally for servers whose streams carry no usage."""
+    for result, prompt in zip(results, prompts):
+        if result.success and not result.prompt_tokens:
+            result.prompt_tokens = len(tokenizer.encode(prompt.text))
+
+
+async def _benchmark(url: str, model: str, prompts: list[Prompt], traffic: Any, api_key: str,
+                     seed: int) -> tuple[list[Result], float]:
+    """Send every prompt, paced by the request rate and capped by the concurrency;
+    returns the results (in prompt order) and the wall time they took."""
+    limit = traffic.max_concurrency
+    client = httpx.AsyncClient(
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=httpx.Timeout(6 * 3600.0, connect=10.0),
+        limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+    )
+    async with client:
+        def body(prompt: Prompt) -> dict:
+            return request_body(url, model, prompt, traffic.ignore_eos)
+
+        probe = await send(client, url, body(prompts[0]))
+        if not probe.success:
+            raise BenchError(f"the first test request to {url} failed: {probe.error}")
+        gate = asyncio.Semaphore(limit) if limit else None
+        bar = tqdm(total=len(prompts), disable=traffic.disable_tqdm, unit="req")
+
+        async def one(prompt: Prompt) -> Result:
+            if gate is None:
+                result = await send(client, url, body(prompt))
+            else:
+                async with gate:
+                    result = await send(client, url, body(prompt))
+            bar.update(1)
+            return result
+
+        arrivals = random.Random(seed)
+        start = time.perf_counter()
+        tasks = []
+        for prompt in prompts:
+            tasks.append(asyncio.create_task(one(prompt)))
+            if not math.isinf(traffic.request_rate):
+                await asyncio.sleep(arrivals.expovariate(traffic.request_rate))
+        results = await asyncio.gather(*tasks)
+        duration = time.perf_counter() - start
+        bar.close()
+    return list(results), duration
