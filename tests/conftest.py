@@ -25,3 +25,39 @@ def run_fw(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
 @pytest.fixture
 def fw_cli():
     return run_fw
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_factory(tmp_path_factory):
+    """``build(architecture="LlamaForCausalLM", *, seed=0, dtype=torch.float32, **overrides)``
+    -> the folder of a tiny random checkpoint (see tests/checkpoints.py).
+
+    Built once per session for each distinct set of arguments; treat the folder as
+    read-only (copy it with shutil.copytree to modify files).
+    """
+    from tests.checkpoints import make_tiny_checkpoint
+
+    built: dict[str, Path] = {}
+
+    def build(architecture: str = "LlamaForCausalLM", **kwargs) -> Path:
+        key = repr((architecture, sorted(kwargs.items())))
+        if key not in built:
+            folder = tmp_path_factory.mktemp(architecture)
+            built[key] = make_tiny_checkpoint(folder, architecture, **kwargs)
+        return built[key]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_checkpoint_factory) -> Path:
+    """A tiny random LlamaForCausalLM checkpoint folder (fp32, untied embeddings)."""
+    return tiny_checkpoint_factory("LlamaForCausalLM")
+
+
+@pytest.fixture
+def fw_cache_dir(tmp_path_factory, monkeypatch) -> Path:
+    """FW_CACHE_DIR pointed at one folder shared by this session's tests (not ~/.cache/fw)."""
+    root = tmp_path_factory.getbasetemp() / "fw-cache"
+    monkeypatch.setenv("FW_CACHE_DIR", str(root))
+    return root

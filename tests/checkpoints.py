@@ -1,0 +1,155 @@
+"""Tiny random Hugging Face checkpoints for tests.
+
+Nothing may download weights here, so every test that needs a model builds one: a real
+transformers architecture with a few thousand random parameters, saved exactly as a hub
+checkpoint would be (config.json, model.safetensors, generation_config.json and a
+tokenizer with a ChatML template). transformers loads the folder unchanged, which makes
+it the reference the engine is compared against.
+
+The tokenizer is a small byte-level BPE trained in-process on an embedded corpus, so
+encoding real English gives a handful of tokens per word (like a real model) and every
+byte sequence stays encodable. Training takes ~10 ms and is done once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import torch
+
+#: the special tokens every tiny tokenizer has, in id order (ids 0, 1, 2)
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+#: the tokenizer's size including the special tokens (= the model's vocab_size)
+VOCAB_SIZE = 448
+
+#: supported architecture -> its transformers config class
+ARCHITECTURES = {
+    "LlamaForCausalLM": "LlamaConfig",
+    "MistralForCausalLM": "MistralConfig",
+    "Qwen2ForCausalLM": "Qwen2Config",
+    "Qwen3ForCausalLM": "Qwen3Config",
+}
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# Plain, varied English so that merges cover common words, punctuation and digits.
+CORPUS = """\
+The quick brown fox jumps over the lazy dog. What is the capital of France? The capital
+of France is Paris. Paris is a city on the river Seine, and it is known for its museums,
+its cafes and the Eiffel Tower. Berlin is the capital of Germany; Rome is the capital of
+Italy; Madrid is the capital of Spain. Hello! How are you today? I am fine, thank you.
+Can you tell me a story about a small robot who wanted to learn how to paint? Once upon a
+time there was a little robot. It lived in a quiet house at the edge of a forest. Every
+morning the robot watched the sun rise and wondered what colors were made of. One day it
+found a box of paints and began to make pictures of trees, rivers, birds and clouds.
+Numbers: 0 1 2 3 4 5 6 7 8 9 10 12 42 100 2024 3.14 1,000. Write a function that returns
+the sum of two numbers. def add(a, b): return a + b. The answer is 4. Please explain why
+the sky is blue: sunlight is scattered by the air, and blue light is scattered more than
+red light. Water boils at 100 degrees Celsius. The weather is nice and warm this week.
+You are a helpful assistant. The user asks a question and the assistant answers it with
+care. Tell me three facts about the moon. The moon has no air, it has many craters, and
+it moves around the Earth about once a month. Thanks for your help, that was very useful.
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_tokenizer():
+    """The trained tokenizer (a ``PreTrainedTokenizerFast``), built once per process."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE, special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    core.train_from_iterator(CORPUS.splitlines(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<|im_start|>", eos_token="<|im_end|>",
+        pad_token="<|endoftext|>", unk_token="<|endoftext|>", chat_template=CHAT_TEMPLATE,
+        model_max_length=512, clean_up_tokenization_spaces=False,
+    )
+    if len(tokenizer) != VOCAB_SIZE:
+        raise RuntimeError(f"tiny tokenizer has {len(tokenizer)} tokens, expected {VOCAB_SIZE}")
+    return tokenizer
+
+
+def _config(architecture: str, tokenizer, dtype: torch.dtype, overrides: dict):
+    import transformers
+
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; available: {', '.join(ARCHITECTURES)}")
+    config_class = getattr(transformers, ARCHITECTURES[architecture])
+    values = dict(
+        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, intermediate_size=128, max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    if architecture == "MistralForCausalLM":
+        values["sliding_window"] = None  # full attention unless a test asks for a window
+    values.update(overrides)
+    config = config_class(**values)
+    config.architectures = [architecture]
+    config.dtype = dtype
+    return config
+
+
+
+def make_tiny_checkpoint(directory: Path, architecture: str = "LlamaForCausalLM", *,
+                         seed: int = 0, dtype: torch.dtype = torch.float32,
+                         **config_overrides) -> Path:
+    """Write a tiny random checkpoint of ``architecture`` into ``directory``; returns it.
+
+    ``config_overrides`` go to the transformers config class (``tie_word_embeddings=True``,
+    ``num_hidden_layers=3``, ``rope_parameters={...}``). The same arguments always give
+    the same bytes, so a test may rebuild a checkpoint instead of sharing one.
+    """
+    import transformers
+    from transformers import GenerationConfig
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = tiny_tokenizer()
+    config = _config(architecture, tokenizer, dtype, config_overrides)
+    torch.manual_seed(seed)
+    model = getattr(transformers, architecture)(config)
+    _perturb_constant_parameters(model)
+    model = model.to(dtype).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+    )
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    _check_written(directory)
+    return directory
+
+
+@torch.no_grad()
+def _perturb_constant_parameters(model) -> None:
+    """Add noise to the 1-D parameters (norm weights start at 1, biases at 0).
+
+    With their initial constant values a model that forgets to load a norm weight or the
+    Qwen2 qkv bias would still match transformers; random values make such a bug show.
+    """
+    for parameter in model.parameters():
+        if parameter.dim() == 1:
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+
+
+def _check_written(directory: Path) -> None:
+    """Fail loudly if a transformers upgrade changes what ``save_pretrained`` writes."""
+    for name in ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json"):
+        if not (directory / name).is_file():
+            raise RuntimeError(f"tiny checkpoint in {directory} lacks {name}")
+    json.loads((directory / "config.json").read_text())

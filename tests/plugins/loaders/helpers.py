@@ -1,0 +1,44 @@
+"""Shared by the loader tests: read everything a loader yields, and transformers' view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fw.config import LoadConfig, ModelConfig
+from fw.model_loader.select import get_loader
+
+
+def loader_for(path: Path, load_format: str = "auto", *, tqdm: bool = False, **model_options):
+    model_options.setdefault("model", str(path))
+    return get_loader(path, LoadConfig(load_format=load_format, use_tqdm_on_load=tqdm),
+                      ModelConfig(**model_options))
+
+
+def read_all(path: Path, load_format: str = "auto") -> dict[str, torch.Tensor]:
+    """Every (name, tensor) the loader yields; fails on a name yielded twice."""
+    weights: dict[str, torch.Tensor] = {}
+    for name, tensor in loader_for(path, load_format).iter_weights():
+        assert name not in weights, f"{name} yielded twice"
+        weights[name] = tensor
+    return weights
+
+
+def transformers_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    """The parameters transformers loads from ``folder`` (a tied lm_head is not stored)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto")
+    state = model.state_dict()
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight")
+    return state
+
+
+def assert_same_tensors(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert sorted(actual) == sorted(expected)
+    for name, tensor in expected.items():
+        assert actual[name].shape == tensor.shape, name
+        assert actual[name].dtype == tensor.dtype, name
+        assert torch.equal(actual[name], tensor), name
