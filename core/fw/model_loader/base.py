@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Iterator
 
+from fw.errors import FwError
+
 if TYPE_CHECKING:
     import torch
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from fw.config import LoadConfig, ModelConfig
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(FwError):
     """A model that cannot be loaded; the message names the file and what is wrong."""
 
     def __init__(self, path: Path | str, problem: str):
@@ -63,15 +65,10 @@ class WeightLoader(ABC):
 
     def tokenizer(self) -> "PreTrainedTokenizerBase":
         """The model's tokenizer (``--tokenizer`` wins over the model folder's)."""
-        from transformers import AutoTokenizer
+        from fw.model_loader.tokenizer import load_hf_tokenizer
 
         source = self.model_config.tokenizer or (self.path if self.path.is_dir() else self.path.parent)
-        try:
-            return AutoTokenizer.from_pretrained(
-                source, trust_remote_code=self.model_config.trust_remote_code
-            )
-        except (ValueError, OSError) as exc:
-            raise ModelLoadError(source, f"no usable tokenizer: {exc}") from exc
+        return load_hf_tokenizer(source, trust_remote_code=self.model_config.trust_remote_code)
 
     def generation_config(self) -> dict:
         """Default sampling settings the model ships (generation_config.json), if any."""

@@ -12,7 +12,8 @@ from tests.core.engine.conftest import PROMPTS, _hf_model, hf_greedy, hf_logprob
 
 ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"]
 MAX_TOKENS = 24
-GREEDY = SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0, ignore_eos=True)
+# min_tokens masks EOS as transformers' min_new_tokens does, so both pick the same tokens.
+GREEDY = SamplingParams(max_tokens=MAX_TOKENS, min_tokens=MAX_TOKENS, temperature=0.0)
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES)
@@ -58,7 +59,7 @@ def test_prefix_cache_hits_give_the_same_tokens(checkpoint, expected, llm_factor
 
 def test_n_samples_share_the_prompt(checkpoint, expected, llm_factory):
     llm = llm_factory(checkpoint, block_size=8)
-    outputs = llm.generate(PROMPTS[:2], SamplingParams(n=2, max_tokens=MAX_TOKENS, temperature=0.0, ignore_eos=True),
+    outputs = llm.generate(PROMPTS[:2], SamplingParams(n=2, max_tokens=MAX_TOKENS, min_tokens=MAX_TOKENS, temperature=0.0),
                            use_tqdm=False)
     for output, want in zip(outputs, expected[:2]):
         assert [c.index for c in output.outputs] == [0, 1]

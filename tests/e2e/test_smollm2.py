@@ -1,0 +1,54 @@
+"""The embedded SmolLM2-135M-Instruct (Q4_1 GGUF) end to end against transformers on the
+same file: identical greedy tokens in fp32, and a sensible answer in bf16."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from fw import LLM, SamplingParams
+from fw.model_loader.default_model import default_model_path
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "Explain in one sentence why the sky is blue.",
+]
+
+
+@pytest.fixture(scope="module")
+def hf():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = os.path.split(default_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
+    return tokenizer, model
+
+
+def test_fp32_greedy_tokens_match_transformers(hf):
+    tokenizer, model = hf
+    llm = LLM(dtype="float32", max_model_len=1024)
+    conversations = [[{"role": "user", "content": q}] for q in QUESTIONS]
+    # min_tokens masks EOS as transformers' min_new_tokens does.
+    outputs = llm.chat(conversations, SamplingParams(max_tokens=32, min_tokens=32, temperature=0.0),
+                       use_tqdm=False)
+    for conversation, output in zip(conversations, outputs):
+        ids = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, return_dict=False)
+        assert output.prompt_token_ids == list(ids)
+        with torch.no_grad():
+            reference = model.generate(torch.tensor([ids]), max_new_tokens=32, min_new_tokens=32, do_sample=False)
+        assert output.outputs[0].token_ids == reference[0, len(ids):].tolist()
+
+
+def test_bf16_answer_names_paris():
+    llm = LLM()  # the embedded default, bf16 on this CPU
+    assert llm.engine.loaded.dtype == torch.bfloat16
+    output = llm.chat([{"role": "user", "content": "What is the capital of France?"}],
+                      SamplingParams(max_tokens=24, temperature=0.0), use_tqdm=False)[0].outputs[0]
+    assert "Paris" in output.text
+    assert output.finish_reason == "stop"
