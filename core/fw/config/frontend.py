@@ -1,0 +1,140 @@
+"""The options of the OpenAI-compatible server: `fw serve`'s general options and its
+Frontend group.
+
+Names, defaults and meaning follow vLLM's, with one deliberate difference: ``--host``
+defaults to ``127.0.0.1`` (vLLM listens on every interface), so a server started on a
+laptop or a shared machine is not reachable from the network until the user asks for it
+with ``--host 0.0.0.0``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fw.config.base import ConfigGroup, option
+
+UvicornLogLevel = Literal["critical", "debug", "error", "info", "trace", "warning"]
+ContentFormat = Literal["auto", "openai", "string"]
+
+
+class ServeOptions(ConfigGroup):
+    """The ungrouped options vLLM lists first under `serve` (logging switches)."""
+
+    group_title = "ServeOptions"
+    group_help = "General options of `fw serve`."
+
+    disable_log_stats: bool = option(
+        False, "Disable the periodic log line of engine statistics (throughput, queue, KV cache)."
+    )
+    enable_log_requests: bool = option(
+        False, "Log every request: its id, prompt (see --max-log-len) and sampling parameters."
+    )
+
+
+class FrontendConfig(ConfigGroup):
+    group_title = "Frontend"
+    group_help = "Arguments for the OpenAI-compatible frontend server."
+
+    host: str = option(
+        "127.0.0.1",
+        "Host name or address to listen on. Defaults to loopback only (vLLM listens on all "
+        "interfaces); use --host 0.0.0.0 to expose the server to the network.",
+    )
+    port: int = option(8000, "Port number (0 picks a free port; the start-up log shows it).")
+    uds: str | None = option(
+        None, "Unix domain socket path. If set, --host and --port are ignored."
+    )
+    uvicorn_log_level: UvicornLogLevel = option("info", "Log level for uvicorn.")
+    disable_uvicorn_access_log: bool = option(False, "Disable uvicorn's access log.")
+    allow_credentials: bool = option(False, "CORS: allow credentials.")
+    allowed_origins: list[str] = option(["*"], "CORS: allowed origins.")
+    allowed_methods: list[str] = option(["*"], "CORS: allowed methods.")
+    allowed_headers: list[str] = option(["*"], "CORS: allowed headers.")
+    api_key: list[str] | None = option(
+        None,
+        "If given, requests to /v1/* must carry one of these keys as 'Authorization: Bearer "
+        "KEY' (repeat the option for several keys; FW_API_KEY may hold several separated by "
+        "spaces). /health, /metrics and /docs stay open.",
+        env="FW_API_KEY",
+    )
+    chat_template: str | None = option(
+        None,
+        "The chat template: a file path, or the template itself in single-line form. "
+        "Defaults to the template the model's tokenizer (or GGUF file) carries.",
+    )
+    chat_template_content_format: ContentFormat = option(
+        "auto",
+        'How message content is handed to the chat template: "string" joins text parts '
+        'into one string; "openai" passes a list of parts ([{"type": "text", "text": ...}]); '
+        '"auto" picks from what the template reads.',
+    )
+    trust_request_chat_template: bool = option(
+        False,
+        "Honour a chat_template given in a request. If off, such requests are rejected "
+        "and the server's template (--chat-template or the tokenizer's) is always used.",
+    )
+    response_role: str = option(
+        "assistant", "The role name returned when a request has add_generation_prompt=true."
+    )
+    ssl_keyfile: str | None = option(None, "The file path to the SSL key file.")
+    ssl_certfile: str | None = option(None, "The file path to the SSL certificate file.")
+    ssl_ca_certs: str | None = option(None, "The CA certificates file.")
+    ssl_cert_reqs: int = option(
+        0, "Whether a client certificate is required (the stdlib ssl module's CERT_* value)."
+    )
+    root_path: str | None = option(
+        None, "The root path the app is served under, when it sits behind a path-based proxy."
+    )
+    middleware: list[str] = option(
+        [],
+        "Extra ASGI middleware, as an import path ('package.module:name' or "
+        "'package.module.name'); repeatable. A class is added with app.add_middleware(), a "
+        "function as an HTTP middleware (@app.middleware('http')).",
+    )
+    return_tokens_as_token_ids: bool = option(
+        False,
+        "In logprobs, represent each token as the string 'token_id:{id}', so tokens that "
+        "are not valid UTF-8 on their own can still be identified.",
+    )
+    enable_request_id_headers: bool = option(
+        False,
+        "Add an X-Request-Id header to every response (the client's own X-Request-Id if "
+        "it sent one).",
+    )
+    max_log_len: int | None = option(
+        None,
+        "Maximum number of prompt characters or prompt token ids printed in request logs; "
+        "unlimited if unset.",
+    )
+    disable_fastapi_docs: bool = option(
+        False, "Disable the OpenAPI schema (/openapi.json), the Swagger UI (/docs) and ReDoc (/redoc)."
+    )
+    enable_prompt_tokens_details: bool = option(
+        False, "Include prompt_tokens_details (cached_tokens) in usage."
+    )
+    enable_force_include_usage: bool = option(
+        False,
+        "Include usage in every response, streamed ones too (as if every request set "
+        "stream_options.include_usage).",
+    )
+    enable_tokenizer_info_endpoint: bool = option(
+        False,
+        "Enable the /get_tokenizer_info endpoint. It exposes the chat template and other "
+        "tokenizer configuration.",
+    )
+    enable_log_outputs: bool = option(
+        False, "Log each request's generated text. Requires --enable-log-requests."
+    )
+    h11_max_incomplete_event_size: int = option(
+        4194304,
+        "Maximum size in bytes of an incomplete HTTP event (headers, or a body chunk) the "
+        "h11 parser buffers. Limits header abuse. Accepts k/K/m/M suffixes.",
+        size=True,
+    )
+    h11_max_header_count: int = option(
+        256,
+        "Maximum number of HTTP headers a request may carry (431 beyond). Limits header abuse.",
+    )
+    log_error_stack: bool = option(
+        False, "Log the stack trace of every error response, not only of internal errors."
+    )

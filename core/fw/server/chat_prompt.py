@@ -1,0 +1,49 @@
+"""Chat messages to prompt text with the server's settings (shared by the chat and
+tokenize routes)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fw.chat import load_chat_template, render_chat
+from fw.chat.template import compile_template
+from fw.errors import InvalidParameterError
+from fw.server.protocol.chat import ChatTemplateFields
+from fw.server.protocol.models import TokenizeRequest
+
+if TYPE_CHECKING:
+    from fw.server.context import ServerContext
+
+
+def server_chat_template(value: str | None) -> str | None:
+    """The --chat-template option as checked template text; ValueError names the option."""
+    try:
+        template = load_chat_template(value)
+        if template is not None:
+            compile_template(template)
+    except InvalidParameterError as exc:
+        raise ValueError(f"--chat-template: {exc.message.removeprefix('chat_template: ')}") from None
+    except ValueError as exc:
+        raise ValueError(f"--chat-template: {exc}") from None
+    return template
+
+
+def message_dicts(fields: ChatTemplateFields | TokenizeRequest) -> list[dict[str, Any]]:
+    """Messages as the client sent them (fields it left out stay out)."""
+    return [m.model_dump(exclude_unset=True) for m in fields.messages or []]
+
+
+def render_messages(ctx: "ServerContext", fields: ChatTemplateFields | TokenizeRequest,
+                    messages: list[dict[str, Any]], extra_kwargs: dict[str, Any] | None = None) -> str:
+    kwargs = {k: v for k, v in (fields.chat_template_kwargs or {}).items() if k != "chat_template"}
+    kwargs.update(extra_kwargs or {})
+    return render_chat(
+        ctx.tokenizer, messages,
+        chat_template=ctx.request_template(fields),
+        add_generation_prompt=fields.add_generation_prompt,
+        continue_final_message=fields.continue_final_message,
+        tools=fields.tools,
+        documents=fields.documents,
+        chat_template_kwargs=kwargs,
+        content_format=ctx.config.frontend.chat_template_content_format,
+    )

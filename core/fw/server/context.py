@@ -1,0 +1,94 @@
+"""ServerContext: what every route needs, built once per app."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from fw.config.serve import ServeConfig
+from fw.engine.protocol import EngineClient, ModelInfo
+from fw.errors import InvalidParameterError, ModelNotFoundError
+from fw.server.chat_prompt import server_chat_template
+from fw.server.logprobs import TokenText
+from fw.server.metrics import ServerMetrics
+from fw.server.protocol.chat import ChatTemplateFields
+from fw.server.protocol.models import TokenizeRequest
+from fw.server.request_log import RequestLogger
+
+
+@dataclass
+class ServerContext:
+    engine: EngineClient
+    config: ServeConfig
+    model_info: ModelInfo
+    #: --chat-template's text, or the model's own template (GGUF metadata) if it has one
+    chat_template: str | None
+    metrics: ServerMetrics
+    request_log: RequestLogger
+    token_text: TokenText
+
+    @classmethod
+    def create(cls, engine: EngineClient, config: ServeConfig) -> "ServerContext":
+        """Fails (ValueError) on a bad --chat-template, so the server does not start."""
+        frontend = config.frontend
+        template = server_chat_template(frontend.chat_template) or engine.model_info.chat_template
+        info = engine.model_info
+        return cls(
+            engine=engine, config=config, model_info=info, chat_template=template,
+            metrics=ServerMetrics(engine, info.name),
+            request_log=RequestLogger(
+                enabled=config.options.enable_log_requests,
+                log_outputs=frontend.enable_log_outputs,
+                max_len=frontend.max_log_len,
+            ),
+            token_text=TokenText(engine.tokenizer),
+        )
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.engine.tokenizer
+
+    @property
+    def served_names(self) -> list[str]:
+        return self.model_info.served_model_names or [self.model_info.name]
+
+    def check_model(self, requested: str | None) -> str:
+        """The name responses carry; unknown names are a 404."""
+        if requested is not None and requested not in self.served_names:
+            raise ModelNotFoundError(
+                f"the model {requested!r} does not exist; this server serves "
+                f"{', '.join(repr(n) for n in self.served_names)}",
+                param="model",
+            )
+        return self.model_info.name
+
+    def request_template(self, fields: ChatTemplateFields | TokenizeRequest) -> str | None:
+        """The template for one request: its own (only when trusted), else the server's."""
+        if fields.chat_template is not None or "chat_template" in (fields.chat_template_kwargs or {}):
+            if not self.config.frontend.trust_request_chat_template:
+                raise InvalidParameterError(
+                    "chat_template", "this server does not accept chat templates in requests "
+                    "(start it with --trust-request-chat-template to allow them)",
+                )
+            return fields.chat_template or fields.chat_template_kwargs["chat_template"]
+        return self.chat_template
+
+    def response_role(self, messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+        if add_generation_prompt or not messages:
+            return self.config.frontend.response_role
+        return messages[-1]["role"]
+
+
+def base_request_id(request: Request, body_id: str | None) -> str:
+    """The request's own id, else the X-Request-Id the client (or the id middleware)
+    gave, else a fresh one."""
+    return (body_id or request.scope.get("fw.request_id")
+            or request.headers.get("x-request-id") or uuid.uuid4().hex)
+
+
+def get_context(request: Request) -> ServerContext:
+    """FastAPI dependency: the app's ServerContext."""
+    return request.app.state.fw

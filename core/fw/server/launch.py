@@ -1,0 +1,84 @@
+"""Running the app under uvicorn with the Frontend options (address, TLS, limits, logs)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Any, Callable
+
+import uvicorn
+
+from fw.config.serve import ServeConfig
+from fw.engine.protocol import EngineClient
+from fw.server.app import build_app
+from fw.server.chat_prompt import server_chat_template
+from fw.server.middleware import apply_asgi_hooks, import_path
+
+logger = logging.getLogger("fw.server")
+
+
+def check_options(config: ServeConfig) -> None:
+    """Reject bad server options (ValueError) before the slow engine load, not after."""
+    fe = config.frontend
+    server_chat_template(fe.chat_template)
+    for path in fe.middleware:
+        import_path(path)
+    for name in ("ssl_keyfile", "ssl_certfile", "ssl_ca_certs"):
+        value = getattr(fe, name)
+        if value is not None and not os.path.isfile(value):
+            raise ValueError(f"--{name.replace('_', '-')}: no such file {value!r}")
+
+
+def uvicorn_config(app: Any, config: ServeConfig) -> uvicorn.Config:
+    fe = config.frontend
+    return uvicorn.Config(
+        app,
+        host=fe.host, port=fe.port, uds=fe.uds, root_path=fe.root_path or "",
+        # h11 honours the incomplete-event limit (httptools would ignore it)
+        http="h11", h11_max_incomplete_event_size=fe.h11_max_incomplete_event_size,
+        log_level=fe.uvicorn_log_level, access_log=not fe.disable_uvicorn_access_log,
+        ssl_keyfile=fe.ssl_keyfile, ssl_certfile=fe.ssl_certfile, ssl_ca_certs=fe.ssl_ca_certs,
+        ssl_cert_reqs=fe.ssl_cert_reqs,
+        # on shutdown, open streams get 5 s to finish before they are cut (and aborted)
+        timeout_graceful_shutdown=5,
+    )
+
+
+def server_urls(server: uvicorn.Server, config: ServeConfig) -> list[str]:
+    """Where a started server listens (the real port when --port 0 was given)."""
+    fe = config.frontend
+    scheme = "https" if fe.ssl_certfile else "http"
+    root = fe.root_path or ""
+    if fe.uds:
+        return [f"{scheme}+unix://{fe.uds}{root}"]
+    urls = []
+    for srv in server.servers:
+        for sock in srv.sockets:
+            if sock.family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            host, port = sock.getsockname()[:2]
+            host = f"[{host}]" if sock.family == socket.AF_INET6 else host
+            urls.append(f"{scheme}://{host}:{port}{root}")
+    return urls
+
+
+async def serve(engine: EngineClient, config: ServeConfig, *,
+                on_started: Callable[[uvicorn.Server, list[str]], None] | None = None) -> None:
+    """Serve until the process is told to stop (SIGINT/SIGTERM) or ``server.should_exit``
+    is set; ``on_started`` gets the server and its URLs once it listens."""
+    app = apply_asgi_hooks(build_app(engine, config), config)
+    server = uvicorn.Server(uvicorn_config(app, config))
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.02)
+    if server.started:
+        urls = server_urls(server, config)
+        names = ", ".join(engine.model_info.served_model_names or [engine.model_info.name])
+        for url in urls:
+            docs = "" if config.frontend.disable_fastapi_docs else f" (API docs: {url}/docs)"
+            logger.info("serving %s on %s%s", names, url, docs)
+        if on_started is not None:
+            on_started(server, urls)
+    await task

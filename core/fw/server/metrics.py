@@ -1,0 +1,155 @@
+"""Prometheus metrics, named as vLLM names them with ``fw:`` in place of ``vllm:`` so
+dashboards carry over. Every series has the label ``model_name`` (the first served name).
+
+Two sources:
+
+* engine state (running/waiting requests, KV-cache usage, prefix-cache and preemption
+  counters) is read from ``engine.stats()`` when /metrics is scraped;
+* per-request series (tokens, latencies, finished requests) are recorded by the server
+  from the outputs it streams, through a ``RequestTracker`` per request.
+
+Each app has its own ``CollectorRegistry``, so several servers in one process (tests) do
+not collide.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from fw.engine.outputs import RequestOutput
+from fw.engine.protocol import EngineClient
+
+# The *_created series double the output and no dashboard reads them (vLLM drops them too).
+disable_created_metrics()
+
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
+                2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
+ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0,
+               2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
+REQUEST_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
+                   50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+
+
+class EngineStatsCollector(Collector):
+    """Engine gauges and counters, read at scrape time."""
+
+    def __init__(self, engine: EngineClient, model_name: str):
+        self.engine = engine
+        self.model_name = model_name
+
+    def collect(self) -> Iterator:
+        stats = self.engine.stats()
+        label = [self.model_name]
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            family = GaugeMetricFamily(name, doc, labels=["model_name"])
+            family.add_metric(label, value)
+            return family
+
+        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+            family = CounterMetricFamily(name, doc, labels=["model_name"])
+            family.add_metric(label, value)
+            return family
+
+        yield gauge("fw:num_requests_running", "Requests in the engine's running batch.", stats.num_running)
+        yield gauge("fw:num_requests_waiting", "Requests waiting to be scheduled.", stats.num_waiting)
+        yield gauge("fw:kv_cache_usage_perc", "Fraction of KV-cache blocks in use (1 = full).",
+                    stats.kv_cache_usage)
+        yield counter("fw:prefix_cache_queries", "Prompt tokens looked up in the prefix cache.",
+                      stats.prefix_cache_queries)
+        yield counter("fw:prefix_cache_hits", "Prompt tokens found in the prefix cache.",
+                      stats.prefix_cache_hits)
+        yield counter("fw:num_preemptions", "Requests preempted (their KV cache dropped).",
+                      stats.num_preemptions)
+
+
+class ServerMetrics:
+    def __init__(self, engine: EngineClient, model_name: str):
+        self.model_name = model_name
+        self.registry = CollectorRegistry()
+        self.registry.register(EngineStatsCollector(engine, model_name))
+        labels = ["model_name"]
+        r = self.registry
+        self.prompt_tokens = Counter("fw:prompt_tokens", "Prompt tokens processed.", labels, registry=r)
+        self.generation_tokens = Counter("fw:generation_tokens", "Tokens generated.", labels, registry=r)
+        self.request_success = Counter(
+            "fw:request_success", "Finished sequences, by finish reason (stop, length, abort).",
+            labels + ["finished_reason"], registry=r)
+        self.ttft = Histogram("fw:time_to_first_token_seconds", "Time to the first generated token.",
+                              labels, buckets=TTFT_BUCKETS, registry=r)
+        self.itl = Histogram("fw:inter_token_latency_seconds", "Time between successive outputs.",
+                             labels, buckets=ITL_BUCKETS, registry=r)
+        self.e2e = Histogram("fw:e2e_request_latency_seconds", "Arrival to finish of a request.",
+                             labels, buckets=REQUEST_BUCKETS, registry=r)
+        self.queue_time = Histogram("fw:request_queue_time_seconds", "Time a request waited to be scheduled.",
+                                    labels, buckets=REQUEST_BUCKETS, registry=r)
+        # Series exist from the start (at 0), so dashboards and alerts see them before traffic.
+        for family in (self.prompt_tokens, self.generation_tokens, self.ttft, self.itl, self.e2e, self.queue_time):
+            family.labels(model_name)
+        for reason in ("stop", "length", "abort"):
+            self.request_success.labels(model_name, reason)
+        #: plain totals for the periodic stats log
+        self.total_prompt_tokens = 0
+        self.total_generation_tokens = 0
+
+    def track(self, num_prompt_tokens: int) -> "RequestTracker":
+        return RequestTracker(self, num_prompt_tokens)
+
+
+class RequestTracker:
+    """Records one request's series from the DELTA outputs it yields.
+
+    Latencies come from the engine's ``RequestMetrics`` timestamps when present, else
+    from the times the server saw the outputs.
+    """
+
+    def __init__(self, metrics: ServerMetrics, num_prompt_tokens: int):
+        self.m = metrics
+        self.num_prompt_tokens = num_prompt_tokens
+        self.start = time.monotonic()
+        self.last_token_seen: float | None = None
+        self.finished = False
+        self.finished_sequences = 0
+
+    def observe(self, out: RequestOutput) -> None:
+        m, name = self.m, self.m.model_name
+        now = time.monotonic()
+        new_tokens = sum(len(o.token_ids) for o in out.outputs)
+        timing = out.metrics
+        if self.last_token_seen is None and new_tokens:
+            m.prompt_tokens.labels(name).inc(self.num_prompt_tokens)
+            m.total_prompt_tokens += self.num_prompt_tokens
+            if timing is not None and timing.first_token_time is not None:
+                m.ttft.labels(name).observe(max(0.0, timing.first_token_time - timing.arrival_time))
+            else:
+                m.ttft.labels(name).observe(now - self.start)
+            if timing is not None and timing.first_scheduled_time is not None:
+                m.queue_time.labels(name).observe(max(0.0, timing.first_scheduled_time - timing.arrival_time))
+        elif new_tokens:
+            m.itl.labels(name).observe(now - self.last_token_seen)
+        if new_tokens:
+            self.last_token_seen = now
+            m.generation_tokens.labels(name).inc(new_tokens)
+            m.total_generation_tokens += new_tokens
+        for o in out.outputs:
+            if o.finish_reason is not None:
+                self.finished_sequences += 1
+                m.request_success.labels(name, o.finish_reason).inc()
+        if out.finished:
+            self.finished = True
+            end = (timing.finished_time - timing.arrival_time
+                   if timing is not None and timing.finished_time is not None else now - self.start)
+            m.e2e.labels(name).observe(max(0.0, end))
+
+    def aborted(self, num_sequences: int) -> None:
+        """The client went away (or the request failed) before it finished: its
+        unfinished sequences count as finished by "abort"."""
+        if not self.finished:
+            self.finished = True
+            left = max(0, num_sequences - self.finished_sequences)
+            self.m.request_success.labels(self.m.model_name, "abort").inc(left)

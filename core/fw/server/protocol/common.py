@@ -1,0 +1,115 @@
+"""Pieces both generation APIs share: sampling fields, stream options, output formats,
+usage and the error body."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: unknown fields are errors, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
+
+
+class StreamOptions(RequestModel):
+    include_usage: bool | None = Field(False, description="Send a final chunk with the usage of the whole request.")
+    continuous_usage_stats: bool | None = Field(False, description="Carry the usage so far in every chunk.")
+
+
+class JsonSchemaSpec(RequestModel):
+    name: str | None = None
+    description: str | None = None
+    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(RequestModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+
+
+class StructuredOutputsSpec(RequestModel):
+    """The ``structured_outputs`` object: set exactly one constraint."""
+
+    json_: str | dict[str, Any] | None = Field(None, alias="json")
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None
+    json_object: bool | None = None
+    whitespace_pattern: str | None = None
+    disable_any_whitespace: bool = False
+    disable_additional_properties: bool = False
+
+
+class SamplingRequest(RequestModel):
+    """The fields the completions and chat APIs share: OpenAI's, then vLLM's extras."""
+
+    model: str | None = Field(None, description="One of the served model names; defaults to the first.")
+    frequency_penalty: float | None = 0.0
+    presence_penalty: float | None = 0.0
+    logit_bias: dict[str, float] | None = None
+    n: int = Field(1, description="How many choices to generate for each prompt.")
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    user: str | None = Field(None, description="Accepted for compatibility; not used.")
+    response_format: ResponseFormat | None = None
+    # vLLM's extra sampling parameters
+    best_of: int | None = Field(None, description="Only best_of = n is supported.")
+    use_beam_search: bool = Field(False, description="Not supported by the server yet.")
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    length_penalty: float = 1.0
+    early_stopping: bool = False
+    stop_token_ids: list[int] | None = None
+    include_stop_str_in_output: bool = False
+    ignore_eos: bool = False
+    min_tokens: int = 0
+    skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
+    truncate_prompt_tokens: int | None = Field(None, ge=1, description="Keep only the last N prompt tokens.")
+    allowed_token_ids: list[int] | None = None
+    bad_words: list[str] | None = None
+    prompt_logprobs: int | None = None
+    priority: int = Field(0, description="Lower runs first under --scheduling-policy priority.")
+    request_id: str | None = Field(None, description="The id the server uses for this request.")
+    return_tokens_as_token_ids: bool | None = Field(
+        None, description="Represent logprob tokens as 'token_id:{id}' (defaults to the server option)."
+    )
+    # structured outputs: vLLM's guided_* names and the newer object
+    guided_json: str | dict[str, Any] | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None
+    guided_decoding_backend: str | None = Field(None, description="Accepted; the server's backend is used.")
+    guided_whitespace_pattern: str | None = None
+    structured_outputs: StructuredOutputsSpec | None = None
+
+
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0
+
+
+class UsageInfo(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,145 @@
+"""POST /v1/chat/completions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Depends, Request
+
+from fw.chat.content import final_text
+from fw.errors import InvalidParameterError, NotSupportedError
+from fw.server.accumulate import Accumulator, Choice, prompt_logprobs_json
+from fw.server.chat_prompt import message_dicts, render_messages
+from fw.server.context import ServerContext, base_request_id, get_context
+from fw.server.generation import Outputs, Submission
+from fw.server.logprobs import chat_logprobs
+from fw.server.prompts import Prompt, encode, resolve_max_tokens, truncate
+from fw.server.protocol.chat import (
+    ChatChoice, ChatChoiceLogprobs, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse,
+    ChatResponseMessage, ChatStreamChoice, DeltaMessage,
+)
+from fw.server.routers import ERROR_RESPONSES
+from fw.server.sampling import check_logprobs, reject_unsupported, sampling_params
+from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
+
+router = APIRouter(tags=["OpenAI"])
+
+#: OpenAI features fw does not have: refused when set, rather than silently ignored
+_UNSUPPORTED = ("audio", "prediction", "web_search_options", "functions", "function_call", "verbosity")
+
+
+def _reject_unsupported_chat(body: ChatCompletionRequest) -> None:
+    for name in _UNSUPPORTED:
+        if getattr(body, name) is not None:
+            raise NotSupportedError(f"{name} is not supported by this server", param=name)
+    if body.modalities is not None and body.modalities != ["text"]:
+        raise NotSupportedError("only the text modality is supported", param="modalities")
+    choice = body.tool_choice
+    if (body.tools and choice != "none") or choice not in (None, "none"):
+        raise NotSupportedError(
+            "tool calling is not supported yet; send tool_choice='none' to show tools to the "
+            "template without calling them", param="tool_choice" if choice is not None else "tools",
+        )
+    if body.top_logprobs is not None and not body.logprobs:
+        raise InvalidParameterError("top_logprobs", "requires logprobs=true")
+    if body.stream_options is not None and not body.stream:
+        raise InvalidParameterError("stream_options", "only allowed when stream is true")
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=ERROR_RESPONSES)
+async def create_chat_completion(body: ChatCompletionRequest, request: Request,
+                                 ctx: ServerContext = Depends(get_context)):
+    """Answer a conversation, rendered into a prompt by the model's chat template."""
+    model = ctx.check_model(body.model)
+    _reject_unsupported_chat(body)
+    reject_unsupported(body)
+    top_n = (body.top_logprobs or 0) if body.logprobs else None
+    check_logprobs(ctx, top_n, "top_logprobs")
+    messages = message_dicts(body)
+    extra = {"reasoning_effort": body.reasoning_effort} if body.reasoning_effort else None
+    text = render_messages(ctx, body, messages, extra)
+    prompt = truncate(Prompt(text, encode(ctx, text, body.add_special_tokens)), body.truncate_prompt_tokens)
+    asked, param = ((body.max_completion_tokens, "max_completion_tokens")
+                    if body.max_completion_tokens is not None else (body.max_tokens, "max_tokens"))
+    max_tokens = resolve_max_tokens(asked, len(prompt.token_ids), ctx.model_info.max_model_len, param)
+    params = sampling_params(ctx, body, max_tokens=max_tokens, logprobs=top_n,
+                             prompt_logprobs=body.prompt_logprobs)
+    request_id = f"chatcmpl-{base_request_id(request, body.request_id)}"
+    outputs = Outputs(ctx, [Submission(prompt, params, request_id)], body.priority)
+    await until_disconnected(request, outputs.start())
+    view = ChatView(ctx, body, model, request_id, prompt, messages)
+    if body.stream:
+        return SSEResponse(guard_stream(view.stream(outputs),
+                                        log_error_stack=ctx.config.frontend.log_error_stack))
+    return await until_disconnected(request, view.collect(outputs))
+
+
+class ChatView:
+    """Turns the engine's outputs into the chat API's response or chunks."""
+
+    def __init__(self, ctx: ServerContext, body: ChatCompletionRequest, model: str, request_id: str,
+                 prompt: Prompt, messages: list[dict[str, Any]]):
+        self.ctx, self.body, self.model, self.id = ctx, body, model, request_id
+        self.created = int(time.time())
+        self.acc = Accumulator([prompt.token_ids], body.n)
+        self.role = ctx.response_role(messages, body.add_generation_prompt)
+        last = messages[-1]
+        self.echo = final_text(last) if body.echo and last.get("role") == self.role else ""
+        frontend = ctx.config.frontend
+        self.as_ids = (body.return_tokens_as_token_ids if body.return_tokens_as_token_ids is not None
+                       else frontend.return_tokens_as_token_ids)
+        self.details = frontend.enable_prompt_tokens_details
+        options = body.stream_options
+        self.include_usage = bool(options and options.include_usage) or frontend.enable_force_include_usage
+        self.continuous_usage = bool(options and options.continuous_usage_stats)
+
+    def _logprobs(self, token_ids: list[int], positions: list) -> ChatChoiceLogprobs | None:
+        if not self.body.logprobs:
+            return None
+        return ChatChoiceLogprobs(content=chat_logprobs(
+            token_ids, positions, self.ctx.token_text, top_n=self.body.top_logprobs or 0, as_ids=self.as_ids))
+
+    def _prompt_logprobs(self):
+        if self.body.prompt_logprobs is None:
+            return None
+        return prompt_logprobs_json(self.acc.prompts[0])
+
+    async def collect(self, outputs: Outputs) -> ChatCompletionResponse:
+        async for index, out in outputs:
+            self.acc.add(index, out)
+        choices = [
+            ChatChoice(
+                index=c.index, message=ChatResponseMessage(role=self.role, content=self.echo + c.text),
+                logprobs=self._logprobs(c.token_ids, c.logprobs),
+                finish_reason=c.finish_reason, stop_reason=c.stop_reason)
+            for c in self.acc.choices
+        ]
+        return ChatCompletionResponse(id=self.id, created=self.created, model=self.model, choices=choices,
+                                      usage=self.acc.usage(details=self.details),
+                                      prompt_logprobs=self._prompt_logprobs())
+
+    def _chunk(self, choice: Choice, delta: DeltaMessage, **fields: Any) -> str:
+        choice.sent += 1
+        usage = self.acc.usage(details=self.details) if self.continuous_usage else None
+        return event(ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.model,
+            choices=[ChatStreamChoice(index=choice.index, delta=delta, **fields)], usage=usage))
+
+    async def stream(self, outputs: Outputs) -> AsyncIterator[str]:
+        for choice in self.acc.choices:
+            yield self._chunk(choice, DeltaMessage(role=self.role, content=""))
+            if self.echo:
+                yield self._chunk(choice, DeltaMessage(content=self.echo))
+        async for index, out in outputs:
+            for choice, delta in self.acc.add(index, out):
+                if not delta.text and delta.finish_reason is None:
+                    continue
+                yield self._chunk(
+                    choice, DeltaMessage(content=delta.text or None),
+                    logprobs=self._logprobs(delta.token_ids, delta.logprobs or []),
+                    finish_reason=delta.finish_reason, stop_reason=delta.stop_reason)
+        if self.include_usage:
+            yield event(ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=[],
+                                            usage=self.acc.usage(details=self.details)))
+        yield DONE

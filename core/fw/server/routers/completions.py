@@ -1,0 +1,143 @@
+"""POST /v1/completions."""
+
+from __future__ import annotations
+
+import time
+from typing import AsyncIterator
+
+from fastapi import APIRouter, Depends, Request
+
+from fw.errors import InvalidParameterError, NotSupportedError
+from fw.server.accumulate import Accumulator, Choice, prompt_logprobs_json
+from fw.server.context import ServerContext, base_request_id, get_context
+from fw.server.generation import Outputs, Submission
+from fw.server.logprobs import completion_logprobs, merge_completion_logprobs
+from fw.server.prompts import Prompt, completion_prompts, resolve_max_tokens, truncate
+from fw.server.protocol.completions import (
+    CompletionChoice, CompletionChunk, CompletionLogprobs, CompletionRequest, CompletionResponse,
+)
+from fw.server.routers import ERROR_RESPONSES
+from fw.server.sampling import check_logprobs, reject_unsupported, sampling_params
+from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
+
+router = APIRouter(tags=["OpenAI"])
+
+
+@router.post("/v1/completions", response_model=CompletionResponse, responses=ERROR_RESPONSES)
+async def create_completion(body: CompletionRequest, request: Request,
+                            ctx: ServerContext = Depends(get_context)):
+    """Complete one prompt or a batch of prompts (OpenAI's legacy completions API)."""
+    model = ctx.check_model(body.model)
+    if body.suffix is not None:
+        raise NotSupportedError("suffix is not supported (fill-in-the-middle is not implemented)",
+                                param="suffix")
+    if body.stream_options is not None and not body.stream:
+        raise InvalidParameterError("stream_options", "only allowed when stream is true")
+    reject_unsupported(body)
+    check_logprobs(ctx, body.logprobs, "logprobs")
+    prompts = [truncate(p, body.truncate_prompt_tokens)
+               for p in completion_prompts(ctx, body.prompt, body.add_special_tokens)]
+    request_id = f"cmpl-{base_request_id(request, body.request_id)}"
+    prompt_logprobs = body.prompt_logprobs
+    if body.echo and body.logprobs is not None and prompt_logprobs is None:
+        prompt_logprobs = body.logprobs
+    subs = []
+    for i, prompt in enumerate(prompts):
+        max_tokens = resolve_max_tokens(body.max_tokens, len(prompt.token_ids),
+                                        ctx.model_info.max_model_len, "max_tokens")
+        params = sampling_params(ctx, body, max_tokens=max_tokens, logprobs=body.logprobs,
+                                 prompt_logprobs=prompt_logprobs)
+        subs.append(Submission(prompt, params, request_id if len(prompts) == 1 else f"{request_id}-{i}"))
+    outputs = Outputs(ctx, subs, body.priority)
+    await until_disconnected(request, outputs.start())
+    view = CompletionView(ctx, body, model, request_id, prompts)
+    if body.stream:
+        return SSEResponse(guard_stream(view.stream(outputs),
+                                        log_error_stack=ctx.config.frontend.log_error_stack))
+    return await until_disconnected(request, view.collect(outputs))
+
+
+class CompletionView:
+    """Turns the engine's outputs into the completions API's response or chunks."""
+
+    def __init__(self, ctx: ServerContext, body: CompletionRequest, model: str, request_id: str,
+                 prompts: list[Prompt]):
+        self.ctx, self.body, self.model, self.id = ctx, body, model, request_id
+        self.created = int(time.time())
+        self.acc = Accumulator([p.token_ids for p in prompts], body.n)
+        self.prompt_texts = [p.text if p.text is not None else ctx.tokenizer.decode(p.token_ids)
+                             for p in prompts]
+        frontend = ctx.config.frontend
+        self.as_ids = (body.return_tokens_as_token_ids if body.return_tokens_as_token_ids is not None
+                       else frontend.return_tokens_as_token_ids)
+        self.details = frontend.enable_prompt_tokens_details
+        options = body.stream_options
+        self.include_usage = bool(options and options.include_usage) or frontend.enable_force_include_usage
+        self.continuous_usage = bool(options and options.continuous_usage_stats)
+
+    def _echo_prefix(self, choice: Choice) -> tuple[str, CompletionLogprobs | None]:
+        """The prompt text (and its logprobs) an echoed choice starts with."""
+        text = self.prompt_texts[choice.prompt_index]
+        if self.body.logprobs is None:
+            return text, None
+        info = self.acc.prompts[choice.prompt_index]
+        positions = info.logprobs or [None] * len(info.token_ids)
+        return text, completion_logprobs(info.token_ids, positions, self.ctx.token_text, as_ids=self.as_ids)
+
+    def _logprobs(self, token_ids: list[int], positions: list, offset: int) -> CompletionLogprobs | None:
+        if self.body.logprobs is None:
+            return None
+        return completion_logprobs(token_ids, positions, self.ctx.token_text, as_ids=self.as_ids, offset=offset)
+
+    def _prompt_logprobs(self, choice: Choice):
+        if self.body.prompt_logprobs is None:
+            return None
+        return prompt_logprobs_json(self.acc.prompts[choice.prompt_index])
+
+    async def collect(self, outputs: Outputs) -> CompletionResponse:
+        async for index, out in outputs:
+            self.acc.add(index, out)
+        choices = []
+        for choice in self.acc.choices:
+            text, offset, logprobs = choice.text, 0, None
+            if self.body.echo:
+                prefix, logprobs = self._echo_prefix(choice)
+                text, offset = prefix + text, len(prefix)
+            generated = self._logprobs(choice.token_ids, choice.logprobs, offset)
+            if generated is not None:
+                logprobs = merge_completion_logprobs(logprobs, generated) if logprobs else generated
+            choices.append(CompletionChoice(
+                index=choice.index, text=text, logprobs=logprobs, finish_reason=choice.finish_reason,
+                stop_reason=choice.stop_reason, prompt_logprobs=self._prompt_logprobs(choice)))
+        return CompletionResponse(id=self.id, created=self.created, model=self.model, choices=choices,
+                                  usage=self.acc.usage(details=self.details))
+
+    async def stream(self, outputs: Outputs) -> AsyncIterator[str]:
+        async for index, out in outputs:
+            for choice, delta in self.acc.add(index, out):
+                first = choice.sent == 0
+                if not delta.text and delta.finish_reason is None and not (first and self.body.echo):
+                    continue
+                text, logprobs = delta.text, None
+                offset = len(choice.text) - len(delta.text)
+                if first and self.body.echo:
+                    prefix, logprobs = self._echo_prefix(choice)
+                    text = prefix + text
+                if self.body.echo:
+                    offset += len(self.prompt_texts[choice.prompt_index])
+                generated = self._logprobs(delta.token_ids, delta.logprobs or [], offset)
+                if generated is not None:
+                    logprobs = merge_completion_logprobs(logprobs, generated) if logprobs else generated
+                choice.sent += 1
+                yield event(CompletionChunk(
+                    id=self.id, created=self.created, model=self.model,
+                    choices=[CompletionChoice(
+                        index=choice.index, text=text, logprobs=logprobs,
+                        finish_reason=delta.finish_reason, stop_reason=delta.stop_reason,
+                        prompt_logprobs=self._prompt_logprobs(choice) if first else None)],
+                    usage=self.acc.usage(details=self.details) if self.continuous_usage else None,
+                ))
+        if self.include_usage:
+            yield event(CompletionChunk(id=self.id, created=self.created, model=self.model, choices=[],
+                                        usage=self.acc.usage(details=self.details)))
+        yield DONE

@@ -1,0 +1,61 @@
+"""POST /tokenize, POST /detokenize and (opt-in) GET /get_tokenizer_info, in vLLM's shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from fw.chat import resolve_chat_template
+from fw.server.chat_prompt import message_dicts, render_messages
+from fw.server.context import ServerContext, get_context
+from fw.server.prompts import check_token_ids, encode
+from fw.server.protocol.models import (
+    DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse,
+)
+from fw.server.routers import ERROR_RESPONSES
+
+router = APIRouter(tags=["Tokenizer"])
+info_router = APIRouter(tags=["Tokenizer"])
+
+
+@router.post("/tokenize", response_model=TokenizeResponse, responses=ERROR_RESPONSES)
+async def tokenize(body: TokenizeRequest, ctx: ServerContext = Depends(get_context)) -> TokenizeResponse:
+    """Token ids of a prompt, or of chat messages rendered with the chat template."""
+    ctx.check_model(body.model)
+    if body.messages is not None:
+        text = render_messages(ctx, body, message_dicts(body))
+        special = bool(body.add_special_tokens)
+    else:
+        text = body.prompt or ""
+        special = body.add_special_tokens is not False
+    ids = encode(ctx, text, special)
+    strs = list(ctx.tokenizer.convert_ids_to_tokens(ids)) if body.return_token_strs else None
+    return TokenizeResponse(count=len(ids), max_model_len=ctx.model_info.max_model_len, tokens=ids,
+                            token_strs=strs)
+
+
+@router.post("/detokenize", response_model=DetokenizeResponse, responses=ERROR_RESPONSES)
+async def detokenize(body: DetokenizeRequest, ctx: ServerContext = Depends(get_context)) -> DetokenizeResponse:
+    ctx.check_model(body.model)
+    check_token_ids(body.tokens, ctx.model_info.vocab_size, "tokens")
+    return DetokenizeResponse(prompt=ctx.tokenizer.decode(body.tokens))
+
+
+@info_router.get("/get_tokenizer_info")
+async def tokenizer_info(ctx: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    """The tokenizer's configuration, chat template included (--enable-tokenizer-info-endpoint)."""
+    tok = ctx.tokenizer
+    info: dict[str, Any] = {
+        "tokenizer_class": type(tok).__name__,
+        "vocab_size": ctx.model_info.vocab_size,
+        "model_max_length": ctx.model_info.max_model_len,
+        "chat_template": ctx.chat_template or resolve_chat_template(tok),
+    }
+    for name in ("bos_token", "eos_token", "unk_token", "pad_token"):
+        value = getattr(tok, name, None)
+        if value is not None:
+            info[name] = str(value)
+    added = getattr(tok, "added_tokens_decoder", None) or {}
+    info["added_tokens_decoder"] = {str(i): str(t) for i, t in added.items()}
+    return info

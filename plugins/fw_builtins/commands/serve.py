@@ -1,0 +1,81 @@
+"""`fw serve`: load the engine and serve the OpenAI-compatible API.
+
+Only the config models are imported at module level, so `fw serve --help` stays quick;
+the engine, FastAPI and uvicorn are imported when the server actually starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+import click
+
+from fw.cli.config_command import config_command
+from fw.config.serve import ServeConfig
+from fw.errors import FwError
+
+logger = logging.getLogger("fw.serve")
+
+EngineFactory = Callable[[ServeConfig], Any]
+
+
+def build_engine(config: ServeConfig) -> Any:
+    """The real engine (blocking: loads the weights and sizes the KV cache)."""
+    from fw.engine.async_engine import AsyncEngine
+
+    return AsyncEngine.from_config(config.engine_config())
+
+
+def _log_plugins() -> None:
+    from fw.plugins import get_host
+
+    plugins = get_host().plugins.values()
+    loaded = sorted(p.name for p in plugins if not p.error)
+    failed = sorted(p.name for p in plugins if p.error)
+    logger.info("plugins loaded: %s", ", ".join(loaded) or "none")
+    if failed:
+        logger.warning("plugins that failed to load: %s (see `fw plugins`)", ", ".join(failed))
+
+
+async def _load_and_serve(config: ServeConfig, engine_factory: EngineFactory,
+                          on_started: Callable[..., None] | None) -> None:
+    from fw.server.launch import check_options, serve
+
+    check_options(config)
+    _log_plugins()
+    start = time.perf_counter()
+    engine = engine_factory(config)
+    logger.info("engine ready in %.2f s (model %s, context length %d)", time.perf_counter() - start,
+                engine.model_info.path, engine.model_info.max_model_len)
+    try:
+        await serve(engine, config, on_started=on_started)
+    finally:
+        await engine.shutdown()
+
+
+def run_server(config: ServeConfig, engine_factory: EngineFactory = build_engine, *,
+               on_started: Callable[..., None] | None = None) -> None:
+    """Load the engine with ``engine_factory`` and serve until stopped. Tests pass a
+    factory returning a fake engine, and ``on_started(server, urls)`` to learn the
+    address and to stop it (``server.should_exit = True``)."""
+    import asyncio
+
+    asyncio.run(_load_and_serve(config, engine_factory, on_started))
+
+
+@config_command(
+    ServeConfig, name="serve", positional="model",
+    help="Start the OpenAI-compatible API server. It listens on 127.0.0.1:8000 unless told "
+         "otherwise (--host 0.0.0.0 exposes it to the network).",
+    positional_help="The model to serve: a Hugging Face model folder or a .gguf file "
+                    "(default: the embedded SmolLM2-135M-Instruct).",
+)
+def serve(config: ServeConfig) -> None:
+    try:
+        run_server(config)
+    except (ValueError, FwError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass

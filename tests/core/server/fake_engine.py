@@ -1,0 +1,173 @@
+"""A fake EngineClient for server tests: deterministic, fast, observable.
+
+It "generates" characters of a fixed sentence, one byte-level token per character, and
+honours what the server must pass through: max_tokens, stop strings and stop token ids,
+n, logprobs and prompt_logprobs shapes, DELTA outputs. It can be slowed down
+(``token_delay``) so clients can disconnect mid-stream, refuses structured outputs
+(``NotSupportedError``) as the real engine does until that backend lands, and raises
+``OverloadedError`` beyond ``queue_limit`` running requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from functools import lru_cache
+from typing import Any, AsyncIterator
+
+from fw.engine.outputs import CompletionOutput, Logprob, RequestMetrics, RequestOutput
+from fw.engine.protocol import EngineClient, EngineStats, ModelInfo
+from fw.engine.sampling_params import RequestOutputKind, SamplingParams
+from fw.errors import EngineDeadError, NotSupportedError, OverloadedError
+
+SENTENCE = " the quick brown fox jumps over the lazy dog."
+CHATML = (
+    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@lru_cache(maxsize=None)
+def make_tokenizer(chat_template: str | None = CHATML) -> Any:
+    """A real Hugging Face fast tokenizer: one token per byte, plus <s> </s> <pad>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<s>": 0, "</s>": 1, "<pad>": 2}
+    for char in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[char] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
+                                        pad_token="<pad>")
+    tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+class FakeEngine(EngineClient):
+    def __init__(self, *, max_model_len: int = 256, max_logprobs: int = 5, token_delay: float = 0.0,
+                 queue_limit: int | None = None, chat_template: str | None = CHATML,
+                 served_names: tuple[str, ...] = ("fake-model",), model_chat_template: str | None = None):
+        self.tokenizer = make_tokenizer(chat_template)
+        self.model_info = ModelInfo(
+            name=served_names[0], served_model_names=list(served_names), path="/models/fake",
+            max_model_len=max_model_len, vocab_size=len(self.tokenizer), max_logprobs=max_logprobs,
+            eos_token_ids=[1], chat_template=model_chat_template,
+        )
+        self.token_delay = token_delay
+        self.queue_limit = queue_limit
+        self.running: set[str] = set()
+        self.aborted: list[str] = []
+        self.requests: list[tuple[str, dict, SamplingParams]] = []
+        self.seen_prompts: set[tuple[int, ...]] = set()
+        self.dead = False
+        self.shut_down = False
+        self.fail_after: int | None = None  # raise RuntimeError after this many steps
+        self._ids = {c: self.tokenizer.encode(c, add_special_tokens=False)[0] for c in set(SENTENCE)}
+
+    # -- the contract ----------------------------------------------------------------
+
+    def generate(self, prompt, params, request_id, *, priority=0, lora_request=None) -> AsyncIterator[RequestOutput]:
+        return self._generate(prompt, params, request_id)
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+        self.running.discard(request_id)
+
+    def stats(self) -> EngineStats:
+        used = min(1.0, 0.05 * len(self.running))
+        return EngineStats(num_running=len(self.running), num_waiting=0, kv_cache_usage=used,
+                           num_blocks=100, num_free_blocks=int(100 * (1 - used)),
+                           prefix_cache_queries=10, prefix_cache_hits=4, num_preemptions=1)
+
+    def check_health(self) -> None:
+        if self.dead:
+            raise EngineDeadError("the engine loop died (fake)")
+
+    async def shutdown(self) -> None:
+        self.shut_down = True
+
+    # -- generation ------------------------------------------------------------------
+
+    def _char(self, ids: list[int], index: int, step: int, params: SamplingParams) -> str:
+        offset = sum(ids) + 7 * index + (0 if params.greedy else (params.seed or 0))
+        return SENTENCE[(offset + step) % len(SENTENCE)]
+
+    def _position(self, token_id: int, char: str, top: int | None) -> dict[int, Logprob]:
+        position = {token_id: Logprob(-0.5, rank=1, decoded_token=char)}
+        count = 5 if top == -1 else (top or 0)
+        for k, alt in enumerate(c for c in "xyzwvutsrq" if self._ids.get(c) != token_id):
+            if k >= count:
+                break
+            alt_id = self.tokenizer.encode(alt, add_special_tokens=False)[0]
+            position[alt_id] = Logprob(-1.0 - k, rank=k + 2, decoded_token=alt)
+        return position
+
+    async def _generate(self, prompt: dict, params: SamplingParams, request_id: str):
+        assert params.output_kind == RequestOutputKind.DELTA
+        ids = list(prompt["prompt_token_ids"])
+        if self.dead:
+            raise EngineDeadError("the engine loop died (fake)")
+        if params.structured_outputs is not None:
+            raise NotSupportedError("structured outputs are not supported yet", param="structured_outputs")
+        if self.queue_limit is not None and len(self.running) >= self.queue_limit:
+            raise OverloadedError("the waiting queue is full", retry_after=3)
+        self.requests.append((request_id, prompt, params))
+        cached = len(ids) - 1 if tuple(ids) in self.seen_prompts else 0
+        self.seen_prompts.add(tuple(ids))
+        self.running.add(request_id)
+        timing = RequestMetrics(arrival_time=time.monotonic(), first_scheduled_time=time.monotonic())
+        n = params.n
+        texts, sent = [""] * n, [0] * n
+        done: list[str | None] = [None] * n
+        holdback = max((len(s) for s in params.stop), default=1) - 1
+        try:
+            for step in range(params.max_tokens or 16):
+                await asyncio.sleep(self.token_delay)
+                if request_id not in self.running:
+                    return
+                if self.fail_after is not None and step >= self.fail_after:
+                    raise RuntimeError("fake engine failure")
+                outputs = []
+                for i in range(n):
+                    if done[i] is not None:
+                        continue
+                    char = self._char(ids, i, step, params)
+                    token = self._ids[char]
+                    texts[i] += char
+                    reason, stop_reason = None, None
+                    if token in params.stop_token_ids:
+                        texts[i] = texts[i][:-1]
+                        reason, stop_reason = "stop", token
+                    for stop in params.stop:
+                        at = texts[i].find(stop)
+                        if at >= 0:
+                            texts[i] = texts[i][: at + (len(stop) if params.include_stop_str_in_output else 0)]
+                            reason, stop_reason = "stop", stop
+                    if reason is None and step + 1 == params.max_tokens:
+                        reason = "length"
+                    upto = len(texts[i]) if reason else max(sent[i], len(texts[i]) - holdback)
+                    delta, sent[i] = texts[i][sent[i]:upto], upto
+                    done[i] = reason
+                    positions = [self._position(token, char, params.logprobs)] if params.logprobs is not None else None
+                    outputs.append(CompletionOutput(index=i, text=delta, token_ids=[token], logprobs=positions,
+                                                    finish_reason=reason, stop_reason=stop_reason))
+                now = time.monotonic()
+                timing.first_token_time = timing.first_token_time or now
+                timing.last_token_time = now
+                finished = all(d is not None for d in done)
+                if finished:
+                    timing.finished_time = now
+                prompt_logprobs = None
+                if step == 0 and params.prompt_logprobs is not None:
+                    prompt_logprobs = [None] + [
+                        self._position(t, self.tokenizer.decode([t]), params.prompt_logprobs) for t in ids[1:]]
+                yield RequestOutput(request_id=request_id, prompt=prompt.get("prompt"), prompt_token_ids=ids,
+                                    outputs=outputs, finished=finished, prompt_logprobs=prompt_logprobs,
+                                    num_cached_tokens=cached, metrics=timing)
+                if finished:
+                    return
+        finally:
+            self.running.discard(request_id)

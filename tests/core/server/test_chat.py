@@ -1,0 +1,204 @@
+"""/v1/chat/completions: templates, streaming deltas, logprobs, echo, options."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.core.server.fake_engine import FakeEngine
+from tests.core.server.helpers import sse_events
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+def last_prompt(live) -> str:
+    return live.engine.requests[-1][1]["prompt"]
+
+
+def test_chat_answer_and_usage(server):
+    result = server.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=5)
+    choice = result.choices[0]
+    assert choice.message.role == "assistant" and len(choice.message.content) == 5
+    assert choice.finish_reason == "length" and result.id.startswith("chatcmpl-")
+    assert last_prompt(server) == "<|user|>hi\n<|assistant|>"
+    assert result.usage.prompt_tokens == len("<|user|>hi\n<|assistant|>")  # no BOS by default
+    assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.completion_tokens
+
+
+def test_streaming_deltas_match_and_role_comes_first(server):
+    client = server.openai()
+    full = client.chat.completions.create(model="fake-model", messages=HI, max_tokens=9, temperature=0)
+    chunks = list(client.chat.completions.create(model="fake-model", messages=HI, max_tokens=9, temperature=0,
+                                                 stream=True))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert all(c.choices[0].delta.role is None for c in chunks[1:])
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == full.choices[0].message.content
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_stream_usage_chunk_and_done(server):
+    with server.http() as http:
+        events = sse_events(http.post("/v1/chat/completions", json={
+            "messages": HI, "max_tokens": 3, "stream": True, "stream_options": {"include_usage": True}}))
+    assert events[-1] == "[DONE]"
+    assert events[-2]["choices"] == [] and events[-2]["usage"]["completion_tokens"] == 3
+    assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+
+
+def test_n_choices_stream_with_indices(server):
+    chunks = list(server.openai().chat.completions.create(model="fake-model", messages=HI, n=3, max_tokens=4,
+                                                          stream=True))
+    texts: dict[int, str] = {}
+    roles = set()
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+            if choice.delta.role:
+                roles.add(choice.index)
+    assert roles == {0, 1, 2}
+    assert sorted(texts) == [0, 1, 2] and all(len(t) == 4 for t in texts.values())
+
+
+def test_logprobs_in_chat_shape(server):
+    result = server.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=3, logprobs=True,
+                                                     top_logprobs=2)
+    content = result.choices[0].logprobs.content
+    assert len(content) == 3
+    assert "".join(entry.token for entry in content) == result.choices[0].message.content
+    for entry in content:
+        assert entry.bytes == list(entry.token.encode())
+        assert len(entry.top_logprobs) == 2 and entry.top_logprobs[0].token == entry.token
+    chunks = list(server.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=3,
+                                                          logprobs=True, top_logprobs=1, stream=True))
+    streamed = [e for c in chunks if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    assert len(streamed) == 3
+
+
+def test_top_logprobs_needs_logprobs(server):
+    with pytest.raises(openai.BadRequestError) as err:
+        server.openai().chat.completions.create(model="fake-model", messages=HI, top_logprobs=2)
+    assert err.value.body["param"] == "top_logprobs"
+
+
+def test_echo_prepends_the_last_message_of_the_same_role(server):
+    messages = HI + [{"role": "assistant", "content": "Sure,"}]
+    client = server.openai()
+    result = client.chat.completions.create(model="fake-model", messages=messages, max_tokens=3,
+                                            extra_body={"echo": True, "add_generation_prompt": False,
+                                                        "continue_final_message": True})
+    assert result.choices[0].message.content.startswith("Sure,")
+    assert last_prompt(server) == "<|user|>hi\n<|assistant|>Sure,"
+    chunks = list(client.chat.completions.create(
+        model="fake-model", messages=messages, max_tokens=3, stream=True,
+        extra_body={"echo": True, "add_generation_prompt": False, "continue_final_message": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == result.choices[0].message.content
+
+
+def test_role_without_generation_prompt_is_the_last_messages(server):
+    result = server.openai().chat.completions.create(
+        model="fake-model", messages=HI, max_tokens=1, extra_body={"add_generation_prompt": False})
+    assert result.choices[0].message.role == "user"
+    assert last_prompt(server) == "<|user|>hi\n"
+
+
+def test_response_role_option(start_server):
+    live = start_server(response_role="bot")
+    result = live.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=1)
+    assert result.choices[0].message.role == "bot"
+
+
+def test_add_special_tokens_adds_bos(server):
+    server.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=1,
+                                            extra_body={"add_special_tokens": True})
+    assert server.engine.requests[-1][1]["prompt_token_ids"][0] == 0
+
+
+def test_chat_template_kwargs_and_documents(start_server):
+    template = ("{{ greeting }}|{% for d in documents or [] %}[{{ d.title }}]{% endfor %}"
+                "{% for m in messages %}{{ m.content }}{% endfor %}")
+    live = start_server(chat_template=template)
+    live.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=1, extra_body={
+        "chat_template_kwargs": {"greeting": "hey"}, "documents": [{"title": "doc1", "text": "t"}]})
+    assert last_prompt(live) == "hey|[doc1]hi"
+
+
+def test_chat_template_option_inline_and_file(start_server, tmp_path):
+    live = start_server(chat_template="{% for m in messages %}<{{ m.role }}>{{ m.content }}\\n{% endfor %}")
+    live.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=1)
+    assert last_prompt(live) == "<user>hi\n"
+    path = tmp_path / "t.jinja"
+    path.write_text("FILE:{{ messages[0].content }}")
+    live = start_server(chat_template=str(path))
+    live.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=1)
+    assert last_prompt(live) == "FILE:hi"
+
+
+def test_model_template_from_engine_wins_over_the_tokenizers(start_server):
+    live = start_server(FakeEngine(model_chat_template="GGUF:{{ messages[0].content }}"))
+    live.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=1)
+    assert last_prompt(live) == "GGUF:hi"
+
+
+def test_request_chat_template_needs_trust(start_server):
+    live = start_server()
+    with pytest.raises(openai.BadRequestError) as err:
+        live.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=1,
+                                              extra_body={"chat_template": "X{{ messages[0].content }}"})
+    assert err.value.body["param"] == "chat_template"
+    assert "--trust-request-chat-template" in err.value.body["message"]
+    trusted = start_server(trust_request_chat_template=True)
+    trusted.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=1,
+                                             extra_body={"chat_template": "X{{ messages[0].content }}"})
+    assert last_prompt(trusted) == "Xhi"
+
+
+def test_model_without_template_gives_a_clear_400(start_server):
+    live = start_server(FakeEngine(chat_template=None))
+    with pytest.raises(openai.BadRequestError) as err:
+        live.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=1)
+    assert "no chat template" in err.value.body["message"] and "--chat-template" in err.value.body["message"]
+
+
+def test_content_parts_and_content_format(start_server):
+    parts = [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]
+    live = start_server()
+    live.openai().chat.completions.create(model="fake-model", messages=parts, max_tokens=1)
+    assert last_prompt(live) == "<|user|>a\nb\n<|assistant|>"
+    looping = "{% for m in messages %}{% for p in m.content %}({{ p.text }}){% endfor %}{% endfor %}"
+    live = start_server(chat_template=looping)
+    live.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=1)
+    assert last_prompt(live) == "(hi)"  # auto: the template loops over parts, so a string becomes one
+    live = start_server(chat_template="{% for m in messages %}{{ m.content }}{% endfor %}",
+                        chat_template_content_format="openai")
+    live.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=1)
+    assert "'text': 'hi'" in last_prompt(live)
+
+
+def test_image_parts_are_not_supported(server):
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]
+    with pytest.raises(openai.BadRequestError) as err:
+        server.openai().chat.completions.create(model="fake-model", messages=messages, max_tokens=1)
+    assert err.value.body["code"] == "not_supported"
+
+
+def test_tools_are_not_supported_yet_but_tool_choice_none_renders(start_server):
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    live = start_server(chat_template="{{ tools[0].function.name }}:{{ messages[0].content }}")
+    with pytest.raises(openai.BadRequestError) as err:
+        live.openai().chat.completions.create(model="fake-model", messages=HI, tools=tools, max_tokens=1)
+    assert "not supported yet" in err.value.body["message"]
+    live.openai().chat.completions.create(model="fake-model", messages=HI, tools=tools, tool_choice="none",
+                                          max_tokens=1)
+    assert last_prompt(live) == "f:hi"
+
+
+def test_max_completion_tokens_wins(server):
+    result = server.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=9,
+                                                     max_completion_tokens=2)
+    assert result.usage.completion_tokens == 2
+
+
+def test_default_max_tokens_fill_the_context(start_server):
+    live = start_server(FakeEngine(max_model_len=40))
+    result = live.openai().chat.completions.create(model="fake-model", messages=HI)
+    assert result.usage.total_tokens == 40

@@ -1,0 +1,191 @@
+"""/v1/completions through the official openai client and raw HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.core.server.fake_engine import FakeEngine
+from tests.core.server.helpers import sse_events
+
+
+def test_completion_text_and_usage(server):
+    result = server.openai().completions.create(model="fake-model", prompt="hello", max_tokens=7, temperature=0)
+    choice = result.choices[0]
+    assert len(choice.text) == 7 and choice.finish_reason == "length"
+    assert result.model == "fake-model" and result.id.startswith("cmpl-")
+    usage = result.usage
+    assert usage.prompt_tokens == 6  # <s> + 5 bytes
+    assert usage.completion_tokens == 7
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_streaming_gives_the_same_text(server):
+    client = server.openai()
+    full = client.completions.create(model="fake-model", prompt="abc", max_tokens=12, temperature=0)
+    chunks = list(client.completions.create(model="fake-model", prompt="abc", max_tokens=12, temperature=0,
+                                            stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == full.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_stream_ends_with_done_and_usage_chunk(server):
+    with server.http() as http:
+        response = http.post("/v1/completions", json={
+            "prompt": "abc", "max_tokens": 4, "stream": True, "stream_options": {"include_usage": True}})
+    events = sse_events(response)
+    assert events[-1] == "[DONE]"
+    usage_chunk = events[-2]
+    assert usage_chunk["choices"] == []
+    assert usage_chunk["usage"] == {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8,
+                                    "prompt_tokens_details": None}
+    assert all(e["usage"] is None for e in events[:-2])
+
+
+def test_continuous_usage_stats(server):
+    with server.http() as http:
+        response = http.post("/v1/completions", json={
+            "prompt": "abc", "max_tokens": 3, "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True}})
+    events = [e for e in sse_events(response) if e != "[DONE]"]
+    completions = [e["usage"]["completion_tokens"] for e in events]
+    assert completions == sorted(completions) and completions[-1] == 3
+    assert all(e["usage"]["total_tokens"] == e["usage"]["prompt_tokens"] + e["usage"]["completion_tokens"]
+               for e in events)
+
+
+def test_force_include_usage(start_server):
+    live = start_server(enable_force_include_usage=True)
+    with live.http() as http:
+        events = sse_events(http.post("/v1/completions", json={"prompt": "a", "max_tokens": 2, "stream": True}))
+    assert events[-2]["usage"]["completion_tokens"] == 2
+
+
+def test_n_and_batch_prompts_are_indexed(server):
+    result = server.openai().completions.create(model="fake-model", prompt=["one", "two"], n=2, max_tokens=3)
+    assert sorted(c.index for c in result.choices) == [0, 1, 2, 3]
+    assert result.usage.prompt_tokens == 4 + 4
+    assert result.usage.completion_tokens == 4 * 3
+    chunks = list(server.openai().completions.create(model="fake-model", prompt=["one", "two"], n=2,
+                                                     max_tokens=3, stream=True))
+    streamed: dict[int, str] = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            streamed[choice.index] = streamed.get(choice.index, "") + choice.text
+    assert streamed == {c.index: c.text for c in result.choices}
+
+
+def test_token_id_prompts(server):
+    ids = server.engine.tokenizer.encode("hi", add_special_tokens=False)
+    result = server.openai().completions.create(model="fake-model", prompt=ids, max_tokens=2)
+    assert result.usage.prompt_tokens == len(ids)
+    result = server.openai().completions.create(model="fake-model", prompt=[ids, ids + ids], max_tokens=2)
+    assert result.usage.prompt_tokens == 3 * len(ids)
+
+
+def test_echo_prepends_the_prompt(server):
+    client = server.openai()
+    result = client.completions.create(model="fake-model", prompt="Say:", max_tokens=3, echo=True)
+    assert result.choices[0].text.startswith("Say:") and len(result.choices[0].text) == 7
+    chunks = list(client.completions.create(model="fake-model", prompt="Say:", max_tokens=3, echo=True, stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == result.choices[0].text
+
+
+def test_logprobs_shape(server):
+    result = server.openai().completions.create(model="fake-model", prompt="x", max_tokens=3, logprobs=2)
+    lp = result.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == 3
+    assert "".join(lp.tokens) == result.choices[0].text
+    assert lp.text_offset == [0, 1, 2]
+    assert all(len(top) == 3 for top in lp.top_logprobs)  # the sampled token and 2 alternatives
+    assert all(isinstance(v, float) for v in lp.token_logprobs)
+
+
+def test_echo_with_logprobs_covers_the_prompt(server):
+    result = server.openai().completions.create(model="fake-model", prompt="ab", max_tokens=2, logprobs=1, echo=True)
+    lp = result.choices[0].logprobs
+    assert len(lp.tokens) == 3 + 2  # <s>, a, b, then two generated
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    assert lp.text_offset == [0, 0, 1, 2, 3]  # the BOS takes no room in the text
+
+
+def test_return_tokens_as_token_ids(start_server):
+    live = start_server(return_tokens_as_token_ids=True)
+    result = live.openai().completions.create(model="fake-model", prompt="x", max_tokens=2, logprobs=1)
+    assert all(t.startswith("token_id:") for t in result.choices[0].logprobs.tokens)
+    # per request it can be turned off again
+    result = live.openai().completions.create(model="fake-model", prompt="x", max_tokens=2, logprobs=1,
+                                              extra_body={"return_tokens_as_token_ids": False})
+    assert not any(t.startswith("token_id:") for t in result.choices[0].logprobs.tokens)
+
+
+def test_stop_string_and_stop_reason(server):
+    engine = server.engine
+    prompt = "p"
+    client = server.openai()
+    text = client.completions.create(model="fake-model", prompt=prompt, max_tokens=30, temperature=0).choices[0].text
+    stop = text[5:7]
+    result = server.openai().completions.create(model="fake-model", prompt=prompt, max_tokens=30, temperature=0,
+                                                stop=[stop])
+    choice = result.choices[0]
+    assert choice.finish_reason == "stop" and choice.text == text[: text.find(stop)]
+    assert choice.model_extra["stop_reason"] == stop
+    assert engine.requests[-1][2].stop == [stop]
+
+
+def test_vllm_extra_parameters_reach_the_engine(server):
+    server.openai().completions.create(model="fake-model", prompt="hi", max_tokens=4, extra_body={
+        "top_k": 5, "min_p": 0.1, "repetition_penalty": 1.2, "min_tokens": 2, "ignore_eos": True,
+        "stop_token_ids": [7], "skip_special_tokens": False, "allowed_token_ids": [5, 6, 7],
+        "include_stop_str_in_output": True, "seed": 3, "logit_bias": {"9": 200}, "bad_words": ["zz"],
+        "priority": 0, "spaces_between_special_tokens": False, "length_penalty": 1.0,
+    })
+    params = server.engine.requests[-1][2]
+    assert (params.top_k, params.min_p, params.repetition_penalty, params.min_tokens) == (5, 0.1, 1.2, 2)
+    assert params.ignore_eos and not params.skip_special_tokens and params.include_stop_str_in_output
+    assert params.stop_token_ids == [7] and params.allowed_token_ids == [5, 6, 7]
+    assert params.logit_bias == {9: 100.0}  # clamped to OpenAI's range
+    assert params.bad_words == ["zz"] and params.seed == 3
+
+
+def test_truncate_prompt_tokens_keeps_the_end(server):
+    result = server.openai().completions.create(model="fake-model", prompt="abcdefgh", max_tokens=2,
+                                                extra_body={"truncate_prompt_tokens": 3})
+    assert result.usage.prompt_tokens == 3
+    tail = server.engine.tokenizer.encode("fgh", add_special_tokens=False)
+    assert server.engine.requests[-1][1]["prompt_token_ids"] == tail
+
+
+def test_max_tokens_null_fills_the_context(start_server):
+    live = start_server(FakeEngine(max_model_len=40))
+    with live.http() as http:
+        body = http.post("/v1/completions", json={"prompt": "abcd", "max_tokens": None}).json()
+    assert body["usage"]["completion_tokens"] == 40 - 5
+
+
+def test_prompt_tokens_details(start_server):
+    live = start_server(enable_prompt_tokens_details=True)
+    client = live.openai()
+    client.completions.create(model="fake-model", prompt="same prompt", max_tokens=1)
+    again = client.completions.create(model="fake-model", prompt="same prompt", max_tokens=1)
+    assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1
+
+
+def test_prompt_logprobs_extra(server):
+    with server.http() as http:
+        body = http.post("/v1/completions", json={"prompt": "ab", "max_tokens": 1, "prompt_logprobs": 1}).json()
+    plp = body["choices"][0]["prompt_logprobs"]
+    assert plp[0] is None and len(plp) == 3
+    assert all("logprob" in entry for position in plp[1:] for entry in position.values())
+
+
+def test_model_defaults_to_the_served_one(server):
+    with server.http() as http:
+        body = http.post("/v1/completions", json={"prompt": "a", "max_tokens": 1}).json()
+    assert body["model"] == "fake-model"
+
+
+@pytest.mark.parametrize("name", ["fake-model", "alias"])
+def test_any_served_name_is_accepted_and_the_first_is_returned(start_server, name):
+    live = start_server(FakeEngine(served_names=("fake-model", "alias")))
+    result = live.openai().completions.create(model=name, prompt="a", max_tokens=1)
+    assert result.model == "fake-model"

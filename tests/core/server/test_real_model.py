@@ -1,0 +1,87 @@
+"""`fw serve`'s code path end to end on the real engine and the embedded SmolLM2."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+
+from fw.config.options import build_bundle
+from fw.config.serve import ServeConfig
+from tests.core.server.helpers import metric
+
+pytestmark = pytest.mark.slow
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+class _Live:
+    def __init__(self, url: str, server):
+        self.url, self.server = url, server
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def real_server():
+    pytest.importorskip("fw.engine.async_engine", reason="the engine is not built yet")
+    from fw.model_loader.default_model import DefaultModelMissing, default_model_path
+
+    try:
+        default_model_path()
+    except DefaultModelMissing as exc:
+        pytest.skip(str(exc))
+    from fw_builtins.commands.serve import run_server
+
+    config = build_bundle(ServeConfig, {"port": 0, "disable_log_stats": True, "max_model_len": 1024,
+                                        "uvicorn_log_level": "warning", "disable_uvicorn_access_log": True})
+    box: dict = {}
+    ready = threading.Event()
+
+    def started(server, urls):
+        box.update(server=server, url=urls[0])
+        ready.set()
+
+    thread = threading.Thread(target=run_server, args=(config,), kwargs={"on_started": started}, daemon=True)
+    thread.start()
+    assert ready.wait(600), "the server did not start"
+    yield _Live(box["url"], box["server"])
+    box["server"].should_exit = True
+    thread.join(30)
+
+
+def test_chat_stream_and_full_answer_agree(real_server):
+    client = openai.OpenAI(base_url=f"{real_server.url}/v1", api_key="x", max_retries=0)
+    full = client.chat.completions.create(model="SmolLM2-135M-Instruct", messages=QUESTION, max_tokens=16,
+                                          temperature=0)
+    assert "Paris" in full.choices[0].message.content
+    streamed = client.chat.completions.create(model="SmolLM2-135M-Instruct", messages=QUESTION, max_tokens=16,
+                                              temperature=0, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == full.choices[0].message.content
+
+
+def test_completion_echo_and_logprobs(real_server):
+    client = openai.OpenAI(base_url=f"{real_server.url}/v1", api_key="x", max_retries=0)
+    result = client.completions.create(model="SmolLM2-135M-Instruct", prompt="The capital of France is",
+                                       max_tokens=4, temperature=0, logprobs=2, echo=True)
+    choice = result.choices[0]
+    assert choice.text.startswith("The capital of France is")
+    assert "".join(choice.logprobs.tokens) == choice.text
+    assert result.usage.total_tokens == result.usage.prompt_tokens + 4
+
+
+def test_disconnect_frees_the_request(real_server):
+    with real_server.http() as http:
+        with http.stream("POST", "/v1/completions", json={
+                "prompt": "Count from one to a thousand:", "max_tokens": 900, "stream": True,
+                "ignore_eos": True}) as response:
+            assert next(response.iter_lines()).startswith("data: ")
+    deadline = time.monotonic() + 30
+    while metric(real_server, "fw:num_requests_running") or metric(real_server, "fw:kv_cache_usage_perc"):
+        assert time.monotonic() < deadline, "the request kept running after the client left"
+        time.sleep(0.1)
+    assert metric(real_server, "fw:request_success_total", finished_reason="abort") >= 1
