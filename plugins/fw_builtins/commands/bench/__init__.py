@@ -14,8 +14,12 @@ from fw.registry import import_target
 
 #: name -> ("module:command", one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "latency": ("fw_builtins.commands.bench.latency:latency",
+                "Time one batch of requests end to end, repeatedly (offline engine)."),
     "serve": ("fw_builtins.commands.bench.serve:serve",
               "Benchmark a running OpenAI-compatible server under load (online serving)."),
+    "throughput": ("fw_builtins.commands.bench.throughput:throughput",
+                   "Requests and tokens per second for a set of prompts (offline engine)."),
 }
 
 

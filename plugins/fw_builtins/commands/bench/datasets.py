@@ -38,19 +38,30 @@ def load_prompts(options: Any, tokenizer: Any) -> list[Prompt]:
     return custom_prompts(options, rng)
 
 
-def _length(rng: random.Random, length: int, ratio: float) -> int:
-    low, high = max(1, int(length * (1 - ratio))), max(1, int(length * (1 + ratio)))
-    return rng.randint(low, high)
+def length_range(length: int, ratio: float) -> tuple[int, int]:
+    """The lowest and highest length within ``ratio`` of ``length`` (never below 1)."""
+    return max(1, int(length * (1 - ratio))), max(1, int(length * (1 + ratio)))
+
+
+def draw_length(rng: random.Random, length: int, ratio: float) -> int:
+    """A length drawn uniformly from ``length_range``."""
+    return rng.randint(*length_range(length, ratio))
+
+
+def ordinary_token_ids(tokenizer: Any) -> list[int]:
+    """Every token id that is not a special token: what random prompts are drawn from
+    (the offline benchmarks use the ids as they are, the serving benchmark decodes them)."""
+    special = set(tokenizer.all_special_ids)
+    return [i for i in range(len(tokenizer)) if i not in special]
 
 
 def random_prompts(options: Any, tokenizer: Any, rng: random.Random) -> list[Prompt]:
     """Prompts of random ordinary (non-special) tokens, decoded to text."""
-    special = set(tokenizer.all_special_ids)
-    vocabulary = [i for i in range(len(tokenizer)) if i not in special]
+    vocabulary = ordinary_token_ids(tokenizer)
     prompts = []
     for _ in range(options.num_prompts):
-        input_len = _length(rng, options.random_input_len, options.random_range_ratio)
-        output_len = _length(rng, options.random_output_len, options.random_range_ratio)
+        input_len = draw_length(rng, options.random_input_len, options.random_range_ratio)
+        output_len = draw_length(rng, options.random_output_len, options.random_range_ratio)
         ids = [rng.choice(vocabulary) for _ in range(input_len)]
         prompts.append(Prompt(tokenizer.decode(ids), output_len))
     return prompts
