@@ -61,3 +61,19 @@ def fw_cache_dir(tmp_path_factory, monkeypatch) -> Path:
     root = tmp_path_factory.getbasetemp() / "fw-cache"
     monkeypatch.setenv("FW_CACHE_DIR", str(root))
     return root
+
+
+@pytest.fixture(scope="module")
+def llm_factory():
+    """Build `fw.LLM`s for one test module, caching by options."""
+    from fw import LLM
+
+    built = {}
+
+    def build(path, **options):
+        key = (str(path), tuple(sorted(options.items())))
+        if key not in built:
+            built[key] = LLM(str(path), dtype="float32", **options)
+        return built[key]
+
+    return build

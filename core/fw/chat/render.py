@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from typing import Any, Literal
 
 import jinja2
@@ -69,7 +71,7 @@ def render_chat(
         )
     template = compile_template(source)
     fmt = detect_content_format(source) if content_format == "auto" else content_format
-    conversation = normalize_messages(messages, fmt)
+    conversation = [_arguments_as_objects(m) for m in normalize_messages(messages, fmt)]
     extra = {k: v for k, v in (chat_template_kwargs or {}).items() if k not in _RESERVED}
     variables = {
         **_special_tokens(tokenizer), **extra,
@@ -87,6 +89,25 @@ def render_chat(
     if continue_final_message:
         text = _cut_after_final_message(text, conversation[-1])
     return text
+
+
+def _arguments_as_objects(message: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI sends a past call's arguments as a JSON string; templates print them with
+    ``tojson``, so they get the object (a string that is not JSON stays as it is)."""
+    calls = message.get("tool_calls")
+    if not calls:
+        return message
+    converted = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        if isinstance(arguments, str):
+            try:
+                call = {**call, "function": {**function, "arguments": json.loads(arguments)}}
+            except json.JSONDecodeError:
+                pass
+        converted.append(call)
+    return {**message, "tool_calls": converted}
 
 
 def _cut_after_final_message(text: str, last: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ message naming the flag, never a traceback.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -48,10 +49,17 @@ class _ListItemType(click.ParamType):
             parsed = JSON.convert(value, param, ctx)
             if not isinstance(parsed, list):
                 self.fail(f"expected a JSON list, got {value!r}", param, ctx)
-            return [self.item.convert(v, param, ctx) for v in parsed]
+            return [self._item(v, param, ctx) for v in parsed]
         if isinstance(value, list):
-            return [self.item.convert(v, param, ctx) for v in value]
-        return [self.item.convert(value, param, ctx)]
+            return [self._item(v, param, ctx) for v in value]
+        return [self._item(value, param, ctx)]
+
+    def _item(self, value, param, ctx):
+        # A JSON object in a list of strings (--lora-modules '[{"name": ...}]', or one
+        # from YAML) stays JSON text for the config model to parse, not a Python repr.
+        if self.item is click.STRING and isinstance(value, (dict, list)):
+            return json.dumps(value)
+        return self.item.convert(value, param, ctx)
 
 
 def _click_param(spec: OptionSpec) -> click.Option:

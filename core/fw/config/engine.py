@@ -9,9 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fw.config.cache import CacheConfig
 from fw.config.load import LoadConfig
+from fw.config.lora import LoRAConfig
 from fw.config.model import ModelConfig
 from fw.config.options import build_bundle
 from fw.config.scheduler import SchedulerConfig
+from fw.config.structured import StructuredOutputsConfig
 
 
 class EngineConfig(BaseModel):
@@ -21,6 +23,8 @@ class EngineConfig(BaseModel):
     load: LoadConfig = Field(default_factory=LoadConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    lora: LoRAConfig = Field(default_factory=LoRAConfig)
+    structured_outputs: StructuredOutputsConfig = Field(default_factory=StructuredOutputsConfig)
 
     @classmethod
     def from_options(cls, **options: Any) -> "EngineConfig":

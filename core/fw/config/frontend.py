@@ -91,6 +91,24 @@ class FrontendConfig(ConfigGroup):
         "'package.module.name'); repeatable. A class is added with app.add_middleware(), a "
         "function as an HTTP middleware (@app.middleware('http')).",
     )
+    enable_auto_tool_choice: bool = option(
+        False,
+        'Let the model decide when to call tools (tool_choice "auto"); needs --tool-call-parser '
+        "to read the calls out of its text.",
+    )
+    tool_call_parser: str | None = option(
+        None,
+        "The parser that reads tool calls out of the model's output for tool_choice \"auto\": "
+        "hermes, mistral, llama3_json, pythonic, or a plugin's (see `fw plugins`).",
+    )
+    tool_parser_plugin: str | None = option(
+        None,
+        "A Python file with a fw plugin (an @hookimpl fw_register_tool_parsers) to load at "
+        "start-up, so its parser can be named with --tool-call-parser.",
+    )
+    exclude_tools_when_tool_choice_none: bool = option(
+        False, 'Do not show the request\'s tools to the chat template when tool_choice is "none".'
+    )
     return_tokens_as_token_ids: bool = option(
         False,
         "In logprobs, represent each token as the string 'token_id:{id}', so tokens that "

@@ -15,6 +15,7 @@ from fw.config.load import LoadConfig
 from fw.config.lora import LoRAConfig
 from fw.config.model import ModelConfig
 from fw.config.scheduler import SchedulerConfig
+from fw.config.structured import StructuredOutputsConfig
 
 
 class ServeConfig(BaseModel):
@@ -30,6 +31,7 @@ class ServeConfig(BaseModel):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
+    structured_outputs: StructuredOutputsConfig = Field(default_factory=StructuredOutputsConfig)
 
     def engine_config(self) -> EngineConfig:
         """The engine's part of this configuration, for ``AsyncEngine.from_config``."""

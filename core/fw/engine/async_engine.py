@@ -20,7 +20,8 @@ from fw.engine.llm_engine import LLMEngine
 from fw.engine.outputs import RequestOutput
 from fw.engine.protocol import EngineClient, EngineStats, PromptInput
 from fw.engine.sampling_params import SamplingParams
-from fw.errors import EngineDeadError
+from fw.errors import EngineDeadError, InvalidParameterError, OverloadedError
+from fw.lora.request import LoRARequest
 
 logger = logging.getLogger("fw.engine")
 
@@ -43,6 +44,9 @@ class AsyncEngine(EngineClient):
         self._wakeup = threading.Event()
         self._streams: dict[str, _Stream] = {}
         self._stats = engine.stats()
+        #: requests may wait beyond this many and get 503 (the offline API queues everything)
+        self.max_waiting = engine.scheduler_config.max_num_seqs * 8
+        self._loras = engine.list_loras()
         self._dead: BaseException | None = None
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="fw-engine", daemon=True)
@@ -68,8 +72,9 @@ class AsyncEngine(EngineClient):
             while not self._stopping:
                 self._run_commands()
                 if self.engine.has_unfinished_requests():
-                    self._dispatch(self.engine.step())
-                    self._stats = self.engine.stats()
+                    outputs = self.engine.step()
+                    self._stats = self.engine.stats()  # before waking callers, who may read it
+                    self._dispatch(outputs)
                 else:
                     self._stats = self.engine.stats()
                     self._wakeup.wait(timeout=0.5)
@@ -105,12 +110,17 @@ class AsyncEngine(EngineClient):
 
     async def generate(self, prompt: PromptInput, params: SamplingParams, request_id: str, *,
                        priority: int = 0, lora_request: Any = None,
-                       keep_special_ids: frozenset[int] = frozenset()) -> AsyncIterator[RequestOutput]:
+                       keep_special_ids: frozenset[int] = frozenset(),
+                       reasoning_end_ids: tuple[int, ...] | None = None) -> AsyncIterator[RequestOutput]:
         stream = _Stream(asyncio.get_running_loop())
+        if params.structured_outputs is not None:
+            await self._compile(params)
 
         def add() -> None:
+            if self.engine.scheduler.num_waiting >= self.max_waiting:
+                raise OverloadedError(f"the waiting queue is full ({self.max_waiting} requests); retry shortly")
             self.engine.add_request(request_id, prompt, params, priority=priority, lora_request=lora_request,
-                                    keep_special_ids=keep_special_ids)
+                                    keep_special_ids=keep_special_ids, reasoning_end_ids=reasoning_end_ids)
             self._streams[request_id] = stream
 
         await asyncio.wrap_future(self._call(add))
@@ -128,6 +138,20 @@ class AsyncEngine(EngineClient):
             if not finished:
                 self._call(lambda: self._abort_now(request_id))
 
+    async def _compile(self, params: SamplingParams) -> None:
+        """Compile a new grammar on a worker thread, so the step loop keeps decoding the
+        other requests meanwhile; the engine then finds it in its cache."""
+        timeout = self.engine.config.structured_outputs.guided_decoding_compile_timeout
+        work = asyncio.get_running_loop().run_in_executor(None, self.engine.structured.compile,
+                                                          params.structured_outputs)
+        try:
+            await asyncio.wait_for(asyncio.shield(work), timeout)
+        except asyncio.TimeoutError:
+            raise InvalidParameterError(
+                params.structured_outputs.param_name(),
+                f"the grammar did not compile within {timeout:g} s "
+                "(--guided-decoding-compile-timeout); simplify it") from None
+
     def _abort_now(self, request_id: str) -> None:
         self._streams.pop(request_id, None)
         self.engine.abort_request(request_id)
@@ -143,6 +167,21 @@ class AsyncEngine(EngineClient):
 
     def stats(self) -> EngineStats:
         return self._stats
+
+    async def add_lora(self, lora_request: LoRARequest) -> bool:
+        return await asyncio.wrap_future(self._call(lambda: self._change_loras(self.engine.add_lora, lora_request)))
+
+    async def remove_lora(self, lora_name: str) -> bool:
+        return await asyncio.wrap_future(self._call(lambda: self._change_loras(self.engine.remove_lora, lora_name)))
+
+    def list_loras(self) -> list[LoRARequest]:
+        return list(self._loras)  # a snapshot, refreshed by the loop thread on every change
+
+    def _change_loras(self, change: Callable[[Any], bool], argument: Any) -> bool:
+        try:
+            return change(argument)
+        finally:
+            self._loras = self.engine.list_loras()
 
     def check_health(self) -> None:
         if self._dead is not None or not self._thread.is_alive():

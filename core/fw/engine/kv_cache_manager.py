@@ -38,7 +38,10 @@ class KVCacheManager:
     # -- hashing -----------------------------------------------------------------------
 
     def _extra_key(self, request: Request) -> object:
-        return None if request.lora is None else ("lora", getattr(request.lora, "lora_int_id", request.lora))
+        # An engine-unique adapter id (fw.lora.manager.Adapter.uid), never reused: an
+        # adapter unloaded and another loaded under the same name or lora_int_id never
+        # hits the first one's blocks.
+        return None if request.lora is None else ("lora", getattr(request.lora, "uid", request.lora))
 
     def _block_hashes(self, request: Request, num_full_blocks: int) -> list[int]:
         hashes = self.req_hashes.setdefault(request.request_id, [])

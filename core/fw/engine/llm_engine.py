@@ -24,7 +24,10 @@ from fw.engine.protocol import EngineStats, ModelInfo, PromptInput
 from fw.engine.request import Request, RequestStatus
 from fw.engine.sampling_params import SamplingParams
 from fw.engine.scheduler import Scheduler, SchedulerOutput
-from fw.errors import InvalidParameterError, OverloadedError
+from fw.errors import InvalidParameterError, NotSupportedError
+from fw.lora.manager import Adapter, LoRAManager
+from fw.lora.request import LoRARequest
+from fw.structured.manager import StructuredOutputManager
 
 logger = logging.getLogger("fw.engine")
 
@@ -49,6 +52,9 @@ class LLMEngine:
                 "never be scheduled; raise it or enable chunked prefill")
         self.scheduler_config = scheduler_config
 
+        # LoRA slots are allocated before the KV cache is sized from the memory left.
+        self.lora = (LoRAManager(config.lora, loaded.model, loaded.dtype, loaded.device)
+                     if config.lora.enable_lora else None)
         start = time.perf_counter()
         cache = config.cache
         plan = plan_kv_cache(loaded.model, loaded.dtype, loaded.device, block_size=cache.block_size,
@@ -62,17 +68,22 @@ class LLMEngine:
             "request: %.1fx (sized in %.2fs)", plan.num_blocks, plan.block_size, plan.num_tokens,
             plan.total_bytes / 2**20, self.max_model_len, plan.num_tokens / self.max_model_len,
             time.perf_counter() - start)
-        self.scheduler = Scheduler(scheduler_config, cache, self.kv, self.max_model_len)
-        self.runner = ModelRunner(loaded.model, kv_caches, cache.block_size, loaded.device)
+        self.scheduler = Scheduler(scheduler_config, cache, self.kv, self.max_model_len,
+                                   max_loras=config.lora.max_loras if self.lora else 0)
+        self.runner = ModelRunner(loaded.model, kv_caches, cache.block_size, loaded.device, lora=self.lora)
         self.output = OutputProcessor(self.tokenizer)
+        self.structured = StructuredOutputManager(config.structured_outputs, self.tokenizer,
+                                                  loaded.hf_config.vocab_size)
+        self.runner.structured = self.structured
         self.eos_token_ids = _eos_token_ids(self.tokenizer, loaded.hf_config, loaded.generation_config)
         self.generation_defaults = {
             ours: loaded.generation_config[theirs] for theirs, ours in GENERATION_DEFAULT_KEYS.items()
             if loaded.generation_config.get(theirs) is not None
         }
-        self.max_waiting = scheduler_config.max_num_seqs * 8
         self.seed_generator = torch.Generator().manual_seed(config.model.seed)
         self._warm_up()
+        for index, module in enumerate(config.lora.lora_modules if self.lora else ()):
+            self.add_lora(LoRARequest(module.name, index + 1, module.path, module.base_model_name))
 
     @classmethod
     def from_config(cls, config: EngineConfig) -> "LLMEngine":
@@ -104,21 +115,28 @@ class LLMEngine:
 
     def add_request(self, request_id: str, prompt: PromptInput, params: SamplingParams, *,
                     arrival_time: float | None = None, priority: int = 0, lora_request: Any = None,
-                    keep_special_ids: frozenset[int] = frozenset()) -> None:
+                    keep_special_ids: frozenset[int] = frozenset(),
+                    reasoning_end_ids: tuple[int, ...] | None = None) -> None:
+        """Queue a request. ``reasoning_end_ids``: with a structured-output constraint, the
+        token ids that end the model's reasoning; the constraint applies after them."""
         if self.output.has(request_id):
             raise InvalidParameterError("request_id", f"request {request_id!r} is already running")
         if priority and self.scheduler.policy != "priority":
             raise InvalidParameterError("priority", "priority scheduling is off; start with --scheduling-policy priority")
-        if self.scheduler.num_waiting >= self.max_waiting:
-            raise OverloadedError(f"the waiting queue is full ({self.max_waiting} requests); retry shortly")
+        adapter = self._resolve_lora(lora_request)
         text, prompt_ids = tokenize_prompt(self.tokenizer, prompt)
         params, prompt_ids = validate_and_prepare(self, params, prompt_ids)
         children = []
         for index in range(params.n):
             child_id = request_id if params.n == 1 else f"{index}_{request_id}"
             children.append(Request(child_id, prompt_ids, params, eos_token_ids=self.eos_token_ids,
-                                    arrival_time=arrival_time, priority=priority, lora=lora_request,
+                                    arrival_time=arrival_time, priority=priority, lora=adapter,
                                     parent_id=request_id, index=index))
+        if params.structured_outputs is not None:
+            for child in children:
+                child.grammar = self.structured.new_matcher(params.structured_outputs)
+                child.reasoning_end_ids = reasoning_end_ids or None
+                child.grammar_active = not reasoning_end_ids
         self.output.add(request_id, text, prompt_ids, params, children, keep_special_ids=keep_special_ids,
                         lora_name=getattr(lora_request, "lora_name", None))
         for child in children:
@@ -140,6 +158,7 @@ class LLMEngine:
     # -- the step ----------------------------------------------------------------------
 
     def step(self) -> list[RequestOutput]:
+        self._reap_loras()
         out = self.scheduler.schedule()
         if out.is_empty:
             return []
@@ -152,9 +171,26 @@ class LLMEngine:
                 request.cumulative_logprob += result.result.sampled_logprobs[row]
                 if result.result.logprobs[row] is not None:
                     request.output_logprobs.append(result.result.logprobs[row])
+        self._advance_grammars(updated)
         finished_unsampled = [r for r in self._requests(out) if r.status.finished and r not in updated]
         return self.output.process(updated, {r.request_id: 1 for r in updated}, on_stop=self._finish_stopped,
                                    extra_finished=finished_unsampled)
+
+    def _advance_grammars(self, updated: list[Request]) -> None:
+        """Feed each constrained sequence its new token; a completed grammar ends it."""
+        for request in updated:
+            if request.grammar is None:
+                continue
+            token = request.all_token_ids[-1]
+            if not request.grammar_active:
+                end = request.reasoning_end_ids
+                if tuple(request.output_token_ids[-len(end):]) == end:
+                    request.grammar_active = True
+                continue
+            if not request.grammar.accept_token(token):
+                logger.warning("request %s: token %d rejected by its grammar", request.request_id, token)
+            if request.grammar.is_terminated() and not request.status.finished:
+                self.scheduler.finish(request, RequestStatus.FINISHED_STOPPED)
 
     def _requests(self, out: SchedulerOutput) -> list[Request]:
         return [r for rid in out.num_scheduled_tokens if (r := self._lookup(rid)) is not None]
@@ -183,6 +219,39 @@ class LLMEngine:
         self.kv.forget(request)
         self.kv.pool.reset_prefix_cache()
         logger.info("warm-up done in %.2fs", time.perf_counter() - start)
+
+    # -- LoRA adapters (what the server's adapter endpoints and /v1/models call) ----------
+
+    def add_lora(self, lora_request: LoRARequest) -> bool:
+        """Register and load an adapter; its errors (missing files, rank, targets) raise
+        ``LoRAAdapterError`` now. False if the name is already loaded from that folder."""
+        self._reap_loras()
+        return self._lora_manager().add(lora_request)
+
+    def remove_lora(self, lora_name: str) -> bool:
+        """Unregister an adapter at once (new requests for it fail); requests already
+        running with it finish first, then its memory is released. False if unknown."""
+        return self._lora_manager().remove(lora_name, self._loras_in_use())
+
+    def list_loras(self) -> list[LoRARequest]:
+        """The registered adapters, in registration order."""
+        return self.lora.registered() if self.lora is not None else []
+
+    def _lora_manager(self) -> LoRAManager:
+        if self.lora is None:
+            raise NotSupportedError("LoRA is not enabled; start the engine with --enable-lora",
+                                    param="lora_request")
+        return self.lora
+
+    def _resolve_lora(self, lora_request: LoRARequest | None) -> Adapter | None:
+        return None if lora_request is None else self._lora_manager().resolve(lora_request)
+
+    def _loras_in_use(self) -> list[Adapter]:
+        return [r.lora for r in self.scheduler.requests.values() if r.lora is not None]
+
+    def _reap_loras(self) -> None:
+        if self.lora is not None and self.lora.retiring:
+            self.lora.reap(self._loras_in_use())
 
     def blocks_needed(self, num_tokens: int) -> int:
         return cdiv(num_tokens, self.kv.block_size)

@@ -5,6 +5,7 @@ are sampled (and prompt positions whose logprobs were asked for), then sample.""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from fw.engine.request import Request
 from fw.engine.sampler import SampleResult, prompt_logprob_entries, sample
 from fw.engine.scheduler import SchedulerOutput
 from fw.layers.attention import Attention
+
+if TYPE_CHECKING:
+    from fw.lora.manager import LoRAManager
 
 
 @dataclass
@@ -41,8 +45,11 @@ class FlatBatch:
 
 class ModelRunner:
     def __init__(self, model: nn.Module, kv_caches: list[torch.Tensor], block_size: int,
-                 device: torch.device):
+                 device: torch.device, lora: LoRAManager | None = None):
         self.model = model
+        self.lora = lora
+        #: the structured-output manager, set by the engine
+        self.structured = None
         self.kv_caches = kv_caches
         self.block_size = block_size
         self.device = device
@@ -109,6 +116,7 @@ class ModelRunner:
     def execute(self, out: SchedulerOutput, requests: dict[str, Request],
                 block_ids: dict[str, list[int]]) -> StepOutput:
         batch = self.prepare(out, requests, block_ids)
+        self._set_lora_mapping(out, requests)
         with forward_context(batch.metadata, self.kv_caches):
             hidden = self.model(batch.input_ids, batch.positions)
         self._record_prompt_logprobs(batch, hidden)
@@ -117,12 +125,20 @@ class ModelRunner:
             return step
         rows = torch.tensor(batch.sample_rows, dtype=torch.long, device=hidden.device)
         logits = self.model.compute_logits(hidden.index_select(0, rows)).float().cpu()
+        if self.structured is not None:
+            self.structured.apply(logits, batch.sample_requests)
         result = sample(logits, batch.sample_requests)
         for request, token in zip(batch.sample_requests, result.token_ids):
             step.sampled[request.request_id] = [token]
         step.result = result
         step.sampled_ids = [r.request_id for r in batch.sample_requests]
         return step
+
+    def _set_lora_mapping(self, out: SchedulerOutput, requests: dict[str, Request]) -> None:
+        """Tell the LoRA layers which rows of the flattened batch use which adapter (rows
+        follow ``out.num_scheduled_tokens``' order, as in ``prepare``)."""
+        if self.lora is not None:
+            self.lora.prepare_step([(requests[rid].lora, n) for rid, n in out.num_scheduled_tokens.items()])
 
     def _record_prompt_logprobs(self, batch: FlatBatch, hidden: torch.Tensor) -> None:
         for request, row0, count, first_pos in batch.prompt_logprob_spans:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from fw.engine.protocol import PromptInput
 from fw.engine.sampling_params import SamplingParams
-from fw.errors import ContextLengthError, InvalidParameterError, NotSupportedError
+from fw.errors import ContextLengthError, InvalidParameterError
 
 if TYPE_CHECKING:
     from fw.engine.llm_engine import LLMEngine
@@ -75,8 +75,7 @@ def validate_and_prepare(engine: "LLMEngine", params: SamplingParams, prompt_ids
     if params.logit_bias and any(not 0 <= t < vocab for t in params.logit_bias):
         raise InvalidParameterError("logit_bias", f"token ids must be in [0, {vocab})")
     if params.structured_outputs is not None:
-        raise NotSupportedError("structured outputs (guided decoding) are not supported yet",
-                                param="structured_outputs")
+        engine.structured.compile(params.structured_outputs)  # invalid constraints fail here
     needed = engine.blocks_needed(len(prompt_ids) + params.max_tokens)
     if needed > engine.kv.num_blocks:
         raise InvalidParameterError(

@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, TypedDict, Union
 
 from fw.engine.outputs import RequestOutput
 from fw.engine.sampling_params import SamplingParams
+from fw.errors import NotSupportedError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
+
+    from fw.lora.request import LoRARequest
 
 
 class TokensPrompt(TypedDict, total=False):
@@ -98,3 +101,19 @@ class EngineClient(ABC):
     @abstractmethod
     async def shutdown(self) -> None:
         """Stop the engine loop and release the model."""
+
+    # LoRA adapters: engines without LoRA support keep these defaults.
+
+    async def add_lora(self, lora_request: LoRARequest) -> bool:
+        """Register and load an adapter, so requests may name it. False if an adapter of
+        that name is already loaded from the same folder; ``LoRAAdapterError`` (HTTP 400)
+        for an adapter fw cannot serve; ``NotSupportedError`` when LoRA is off."""
+        raise NotSupportedError("LoRA is not enabled; start the server with --enable-lora")
+
+    async def remove_lora(self, lora_name: str) -> bool:
+        """Unregister an adapter now; its in-flight requests finish first. False if unknown."""
+        raise NotSupportedError("LoRA is not enabled; start the server with --enable-lora")
+
+    def list_loras(self) -> list[LoRARequest]:
+        """The registered adapters (``--lora-modules`` first, then dynamically loaded ones)."""
+        return []

@@ -64,6 +64,11 @@ class Request:
         if params.seed is not None:
             self.generator = torch.Generator()
             self.generator.manual_seed(params.seed + index)
+        #: the structured-output matcher, and the token ids that end reasoning (the
+        #: constraint applies only after them, when set)
+        self.grammar = None
+        self.reasoning_end_ids: tuple[int, ...] | None = None
+        self.grammar_active = True
         self.output_logprobs: list[dict[int, Logprob]] = []
         self.cumulative_logprob = 0.0
         self.prompt_logprobs: list[dict[int, Logprob] | None] = []

@@ -35,14 +35,21 @@ class StructuredOutputsParams:
     json_object: bool | None = None  # any JSON object
     whitespace_pattern: str | None = None
     disable_any_whitespace: bool = False
+    #: accepted for vLLM compatibility; objects already get only the properties their
+    #: schema lists unless the schema sets additionalProperties
     disable_additional_properties: bool = False
+    #: the request parameter this came from ("response_format", "guided_json", ...), for errors
+    source: str | None = None
+
+    def param_name(self) -> str:
+        return self.source or "structured_outputs"
 
     def kind(self) -> str:
         set_ = [name for name in ("json", "regex", "choice", "grammar", "json_object")
                 if getattr(self, name) not in (None, False)]
         if len(set_) != 1:
             raise InvalidParameterError(
-                "structured_outputs",
+                self.param_name(),
                 f"exactly one of json, regex, choice, grammar, json_object must be set (got {set_ or 'none'})",
             )
         return set_[0]

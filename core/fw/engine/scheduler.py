@@ -107,11 +107,17 @@ class Scheduler:
                 index = min(index, len(self.running))
 
         # 2. Waiting requests, unless this step already had to preempt.
+        # A request whose adapter would exceed --max-loras steps aside for this step
+        # (keeping its place in the queue), so requests for the adapters already running
+        # and for the base model are not held up behind it.
         loras = {r.lora for r in self.running if r.lora is not None}
+        blocked: list[Request] = []
         while self.waiting and budget > 0 and not out.preempted and len(self.running) < self.max_num_seqs:
             request = self._pick_waiting()
             if request.lora is not None and request.lora not in loras and len(loras) >= self.max_loras > 0:
-                break
+                self.waiting.remove(request)
+                blocked.append(request)
+                continue
             computed, num_cached = self.kv.get_computed_blocks(request)
             num_new = request.num_tokens - num_cached
             if num_new > budget and not self.chunked_prefill:
@@ -131,6 +137,7 @@ class Scheduler:
                 request.first_scheduled_time = now
             out.num_scheduled_tokens[request.request_id] = num_new
             budget -= num_new
+        self.waiting[:0] = blocked
 
         out.total_num_scheduled_tokens = self.max_num_batched_tokens - budget
         return out

@@ -49,6 +49,8 @@ class LLM:
         loras = _broadcast(lora_request, len(prompts), "lora_request")
         priorities = list(priority) if priority is not None else [0] * len(prompts)
         ids = []
+        for lora in dict.fromkeys(lora for lora in loras if lora is not None):
+            self.engine.add_lora(lora)  # offline, an adapter loads on first use
         for prompt, param, lora, prio in zip(prompts, params, loras, priorities):
             request_id = str(next(self._ids))
             self.engine.add_request(request_id, prompt, param, priority=prio, lora_request=lora)

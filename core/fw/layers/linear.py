@@ -49,11 +49,17 @@ class MergedLinear(Linear):
     """Several output projections of the same input stored as one matrix.
 
     ``shard_sizes`` gives each projection's output size, in order; a checkpoint tensor
-    for projection ``i`` is loaded with ``load_shard(param, tensor, i)``.
+    for projection ``i`` is loaded with ``load_shard(param, tensor, i)``. ``shard_names``
+    are the projections' Hugging Face names (``("q_proj", "k_proj", "v_proj")``), which
+    LoRA adapters target; the usual ``qkv_proj`` and ``gate_up_proj`` need none.
     """
 
-    def __init__(self, in_features: int, shard_sizes: Sequence[int], **kwargs):
+    def __init__(self, in_features: int, shard_sizes: Sequence[int], *,
+                 shard_names: Sequence[str] | None = None, **kwargs):
         self.shard_sizes = list(shard_sizes)
+        if shard_names is not None and len(shard_names) != len(self.shard_sizes):
+            raise ValueError(f"{len(shard_names)} shard names for {len(self.shard_sizes)} shards")
+        self.shard_names = tuple(shard_names) if shard_names is not None else None
         super().__init__(in_features, sum(self.shard_sizes), **kwargs)
 
     def shard_slice(self, index: int) -> slice:

@@ -64,11 +64,19 @@ class WeightLoader(ABC):
             raise ModelLoadError(folder / "config.json", f"cannot be read as a model config: {exc}") from exc
 
     def tokenizer(self) -> "PreTrainedTokenizerBase":
-        """The model's tokenizer (``--tokenizer`` wins over the model folder's)."""
-        from fw.model_loader.tokenizer import load_hf_tokenizer
+        """The model's tokenizer (``--tokenizer`` wins over the model folder's).
+
+        Always through ``AutoTokenizer``: it applies model-specific tokenization (Qwen2's
+        digit splitting, say) even when the folder names a generic tokenizer class, and
+        the engine must tokenize exactly as transformers does.
+        """
+        from transformers import AutoTokenizer
 
         source = self.model_config.tokenizer or (self.path if self.path.is_dir() else self.path.parent)
-        return load_hf_tokenizer(source, trust_remote_code=self.model_config.trust_remote_code)
+        try:
+            return AutoTokenizer.from_pretrained(source, trust_remote_code=self.model_config.trust_remote_code)
+        except (ValueError, OSError, TypeError) as exc:
+            raise ModelLoadError(source, f"no usable tokenizer: {exc}") from exc
 
     def generation_config(self) -> dict:
         """Default sampling settings the model ships (generation_config.json), if any."""

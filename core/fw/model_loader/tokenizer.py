@@ -1,10 +1,12 @@
-"""Loading a Hugging Face tokenizer folder, without importing torch where that is safe.
+"""Loading a Hugging Face tokenizer folder for tools, without importing torch where
+that is possible.
 
 ``AutoTokenizer`` imports transformers' config machinery, which imports torch (~4 s).
 Tools that only need a tokenizer (``fw bench serve``, the GGUF tokenizer cache) skip it
-when the folder's tokenizer_config.json names the generic ``tokenizer.json`` backend,
-which ``AutoTokenizer`` would pick too. For any other class ``AutoTokenizer`` applies
-model-specific corrections, so those folders still go through it.
+when the folder's tokenizer_config.json names the generic ``tokenizer.json`` backend.
+That reads tokenizer.json as it is; ``AutoTokenizer`` may add model-specific behaviour
+on top (it looks at config.json's model type), so the engine itself always uses
+``AutoTokenizer`` (``WeightLoader.tokenizer``) and tools get at most an approximation.
 """
 
 from __future__ import annotations

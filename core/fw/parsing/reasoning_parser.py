@@ -28,6 +28,9 @@ class ReasoningParser(IncrementalParser):
 
     #: Marker strings the parser must see (kept by the detokenizer, as for tool parsers).
     special_tokens: tuple[str, ...] = ()
+    #: The text that ends the reasoning, if there is one fixed marker. The engine starts
+    #: a structured-output constraint only once the model has written it.
+    end_marker: str | None = None
 
     def __init__(self, tokenizer: Any = None):
         super().__init__()

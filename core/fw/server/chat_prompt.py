@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from fw.server.context import ServerContext
 
 
+#: render_messages' default: the tools the request itself carries
+_REQUEST_TOOLS = object()
+
+
 def server_chat_template(value: str | None) -> str | None:
     """The --chat-template option as checked template text; ValueError names the option."""
     try:
@@ -34,7 +38,9 @@ def message_dicts(fields: ChatTemplateFields | TokenizeRequest) -> list[dict[str
 
 
 def render_messages(ctx: "ServerContext", fields: ChatTemplateFields | TokenizeRequest,
-                    messages: list[dict[str, Any]], extra_kwargs: dict[str, Any] | None = None) -> str:
+                    messages: list[dict[str, Any]], extra_kwargs: dict[str, Any] | None = None,
+                    *, tools: Any = _REQUEST_TOOLS) -> str:
+    """``tools``: what the template sees; by default the request's own."""
     kwargs = {k: v for k, v in (fields.chat_template_kwargs or {}).items() if k != "chat_template"}
     kwargs.update(extra_kwargs or {})
     return render_chat(
@@ -42,7 +48,7 @@ def render_messages(ctx: "ServerContext", fields: ChatTemplateFields | TokenizeR
         chat_template=ctx.request_template(fields),
         add_generation_prompt=fields.add_generation_prompt,
         continue_final_message=fields.continue_final_message,
-        tools=fields.tools,
+        tools=fields.tools if tools is _REQUEST_TOOLS else tools,
         documents=fields.documents,
         chat_template_kwargs=kwargs,
         content_format=ctx.config.frontend.chat_template_content_format,

@@ -11,6 +11,7 @@ from fastapi import Request
 from fw.config.serve import ServeConfig
 from fw.engine.protocol import EngineClient, ModelInfo
 from fw.errors import InvalidParameterError, ModelNotFoundError
+from fw.server.chat_parsing import ChatParsing
 from fw.server.chat_prompt import server_chat_template
 from fw.server.logprobs import TokenText
 from fw.server.metrics import ServerMetrics
@@ -29,10 +30,12 @@ class ServerContext:
     metrics: ServerMetrics
     request_log: RequestLogger
     token_text: TokenText
+    parsing: ChatParsing
 
     @classmethod
     def create(cls, engine: EngineClient, config: ServeConfig) -> "ServerContext":
-        """Fails (ValueError) on a bad --chat-template, so the server does not start."""
+        """Fails (ValueError) on a bad --chat-template or parser option, so the server
+        does not start."""
         frontend = config.frontend
         template = server_chat_template(frontend.chat_template) or engine.model_info.chat_template
         info = engine.model_info
@@ -45,6 +48,9 @@ class ServerContext:
                 max_len=frontend.max_log_len,
             ),
             token_text=TokenText(engine.tokenizer),
+            parsing=ChatParsing(engine.tokenizer, tool_call_parser=frontend.tool_call_parser,
+                                reasoning_parser=config.structured_outputs.reasoning_parser,
+                                tool_parser_plugin=frontend.tool_parser_plugin),
         )
 
     @property

@@ -31,6 +31,14 @@ class Submission:
     prompt: Prompt
     params: SamplingParams
     request_id: str
+    #: engine extras, passed only when set: marker tokens parsers need kept, and the
+    #: token ids that end reasoning (a constraint starts after them)
+    keep_special_ids: frozenset[int] = frozenset()
+    reasoning_end_ids: tuple[int, ...] | None = None
+
+    def engine_kwargs(self) -> dict:
+        extras = {"keep_special_ids": self.keep_special_ids, "reasoning_end_ids": self.reasoning_end_ids}
+        return {k: v for k, v in extras.items() if v}
 
 
 async def _abort(ctx: ServerContext, request_id: str) -> None:
@@ -50,7 +58,8 @@ async def engine_stream(ctx: ServerContext, sub: Submission, priority: int) -> A
     engine_prompt = TokensPrompt(prompt_token_ids=prompt.token_ids)
     if prompt.text is not None:
         engine_prompt["prompt"] = prompt.text
-    outputs = ctx.engine.generate(engine_prompt, sub.params, sub.request_id, priority=priority)
+    outputs = ctx.engine.generate(engine_prompt, sub.params, sub.request_id, priority=priority,
+                                  **sub.engine_kwargs())
     finished = refused = False
     started = False
     try:

@@ -44,6 +44,8 @@ def structured_outputs(request: SamplingRequest) -> StructuredOutputsParams | No
     """Every spelling of a structured-output request, or None. More than one constraint
     is an error (the engine's StructuredOutputsParams.kind() checks)."""
     spec: dict[str, Any] = {}
+    constraints = {"json", "regex", "choice", "grammar", "json_object"}
+    source = None
     if request.structured_outputs is not None:
         so = request.structured_outputs
         spec = {k: v for k, v in {
@@ -52,6 +54,7 @@ def structured_outputs(request: SamplingRequest) -> StructuredOutputsParams | No
         }.items() if v is not None}
         spec["disable_any_whitespace"] = so.disable_any_whitespace
         spec["disable_additional_properties"] = so.disable_additional_properties
+        source = "structured_outputs"
     guided = {"json": request.guided_json, "regex": request.guided_regex,
               "choice": request.guided_choice, "grammar": request.guided_grammar,
               "whitespace_pattern": request.guided_whitespace_pattern}
@@ -60,19 +63,22 @@ def structured_outputs(request: SamplingRequest) -> StructuredOutputsParams | No
             if key in spec and key != "whitespace_pattern":
                 raise InvalidParameterError(f"guided_{key}", "given twice (also in structured_outputs)")
             spec[key] = value
+            if key in constraints:
+                source = f"guided_{key}"
     fmt = request.response_format
     if fmt is not None and fmt.type == "json_object":
         spec["json_object"] = True
+        source = "response_format"
     elif fmt is not None and fmt.type == "json_schema":
         if fmt.json_schema is None or fmt.json_schema.json_schema is None:
             raise InvalidParameterError("response_format", "json_schema.schema is required for type json_schema")
         spec["json"] = fmt.json_schema.json_schema
-    constraints = {"json", "regex", "choice", "grammar", "json_object"}
+        source = "response_format"
     if not constraints & spec.keys():
         if "whitespace_pattern" in spec:
             raise InvalidParameterError("guided_whitespace_pattern", "only applies to a JSON constraint")
         return None
-    params = StructuredOutputsParams(**spec)
+    params = StructuredOutputsParams(**spec, source=source)
     params.kind()
     return params
 

@@ -19,6 +19,7 @@ class ThinkTagReasoningParser(ReasoningParser):
     """Text up to ``</think>`` is reasoning, the rest is content."""
 
     special_tokens = (START, END)
+    end_marker = END
 
     #: Whether output that does not open with ``<think>`` is still reasoning: true for
     #: chat templates that put ``<think>`` at the end of the prompt.

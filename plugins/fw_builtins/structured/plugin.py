@@ -1,3 +1,8 @@
-"""Registers the built-in structured (hook implementations are added as each lands)."""
+"""Registers the built-in structured-output backend."""
 
-from fw import hookimpl  # noqa: F401
+from fw import hookimpl
+
+
+@hookimpl
+def fw_register_structured_output_backends(register):
+    register("xgrammar", "fw_builtins.structured.xgrammar_backend:XGrammarBackend")

@@ -49,19 +49,3 @@ def hf_logprobs(path, prompt: str, continuation: list[int]) -> torch.Tensor:
     with torch.no_grad():
         logits = model(full).logits[0].float()
     return logits.log_softmax(-1)[ids.shape[1] - 1: -1]
-
-
-@pytest.fixture(scope="module")
-def llm_factory():
-    """Build `fw.LLM`s for one test module, caching by options."""
-    from fw import LLM
-
-    built = {}
-
-    def build(path, **options):
-        key = (str(path), tuple(sorted(options.items())))
-        if key not in built:
-            built[key] = LLM(str(path), dtype="float32", **options)
-        return built[key]
-
-    return build

@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from fw.config.options import build_bundle
 from fw.config.serve import ServeConfig
 from tests.core.server.fake_engine import FakeEngine
 from tests.core.server.helpers import serve_config
@@ -82,3 +83,40 @@ def start_server() -> Callable[..., LiveServer]:
 def server(start_server) -> LiveServer:
     """A server with default options over a fresh fake engine."""
     return start_server()
+
+
+class _Live:
+    def __init__(self, url: str, server):
+        self.url, self.server = url, server
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def real_server():
+    """`fw serve` on the embedded SmolLM2 (real engine), shared by the slow server tests."""
+    pytest.importorskip("fw.engine.async_engine", reason="the engine is not built yet")
+    from fw.model_loader.default_model import DefaultModelMissing, default_model_path
+
+    try:
+        default_model_path()
+    except DefaultModelMissing as exc:
+        pytest.skip(str(exc))
+    from fw_builtins.commands.serve import run_server
+
+    config = build_bundle(ServeConfig, {"port": 0, "disable_log_stats": True, "max_model_len": 1024,
+                                        "uvicorn_log_level": "warning", "disable_uvicorn_access_log": True})
+    box: dict = {}
+    ready = threading.Event()
+
+    def started(server, urls):
+        box.update(server=server, url=urls[0])
+        ready.set()
+
+    thread = threading.Thread(target=run_server, args=(config,), kwargs={"on_started": started}, daemon=True)
+    thread.start()
+    assert ready.wait(600), "the server did not start"
+    yield _Live(box["url"], box["server"])
+    box["server"].should_exit = True
+    thread.join(30)

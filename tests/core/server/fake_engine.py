@@ -3,9 +3,10 @@
 It "generates" characters of a fixed sentence, one byte-level token per character, and
 honours what the server must pass through: max_tokens, stop strings and stop token ids,
 n, logprobs and prompt_logprobs shapes, DELTA outputs. It can be slowed down
-(``token_delay``) so clients can disconnect mid-stream, refuses structured outputs
-(``NotSupportedError``) as the real engine does until that backend lands, and raises
-``OverloadedError`` beyond ``queue_limit`` running requests.
+(``token_delay``) so clients can disconnect mid-stream, records what it was asked
+(``requests``, ``extras``), and raises ``OverloadedError`` beyond ``queue_limit``
+running requests. It ignores structured-output constraints (the real engine's are
+tested in tests/core/structured and against SmolLM2).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, AsyncIterator
 from fw.engine.outputs import CompletionOutput, Logprob, RequestMetrics, RequestOutput
 from fw.engine.protocol import EngineClient, EngineStats, ModelInfo
 from fw.engine.sampling_params import RequestOutputKind, SamplingParams
-from fw.errors import EngineDeadError, NotSupportedError, OverloadedError
+from fw.errors import EngineDeadError, OverloadedError
 
 SENTENCE = " the quick brown fox jumps over the lazy dog."
 CHATML = (
@@ -61,6 +62,8 @@ class FakeEngine(EngineClient):
         self.running: set[str] = set()
         self.aborted: list[str] = []
         self.requests: list[tuple[str, dict, SamplingParams]] = []
+        #: request id -> engine extras the server passed (keep_special_ids, ...)
+        self.extras: dict[str, dict] = {}
         self.seen_prompts: set[tuple[int, ...]] = set()
         self.dead = False
         self.shut_down = False
@@ -69,7 +72,9 @@ class FakeEngine(EngineClient):
 
     # -- the contract ----------------------------------------------------------------
 
-    def generate(self, prompt, params, request_id, *, priority=0, lora_request=None) -> AsyncIterator[RequestOutput]:
+    def generate(self, prompt, params, request_id, *, priority=0, lora_request=None,
+                 **extras) -> AsyncIterator[RequestOutput]:
+        self.extras[request_id] = extras
         return self._generate(prompt, params, request_id)
 
     async def abort(self, request_id: str) -> None:
@@ -110,8 +115,6 @@ class FakeEngine(EngineClient):
         ids = list(prompt["prompt_token_ids"])
         if self.dead:
             raise EngineDeadError("the engine loop died (fake)")
-        if params.structured_outputs is not None:
-            raise NotSupportedError("structured outputs are not supported yet", param="structured_outputs")
         if self.queue_limit is not None and len(self.running) >= self.queue_limit:
             raise OverloadedError("the waiting queue is full", retry_after=3)
         self.requests.append((request_id, prompt, params))

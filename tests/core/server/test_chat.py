@@ -181,12 +181,14 @@ def test_image_parts_are_not_supported(server):
     assert err.value.body["code"] == "not_supported"
 
 
-def test_tools_are_not_supported_yet_but_tool_choice_none_renders(start_server):
+def test_auto_tool_choice_needs_the_flags_and_none_renders_the_tools(start_server):
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     live = start_server(chat_template="{{ tools[0].function.name }}:{{ messages[0].content }}")
     with pytest.raises(openai.BadRequestError) as err:
         live.openai().chat.completions.create(model="fake-model", messages=HI, tools=tools, max_tokens=1)
-    assert "not supported yet" in err.value.body["message"]
+    assert err.value.body["param"] == "tool_choice"
+    assert "--enable-auto-tool-choice" in err.value.body["message"]
+    assert "--tool-call-parser" in err.value.body["message"]
     live.openai().chat.completions.create(model="fake-model", messages=HI, tools=tools, tool_choice="none",
                                           max_tokens=1)
     assert last_prompt(live) == "f:hi"

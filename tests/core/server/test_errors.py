@@ -96,19 +96,22 @@ def test_logprobs_beyond_the_cap(server):
     assert response.status_code == 400 and error_of(response)["param"] == "prompt_logprobs"
 
 
-@pytest.mark.parametrize("extra", [
-    {"guided_json": {"type": "object"}}, {"guided_regex": "a+"}, {"guided_choice": ["x", "y"]},
-    {"guided_grammar": "root ::= 'a'", "guided_decoding_backend": "xgrammar"},
-    {"response_format": {"type": "json_object"}},
-    {"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}}},
-    {"structured_outputs": {"choice": ["a", "b"]}},
+@pytest.mark.parametrize("extra,kind,source", [
+    ({"guided_json": {"type": "object"}}, "json", "guided_json"),
+    ({"guided_regex": "a+"}, "regex", "guided_regex"),
+    ({"guided_choice": ["x", "y"]}, "choice", "guided_choice"),
+    ({"guided_grammar": "root ::= 'a'", "guided_decoding_backend": "xgrammar"}, "grammar", "guided_grammar"),
+    ({"response_format": {"type": "json_object"}}, "json_object", "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}}},
+     "json", "response_format"),
+    ({"structured_outputs": {"choice": ["a", "b"]}}, "choice", "structured_outputs"),
 ])
-def test_structured_outputs_are_accepted_then_not_supported_yet(server, extra):
+def test_structured_outputs_reach_the_engine(server, extra, kind, source):
     for path, body in (("/v1/completions", {"prompt": "a"}), ("/v1/chat/completions", {"messages": HI})):
         response = post(server, path, {**body, **extra})
-        assert response.status_code == 400, response.text
-        error = error_of(response)
-        assert error["code"] == "not_supported" and "not supported yet" in error["message"]
+        assert response.status_code == 200, response.text
+        constraint = server.engine.requests[-1][2].structured_outputs
+        assert constraint.kind() == kind and constraint.param_name() == source
 
 
 def test_structured_outputs_reach_the_engine_mapped():
@@ -125,7 +128,8 @@ def test_structured_outputs_reach_the_engine_mapped():
 
 def test_two_structured_constraints_are_a_400(server):
     response = post(server, "/v1/completions", {"prompt": "a", "guided_regex": "a", "guided_choice": ["a"]})
-    assert response.status_code == 400 and error_of(response)["param"] == "structured_outputs"
+    assert response.status_code == 400 and error_of(response)["param"] == "guided_choice"
+    assert "exactly one of" in error_of(response)["message"]
 
 
 @pytest.mark.parametrize("path,body,param", [

@@ -84,6 +84,9 @@ class ChatResponseMessage(BaseModel):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    #: the model's reasoning, split off by --reasoning-parser (vLLM's name, and the newer one)
+    reasoning_content: str | None = None
+    reasoning: str | None = None
 
 
 class ChatChoice(BaseModel):
@@ -108,11 +111,15 @@ class ChatCompletionResponse(BaseModel):
 class DeltaMessage(BaseModel):
     role: str | None = None
     content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
     @model_serializer
     def _only_set(self) -> dict[str, Any]:
         """A delta carries only what changed: no "role": null after the first chunk."""
-        return {k: v for k, v in (("role", self.role), ("content", self.content)) if v is not None}
+        fields = ("role", "content", "reasoning_content", "reasoning", "tool_calls")
+        return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
 
 
 class ChatStreamChoice(BaseModel):

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, Request
 
 from fw.chat.content import final_text
 from fw.errors import InvalidParameterError, NotSupportedError
+from fw.parsing.messages import ToolCallDelta
+from fw.parsing.pipeline import OutputParser
 from fw.server.accumulate import Accumulator, Choice, prompt_logprobs_json
 from fw.server.chat_prompt import message_dicts, render_messages
 from fw.server.context import ServerContext, base_request_id, get_context
@@ -22,6 +24,7 @@ from fw.server.protocol.chat import (
 from fw.server.routers import ERROR_RESPONSES
 from fw.server.sampling import check_logprobs, reject_unsupported, sampling_params
 from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
+from fw.server.tools import plan_tools
 
 router = APIRouter(tags=["OpenAI"])
 
@@ -35,12 +38,6 @@ def _reject_unsupported_chat(body: ChatCompletionRequest) -> None:
             raise NotSupportedError(f"{name} is not supported by this server", param=name)
     if body.modalities is not None and body.modalities != ["text"]:
         raise NotSupportedError("only the text modality is supported", param="modalities")
-    choice = body.tool_choice
-    if (body.tools and choice != "none") or choice not in (None, "none"):
-        raise NotSupportedError(
-            "tool calling is not supported yet; send tool_choice='none' to show tools to the "
-            "template without calling them", param="tool_choice" if choice is not None else "tools",
-        )
     if body.top_logprobs is not None and not body.logprobs:
         raise InvalidParameterError("top_logprobs", "requires logprobs=true")
     if body.stream_options is not None and not body.stream:
@@ -56,31 +53,61 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request,
     reject_unsupported(body)
     top_n = (body.top_logprobs or 0) if body.logprobs else None
     check_logprobs(ctx, top_n, "top_logprobs")
+    frontend = ctx.config.frontend
+    plan = plan_tools(body.tools, body.tool_choice, parallel_tool_calls=body.parallel_tool_calls,
+                      auto_enabled=frontend.enable_auto_tool_choice, parser=frontend.tool_call_parser,
+                      exclude_when_none=frontend.exclude_tools_when_tool_choice_none)
     messages = message_dicts(body)
     extra = {"reasoning_effort": body.reasoning_effort} if body.reasoning_effort else None
-    text = render_messages(ctx, body, messages, extra)
+    text = render_messages(ctx, body, messages, extra, tools=plan.template_tools)
     prompt = truncate(Prompt(text, encode(ctx, text, body.add_special_tokens)), body.truncate_prompt_tokens)
     asked, param = ((body.max_completion_tokens, "max_completion_tokens")
                     if body.max_completion_tokens is not None else (body.max_tokens, "max_tokens"))
     max_tokens = resolve_max_tokens(asked, len(prompt.token_ids), ctx.model_info.max_model_len, param)
     params = sampling_params(ctx, body, max_tokens=max_tokens, logprobs=top_n,
                              prompt_logprobs=body.prompt_logprobs)
+    if plan.constraint is not None:
+        if params.structured_outputs is not None:
+            raise InvalidParameterError(
+                "tool_choice", f'"{plan.mode}" tool choice is enforced with structured outputs and cannot be '
+                               "combined with response_format or guided decoding")
+        params.structured_outputs = plan.constraint
+    parsers = [ctx.parsing.for_choice(plan) for _ in range(body.n)]
     request_id = f"chatcmpl-{base_request_id(request, body.request_id)}"
-    outputs = Outputs(ctx, [Submission(prompt, params, request_id)], body.priority)
+    submission = Submission(
+        prompt, params, request_id, keep_special_ids=ctx.parsing.keep_special_ids(parsers[0]),
+        reasoning_end_ids=ctx.parsing.reasoning_end_ids(text) if params.structured_outputs else None)
+    outputs = Outputs(ctx, [submission], body.priority)
     await until_disconnected(request, outputs.start())
-    view = ChatView(ctx, body, model, request_id, prompt, messages)
+    view = ChatView(ctx, body, model, request_id, prompt, messages, parsers)
     if body.stream:
         return SSEResponse(guard_stream(view.stream(outputs),
                                         log_error_stack=ctx.config.frontend.log_error_stack))
     return await until_disconnected(request, view.collect(outputs))
 
 
+def _tool_call_json(call: ToolCallDelta) -> dict[str, Any]:
+    """One streamed tool-call delta in OpenAI's shape (first one with id, type, name)."""
+    function = {k: v for k, v in (("name", call.name), ("arguments", call.arguments)) if v is not None}
+    entry: dict[str, Any] = {"index": call.index, "function": function}
+    if call.id is not None:
+        entry.update(id=call.id, type=call.type or "function")
+    return entry
+
+
+def _finish_reason(reason: str | None, called: bool) -> str | None:
+    return "tool_calls" if called and reason == "stop" else reason
+
+
 class ChatView:
     """Turns the engine's outputs into the chat API's response or chunks."""
 
     def __init__(self, ctx: ServerContext, body: ChatCompletionRequest, model: str, request_id: str,
-                 prompt: Prompt, messages: list[dict[str, Any]]):
+                 prompt: Prompt, messages: list[dict[str, Any]], parsers: list[OutputParser | None]):
         self.ctx, self.body, self.model, self.id = ctx, body, model, request_id
+        #: one output parser per choice (None: the text is the content as it is)
+        self.parsers = parsers
+        self.called = [False] * len(parsers)
         self.created = int(time.time())
         self.acc = Accumulator([prompt.token_ids], body.n)
         self.role = ctx.response_role(messages, body.add_generation_prompt)
@@ -109,15 +136,43 @@ class ChatView:
         async for index, out in outputs:
             self.acc.add(index, out)
         choices = [
-            ChatChoice(
-                index=c.index, message=ChatResponseMessage(role=self.role, content=self.echo + c.text),
-                logprobs=self._logprobs(c.token_ids, c.logprobs),
-                finish_reason=c.finish_reason, stop_reason=c.stop_reason)
+            ChatChoice(index=c.index, message=self._message(c), logprobs=self._logprobs(c.token_ids, c.logprobs),
+                       finish_reason=_finish_reason(c.finish_reason, self.called[c.index]),
+                       stop_reason=c.stop_reason)
             for c in self.acc.choices
         ]
         return ChatCompletionResponse(id=self.id, created=self.created, model=self.model, choices=choices,
                                       usage=self.acc.usage(details=self.details),
                                       prompt_logprobs=self._prompt_logprobs())
+
+    def _message(self, choice: Choice) -> ChatResponseMessage:
+        parser = self.parsers[choice.index]
+        if parser is None:
+            return ChatResponseMessage(role=self.role, content=self.echo + choice.text)
+        parsed = parser.parse(choice.text)
+        self.called[choice.index] = bool(parsed.tool_calls)
+        content = self.echo + (parsed.content or "")
+        return ChatResponseMessage(
+            role=self.role, content=content or (None if parsed.tool_calls else ""),
+            reasoning_content=parsed.reasoning, reasoning=parsed.reasoning,
+            tool_calls=[{"id": c.id, "type": c.type, "function": {"name": c.name, "arguments": c.arguments}}
+                        for c in parsed.tool_calls],
+        )
+
+    def _delta(self, choice: Choice, text: str, final: bool) -> DeltaMessage:
+        parser = self.parsers[choice.index]
+        if parser is None:
+            return DeltaMessage(content=text or None)
+        parsed = parser.feed(text)
+        if final:
+            last = parser.finish()
+            parsed.content = ((parsed.content or "") + (last.content or "")) or None
+            parsed.reasoning = ((parsed.reasoning or "") + (last.reasoning or "")) or None
+            parsed.tool_calls += last.tool_calls
+        if parsed.tool_calls:
+            self.called[choice.index] = True
+        return DeltaMessage(content=parsed.content, reasoning_content=parsed.reasoning, reasoning=parsed.reasoning,
+                            tool_calls=[_tool_call_json(c) for c in parsed.tool_calls] or None)
 
     def _chunk(self, choice: Choice, delta: DeltaMessage, **fields: Any) -> str:
         choice.sent += 1
@@ -135,10 +190,13 @@ class ChatView:
             for choice, delta in self.acc.add(index, out):
                 if not delta.text and delta.finish_reason is None:
                     continue
+                message = self._delta(choice, delta.text, final=delta.finish_reason is not None)
+                if not (message.content or message.reasoning or message.tool_calls) and delta.finish_reason is None:
+                    continue  # the parser is holding this text back
                 yield self._chunk(
-                    choice, DeltaMessage(content=delta.text or None),
-                    logprobs=self._logprobs(delta.token_ids, delta.logprobs or []),
-                    finish_reason=delta.finish_reason, stop_reason=delta.stop_reason)
+                    choice, message, logprobs=self._logprobs(delta.token_ids, delta.logprobs or []),
+                    finish_reason=_finish_reason(delta.finish_reason, self.called[choice.index]),
+                    stop_reason=delta.stop_reason)
         if self.include_usage:
             yield event(ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=[],
                                             usage=self.acc.usage(details=self.details)))

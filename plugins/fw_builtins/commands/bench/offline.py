@@ -3,9 +3,7 @@ one-line errors, random token prompts, running a set of requests to the end, and
 JSON file.
 
 Both benchmarks drive ``LLMEngine`` directly (``add_request`` / ``step``) rather than
-``fw.LLM``: the engine comes from the command's own options, and requests are fed in as
-the waiting queue has room, so any ``--num-prompts`` works with any ``--max-num-seqs``.
-Prompts are token ids, so a prompt has exactly the length asked for.
+``fw.LLM``: the engine comes from the command's own options. Prompts are token ids, so a prompt has exactly the length asked for.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ import itertools
 import json
 import random
 import time
-from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,23 +91,17 @@ def run_requests(engine: Any, requests: Sequence[BenchRequest], n: int = 1, deto
     from the first request added to the last finished."""
     from tqdm import tqdm
 
-    from fw.errors import OverloadedError
-
-    pending = deque((f"bench-{next(_request_ids)}", r) for r in requests)
-    order = [request_id for request_id, _ in pending]
+    order = []
     finals: dict[str, Any] = {}
     bar = tqdm(total=len(requests), desc="Processed prompts", disable=not progress, dynamic_ncols=True)
     start = time.perf_counter()
     with user_errors():
-        while pending or engine.has_unfinished_requests():
-            while pending:
-                request_id, request = pending[0]
-                try:
-                    engine.add_request(request_id, {"prompt_token_ids": request.prompt_token_ids},
-                                       sampling_params(request.output_len, n, detokenize))
-                except OverloadedError:
-                    break  # the waiting queue is full: step until it has room again
-                pending.popleft()
+        for request in requests:
+            request_id = f"bench-{next(_request_ids)}"
+            engine.add_request(request_id, {"prompt_token_ids": request.prompt_token_ids},
+                               sampling_params(request.output_len, n, detokenize))
+            order.append(request_id)
+        while engine.has_unfinished_requests():
             for output in engine.step():
                 if output.finished:
                     finals[output.request_id] = output

@@ -1,0 +1,1 @@
+"""Structured outputs: per-request grammars turned into a token bitmask each step."""

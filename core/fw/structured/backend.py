@@ -1,0 +1,57 @@
+"""The contract of a structured-output backend (a ``fw_register_structured_output_backends``
+plugin). A backend compiles a request's constraint once (cached by fw), makes a matcher
+per sequence, and turns matcher states into a token bitmask applied to the logits."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+
+@dataclass(frozen=True)
+class GrammarSpec:
+    """What to compile: one constraint plus the server-wide JSON options."""
+
+    kind: str  # json | json_object | regex | choice | grammar
+    value: Any
+    any_whitespace: bool = True
+    whitespace_pattern: str | None = None
+
+
+class GrammarMatcher(Protocol):
+    def accept_token(self, token_id: int) -> bool:
+        """Advance with a sampled token; False if the grammar did not allow it."""
+
+    def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
+        """Write the allowed next tokens into row ``row`` of ``bitmask``."""
+
+    def is_terminated(self) -> bool:
+        """True once the grammar is complete (nothing more may follow)."""
+
+
+class StructuredOutputBackend(ABC):
+    name = ""
+
+    def __init__(self, tokenizer: Any, vocab_size: int):
+        self.tokenizer = tokenizer
+        self.vocab_size = vocab_size
+
+    @abstractmethod
+    def compile(self, spec: GrammarSpec) -> Any:
+        """Compile ``spec``; raise ValueError with a user-facing reason if it is invalid.
+        Called off the engine loop and cached by fw, so it may be slow."""
+
+    @abstractmethod
+    def new_matcher(self, compiled: Any) -> GrammarMatcher:
+        """A fresh matcher at the start of the grammar."""
+
+    @abstractmethod
+    def allocate_bitmask(self, rows: int) -> torch.Tensor:
+        """A bitmask with ``rows`` rows (every token allowed)."""
+
+    @abstractmethod
+    def apply_bitmask(self, logits: torch.Tensor, bitmask: torch.Tensor, rows: list[int]) -> None:
+        """Set disallowed tokens of ``logits[rows[i]]`` to -inf from ``bitmask[i]``, in place."""
