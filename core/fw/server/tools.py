@@ -73,16 +73,20 @@ def plan_tools(tools: list[Any] | None, tool_choice: Any, *, parallel_tool_calls
         schema: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"anyOf": variants}}
         if parallel_tool_calls is False:
             schema["maxItems"] = 1
-        return ToolPlan("required", tools, constraint=StructuredOutputsParams(json=schema, source="tool_choice"))
+        return ToolPlan("required", tools, constraint=_compact(schema))
     if isinstance(choice, dict) and choice.get("type", "function") == "function":
         name = (choice.get("function") or {}).get("name")
         match = next((f for f in functions if f["name"] == name), None)
         if match is None:
             raise InvalidParameterError("tool_choice", f"names function {name!r}, which is not among the tools")
-        return ToolPlan("named", tools, name=name,
-                        constraint=StructuredOutputsParams(json=_parameters(match), source="tool_choice"))
+        return ToolPlan("named", tools, name=name, constraint=_compact(_parameters(match)))
     raise InvalidParameterError(
         "tool_choice", 'must be "none", "auto", "required" or {"type": "function", "function": {"name": ...}}')
+
+
+def _compact(schema: dict[str, Any]) -> StructuredOutputsParams:
+    """Tool arguments as compact JSON: no layout whitespace to spend tokens (or loop) on."""
+    return StructuredOutputsParams(json=schema, disable_any_whitespace=True, source="tool_choice")
 
 
 class NamedCallParser(ToolParser):

@@ -18,6 +18,9 @@ from fw.structured.backend import GrammarSpec, StructuredOutputBackend
 
 #: the whitespace xgrammar's JSON-schema grammar allows wherever JSON allows it
 _JSON_WHITESPACE = "[ \\n\\r\\t]*"
+#: longest whitespace run allowed in JSON: enough for deep indentation, but a small model
+#: can no longer loop on newlines until it runs out of tokens
+MAX_WHITESPACE_RUN = 48
 
 
 class _Matcher:
@@ -65,8 +68,9 @@ class XGrammarBackend(StructuredOutputBackend):
             raise ValueError("a JSON schema must be an object")
         # Strict: an object gets only the properties its schema lists, unless the schema
         # itself sets additionalProperties (vLLM's behaviour with xgrammar).
-        grammar = xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=spec.any_whitespace,
-                                               strict_mode=True)
+        grammar = xgr.Grammar.from_json_schema(
+            json.dumps(schema), any_whitespace=spec.any_whitespace, strict_mode=True,
+            max_whitespace_cnt=MAX_WHITESPACE_RUN if spec.whitespace_pattern is None else None)
         if spec.whitespace_pattern is not None:
             grammar = _with_whitespace(grammar, spec.whitespace_pattern)
         return self.compiler.compile_grammar(grammar)
