@@ -53,8 +53,9 @@ def fw_register_models(register):
 
     Called in the engine process when a model is loaded. ``name`` is the architecture
     string found in a Hugging Face ``config.json`` (``"LlamaForCausalLM"``); the target
-    is a ``torch.nn.Module`` class built as ``cls(config, model_config)`` that follows
-    the contract in ``fw.models.interface``.
+    is a ``torch.nn.Module`` class built as ``cls(hf_config, context)`` (``context`` is a
+    ``fw.models.interface.ModelContext``) that follows the contract in
+    ``fw.models.interface``.
 
     :param register: ``register(architecture, target, *, aliases=())``.
     """
@@ -126,7 +127,7 @@ def fw_register_structured_output_backends(register):
     """Register structured-output (guided decoding) backends.
 
     Called in the engine process when the first constrained request arrives; selected
-    with ``--structured-outputs-config.backend NAME``. The target is a class following
+    with ``--guided-decoding-backend NAME``. The target is a class following
     ``fw.structured.backend.StructuredOutputBackend``: it compiles a request's
     grammar and produces a token bitmask each step.
 

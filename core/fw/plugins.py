@@ -25,6 +25,7 @@ from typing import Any, Callable
 import pluggy
 
 from fw import hookspecs
+from fw.plugin_trace import TracedPlugin, ensure_visible
 from fw.registry import Registry
 
 logger = logging.getLogger("fw.plugins")
@@ -91,8 +92,6 @@ class PluginHost:
         self._registries: dict[str, Registry] = {}
         self._lock = threading.RLock()
         self.tracing = _flag("FW_TRACE_PLUGINS")
-        if self.tracing:
-            self.pm.add_hookcall_monitoring(self._trace_before, self._trace_after)
 
     # -- loading ---------------------------------------------------------------------
 
@@ -132,7 +131,8 @@ class PluginHost:
                 info = PluginInfo(name=name, distribution=None, version=None,
                                   module=getattr(module, "__name__", None), builtin=False)
                 self.plugins[name] = info
-            self.pm.register(module, name=name)
+            self.pm.register(TracedPlugin(module, name, hookspecs.PROJECT_NAME) if self.tracing else module,
+                             name=name)
             info.hooks = sorted(
                 impl_name for impl_name in dir(module)
                 if impl_name.startswith("fw_") and self.pm.parse_hookimpl_opts(module, impl_name) is not None
@@ -178,7 +178,7 @@ class PluginHost:
         caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
         # Called per implementation, so each name is attributed to its plugin and one
         # plugin's failure does not hide the others' names.
-        for impl in reversed(caller.get_hookimpls()):  # registration order
+        for impl in caller.get_hookimpls():  # registration order: built-ins first
             plugin = impl.plugin_name
 
             def register(name, target, *, aliases=(), _plugin=plugin, **extra):
@@ -187,8 +187,6 @@ class PluginHost:
                 if info is not None:
                     info.registers.setdefault(kind, []).append(name)
 
-            if self.tracing:
-                logger.info("hook %s [plugin %s] called with register=<callback>", hook_name, plugin)
             try:
                 impl.function(register=register)
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break fw
@@ -202,18 +200,6 @@ class PluginHost:
     def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
         """Call a non-registration hook on every plugin; returns their results."""
         return getattr(self.pm.hook, hook_name)(**kwargs)
-
-    # -- tracing ---------------------------------------------------------------------
-
-    def _trace_before(self, hook_name, hook_impls, kwargs) -> None:
-        plugins = ", ".join(impl.plugin_name for impl in hook_impls)
-        logger.info("hook %s [plugins %s] called with %r", hook_name, plugins, kwargs)
-
-    def _trace_after(self, outcome, hook_name, hook_impls, kwargs) -> None:
-        try:
-            logger.info("hook %s returned %r", hook_name, outcome.get_result())
-        except BaseException as exc:  # noqa: BLE001
-            logger.info("hook %s raised %r", hook_name, exc)
 
 
 def _distribution_name(ep: metadata.EntryPoint) -> str | None:
@@ -237,7 +223,7 @@ def get_host() -> PluginHost:
         if _host is None:
             host = PluginHost()
             if host.tracing:
-                logging.getLogger("fw").setLevel(logging.INFO)
+                ensure_visible()
             host.load_entry_points()
             _host = host
         return _host

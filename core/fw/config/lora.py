@@ -70,7 +70,10 @@ class LoRAConfig(ConfigGroup):
     group_title = "LoRAConfig"
     group_help = "Configuration for LoRA."
 
-    enable_lora: bool = option(False, "Enable handling of LoRA adapters.")
+    enable_lora: bool = option(
+        False, "Enable handling of LoRA adapters. With the environment variable "
+               "FW_ALLOW_RUNTIME_LORA_UPDATING=1, `fw serve` also offers POST /v1/load_lora_adapter "
+               "and /v1/unload_lora_adapter to add and remove adapters while it runs.")
     max_loras: int = option(
         1, "Maximum number of different LoRA adapters in one batch; requests for further "
            "adapters wait until one of the running adapters has no request left.", ge=1)

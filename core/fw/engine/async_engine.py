@@ -102,7 +102,7 @@ class AsyncEngine(EngineClient):
             stream = self._streams.get(output.request_id)
             if stream is None:
                 continue
-            stream.put(output)
+            stream.put(output if output.error is None else output.error)
             if output.finished:
                 self._streams.pop(output.request_id, None)
 

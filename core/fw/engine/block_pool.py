@@ -120,6 +120,12 @@ class BlockPool:
         block.token_ids = token_ids
         self.cached[block_hash] = block
 
+    def uncache(self, blocks: list[KVBlock]) -> None:
+        """Make blocks unfindable by their hash: registered for content that was never
+        computed (a step that did not run for their request)."""
+        for block in blocks:
+            self._evict(block)
+
     def free(self, blocks: list[KVBlock]) -> None:
         """Drop one reference from each block; pass them tail-first so a request's last
         blocks are evicted before its shared prefix."""

@@ -120,6 +120,13 @@ class KVCacheManager:
         self.pool.free(list(reversed(blocks)))
         self.num_registered.pop(request.request_id, None)
 
+    def discard_uncomputed(self, request: Request) -> None:
+        """Unregister the blocks allocated for tokens the request was scheduled for but
+        never computed (it failed before its step ran); they are registered at
+        allocation, and a later prefix hit must not read them."""
+        first = request.num_computed_tokens // self.block_size
+        self.pool.uncache(self.req_blocks.get(request.request_id, [])[first:])
+
     def forget(self, request: Request) -> None:
         """Drop per-request bookkeeping once the request is gone for good."""
         self.free(request)

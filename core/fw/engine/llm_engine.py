@@ -26,6 +26,7 @@ from fw.engine.sampling_params import SamplingParams
 from fw.engine.scheduler import Scheduler, SchedulerOutput
 from fw.errors import InvalidParameterError, NotSupportedError
 from fw.lora.manager import Adapter, LoRAManager
+from fw.lora.peft import LoRAAdapterError
 from fw.lora.request import LoRARequest
 from fw.structured.manager import StructuredOutputManager
 
@@ -162,6 +163,10 @@ class LLMEngine:
         out = self.scheduler.schedule()
         if out.is_empty:
             return []
+        errors, failed = self._fail_unreadable_loras(out)
+        if out.is_empty:
+            return self._with_errors(self.output.process([], {}, on_stop=self._finish_stopped,
+                                                         extra_finished=failed), errors)
         result = self._run(out)
         updated = self.scheduler.update_from_output(out, result.sampled)
         if result.result is not None:
@@ -173,8 +178,9 @@ class LLMEngine:
                     request.output_logprobs.append(result.result.logprobs[row])
         self._advance_grammars(updated)
         finished_unsampled = [r for r in self._requests(out) if r.status.finished and r not in updated]
-        return self.output.process(updated, {r.request_id: 1 for r in updated}, on_stop=self._finish_stopped,
-                                   extra_finished=finished_unsampled)
+        outputs = self.output.process(updated, {r.request_id: 1 for r in updated}, on_stop=self._finish_stopped,
+                                      extra_finished=finished_unsampled + failed)
+        return self._with_errors(outputs, errors)
 
     def _advance_grammars(self, updated: list[Request]) -> None:
         """Feed each constrained sequence its new token; a completed grammar ends it."""
@@ -245,6 +251,32 @@ class LLMEngine:
 
     def _resolve_lora(self, lora_request: LoRARequest | None) -> Adapter | None:
         return None if lora_request is None else self._lora_manager().resolve(lora_request)
+
+    def _fail_unreadable_loras(self, out: SchedulerOutput) -> tuple[dict[str, LoRAAdapterError], list[Request]]:
+        """Make sure this step's adapters are in memory. A request whose adapter cannot be
+        read again (its files vanished after it was dropped by --max-cpu-loras) is ended,
+        every sample of it, and taken out of ``out``; the rest of the batch runs. Returns
+        the error per parent request id and the requests ended."""
+        if self.lora is None:
+            return {}, []
+        scheduled = self._requests(out)
+        broken = self.lora.load_for_step(dict.fromkeys(r.lora for r in scheduled if r.lora is not None))
+        errors = {r.parent_id: broken[r.lora] for r in scheduled if r.lora in broken}
+        failed = []
+        for parent_id, error in errors.items():
+            logger.warning("request %s failed: %s", parent_id, error)
+            for child in self.output.children(parent_id):
+                out.total_num_scheduled_tokens -= out.num_scheduled_tokens.pop(child.request_id, 0)
+                self.kv.discard_uncomputed(child)
+                self.scheduler.finish(child, RequestStatus.FINISHED_ABORTED)
+                failed.append(child)
+        return errors, failed
+
+    @staticmethod
+    def _with_errors(outputs: list[RequestOutput], errors: dict[str, LoRAAdapterError]) -> list[RequestOutput]:
+        for output in outputs if errors else ():
+            output.error = errors.get(output.request_id)
+        return outputs
 
     def _loras_in_use(self) -> list[Adapter]:
         return [r.lora for r in self.scheduler.requests.values() if r.lora is not None]

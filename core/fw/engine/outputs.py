@@ -56,3 +56,6 @@ class RequestOutput:
     num_cached_tokens: int = 0
     metrics: RequestMetrics | None = None
     lora_name: str | None = field(default=None)
+    #: why the engine ended the request early (finish_reason "abort"), e.g. an adapter
+    #: it could not read again; the async engine raises it to the request's caller
+    error: Exception | None = None

@@ -1,4 +1,5 @@
-"""Gated activations over a merged gate/up projection."""
+"""Activations: gated ones over a merged gate/up projection (Llama-style MLPs) and plain
+element-wise ones (GPT-2-style MLPs), both looked up by a config's ``hidden_act`` name."""
 
 from __future__ import annotations
 
@@ -29,3 +30,33 @@ def gated_activation(name: str):
         return ACTIVATIONS[name]
     except KeyError:
         raise ValueError(f"unsupported hidden_act {name!r}; supported: {', '.join(sorted(ACTIVATIONS))}") from None
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """The tanh approximation of GELU, which transformers names ``gelu_new`` (GPT-2),
+    ``gelu_fast`` and ``gelu_pytorch_tanh``: the same function, written three ways."""
+    return F.gelu(x, approximate="tanh")
+
+
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(1.702 * x)
+
+
+ELEMENTWISE = {
+    "gelu": F.gelu,
+    "gelu_new": gelu_tanh,
+    "gelu_fast": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "quick_gelu": quick_gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+}
+
+
+def activation(name: str):
+    """The element-wise activation a config's ``hidden_act``/``activation_function`` names."""
+    try:
+        return ELEMENTWISE[name]
+    except KeyError:
+        raise ValueError(f"unsupported activation {name!r}; supported: {', '.join(sorted(ELEMENTWISE))}") from None

@@ -1,8 +1,11 @@
-"""RMSNorm, with the residual add fused in (one pass instead of two at every layer)."""
+"""RMSNorm and LayerNorm, each with the residual add fused in (one pass instead of two at
+every layer). Both share the ``forward(x, residual=None)`` shape, so a pre-norm decoder
+loop reads the same whichever norm its architecture uses."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -17,6 +20,29 @@ class RMSNorm(nn.Module):
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(dtype)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
+        """Without ``residual``: ``norm(x)``. With it: ``(norm(x + residual), x + residual)``."""
+        if residual is None:
+            return self._norm(x)
+        x = x + residual
+        return self._norm(x), x
+
+
+class LayerNorm(nn.Module):
+    """Mean-centred normalisation with a learned scale and (optionally) shift: GPT-2,
+    GPT-J, Phi, BLOOM and most pre-Llama architectures use it instead of RMSNorm."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-5, *, bias: bool = True, dtype=torch.float32,
+                 device="cpu"):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(hidden_size, dtype=dtype, device=device), requires_grad=False)
+        self.bias = (nn.Parameter(torch.zeros(hidden_size, dtype=dtype, device=device), requires_grad=False)
+                     if bias else None)
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
         """Without ``residual``: ``norm(x)``. With it: ``(norm(x + residual), x + residual)``."""

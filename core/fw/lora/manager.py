@@ -145,6 +145,25 @@ class LoRAManager:
             self.loaded.popitem(last=False)
         return weights
 
+    def load_for_step(self, adapters: Iterable[Adapter]) -> dict[Adapter, LoRAAdapterError]:
+        """Read back from disk the adapters a step needs that were dropped from memory,
+        before the step runs. Their folders may have changed or vanished since
+        registration; those adapters are returned with the reason, so the engine fails
+        only their requests instead of the whole step."""
+        in_slots = set(self.slots.values())
+        failed: dict[Adapter, LoRAAdapterError] = {}
+        for adapter in adapters:
+            if adapter in in_slots:
+                continue
+            try:
+                self._weights(adapter)
+            except LoRAAdapterError as exc:
+                failed[adapter] = LoRAAdapterError(
+                    adapter.name, adapter.request.lora_path,
+                    f"{exc.reason}; the adapter had been dropped from memory (--max-cpu-loras "
+                    f"{self.config.cpu_capacity}) and reading it again failed")
+        return failed
+
     # -- slots and the per-step mapping ------------------------------------------------
 
     def prepare_step(self, runs: list[tuple[Adapter | None, int]]) -> None:

@@ -24,7 +24,7 @@ from fw.server.docs import install_docs
 from fw.server.errors import install_error_handlers
 from fw.server.headers import HeaderLimitMiddleware, RequestIdMiddleware
 from fw.server.middleware import add_user_middleware
-from fw.server.routers import chat, completions, health, metrics, models, tokenize
+from fw.server.routers import chat, completions, health, lora, metrics, models, tokenize
 from fw.server.sse import ClientDisconnected
 from fw.server.stats_log import log_stats_forever
 from fw.version import __version__
@@ -60,6 +60,8 @@ def build_app(engine: EngineClient, config: ServeConfig) -> FastAPI:
         app.include_router(module.router)
     if frontend.enable_tokenizer_info_endpoint:
         app.include_router(tokenize.info_router)
+    if lora.runtime_updates_allowed():
+        app.include_router(lora.router)
     if docs:
         install_docs(app)
 

@@ -11,6 +11,7 @@ from fastapi import Request
 from fw.config.serve import ServeConfig
 from fw.engine.protocol import EngineClient, ModelInfo
 from fw.errors import InvalidParameterError, ModelNotFoundError
+from fw.lora.request import LoRARequest
 from fw.server.chat_parsing import ChatParsing
 from fw.server.chat_prompt import server_chat_template
 from fw.server.logprobs import TokenText
@@ -18,6 +19,15 @@ from fw.server.metrics import ServerMetrics
 from fw.server.protocol.chat import ChatTemplateFields
 from fw.server.protocol.models import TokenizeRequest
 from fw.server.request_log import RequestLogger
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The model a request asked for: the name its responses carry, and the adapter to
+    run it with (None: the base model)."""
+
+    name: str
+    lora: LoRARequest | None = None
 
 
 @dataclass
@@ -61,15 +71,28 @@ class ServerContext:
     def served_names(self) -> list[str]:
         return self.model_info.served_model_names or [self.model_info.name]
 
-    def check_model(self, requested: str | None) -> str:
-        """The name responses carry; unknown names are a 404."""
-        if requested is not None and requested not in self.served_names:
+    def find_lora(self, name: str) -> LoRARequest | None:
+        """The loaded adapter of that name (the engine's list changes at run time)."""
+        return next((lora for lora in self.engine.list_loras() if lora.lora_name == name), None)
+
+    def resolve_model(self, requested: str | None) -> ServedModel:
+        """What a request's ``model`` names. Adapters are looked up first, so an adapter
+        named like a served name wins (vLLM documents the same rule); unknown names are
+        a 404 that lists what is served."""
+        if requested is None:
+            return ServedModel(self.model_info.name)
+        lora = self.find_lora(requested)
+        if lora is not None:
+            return ServedModel(requested, lora)
+        if requested not in self.served_names:
+            adapters = [lora.lora_name for lora in self.engine.list_loras()]
+            also = f" and the LoRA adapters {', '.join(map(repr, adapters))}" if adapters else ""
             raise ModelNotFoundError(
                 f"the model {requested!r} does not exist; this server serves "
-                f"{', '.join(repr(n) for n in self.served_names)}",
+                f"{', '.join(map(repr, self.served_names))}{also}",
                 param="model",
             )
-        return self.model_info.name
+        return ServedModel(self.model_info.name)
 
     def request_template(self, fields: ChatTemplateFields | TokenizeRequest) -> str | None:
         """The template for one request: its own (only when trusted), else the server's."""

@@ -20,6 +20,7 @@ from fw.engine.outputs import RequestOutput
 from fw.engine.protocol import TokensPrompt
 from fw.engine.sampling_params import SamplingParams
 from fw.errors import FwError
+from fw.lora.request import LoRARequest
 from fw.server.context import ServerContext
 from fw.server.prompts import Prompt
 
@@ -31,13 +32,15 @@ class Submission:
     prompt: Prompt
     params: SamplingParams
     request_id: str
-    #: engine extras, passed only when set: marker tokens parsers need kept, and the
-    #: token ids that end reasoning (a constraint starts after them)
+    #: engine extras, passed only when set: the adapter the request names, marker tokens
+    #: parsers need kept, and the token ids that end reasoning (a constraint starts after them)
+    lora_request: LoRARequest | None = None
     keep_special_ids: frozenset[int] = frozenset()
     reasoning_end_ids: tuple[int, ...] | None = None
 
     def engine_kwargs(self) -> dict:
-        extras = {"keep_special_ids": self.keep_special_ids, "reasoning_end_ids": self.reasoning_end_ids}
+        extras = {"lora_request": self.lora_request, "keep_special_ids": self.keep_special_ids,
+                  "reasoning_end_ids": self.reasoning_end_ids}
         return {k: v for k, v in extras.items() if v}
 
 

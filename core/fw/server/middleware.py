@@ -53,7 +53,7 @@ def apply_asgi_hooks(app: Any, config: ServeConfig) -> Any:
     from fw.plugins import get_host, report_problem
 
     host = get_host()
-    for impl in reversed(host.pm.hook.fw_asgi_middleware.get_hookimpls()):
+    for impl in host.pm.hook.fw_asgi_middleware.get_hookimpls():  # registration order
         try:
             wrapped = impl.function(app=app, config=config)
         except Exception as exc:  # noqa: BLE001 - the plugin policy decides: warn or fail

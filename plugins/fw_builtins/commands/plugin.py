@@ -20,3 +20,5 @@ def fw_register_commands(register):
              help="Print environment information for bug reports.")
     register("plugins", "fw_builtins.commands.plugins_cmd:plugins",
              help="List installed plugins, their hooks and the names they register.")
+    register("plugin", "fw_builtins.commands.plugin_cmd:plugin",
+             help="Start a plugin project from fw's template: fw plugin new NAME --kind KIND.")

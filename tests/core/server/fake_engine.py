@@ -4,14 +4,16 @@ It "generates" characters of a fixed sentence, one byte-level token per characte
 honours what the server must pass through: max_tokens, stop strings and stop token ids,
 n, logprobs and prompt_logprobs shapes, DELTA outputs. It can be slowed down
 (``token_delay``) so clients can disconnect mid-stream, records what it was asked
-(``requests``, ``extras``), and raises ``OverloadedError`` beyond ``queue_limit``
-running requests. It ignores structured-output constraints (the real engine's are
+(``requests``, ``extras``, ``lora_requests``), and raises ``OverloadedError`` beyond
+``queue_limit`` running requests. LoRA adapters are a registry of names (``loras``):
+an adapter shifts the generated text by its id, so tests can tell who answered. It ignores structured-output constraints (the real engine's are
 tested in tests/core/structured and against SmolLM2).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from functools import lru_cache
 from typing import Any, AsyncIterator
@@ -19,7 +21,8 @@ from typing import Any, AsyncIterator
 from fw.engine.outputs import CompletionOutput, Logprob, RequestMetrics, RequestOutput
 from fw.engine.protocol import EngineClient, EngineStats, ModelInfo
 from fw.engine.sampling_params import RequestOutputKind, SamplingParams
-from fw.errors import EngineDeadError, OverloadedError
+from fw.errors import EngineDeadError, ModelNotFoundError, OverloadedError
+from fw.lora.request import LoRARequest
 
 SENTENCE = " the quick brown fox jumps over the lazy dog."
 CHATML = (
@@ -50,7 +53,8 @@ def make_tokenizer(chat_template: str | None = CHATML) -> Any:
 class FakeEngine(EngineClient):
     def __init__(self, *, max_model_len: int = 256, max_logprobs: int = 5, token_delay: float = 0.0,
                  queue_limit: int | None = None, chat_template: str | None = CHATML,
-                 served_names: tuple[str, ...] = ("fake-model",), model_chat_template: str | None = None):
+                 served_names: tuple[str, ...] = ("fake-model",), model_chat_template: str | None = None,
+                 loras: tuple[LoRARequest, ...] = ()):
         self.tokenizer = make_tokenizer(chat_template)
         self.model_info = ModelInfo(
             name=served_names[0], served_model_names=list(served_names), path="/models/fake",
@@ -64,6 +68,9 @@ class FakeEngine(EngineClient):
         self.requests: list[tuple[str, dict, SamplingParams]] = []
         #: request id -> engine extras the server passed (keep_special_ids, ...)
         self.extras: dict[str, dict] = {}
+        self.loras: dict[str, LoRARequest] = {lora.lora_name: lora for lora in loras}
+        #: request id -> the lora_request the server passed (None for the base model)
+        self.lora_requests: dict[str, LoRARequest | None] = {}
         self.seen_prompts: set[tuple[int, ...]] = set()
         self.dead = False
         self.shut_down = False
@@ -75,6 +82,7 @@ class FakeEngine(EngineClient):
     def generate(self, prompt, params, request_id, *, priority=0, lora_request=None,
                  **extras) -> AsyncIterator[RequestOutput]:
         self.extras[request_id] = extras
+        self.lora_requests[request_id] = lora_request
         return self._generate(prompt, params, request_id)
 
     async def abort(self, request_id: str) -> None:
@@ -94,10 +102,28 @@ class FakeEngine(EngineClient):
     async def shutdown(self) -> None:
         self.shut_down = True
 
+    async def add_lora(self, lora_request: LoRARequest) -> bool:
+        existing = self.loras.get(lora_request.lora_name)
+        if existing is not None and existing.lora_path == lora_request.lora_path:
+            return False
+        if existing is not None or not os.path.isdir(lora_request.lora_path):
+            from fw.lora.peft import LoRAAdapterError  # imports torch: only when a test needs it
+
+            raise LoRAAdapterError(lora_request.lora_name, lora_request.lora_path,
+                                   "already loaded from elsewhere" if existing else "the folder does not exist")
+        self.loras[lora_request.lora_name] = lora_request
+        return True
+
+    async def remove_lora(self, lora_name: str) -> bool:
+        return self.loras.pop(lora_name, None) is not None
+
+    def list_loras(self) -> list[LoRARequest]:
+        return list(self.loras.values())
+
     # -- generation ------------------------------------------------------------------
 
-    def _char(self, ids: list[int], index: int, step: int, params: SamplingParams) -> str:
-        offset = sum(ids) + 7 * index + (0 if params.greedy else (params.seed or 0))
+    def _char(self, ids: list[int], index: int, step: int, params: SamplingParams, shift: int) -> str:
+        offset = sum(ids) + 7 * index + (0 if params.greedy else (params.seed or 0)) + shift
         return SENTENCE[(offset + step) % len(SENTENCE)]
 
     def _position(self, token_id: int, char: str, top: int | None) -> dict[int, Logprob]:
@@ -113,8 +139,11 @@ class FakeEngine(EngineClient):
     async def _generate(self, prompt: dict, params: SamplingParams, request_id: str):
         assert params.output_kind == RequestOutputKind.DELTA
         ids = list(prompt["prompt_token_ids"])
+        lora = self.lora_requests[request_id]
         if self.dead:
             raise EngineDeadError("the engine loop died (fake)")
+        if lora is not None and lora.lora_name not in self.loras:
+            raise ModelNotFoundError(f"LoRA adapter {lora.lora_name!r} is not loaded", param="model")
         if self.queue_limit is not None and len(self.running) >= self.queue_limit:
             raise OverloadedError("the waiting queue is full", retry_after=3)
         self.requests.append((request_id, prompt, params))
@@ -137,7 +166,7 @@ class FakeEngine(EngineClient):
                 for i in range(n):
                     if done[i] is not None:
                         continue
-                    char = self._char(ids, i, step, params)
+                    char = self._char(ids, i, step, params, 11 * lora.lora_int_id if lora else 0)
                     token = self._ids[char]
                     texts[i] += char
                     reason, stop_reason = None, None
@@ -169,7 +198,8 @@ class FakeEngine(EngineClient):
                         self._position(t, self.tokenizer.decode([t]), params.prompt_logprobs) for t in ids[1:]]
                 yield RequestOutput(request_id=request_id, prompt=prompt.get("prompt"), prompt_token_ids=ids,
                                     outputs=outputs, finished=finished, prompt_logprobs=prompt_logprobs,
-                                    num_cached_tokens=cached, metrics=timing)
+                                    num_cached_tokens=cached, metrics=timing,
+                                    lora_name=lora.lora_name if lora else None)
                 if finished:
                     return
         finally:

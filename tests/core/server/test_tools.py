@@ -8,6 +8,7 @@ import json
 import openai
 import pytest
 
+from fw.plugins import get_host
 from tests.core.server.helpers import sse_events
 from tests.core.server.scripted_engine import ScriptedEngine
 
@@ -157,7 +158,10 @@ def test_tool_parser_plugin_file(start_server, tmp_path):
         "        self.text = getattr(self, 'text', '') + text\n"
         "        return DeltaMessage()\n"
         "    def finish(self):\n"
-        "        return DeltaMessage(tool_calls=[ToolCallDelta(0, 'call_1', 'function', self.text.strip(), '{}')])\n"
+        "        name = getattr(self, 'text', '').strip()\n"
+        "        if not name:\n"
+        "            return DeltaMessage()\n"
+        "        return DeltaMessage(tool_calls=[ToolCallDelta(0, 'call_1', 'function', name, '{}')])\n"
         "    def parse(self, text):\n"
         "        return merge_deltas([self.feed(text), self.finish()])\n\n"
         "@hookimpl\n"
@@ -166,8 +170,11 @@ def test_tool_parser_plugin_file(start_server, tmp_path):
     )
     live = start_server(ScriptedEngine("get_time"), enable_auto_tool_choice=True, tool_call_parser="shout",
                         tool_parser_plugin=str(plugin))
-    result = live.openai().chat.completions.create(model="fake-model", messages=HI, tools=[TIME])
-    assert result.choices[0].message.tool_calls[0].function.name == "get_time"
+    try:
+        result = live.openai().chat.completions.create(model="fake-model", messages=HI, tools=[TIME])
+        assert result.choices[0].message.tool_calls[0].function.name == "get_time"
+    finally:
+        get_host().unregister("file:shout_parser.py")  # keep other tests' registries clean
 
 
 def test_past_tool_calls_reach_the_template_as_objects(start_server):

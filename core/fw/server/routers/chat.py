@@ -48,7 +48,7 @@ def _reject_unsupported_chat(body: ChatCompletionRequest) -> None:
 async def create_chat_completion(body: ChatCompletionRequest, request: Request,
                                  ctx: ServerContext = Depends(get_context)):
     """Answer a conversation, rendered into a prompt by the model's chat template."""
-    model = ctx.check_model(body.model)
+    served = ctx.resolve_model(body.model)
     _reject_unsupported_chat(body)
     reject_unsupported(body)
     top_n = (body.top_logprobs or 0) if body.logprobs else None
@@ -75,11 +75,12 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request,
     parsers = [ctx.parsing.for_choice(plan) for _ in range(body.n)]
     request_id = f"chatcmpl-{base_request_id(request, body.request_id)}"
     submission = Submission(
-        prompt, params, request_id, keep_special_ids=ctx.parsing.keep_special_ids(parsers[0]),
+        prompt, params, request_id, lora_request=served.lora,
+        keep_special_ids=ctx.parsing.keep_special_ids(parsers[0]),
         reasoning_end_ids=ctx.parsing.reasoning_end_ids(text) if params.structured_outputs else None)
     outputs = Outputs(ctx, [submission], body.priority)
     await until_disconnected(request, outputs.start())
-    view = ChatView(ctx, body, model, request_id, prompt, messages, parsers)
+    view = ChatView(ctx, body, served.name, request_id, prompt, messages, parsers)
     if body.stream:
         return SSEResponse(guard_stream(view.stream(outputs),
                                         log_error_stack=ctx.config.frontend.log_error_stack))

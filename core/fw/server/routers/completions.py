@@ -27,7 +27,7 @@ router = APIRouter(tags=["OpenAI"])
 async def create_completion(body: CompletionRequest, request: Request,
                             ctx: ServerContext = Depends(get_context)):
     """Complete one prompt or a batch of prompts (OpenAI's legacy completions API)."""
-    model = ctx.check_model(body.model)
+    served = ctx.resolve_model(body.model)
     if body.suffix is not None:
         raise NotSupportedError("suffix is not supported (fill-in-the-middle is not implemented)",
                                 param="suffix")
@@ -47,10 +47,11 @@ async def create_completion(body: CompletionRequest, request: Request,
                                         ctx.model_info.max_model_len, "max_tokens")
         params = sampling_params(ctx, body, max_tokens=max_tokens, logprobs=body.logprobs,
                                  prompt_logprobs=prompt_logprobs)
-        subs.append(Submission(prompt, params, request_id if len(prompts) == 1 else f"{request_id}-{i}"))
+        subs.append(Submission(prompt, params, request_id if len(prompts) == 1 else f"{request_id}-{i}",
+                               lora_request=served.lora))
     outputs = Outputs(ctx, subs, body.priority)
     await until_disconnected(request, outputs.start())
-    view = CompletionView(ctx, body, model, request_id, prompts)
+    view = CompletionView(ctx, body, served.name, request_id, prompts)
     if body.stream:
         return SSEResponse(guard_stream(view.stream(outputs),
                                         log_error_stack=ctx.config.frontend.log_error_stack))

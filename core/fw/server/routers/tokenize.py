@@ -22,7 +22,7 @@ info_router = APIRouter(tags=["Tokenizer"])
 @router.post("/tokenize", response_model=TokenizeResponse, responses=ERROR_RESPONSES)
 async def tokenize(body: TokenizeRequest, ctx: ServerContext = Depends(get_context)) -> TokenizeResponse:
     """Token ids of a prompt, or of chat messages rendered with the chat template."""
-    ctx.check_model(body.model)
+    ctx.resolve_model(body.model)  # adapters share the base model's tokenizer
     if body.messages is not None:
         text = render_messages(ctx, body, message_dicts(body))
         special = bool(body.add_special_tokens)
@@ -37,7 +37,7 @@ async def tokenize(body: TokenizeRequest, ctx: ServerContext = Depends(get_conte
 
 @router.post("/detokenize", response_model=DetokenizeResponse, responses=ERROR_RESPONSES)
 async def detokenize(body: DetokenizeRequest, ctx: ServerContext = Depends(get_context)) -> DetokenizeResponse:
-    ctx.check_model(body.model)
+    ctx.resolve_model(body.model)
     check_token_ids(body.tokens, ctx.model_info.vocab_size, "tokens")
     return DetokenizeResponse(prompt=ctx.tokenizer.decode(body.tokens))
 

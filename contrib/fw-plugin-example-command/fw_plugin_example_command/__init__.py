@@ -1,0 +1,1 @@
+"""Adds ``fw hello`` to the fw command line."""

@@ -1,0 +1,1 @@
+"""GPT-2 for fw: ``pip install fw-plugin-gpt2`` and ``fw serve`` loads GPT-2 checkpoints."""
