@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fw-installed
 
-.PHONY: setup serve test test-fast clean
+.PHONY: setup browser serve test test-fast clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ setup: $(STAMP)
 serve: setup
 	$(BIN)/fw serve $(ARGS)
 
-test: setup
+# Headless Chromium proves /docs works offline (tests/core/server/test_docs_browser.py);
+# installed when apt is usable, else that one test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+		echo "chromium not installed: the /docs browser test will skip"
+
+test: setup browser
 	$(BIN)/python -m pytest $(ARGS)
 
 test-fast: setup

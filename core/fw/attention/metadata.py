@@ -12,7 +12,8 @@ KV-cache layout, per layer: ``kv_cache[0]`` holds keys and ``kv_cache[1]`` value
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -38,6 +39,9 @@ class AttentionMetadata:
     #: host copies, so CPU backends need not synchronise to read them
     query_start_loc_host: list[int]
     seq_lens_host: list[int]
+    #: backend-private values derived from the above, computed by the first layer that
+    #: needs them and reused by the others (every layer sees the same batch)
+    derived: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_pure_decode(self) -> bool:

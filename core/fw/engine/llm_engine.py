@@ -213,20 +213,9 @@ class LLMEngine:
         self.scheduler.finish(request, RequestStatus.FINISHED_STOPPED)
 
     def _warm_up(self) -> None:
-        """Run one small prefill and one decode so the first real request does not pay
-        for lazy initialisation; the blocks and cache entries it used are released."""
         start = time.perf_counter()
-        tokens = min(16, self.max_model_len - 1)
-        request = Request("__warmup__", [0] * tokens, SamplingParams(max_tokens=1))
-        if not self.kv.allocate_slots(request, tokens + 1):
-            return
-        out = SchedulerOutput({request.request_id: tokens}, tokens)
-        self.runner.execute(out, {request.request_id: request}, {request.request_id: self.kv.block_ids("__warmup__")})
-        self.kv.forget(request)
-        self.kv.pool.reset_prefix_cache()
+        self.runner.warm_up(self.kv, self.max_model_len)
         logger.info("warm-up done in %.2fs", time.perf_counter() - start)
-
-    # -- LoRA adapters (what the server's adapter endpoints and /v1/models call) ----------
 
     def add_lora(self, lora_request: LoRARequest) -> bool:
         """Register and load an adapter; its errors (missing files, rank, targets) raise

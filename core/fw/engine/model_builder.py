@@ -16,7 +16,6 @@ from torch import nn
 from fw import plugins
 from fw.config import EngineConfig
 from fw.errors import FwError
-from fw.layers.linear import Linear
 from fw.model_loader.base import ModelLoadError
 from fw.models.interface import ModelContext
 
@@ -101,6 +100,19 @@ def resolve_max_model_len(requested: int | None, hf_config: Any) -> int:
     return requested
 
 
+def _quantization(config: EngineConfig, loader: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """--quantization, else what the file calls for: a GGUF file of 4-bit tensors is served
+    with int4 weights on a CPU in bfloat16 (in float32, the parity dtype, it stays dense)."""
+    name = config.model.quantization
+    if name is None:
+        name = loader.default_quantization()
+        if name is not None and not (device.type == "cpu" and dtype == torch.bfloat16):
+            name = None
+        if name is not None:
+            logger.info("quantization: %s (the file's own 4-bit weights; --quantization none for bf16)", name)
+    return plugins.load("quantization", name)() if name else None
+
+
 def build_model(config: EngineConfig, device: torch.device | None = None) -> LoadedModel:
     from fw.model_loader.select import get_loader, resolve_model_path
 
@@ -119,9 +131,7 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
     dtype = resolve_dtype(config.model.dtype, device)
     max_model_len = resolve_max_model_len(config.model.max_model_len, hf_config)
     backend = select_attention_backend(config.model.attention_backend, device)
-    quantization = None
-    if config.model.quantization:
-        quantization = plugins.load("quantization", config.model.quantization)()
+    quantization = _quantization(config, loader, device, dtype)
     context = ModelContext(dtype=dtype, device=device, attention_backend=backend, quantization=quantization,
                            extra={"max_model_len": max_model_len, "engine_config": config})
     start = time.perf_counter()
@@ -129,8 +139,8 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
         model = model_cls(hf_config, context)
     _fill_weights(model, loader, path)
     for module in model.modules():
-        if isinstance(module, Linear):
-            module.post_load()
+        if callable(getattr(module, "post_load", None)):
+            module.post_load()  # repacking for the kernels that run them (quantization, oneDNN)
     model.eval()
     logger.info("loaded %s (%s, %s, %s attention) in %.1fs", arch, path.name, str(dtype).removeprefix("torch."),
                 backend.name, time.perf_counter() - start)

@@ -13,7 +13,9 @@ from torch import nn
 
 from fw.attention.context import forward_context
 from fw.attention.metadata import AttentionMetadata
+from fw.engine.kv_cache_manager import KVCacheManager
 from fw.engine.request import Request
+from fw.engine.sampling_params import SamplingParams
 from fw.engine.sampler import SampleResult, prompt_logprob_entries, sample
 from fw.engine.scheduler import SchedulerOutput
 from fw.layers.attention import Attention
@@ -133,6 +135,20 @@ class ModelRunner:
         step.result = result
         step.sampled_ids = [r.request_id for r in batch.sample_requests]
         return step
+
+    def warm_up(self, kv: KVCacheManager, max_model_len: int) -> None:
+        """One prefill and one decode step, so the first request does not pay for lazy
+        initialisation; the blocks and cache entries used are freed."""
+        tokens = min(16, max_model_len - 2)
+        request = Request("__warmup__", [0] * (tokens + 1), SamplingParams(max_tokens=1))
+        if not kv.allocate_slots(request, tokens + 1):
+            return
+        blocks = {request.request_id: kv.block_ids(request.request_id)}
+        for count in (tokens, 1):
+            self.execute(SchedulerOutput({request.request_id: count}, count), {request.request_id: request}, blocks)
+            request.num_computed_tokens += count
+        kv.forget(request)
+        kv.pool.reset_prefix_cache()
 
     def _set_lora_mapping(self, out: SchedulerOutput, requests: dict[str, Request]) -> None:
         """Tell the LoRA layers which rows of the flattened batch use which adapter (rows

@@ -22,7 +22,8 @@ class SampleResult:
     token_ids: list[int]
     #: per row: {token: Logprob} (sampled token first) or None when not asked for
     logprobs: list[dict[int, Logprob] | None]
-    #: per row: log-probability of the sampled token (for cumulative_logprob)
+    #: per row: log-probability of the sampled token (for cumulative_logprob; 0.0 when
+    #: no request of the step asked for logprobs)
     sampled_logprobs: list[float]
 
 
@@ -133,9 +134,12 @@ def _logprob_entries(raw_logprobs: torch.Tensor, row: int, token: int, count: in
 
 
 def sample(logits: torch.Tensor, requests: list[Request]) -> SampleResult:
-    """``logits`` [rows, vocab] in float32, one row per request in ``requests``."""
-    raw_logprobs = logits.log_softmax(-1)
-    logits = apply_penalties(apply_logits_processors(logits.clone(), requests), requests)
+    """``logits`` [rows, vocab] in float32, one row per request in ``requests``; they are
+    modified in place."""
+    wants_logprobs = any(r.params.logprobs is not None for r in requests)
+    # Logprobs are of the model's own distribution, before any processing.
+    raw_logprobs = logits.log_softmax(-1) if wants_logprobs else None
+    logits = apply_penalties(apply_logits_processors(logits, requests), requests)
     tokens = logits.argmax(dim=-1)
     random_rows = [i for i, r in enumerate(requests) if not r.params.greedy]
     if random_rows:
@@ -144,6 +148,8 @@ def sample(logits: torch.Tensor, requests: list[Request]) -> SampleResult:
         probs = _filter(logits[index], subset).softmax(-1)
         tokens[index] = _draw(probs, subset)
     token_list = tokens.tolist()
+    if raw_logprobs is None:
+        return SampleResult(token_list, [None] * len(requests), [0.0] * len(requests))
     sampled_lp = raw_logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
     logprobs: list[dict[int, Logprob] | None] = []
     vocab = logits.shape[1]

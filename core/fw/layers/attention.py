@@ -32,11 +32,8 @@ class Attention(nn.Module):
         if self.kv_cache is None:
             raise RuntimeError("attention layer has no KV cache bound; the model runner binds it")
         tokens = query.shape[0]
-        out = self.impl.forward(
-            query.view(tokens, self.num_heads, self.head_size),
-            key.view(tokens, self.num_kv_heads, self.head_size),
-            value.view(tokens, self.num_kv_heads, self.head_size),
-            self.kv_cache,
-            get_forward_context().metadata,
-        )
+        q = query.view(tokens, self.num_heads, self.head_size)
+        k = key.view(tokens, self.num_kv_heads, self.head_size)
+        v = value.view(tokens, self.num_kv_heads, self.head_size)
+        out = self.impl.forward(q, k, v, self.kv_cache, get_forward_context().metadata)
         return out.reshape(tokens, self.num_heads * self.head_size)

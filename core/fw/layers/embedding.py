@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fw.layers.quantization import onednn_linear, pack_for_onednn
+
 
 class VocabEmbedding(nn.Module):
     def __init__(self, vocab_size: int, hidden_size: int, *, dtype=torch.float32, device="cpu"):
@@ -36,5 +38,13 @@ class LMHead(nn.Module):
     def matrix(self) -> torch.Tensor:
         return self.tied_to.weight if self.tied_to is not None else self.weight
 
+    def post_load(self) -> None:
+        """Prepack the matrix for oneDNN where that is faster (a copy when tied: the
+        embedding still needs the plain matrix for lookups)."""
+        self.packed = pack_for_onednn(self.matrix.data)
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        packed = getattr(self, "packed", None)
+        if packed is not None:
+            return onednn_linear(hidden, packed, self.bias)
         return F.linear(hidden, self.matrix, self.bias)

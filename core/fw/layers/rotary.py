@@ -7,6 +7,8 @@ step only gathers rows by position.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from typing import Any
 
@@ -50,10 +52,38 @@ def _cos_sin(inv_freq: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return torch.cat([freqs.cos(), freqs.sin()], dim=-1)  # [P, rotary_dim]
 
 
+@functools.lru_cache(maxsize=16)
+def _shared_cache(rotary_dim: int, max_position: int, base: float, scaling_key: str,
+                  original_max_position: int | None, device: str) -> torch.Tensor:
+    """cos/sin for every position, built once per distinct setting: every layer of a
+    model shares one table (and one per-step lookup)."""
+    scaling = json.loads(scaling_key)
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    positions = torch.arange(max_position)
+    inv_freq = _inv_freq(rotary_dim, base)
+    if kind == "linear":
+        cache = _cos_sin(inv_freq / float(scaling["factor"]), positions)
+    elif kind == "llama3":
+        cache = _cos_sin(_llama3_inv_freq(inv_freq, scaling), positions)
+    elif kind == "dynamic":
+        # Unscaled inside the trained context (as transformers computes it there);
+        # beyond it, NTK-scaled for the whole served context, fixed so that cached
+        # keys and new queries always agree.
+        factor = float(scaling["factor"])
+        trained = int(original_max_position or max_position)
+        served = max(max_position, trained)
+        ntk_base = base * ((factor * served / trained) - (factor - 1)) ** (rotary_dim / (rotary_dim - 2))
+        cache = torch.where((positions < trained)[:, None], _cos_sin(inv_freq, positions),
+                            _cos_sin(_inv_freq(rotary_dim, ntk_base), positions))
+    else:
+        cache = _cos_sin(inv_freq, positions)
+    return cache.to(device)
+
+
 class RotaryEmbedding(nn.Module):
     def __init__(self, head_size: int, rotary_dim: int, max_position: int, base: float,
                  scaling: dict[str, Any] | None = None, *, original_max_position: int | None = None,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
         super().__init__()
         scaling = dict(scaling or {})
         kind = scaling.get("rope_type", scaling.get("type", "default"))
@@ -62,41 +92,33 @@ class RotaryEmbedding(nn.Module):
         self.head_size = head_size
         self.rotary_dim = rotary_dim
         self.dtype = dtype
-        positions = torch.arange(max_position)
-        inv_freq = _inv_freq(rotary_dim, base)
-        if kind == "linear":
-            cache = _cos_sin(inv_freq / float(scaling["factor"]), positions)
-        elif kind == "llama3":
-            cache = _cos_sin(_llama3_inv_freq(inv_freq, scaling), positions)
-        elif kind == "dynamic":
-            # Unscaled inside the trained context (as transformers computes it there);
-            # beyond it, NTK-scaled for the whole served context, fixed so that cached
-            # keys and new queries always agree.
-            factor = float(scaling["factor"])
-            trained = int(original_max_position or max_position)
-            served = max(max_position, trained)
-            ntk_base = base * ((factor * served / trained) - (factor - 1)) ** (rotary_dim / (rotary_dim - 2))
-            cache = torch.where((positions < trained)[:, None], _cos_sin(inv_freq, positions),
-                                _cos_sin(_inv_freq(rotary_dim, ntk_base), positions))
-        else:
-            cache = _cos_sin(inv_freq, positions)
-        self.register_buffer("cos_sin_cache", cache, persistent=False)
+        self.cos_sin_cache = _shared_cache(rotary_dim, max_position, float(base),
+                                           json.dumps(scaling, sort_keys=True, default=str),
+                                           original_max_position, str(torch.device(device)))
+
+    def _cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin at ``positions``, [T, 1, rotary_dim / 2]; computed once per step and
+        shared by every layer (they all get the same positions tensor)."""
+        key = (id(self.cos_sin_cache), dtype)
+        memo = _STEP_MEMO.get(key)
+        if memo is not None and memo[0] is positions:  # positions are never changed in place
+            return memo[1], memo[2]
+        cos, sin = self.cos_sin_cache.index_select(0, positions).to(dtype).unsqueeze(1).chunk(2, dim=-1)
+        _STEP_MEMO[key] = (positions, cos, sin)
+        return cos, sin
 
     def forward(self, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor):
-        """query [T, Hq*D] and key [T, Hk*D] rotated at ``positions`` [T]."""
-        cos_sin = self.cos_sin_cache.index_select(0, positions)
-        cos, sin = cos_sin.chunk(2, dim=-1)
-        return self._rotate(query, cos, sin), self._rotate(key, cos, sin)
+        """query [T, Hq*D] and key [T, Hk*D] rotated at ``positions`` [T], together."""
+        tokens, size = query.shape[0], self.head_size
+        cos, sin = self._cos_sin(positions, query.dtype)
+        q_heads = query.shape[1] // size
+        both = torch.cat([query.view(tokens, -1, size), key.view(tokens, -1, size)], dim=1)
+        x1, x2 = both[..., : self.rotary_dim].chunk(2, dim=-1)
+        rotated = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+        if self.rotary_dim < size:
+            rotated = torch.cat([rotated, both[..., self.rotary_dim:]], dim=-1)
+        return rotated[:, :q_heads].reshape(tokens, -1), rotated[:, q_heads:].reshape(tokens, -1)
 
-    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        tokens = x.shape[0]
-        x = x.view(tokens, -1, self.head_size)
-        rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim:]
-        x1, x2 = rot.chunk(2, dim=-1)
-        cos = cos.unsqueeze(1).to(x.dtype)
-        sin = sin.unsqueeze(1).to(x.dtype)
-        c, s = cos[..., : x1.shape[-1]], sin[..., : x1.shape[-1]]
-        rotated = torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
-        if rest.shape[-1]:
-            rotated = torch.cat([rotated, rest], dim=-1)
-        return rotated.reshape(tokens, -1)
+
+#: (cache id, dtype) -> (positions tensor, cos, sin) of the latest step
+_STEP_MEMO: dict[tuple[int, torch.dtype], tuple] = {}

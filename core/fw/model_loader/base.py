@@ -91,6 +91,11 @@ class WeightLoader(ABC):
         except (OSError, ValueError) as exc:
             raise ModelLoadError(file, f"is not valid JSON: {exc}") from exc
 
+    def default_quantization(self) -> str | None:
+        """The quantization method the file's own format calls for when ``--quantization``
+        is not given (a GGUF file of 4-bit tensors: ``int4``), or None for plain weights."""
+        return None
+
     @abstractmethod
     def iter_weights(self) -> Iterator[tuple[str, "torch.Tensor"]]:
         """Yield ``(hf_checkpoint_name, tensor)`` for every stored weight."""

@@ -1,8 +1,8 @@
 """The CPU attention backend: plain torch over the paged KV layout.
 
-Decoding sequences (one query token each) are batched into one gather + one attention
-call; prefill chunks run one sequence at a time through scaled_dot_product_attention,
-reading their cached context from the pages.
+Decoding sequences (one query token each) are batched into one gather of their context
+and two batched matmuls; prefill chunks run one sequence at a time through
+scaled_dot_product_attention, reading their cached context from the pages.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ class TorchAttentionBackend(AttentionBackend):
         flat_v.index_copy_(0, metadata.slot_mapping, value)
 
         if metadata.is_pure_decode:
-            return self._decode(query, key_cache, value_cache, metadata.block_table, metadata.seq_lens,
-                                metadata.max_seq_len)
+            layout = self._decode_layout(metadata, block_size, metadata.block_table, metadata.seq_lens,
+                                         metadata.max_seq_len)
+            return self._decode(query, kv_cache, layout)
         out = torch.empty_like(query)
         starts, lens = metadata.query_start_loc_host, metadata.seq_lens_host
         decode_rows = [i for i in range(metadata.num_seqs) if starts[i + 1] - starts[i] == 1]
@@ -39,10 +40,9 @@ class TorchAttentionBackend(AttentionBackend):
         if decode_rows:
             rows = torch.tensor(decode_rows, dtype=torch.long)
             token_rows = torch.tensor([starts[i] for i in decode_rows], dtype=torch.long)
-            out[token_rows] = self._decode(
-                query[token_rows], key_cache, value_cache, metadata.block_table[rows],
-                metadata.seq_lens[rows], max(lens[i] for i in decode_rows),
-            )
+            layout = self._decode_layout(metadata, block_size, metadata.block_table[rows], metadata.seq_lens[rows],
+                                         max(lens[i] for i in decode_rows), key="mixed")
+            out[token_rows] = self._decode(query[token_rows], kv_cache, layout)
         for i in range(metadata.num_seqs):
             if i in decoding:
                 continue
@@ -53,20 +53,39 @@ class TorchAttentionBackend(AttentionBackend):
 
     # -- decode: one query per sequence ---------------------------------------------
 
-    def _decode(self, query, key_cache, value_cache, block_table, seq_lens, max_seq_len):
-        block_size = key_cache.shape[1]
-        num_blocks = -(-max_seq_len // block_size)
-        table = block_table[:, :num_blocks].long()
-        batch = table.shape[0]
-        keys = key_cache[table].view(batch, num_blocks * block_size, self.num_kv_heads, self.head_size)
-        values = value_cache[table].view(batch, num_blocks * block_size, self.num_kv_heads, self.head_size)
-        positions = torch.arange(num_blocks * block_size, device=query.device)
-        visible = positions[None, :] < seq_lens[:, None].to(positions.device)
-        if self.sliding_window is not None:
-            visible &= positions[None, :] >= (seq_lens[:, None] - self.sliding_window)
-        out = self._attend(query.unsqueeze(2), keys.transpose(1, 2), values.transpose(1, 2),
-                           visible[:, None, None, :])
-        return out.squeeze(2)
+    def _decode_layout(self, metadata: AttentionMetadata, block_size: int, block_table, seq_lens, max_seq_len,
+                       key: str = "decode"):
+        """The step's gather indices and additive mask, built once for all layers."""
+        cache_key = (key, self.sliding_window)
+        if cache_key not in metadata.derived:
+            num_blocks = -(-max_seq_len // block_size)
+            table = block_table[:, :num_blocks].long()
+            length = num_blocks * block_size
+            positions = torch.arange(length, device=table.device)
+            hidden = positions[None, :] >= seq_lens[:, None].to(positions.device)
+            if self.sliding_window is not None:
+                hidden |= positions[None, :] < (seq_lens[:, None] - self.sliding_window)
+            mask = torch.zeros(hidden.shape, dtype=torch.float32, device=table.device).masked_fill_(hidden, float("-inf"))
+            metadata.derived[cache_key] = (table.reshape(-1), mask[:, None, :], table.shape[0], length)
+        return metadata.derived[cache_key]
+
+    def _decode(self, query, kv_cache, layout):
+        """One gather of the context into a head-major [2, Hkv, B, L, D] copy, then plain
+        batched matmuls: at one query per sequence they beat the fused CPU attention
+        kernel, whose per-call setup dominates at these sizes."""
+        flat_table, mask, batch, length = layout
+        group = self.num_heads // self.num_kv_heads
+        by_head = kv_cache.permute(0, 3, 1, 2, 4)  # [2, Hkv, num_blocks, block_size, D], a view
+        kv = by_head.index_select(2, flat_table).view(2, self.num_kv_heads, batch, length, self.head_size)
+        q = query.view(batch, self.num_kv_heads, group, self.head_size).transpose(0, 1)  # [Hkv, B, G, D]
+        if batch <= 2:  # tiny matmuls: fp32 has the faster CPU path
+            kv, q = kv.float(), q.float()
+        scores = torch.matmul(q, kv[0].transpose(-1, -2)).float() * self.scale  # [Hkv, B, G, L]
+        if self.logits_soft_cap is not None:
+            scores = self.logits_soft_cap * torch.tanh(scores / self.logits_soft_cap)
+        probs = (scores + mask).softmax(-1).to(kv.dtype)
+        out = torch.matmul(probs, kv[1])  # [Hkv, B, G, D]
+        return out.transpose(0, 1).to(query.dtype).reshape(batch, self.num_heads, self.head_size)
 
     # -- prefill: a chunk of queries over cached context plus itself ----------------
 

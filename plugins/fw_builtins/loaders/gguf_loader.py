@@ -82,6 +82,15 @@ class GGUFLoader(WeightLoader):
         """GGUF metadata holds no sampling defaults."""
         return {}
 
+    def default_quantization(self) -> str | None:
+        """``int4`` when most layer weights are stored as Q4_0/Q4_1: the int4 method keeps
+        them at 4 bits (Q4_1 blocks come back exactly), instead of inflating them to bf16."""
+        from gguf import GGMLQuantizationType as T
+
+        layer_weights = [t for t in self.file.tensors if t.name.startswith("blk.") and len(t.shape) == 2]
+        four_bit = sum(1 for t in layer_weights if t.type in (T.Q4_0, T.Q4_1))
+        return "int4" if layer_weights and four_bit * 2 > len(layer_weights) else None
+
     def iter_weights(self) -> Iterator[tuple[str, "torch.Tensor"]]:
         from fw_builtins.loaders.gguf_metadata import config_dict
 

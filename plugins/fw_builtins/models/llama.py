@@ -36,7 +36,8 @@ class DecoderAttention(nn.Module):
         self.rotary = RotaryEmbedding(
             self.head_dim, rotary_dim, ctx.extra["max_model_len"], theta, scaling,
             original_max_position=getattr(config, "max_position_embeddings", None), dtype=ctx.dtype,
-        ).to(ctx.device)
+            device=ctx.device,
+        )
         self.attn = Attention(self.num_heads, self.head_dim, self.head_dim ** -0.5, self.num_kv_heads, ctx,
                               sliding_window=sliding_window)
 

@@ -1,3 +1,9 @@
-"""Registers the built-in quantization (hook implementations are added as each lands)."""
+"""Registers the built-in quantization methods."""
 
-from fw import hookimpl  # noqa: F401
+from fw import hookimpl
+
+
+@hookimpl
+def fw_register_quantization_methods(register):
+    register("none", "fw.layers.quantization:QuantizationMethod", aliases=["dense"])
+    register("int4", "fw_builtins.quantization.int4:Int4WeightOnly")

@@ -1,0 +1,116 @@
+"""Weight-only int4: exact on 4-bit data, close on any data, and chosen by default only
+for GGUF files of 4-bit tensors served in bfloat16."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fw.layers.linear import Linear
+from fw_builtins.quantization.int4 import INT4_MAX_ROWS, Int4WeightOnly, quantize_int4
+
+
+def q4_1_like(out_features: int, in_features: int, seed: int = 0) -> torch.Tensor:
+    """Weights as a Q4_1 file holds them: per 32-block, levels 0..15 (both ends used)
+    times a scale plus a minimum."""
+    gen = torch.Generator().manual_seed(seed)
+    levels = torch.randint(0, 16, (out_features, in_features // 32, 32), generator=gen)
+    levels[..., 0], levels[..., 1] = 0, 15
+    scale = torch.rand(out_features, in_features // 32, 1, generator=gen) * 0.01 + 0.001
+    low = -torch.rand(out_features, in_features // 32, 1, generator=gen) * 0.05
+    return (levels * scale + low).view(out_features, in_features)
+
+
+def dequantized(weight: torch.Tensor) -> torch.Tensor:
+    """What the int4 kernel multiplies by: its levels times its (rounded) scales."""
+    packed, scales_zeros = quantize_int4(weight.float())
+    eye = torch.eye(weight.shape[1])
+    return torch.ops.aten._weight_int4pack_mm_for_cpu(eye, packed, 32, scales_zeros).t()
+
+
+def test_q4_1_weights_come_back_exactly():
+    weight = q4_1_like(64, 128)
+    assert (dequantized(weight) - weight).abs().max() < 1e-6
+
+
+def test_any_weights_come_back_within_half_a_level():
+    weight = torch.randn(64, 128)
+    step = (weight.view(64, 4, 32).amax(-1) - weight.view(64, 4, 32).amin(-1)) / 15
+    error = (dequantized(weight) - weight).abs().view(64, 4, 32).amax(-1)
+    assert (error <= step / 2 + 1e-6).all()
+
+
+def make_layer(weight: torch.Tensor, dtype=torch.bfloat16) -> Linear:
+    layer = Linear(weight.shape[1], weight.shape[0], dtype=dtype, quant_method=Int4WeightOnly())
+    layer.weight.data.copy_(weight)
+    layer.post_load()
+    return layer
+
+
+@pytest.mark.parametrize("rows", [1, INT4_MAX_ROWS, INT4_MAX_ROWS + 1, 32])
+def test_layer_output_matches_the_4bit_weights(rows):
+    weight = q4_1_like(96, 256, seed=rows)
+    layer = make_layer(weight, torch.float32)
+    x = torch.randn(rows, 256)
+    expected = x @ weight.t()
+    assert (layer(x) - expected).abs().max() < 1e-3 * expected.abs().max()
+
+
+def test_bfloat16_layer_is_close():
+    weight = q4_1_like(96, 256)
+    layer = make_layer(weight)
+    x = torch.randn(2, 256, dtype=torch.bfloat16)
+    expected = (x.float() @ weight.t())
+    assert (layer(x).float() - expected).abs().max() < 0.02 * expected.abs().max()
+
+
+def test_narrow_layers_stay_dense():
+    layer = make_layer(torch.randn(8, 48), torch.float32)
+    assert not hasattr(layer, "int4_weight")
+    x = torch.randn(1, 48)
+    assert torch.allclose(layer(x), x @ layer.weight.t())
+
+
+def test_refuses_what_it_cannot_run():
+    layer = Linear(64, 8, dtype=torch.float16, quant_method=Int4WeightOnly())
+    with pytest.raises(ValueError, match="CPU, in bfloat16 or float32"):
+        layer.post_load()
+
+
+def test_onednn_packed_bf16_linear_is_exact():
+    layer = Linear(576, 960, dtype=torch.bfloat16)
+    nn.init.normal_(layer.weight, std=0.02)
+    dense = layer.weight.data.clone()
+    layer.post_load()
+    for rows in (1, 7, 64):
+        x = torch.randn(rows, 576, dtype=torch.bfloat16)
+        assert torch.equal(layer(x), torch.nn.functional.linear(x, dense))
+
+
+@pytest.fixture(scope="module")
+def q4_gguf(tmp_path_factory, tiny_checkpoint_factory):
+    from tests.tiny_gguf import make_tiny_gguf
+
+    checkpoint = tiny_checkpoint_factory("LlamaForCausalLM")
+    return make_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-q4_1.gguf", checkpoint, tensor_type="Q4_1")
+
+
+def quant_methods(llm) -> set[str]:
+    return {type(m.quant_method).__name__ for m in llm.engine.loaded.model.modules() if isinstance(m, Linear)}
+
+
+def test_a_4bit_gguf_is_served_with_int4_weights_in_bfloat16(q4_gguf):
+    from fw import LLM, SamplingParams
+
+    quantized = LLM(str(q4_gguf), dtype="bfloat16")
+    assert quant_methods(quantized) == {"Int4WeightOnly"}
+    dense = LLM(str(q4_gguf), dtype="bfloat16", quantization="none")
+    assert quant_methods(dense) == {"QuantizationMethod"}
+    assert quant_methods(LLM(str(q4_gguf), dtype="float32")) == {"QuantizationMethod"}
+    # The same 4-bit weights either way: the prompt's logprobs agree closely.
+    params = SamplingParams(max_tokens=1, prompt_logprobs=0)
+    prompt = "Once upon a time there was a little robot"
+    a, b = (llm.generate(prompt, params, use_tqdm=False)[0] for llm in (quantized, dense))
+    for position, token in enumerate(a.prompt_token_ids[1:], start=1):
+        assert abs(a.prompt_logprobs[position][token].logprob - b.prompt_logprobs[position][token].logprob) < 0.05
