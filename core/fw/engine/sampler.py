@@ -82,8 +82,9 @@ def apply_penalties(logits: torch.Tensor, requests: list[Request]) -> torch.Tens
 
 def _filter(logits: torch.Tensor, requests: list[Request]) -> torch.Tensor:
     """Temperature, min-p, top-k, top-p for the rows that sample randomly."""
-    temperature = torch.tensor([r.params.temperature for r in requests], dtype=logits.dtype)
-    logits = logits / temperature[:, None]
+    temperatures = [r.params.temperature for r in requests]
+    if any(t != 1.0 for t in temperatures):
+        logits = logits / torch.tensor(temperatures, dtype=logits.dtype)[:, None]
     min_p = [r.params.min_p for r in requests]
     if any(min_p):
         probs = logits.softmax(-1)
@@ -106,19 +107,26 @@ def _filter(logits: torch.Tensor, requests: list[Request]) -> torch.Tensor:
     return logits
 
 
+def _weights(logits: torch.Tensor) -> torch.Tensor:
+    """Unnormalised probabilities: sampling by CDF needs no division by the total."""
+    return (logits - logits.amax(dim=-1, keepdim=True)).exp_()
+
+
 def _draw(probs: torch.Tensor, requests: list[Request]) -> torch.Tensor:
-    """One token per row by the exponential race: argmax(p / E), E ~ Exp(1)."""
-    noise = torch.empty_like(probs)
+    """One token per row by inverse-CDF sampling: a single uniform number per row, so a
+    seeded row's draws depend on nothing but its own generator, and no per-token random
+    numbers are made (their generation dominated the step on a CPU)."""
+    uniform = torch.empty(len(requests), 1, dtype=probs.dtype)
     unseeded = [i for i, r in enumerate(requests) if r.generator is None]
     if unseeded:
-        if len(unseeded) == len(requests):
-            noise.exponential_()
-        else:
-            noise[unseeded] = torch.empty(len(unseeded), probs.shape[1], dtype=probs.dtype).exponential_()
+        uniform[unseeded] = torch.rand(len(unseeded), 1, dtype=probs.dtype)
     for i, request in enumerate(requests):
         if request.generator is not None:
-            noise[i] = torch.empty(probs.shape[1], dtype=probs.dtype).exponential_(generator=request.generator)
-    return (probs / noise).argmax(dim=-1)
+            uniform[i] = torch.rand(1, dtype=probs.dtype, generator=request.generator)
+    cdf = probs.cumsum(-1)
+    # 1 - u is in (0, 1]: the target is above zero, so zero-probability tokens are never hit
+    target = (1.0 - uniform) * cdf[:, -1:]
+    return torch.searchsorted(cdf, target).squeeze(1).clamp_(max=probs.shape[1] - 1)
 
 
 def _logprob_entries(raw_logprobs: torch.Tensor, row: int, token: int, count: int) -> dict[int, Logprob]:
@@ -140,13 +148,18 @@ def sample(logits: torch.Tensor, requests: list[Request]) -> SampleResult:
     # Logprobs are of the model's own distribution, before any processing.
     raw_logprobs = logits.log_softmax(-1) if wants_logprobs else None
     logits = apply_penalties(apply_logits_processors(logits, requests), requests)
-    tokens = logits.argmax(dim=-1)
     random_rows = [i for i, r in enumerate(requests) if not r.params.greedy]
-    if random_rows:
+    if not random_rows:
+        tokens = logits.argmax(dim=-1)
+    elif len(random_rows) == len(requests):
+        tokens = _draw(_weights(_filter(logits, requests)), requests)
+    else:
+        tokens = torch.empty(len(requests), dtype=torch.long)
+        greedy_rows = torch.tensor([i for i, r in enumerate(requests) if r.params.greedy], dtype=torch.long)
+        tokens[greedy_rows] = logits[greedy_rows].argmax(dim=-1)
         index = torch.tensor(random_rows, dtype=torch.long)
         subset = [requests[i] for i in random_rows]
-        probs = _filter(logits[index], subset).softmax(-1)
-        tokens[index] = _draw(probs, subset)
+        tokens[index] = _draw(_weights(_filter(logits[index], subset)), subset)
     token_list = tokens.tolist()
     if raw_logprobs is None:
         return SampleResult(token_list, [None] * len(requests), [0.0] * len(requests))
