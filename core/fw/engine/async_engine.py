@@ -36,25 +36,46 @@ class _Stream:
 
 
 class AsyncEngine(EngineClient):
-    def __init__(self, engine: LLMEngine):
-        self.engine = engine
-        self.model_info = engine.model_info()
-        self.tokenizer = engine.tokenizer
+    def __init__(self, engine: LLMEngine | Callable[[], LLMEngine]):
+        """``engine``, or a function building it. Given a function, the engine is built on
+        the loop thread itself: PyTorch's CPU thread pool belongs to the thread that first
+        runs parallel work, and a second pool on another thread (one that loaded the
+        model, say) keeps spinning, which halved decode speed on a 2-core machine."""
         self._commands: deque[tuple[Callable[[], Any], Future]] = deque()
         self._wakeup = threading.Event()
         self._streams: dict[str, _Stream] = {}
+        self._dead: BaseException | None = None
+        self._stopping = False
+        factory = (lambda: engine) if isinstance(engine, LLMEngine) else engine
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, args=(factory, ready, failure), name="fw-engine",
+                                        daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            raise failure[0]
+        engine = self.engine
+        self.model_info = engine.model_info()
+        self.tokenizer = engine.tokenizer
         self._stats = engine.stats()
         #: requests may wait beyond this many and get 503 (the offline API queues everything)
         self.max_waiting = engine.scheduler_config.max_num_seqs * 8
         self._loras = engine.list_loras()
-        self._dead: BaseException | None = None
-        self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="fw-engine", daemon=True)
-        self._thread.start()
 
     @classmethod
     def from_config(cls, config: EngineConfig) -> "AsyncEngine":
-        return cls(LLMEngine.from_config(config))
+        return cls(lambda: LLMEngine.from_config(config))
+
+    def _run(self, factory: Callable[[], LLMEngine], ready: threading.Event, failure: list) -> None:
+        try:
+            self.engine = factory()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the constructing thread
+            failure.append(exc)
+            return
+        finally:
+            ready.set()
+        self._loop()
 
     # -- the loop thread -----------------------------------------------------------------
 

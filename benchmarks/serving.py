@@ -1,0 +1,137 @@
+"""`fw serve` under load, optionally side by side with llama.cpp's `llama-server`.
+
+    python benchmarks/serving.py                                  # fw alone
+    python benchmarks/serving.py --llama-server /path/to/llama-server
+    python benchmarks/serving.py --quick                          # a short smoke run
+
+Both servers serve the embedded SmolLM2-135M-Instruct (the same Q4_1 GGUF file) on
+loopback with 2 threads; `fw bench serve` drives each at concurrency 1, 8 and 32 with
+~64-token random prompts and 128 output tokens (end-of-sequence ignored), and the table
+compares output tokens/s, time to first token and inter-token latency. Each server runs
+alone while it is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+FULL = {1: 8, 8: 32, 32: 64}  # concurrency -> prompts
+QUICK = {1: 2, 8: 8}
+INPUT_LEN, OUTPUT_LEN = 64, 128
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 900) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"{url} did not become healthy in {timeout:.0f}s")
+
+
+def start_fw(port: int, log) -> subprocess.Popen:
+    command = [sys.executable, "-m", "fw.cli.main", "serve", "--port", str(port), "--max-model-len", "2048",
+               "--disable-log-stats", "--disable-uvicorn-access-log", "--uvicorn-log-level", "warning"]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_llama(binary: str, gguf: Path, port: int, log) -> subprocess.Popen:
+    command = [binary, "-m", str(gguf), "--port", str(port), "--host", "127.0.0.1", "-np", "32", "-cb",
+               "-t", "2", "-c", str(32 * 256)]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def bench(url: str, concurrency: int, prompts: int, tokenizer: Path, out_dir: Path, label: str) -> dict:
+    filename = f"{label}-c{concurrency}.json"
+    command = [sys.executable, "-m", "fw.cli.main", "bench", "serve", "--base-url", url, "--model",
+               "SmolLM2-135M-Instruct", "--tokenizer", str(tokenizer), "--dataset-name", "random",
+               "--random-input-len", str(INPUT_LEN), "--random-output-len", str(OUTPUT_LEN),
+               "--num-prompts", str(prompts), "--max-concurrency", str(concurrency), "--ignore-eos",
+               "--disable-tqdm", "--save-result", "--result-dir", str(out_dir), "--result-filename", filename]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return json.loads((out_dir / filename).read_text())
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def measure(label: str, start, plan: dict[int, int], tokenizer: Path, out_dir: Path) -> dict[int, dict]:
+    port = free_port()
+    with open(out_dir / f"{label}.log", "w") as log:
+        process = start(port, log)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_healthy(url, process)
+            bench(url, 1, 1, tokenizer, out_dir, f"{label}-warmup")
+            return {c: bench(url, c, n, tokenizer, out_dir, label) for c, n in plan.items()}
+        finally:
+            stop(process)
+
+
+def row(label: str, concurrency: int, result: dict) -> str:
+    return (f"| {label} | {concurrency} | {result['output_throughput']:.1f} | {result['mean_ttft_ms']:.0f} | "
+            f"{result['median_ttft_ms']:.0f} | {result['median_itl_ms']:.1f} | {result['median_tpot_ms']:.1f} |")
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--llama-server", help="a llama-server binary to measure beside fw")
+    parser.add_argument("--quick", action="store_true", help="fewer prompts and concurrencies")
+    parser.add_argument("--output-json", help="also write every figure to this file")
+    args = parser.parse_args(argv)
+    from fw.model_loader.default_model import default_model_path
+
+    gguf = default_model_path()
+    plan = QUICK if args.quick else FULL
+    out_dir = Path(tempfile.mkdtemp(prefix="fw-serving-"))
+    results = {"fw": measure("fw", start_fw, plan, gguf, out_dir)}
+    if args.llama_server:
+        results["llama.cpp"] = measure(
+            "llama.cpp", lambda port, log: start_llama(args.llama_server, gguf, port, log), plan, gguf, out_dir)
+    print(f"{gguf.name}, {INPUT_LEN}-token prompts, {OUTPUT_LEN} output tokens, ignore_eos\n")
+    print("| server | concurrency | output tok/s | mean TTFT ms | median TTFT ms | median ITL ms | median TPOT ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for concurrency in plan:
+        for label in results:
+            print(row(label, concurrency, results[label][concurrency]))
+    if "llama.cpp" in results:
+        print("\n| concurrency | fw / llama.cpp output tok/s |")
+        print("|---:|---:|")
+        for concurrency in plan:
+            ratio = results["fw"][concurrency]["output_throughput"] / results["llama.cpp"][concurrency]["output_throughput"]
+            print(f"| {concurrency} | {ratio:.2f}x |")
+    print(f"\ncommand: python benchmarks/serving.py {shlex.join(argv)}")
+    if args.output_json:
+        Path(args.output_json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
