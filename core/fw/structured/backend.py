@@ -52,6 +52,13 @@ class StructuredOutputBackend(ABC):
     def allocate_bitmask(self, rows: int) -> torch.Tensor:
         """A bitmask with ``rows`` rows (every token allowed)."""
 
+    def fill_bitmasks(self, matchers: list[GrammarMatcher], bitmask: torch.Tensor, rows: list[int]) -> None:
+        """Fill row ``rows[i]`` of ``bitmask`` from ``matchers[i]``; backends may do the
+        batch at once (and in parallel)."""
+        for matcher, row in zip(matchers, rows):
+            matcher.fill_bitmask(bitmask, row)
+
     @abstractmethod
     def apply_bitmask(self, logits: torch.Tensor, bitmask: torch.Tensor, rows: list[int]) -> None:
-        """Set disallowed tokens of ``logits[rows[i]]`` to -inf from ``bitmask[i]``, in place."""
+        """Set disallowed tokens of ``logits[row]`` to -inf from ``bitmask[row]`` for each
+        of ``rows``, in place."""

@@ -89,7 +89,7 @@ class StructuredOutputManager:
         rows = [i for i, r in enumerate(requests) if r.grammar is not None and r.grammar_active]
         if not rows:
             return
-        bitmask = self.backend.allocate_bitmask(len(rows))
-        for slot, row in enumerate(rows):
-            requests[row].grammar.fill_bitmask(bitmask, slot)
-        self.backend.apply_bitmask(logits, bitmask, rows)
+        backend = self.backend
+        bitmask = backend.allocate_bitmask(len(requests))
+        backend.fill_bitmasks([requests[row].grammar for row in rows], bitmask, rows)
+        backend.apply_bitmask(logits, bitmask, rows)
