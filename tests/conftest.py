@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+
+# Triton kernels run on the CPU interpreter in tests (there is no GPU here). Triton reads
+# this when fw_kernels is first imported, so it is set before any test imports it.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import subprocess
 import sys
 from pathlib import Path

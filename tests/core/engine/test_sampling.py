@@ -127,6 +127,21 @@ def test_skip_and_space_special_tokens(llm):
     assert spaced == "<|im_start|> <|im_start|>"
 
 
+def test_parser_markers_survive_skip_special_tokens(llm):
+    """Marker tokens a parser declared are kept (as their text, unspaced) even though
+    skip_special_tokens drops every other special token."""
+    tokenizer = llm.get_tokenizer()
+    marker = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    engine = llm.engine
+    params = SamplingParams(temperature=0.0, logit_bias={marker: 100.0}, max_tokens=2, ignore_eos=True)
+    engine.add_request("markers", PROMPT, params, keep_special_ids=frozenset({marker}))
+    text = ""
+    while engine.has_unfinished_requests():
+        for output in engine.step():
+            text = output.outputs[0].text
+    assert text == "<|im_start|><|im_start|>"
+
+
 def test_truncate_prompt_tokens(llm):
     output = llm.generate([PROMPT], SamplingParams(max_tokens=1, truncate_prompt_tokens=3), use_tqdm=False)[0]
     full = llm.get_tokenizer().encode(PROMPT)
