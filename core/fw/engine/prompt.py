@@ -44,6 +44,9 @@ def _bad_words_ids(tokenizer: Any, words: list[str]) -> list[list[int]]:
 def validate_and_prepare(engine: "LLMEngine", params: SamplingParams, prompt_ids: list[int]) -> tuple[SamplingParams, list[int]]:
     max_len = engine.max_model_len
     vocab = engine.loaded.hf_config.vocab_size
+    max_seqs = engine.scheduler_config.max_num_seqs
+    if params.n > max_seqs:
+        raise InvalidParameterError("n", f"at most {max_seqs} samples per request (--max-num-seqs), got {params.n}")
     if params.truncate_prompt_tokens is not None:
         prompt_ids = prompt_ids[-params.truncate_prompt_tokens:]
     if not prompt_ids:

@@ -188,4 +188,7 @@ def test_engine_limits_name_the_parameter(llm):
     with pytest.raises(InvalidParameterError) as info:
         llm.generate([PROMPT], SamplingParams(logprobs=6), use_tqdm=False)
     assert info.value.param == "logprobs"
+    with pytest.raises(InvalidParameterError) as info:  # one request must not flood the engine
+        llm.generate([PROMPT], SamplingParams(n=100_000), use_tqdm=False)
+    assert info.value.param == "n" and "--max-num-seqs" in str(info.value)
     assert not llm.engine.has_unfinished_requests()
