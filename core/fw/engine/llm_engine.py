@@ -81,7 +81,6 @@ class LLMEngine:
             ours: loaded.generation_config[theirs] for theirs, ours in GENERATION_DEFAULT_KEYS.items()
             if loaded.generation_config.get(theirs) is not None
         }
-        self.seed_generator = torch.Generator().manual_seed(config.model.seed)
         self._warm_up()
         for index, module in enumerate(config.lora.lora_modules if self.lora else ()):
             self.add_lora(LoRARequest(module.name, index + 1, module.path, module.base_model_name))

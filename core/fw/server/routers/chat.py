@@ -21,6 +21,7 @@ from fw.server.protocol.chat import (
     ChatChoice, ChatChoiceLogprobs, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse,
     ChatResponseMessage, ChatStreamChoice, DeltaMessage,
 )
+from fw.server.response_options import response_options
 from fw.server.routers import ERROR_RESPONSES
 from fw.server.sampling import check_logprobs, reject_unsupported, sampling_params
 from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
@@ -114,13 +115,8 @@ class ChatView:
         self.role = ctx.response_role(messages, body.add_generation_prompt)
         last = messages[-1]
         self.echo = final_text(last) if body.echo and last.get("role") == self.role else ""
-        frontend = ctx.config.frontend
-        self.as_ids = (body.return_tokens_as_token_ids if body.return_tokens_as_token_ids is not None
-                       else frontend.return_tokens_as_token_ids)
-        self.details = frontend.enable_prompt_tokens_details
-        options = body.stream_options
-        self.include_usage = bool(options and options.include_usage) or frontend.enable_force_include_usage
-        self.continuous_usage = bool(options and options.continuous_usage_stats)
+        self.as_ids, self.details, self.include_usage, self.continuous_usage = response_options(
+            ctx.config.frontend, body)
 
     def _logprobs(self, token_ids: list[int], positions: list) -> ChatChoiceLogprobs | None:
         if not self.body.logprobs:

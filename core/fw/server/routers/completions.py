@@ -16,6 +16,7 @@ from fw.server.prompts import Prompt, completion_prompts, resolve_max_tokens, tr
 from fw.server.protocol.completions import (
     CompletionChoice, CompletionChunk, CompletionLogprobs, CompletionRequest, CompletionResponse,
 )
+from fw.server.response_options import response_options
 from fw.server.routers import ERROR_RESPONSES
 from fw.server.sampling import check_logprobs, reject_unsupported, sampling_params
 from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
@@ -68,13 +69,8 @@ class CompletionView:
         self.acc = Accumulator([p.token_ids for p in prompts], body.n)
         self.prompt_texts = [p.text if p.text is not None else ctx.tokenizer.decode(p.token_ids)
                              for p in prompts]
-        frontend = ctx.config.frontend
-        self.as_ids = (body.return_tokens_as_token_ids if body.return_tokens_as_token_ids is not None
-                       else frontend.return_tokens_as_token_ids)
-        self.details = frontend.enable_prompt_tokens_details
-        options = body.stream_options
-        self.include_usage = bool(options and options.include_usage) or frontend.enable_force_include_usage
-        self.continuous_usage = bool(options and options.continuous_usage_stats)
+        self.as_ids, self.details, self.include_usage, self.continuous_usage = response_options(
+            ctx.config.frontend, body)
 
     def _echo_prefix(self, choice: Choice) -> tuple[str, CompletionLogprobs | None]:
         """The prompt text (and its logprobs) an echoed choice starts with."""
