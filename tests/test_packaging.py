@@ -30,9 +30,10 @@ def test_wheel_installs_and_imports_outside_the_repo(tmp_path):
     deps = [p for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]] if Path(p).is_dir()]
     (Path(purelib) / "test-deps.pth").write_text("\n".join(deps) + "\n")
     code = (
-        "import fw, fw_kernels, fw_builtins, fw_builtins.commands.plugin\n"
+        "import fw, fw_kernels, fw_builtins, fw_builtins.commands.plugin, fw_kernels.cpu.build as b\n"
         "for m in (fw, fw_kernels, fw_builtins):\n"
         "    assert m.__file__.startswith(%r), m.__file__\n"
+        "assert b.SOURCE.is_file(), 'the CPU kernels source is missing from the wheel'\n"
         "print(fw.__version__)\n" % purelib
     )
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd=tmp_path)

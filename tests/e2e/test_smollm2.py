@@ -10,6 +10,7 @@ import torch
 
 from fw import LLM, SamplingParams
 from fw.model_loader.default_model import default_model_path
+from fw_kernels import cpu
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +49,10 @@ def test_fp32_greedy_tokens_match_transformers(hf):
 def test_bf16_answer_names_paris():
     llm = LLM()  # the embedded default, bf16 on this CPU
     assert llm.engine.loaded.dtype == torch.bfloat16
+    if cpu.available():  # the file's own formats: Q4_1 layers at 4 bits, the Q8_0 head at 8
+        model = llm.engine.loaded.model
+        assert model.lm_head.int8_blocks is not None
+        assert hasattr(model.model.layers[0].mlp.down_proj, "int4_blocks")
     output = llm.chat([{"role": "user", "content": "What is the capital of France?"}],
                       SamplingParams(max_tokens=24, temperature=0.0), use_tqdm=False)[0].outputs[0]
     assert "Paris" in output.text

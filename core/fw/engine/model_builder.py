@@ -16,6 +16,7 @@ from torch import nn
 from fw import plugins
 from fw.config import EngineConfig
 from fw.errors import FwError
+from fw.layers.embedding import LMHead
 from fw.model_loader.base import ModelLoadError
 from fw.models.interface import ModelContext
 
@@ -138,7 +139,10 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
     with torch.device(device):
         model = model_cls(hf_config, context)
     _fill_weights(model, loader, path)
+    int8_head = bool(getattr(quantization, "int8_lm_head", False))
     for module in model.modules():
+        if isinstance(module, LMHead):
+            module.int8_small_batch = int8_head
         if callable(getattr(module, "post_load", None)):
             module.post_load()  # repacking for the kernels that run them (quantization, oneDNN)
     model.eval()

@@ -6,8 +6,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fw_kernels import cpu
+
 
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    if x.dim() == 2 and x.is_contiguous() and cpu.supports(x):
+        return cpu.silu_and_mul(x)  # one fused pass instead of three operations
     gate, up = x.chunk(2, dim=-1)
     return F.silu(gate) * up
 

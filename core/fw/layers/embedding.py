@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fw.layers.quantization import onednn_linear, pack_for_onednn
+from fw_kernels import cpu
+from fw_kernels.cpu import packing
 
 
 class VocabEmbedding(nn.Module):
@@ -33,6 +35,10 @@ class LMHead(nn.Module):
                                        requires_grad=False)
         self.bias = (nn.Parameter(torch.zeros(vocab_size, dtype=dtype, device=device), requires_grad=False)
                      if bias else None)
+        #: set by the engine when the checkpoint stores this matrix at 8 bits (a quantized
+        #: GGUF file's Q8_0): small batches then read 8-bit blocks instead of bf16
+        self.int8_small_batch = False
+        self.int8_blocks: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def matrix(self) -> torch.Tensor:
@@ -40,10 +46,15 @@ class LMHead(nn.Module):
 
     def post_load(self) -> None:
         """Prepack the matrix for oneDNN where that is faster (a copy when tied: the
-        embedding still needs the plain matrix for lookups)."""
+        embedding still needs the plain matrix for lookups), and in 8-bit blocks if asked."""
         self.packed = pack_for_onednn(self.matrix.data)
+        matrix = self.matrix.data
+        if self.int8_small_batch and cpu.supports(matrix) and matrix.shape[1] % packing.GROUP == 0:
+            self.int8_blocks = packing.pack_int8(matrix)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.int8_blocks is not None and hidden.shape[0] <= cpu.MAX_GEMV_ROWS:
+            return cpu.int8_gemv(hidden.contiguous(), *self.int8_blocks, self.bias, self.vocab_size)
         packed = getattr(self, "packed", None)
         if packed is not None:
             return onednn_linear(hidden, packed, self.bias)

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fw_kernels import cpu
+
 
 class RMSNorm(nn.Module):
     def __init__(self, hidden_size: int, eps: float = 1e-6, *, dtype=torch.float32, device="cpu"):
@@ -21,7 +23,12 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
-        """Without ``residual``: ``norm(x)``. With it: ``(norm(x + residual), x + residual)``."""
+        """Without ``residual``: ``norm(x)``. With it: ``(norm(x + residual), x + residual)``;
+        on the CPU kernels the sum is written into ``residual`` (one pass, no new tensor)."""
+        if x.dim() == 2 and x.is_contiguous() and cpu.supports(x, self.weight) and (
+                residual is None or residual.is_contiguous()):
+            out = cpu.add_rms_norm(x, residual, self.weight, self.eps)
+            return out if residual is None else (out, residual)
         if residual is None:
             return self._norm(x)
         x = x + residual

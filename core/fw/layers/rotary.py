@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from fw_kernels import cpu
+
 SUPPORTED_SCALINGS = ("default", "linear", "dynamic", "llama3")
 
 
@@ -108,7 +110,10 @@ class RotaryEmbedding(nn.Module):
         return cos, sin
 
     def forward(self, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor):
-        """query [T, Hq*D] and key [T, Hk*D] rotated at ``positions`` [T], together."""
+        """query [T, Hq*D] and key [T, Hk*D] rotated at ``positions`` [T], together. On the
+        CPU kernels they are rotated in place (they are fresh projection outputs)."""
+        if self._rotate_in_place(positions, query, key):
+            return query, key
         tokens, size = query.shape[0], self.head_size
         cos, sin = self._cos_sin(positions, query.dtype)
         q_heads = query.shape[1] // size
@@ -118,6 +123,24 @@ class RotaryEmbedding(nn.Module):
         if self.rotary_dim < size:
             rotated = torch.cat([rotated, both[..., self.rotary_dim:]], dim=-1)
         return rotated[:, :q_heads].reshape(tokens, -1), rotated[:, q_heads:].reshape(tokens, -1)
+
+
+    def _rotate_in_place(self, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor) -> bool:
+        if not (cpu.supports(query, key) and positions.dtype == torch.int64 and positions.is_contiguous()
+                and query.stride(1) == 1
+                and key.stride(1) == 1 and self.cos_sin_cache.dtype == torch.float32):
+            return False
+        size, q_heads = self.head_size, query.shape[1] // self.head_size
+        rotate = functools.partial(cpu.rope_neox_, positions=positions, cos_sin=self.cos_sin_cache,
+                                   head_size=size, rotary_dim=self.rotary_dim)
+        adjacent = (key.stride(0) == query.stride(0)
+                    and key.data_ptr() == query.data_ptr() + query.shape[1] * query.element_size())
+        if adjacent:  # q and k are neighbouring columns of one qkv projection: one call
+            rotate(query, heads=q_heads + key.shape[1] // size)
+        else:
+            rotate(query, heads=q_heads)
+            rotate(key, heads=key.shape[1] // size)
+        return True
 
 
 #: (cache id, dtype) -> (positions tensor, cos, sin) of the latest step

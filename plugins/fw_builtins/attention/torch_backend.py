@@ -1,8 +1,10 @@
-"""The CPU attention backend: plain torch over the paged KV layout.
+"""The CPU attention backend over the paged KV layout.
 
-Decoding sequences (one query token each) are batched into one gather of their context
-and two batched matmuls; prefill chunks run one sequence at a time through
-scaled_dot_product_attention, reading their cached context from the pages.
+Decoding sequences (one query token each) go to fw's fused CPU kernel, which reads the
+pages in place (``fw_kernels.cpu``); where that kernel cannot be built they are batched
+into one gather of their context and two batched matmuls. Prefill chunks run one
+sequence at a time through scaled_dot_product_attention, reading their cached context
+from the pages.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import torch.nn.functional as F
 
 from fw.attention.backend import AttentionBackend
 from fw.attention.metadata import AttentionMetadata
+from fw_kernels import cpu
 
 
 class TorchAttentionBackend(AttentionBackend):
@@ -24,12 +27,19 @@ class TorchAttentionBackend(AttentionBackend):
     def forward(self, query, key, value, kv_cache, metadata: AttentionMetadata):
         key_cache, value_cache = kv_cache[0], kv_cache[1]
         num_blocks, block_size = key_cache.shape[:2]
-        flat_k = key_cache.view(num_blocks * block_size, self.num_kv_heads, self.head_size)
-        flat_v = value_cache.view(num_blocks * block_size, self.num_kv_heads, self.head_size)
-        flat_k.index_copy_(0, metadata.slot_mapping, key)
-        flat_v.index_copy_(0, metadata.slot_mapping, value)
+        fused = self._fused(query, key, value, kv_cache)
+        if fused:
+            cpu.write_kv(key.flatten(1), value.flatten(1), key_cache, value_cache, metadata.slot_mapping)
+        else:
+            flat_k = key_cache.view(num_blocks * block_size, self.num_kv_heads, self.head_size)
+            flat_v = value_cache.view(num_blocks * block_size, self.num_kv_heads, self.head_size)
+            flat_k.index_copy_(0, metadata.slot_mapping, key)
+            flat_v.index_copy_(0, metadata.slot_mapping, value)
 
         if metadata.is_pure_decode:
+            if fused:
+                return self._decode_fused(query, kv_cache, metadata.block_table, metadata.seq_lens,
+                                          metadata.max_seq_len)
             layout = self._decode_layout(metadata, block_size, metadata.block_table, metadata.seq_lens,
                                          metadata.max_seq_len)
             return self._decode(query, kv_cache, layout)
@@ -40,9 +50,14 @@ class TorchAttentionBackend(AttentionBackend):
         if decode_rows:
             rows = torch.tensor(decode_rows, dtype=torch.long)
             token_rows = torch.tensor([starts[i] for i in decode_rows], dtype=torch.long)
-            layout = self._decode_layout(metadata, block_size, metadata.block_table[rows], metadata.seq_lens[rows],
-                                         max(lens[i] for i in decode_rows), key="mixed")
-            out[token_rows] = self._decode(query[token_rows], kv_cache, layout)
+            longest = max(lens[i] for i in decode_rows)
+            if fused:
+                out[token_rows] = self._decode_fused(query[token_rows], kv_cache, metadata.block_table[rows],
+                                                     metadata.seq_lens[rows], longest)
+            else:
+                layout = self._decode_layout(metadata, block_size, metadata.block_table[rows],
+                                             metadata.seq_lens[rows], longest, key="mixed")
+                out[token_rows] = self._decode(query[token_rows], kv_cache, layout)
         for i in range(metadata.num_seqs):
             if i in decoding:
                 continue
@@ -52,6 +67,18 @@ class TorchAttentionBackend(AttentionBackend):
         return out
 
     # -- decode: one query per sequence ---------------------------------------------
+
+    @staticmethod
+    def _fused(query, key, value, kv_cache) -> bool:
+        """Whether fw's CPU kernels take this step: built, float32/bfloat16, and the
+        layouts they read (unit stride within a token's heads, a contiguous cache)."""
+        return (cpu.supports(query, key, value, kv_cache) and kv_cache.is_contiguous()
+                and all(t[0].is_contiguous() for t in (query, key, value)))
+
+    def _decode_fused(self, query, kv_cache, block_table, seq_lens, max_len):
+        return cpu.paged_decode(query, kv_cache[0], kv_cache[1], block_table.contiguous(),
+                                seq_lens.contiguous(), self.scale, max_len=max_len,
+                                sliding_window=self.sliding_window, soft_cap=self.logits_soft_cap)
 
     def _decode_layout(self, metadata: AttentionMetadata, block_size: int, block_table, seq_lens, max_seq_len,
                        key: str = "decode"):

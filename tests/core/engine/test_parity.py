@@ -94,3 +94,12 @@ def test_prompt_logprobs_match_transformers(checkpoint, llm_factory):
     for position in range(1, len(ids)):
         entry = output.prompt_logprobs[position]
         assert entry[ids[position]].logprob == pytest.approx(float(ref[position - 1, ids[position]]), abs=1e-3)
+
+
+def test_plain_torch_path_matches_too(checkpoint, expected, llm_factory, monkeypatch):
+    """Where fw's CPU kernels cannot be built, the torch path gives the same tokens."""
+    from fw_kernels import cpu
+
+    monkeypatch.setattr(cpu, "available", lambda: False)
+    llm = llm_factory(checkpoint, block_size=8)
+    assert tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False)) == expected

@@ -9,6 +9,7 @@ from torch import nn
 
 from fw.layers.linear import Linear
 from fw_builtins.quantization.int4 import INT4_MAX_ROWS, Int4WeightOnly, quantize_int4
+from fw_kernels import cpu
 
 
 def q4_1_like(out_features: int, in_features: int, seed: int = 0) -> torch.Tensor:
@@ -48,16 +49,28 @@ def make_layer(weight: torch.Tensor, dtype=torch.bfloat16) -> Linear:
     return layer
 
 
+@pytest.fixture(params=["fw-kernels", "torch-int4"])
+def kernels(request, monkeypatch):
+    """Both GEMVs: fw's CPU kernel, and torch's int4 kernel that replaces it where fw's
+    cannot be built."""
+    if request.param == "torch-int4":
+        monkeypatch.setattr(cpu, "available", lambda: False)
+    elif not cpu.available():
+        pytest.skip("fw's CPU kernels could not be built here")
+    return request.param
+
+
 @pytest.mark.parametrize("rows", [1, INT4_MAX_ROWS, INT4_MAX_ROWS + 1, 32])
-def test_layer_output_matches_the_4bit_weights(rows):
+def test_layer_output_matches_the_4bit_weights(rows, kernels):
     weight = q4_1_like(96, 256, seed=rows)
     layer = make_layer(weight, torch.float32)
+    assert hasattr(layer, "int4_blocks") == (kernels == "fw-kernels")
     x = torch.randn(rows, 256)
     expected = x @ weight.t()
     assert (layer(x) - expected).abs().max() < 1e-3 * expected.abs().max()
 
 
-def test_bfloat16_layer_is_close():
+def test_bfloat16_layer_is_close(kernels):
     weight = q4_1_like(96, 256)
     layer = make_layer(weight)
     x = torch.randn(2, 256, dtype=torch.bfloat16)
@@ -67,7 +80,7 @@ def test_bfloat16_layer_is_close():
 
 def test_narrow_layers_stay_dense():
     layer = make_layer(torch.randn(8, 48), torch.float32)
-    assert not hasattr(layer, "int4_weight")
+    assert not hasattr(layer, "int4_weight") and not hasattr(layer, "int4_blocks")
     x = torch.randn(1, 48)
     assert torch.allclose(layer(x), x @ layer.weight.t())
 

@@ -1,0 +1,129 @@
+"""fw's fused CPU kernels (``fw_cpu.c``), called through ctypes on torch tensors.
+
+Each function takes and returns torch tensors like the torch code it replaces; callers
+first check ``supports(...)`` and otherwise keep their torch path, so fw runs (slower)
+where the library cannot be built. Tensors must be on the CPU, float32 or bfloat16, with
+unit stride along their last dimension.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import torch
+
+from fw_kernels.cpu.build import library
+
+_P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
+_SIGNATURES = {
+    "add_rms_norm": [_P, _P, _P, _P, _I, _I, _F],
+    "silu_and_mul": [_P, _P, _I, _I],
+    "rope_neox": [_P, _I, _P, _P, _I, _I, _I, _I],
+    "write_kv": [_P, _I, _P, _I, _P, _P, _P, _I, _I],
+    "paged_decode": [_P, _P, _I, _P, _P, _P, _I, _P, _I, _I, _I, _I, _I, _F, _I, _F, _I],
+    "int4_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I],
+    "int8_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I],
+}
+#: the most input rows the quantized GEMV kernels take in one call
+MAX_GEMV_ROWS = 4
+_SUFFIX = {torch.float32: "f32", torch.bfloat16: "bf16"}
+
+
+@functools.cache
+def _function(name: str, dtype: torch.dtype):
+    fn = getattr(library(), f"fw_{name}_{_SUFFIX[dtype]}")
+    fn.argtypes = _SIGNATURES[name]
+    fn.restype = None
+    return fn
+
+
+def available() -> bool:
+    return library() is not None
+
+
+def supports(*tensors: torch.Tensor) -> bool:
+    """True when the kernels are built and every tensor is a CPU tensor of one supported dtype."""
+    dtype = tensors[0].dtype
+    return (dtype in _SUFFIX and available()
+            and all(t.device.type == "cpu" and t.dtype == dtype for t in tensors))
+
+
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """``rms_norm(x + residual) * weight``, storing ``x + residual`` into ``residual``
+    (rounded to its dtype first, as the separate add would); without a residual,
+    ``rms_norm(x) * weight``. x and residual are contiguous [rows, hidden]."""
+    rows, hidden = x.shape
+    out = torch.empty_like(x)
+    _function("add_rms_norm", x.dtype)(x.data_ptr(), 0 if residual is None else residual.data_ptr(),
+                                       weight.data_ptr(), out.data_ptr(), rows, hidden, eps)
+    return out
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    """``silu(x[:, :n]) * x[:, n:]`` for contiguous x [rows, 2n]."""
+    rows, width = x.shape
+    out = x.new_empty(rows, width // 2)
+    _function("silu_and_mul", x.dtype)(x.data_ptr(), out.data_ptr(), rows, width // 2)
+    return out
+
+
+def rope_neox_(x: torch.Tensor, positions: torch.Tensor, cos_sin: torch.Tensor, heads: int, head_size: int,
+               rotary_dim: int) -> None:
+    """Rotate, in place, the first ``heads`` heads of each row of x [rows, >= heads *
+    head_size] at ``positions`` (int64); ``cos_sin`` is float32 [max_position, rotary_dim]."""
+    _function("rope_neox", x.dtype)(x.data_ptr(), x.stride(0), positions.data_ptr(), cos_sin.data_ptr(),
+                                    x.shape[0], heads, head_size, rotary_dim)
+
+
+def write_kv(key: torch.Tensor, value: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
+             slot_mapping: torch.Tensor) -> None:
+    """Store key/value [rows, kv_heads * head_size] (any row stride) at ``slot_mapping``
+    (int64) of the contiguous caches [blocks, block_size, kv_heads, head_size]."""
+    width = key_cache.shape[2] * key_cache.shape[3]
+    _function("write_kv", key.dtype)(key.data_ptr(), key.stride(0), value.data_ptr(), value.stride(0),
+                                     key_cache.data_ptr(), value_cache.data_ptr(), slot_mapping.data_ptr(),
+                                     key.shape[0], width)
+
+
+def paged_decode(query: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
+                 block_table: torch.Tensor, seq_lens: torch.Tensor, scale: float, *, max_len: int,
+                 sliding_window: int | None = None, soft_cap: float | None = None) -> torch.Tensor:
+    """Attention of one query token per sequence over its paged context.
+
+    query [seqs, heads, head_size] (heads and head_size contiguous), caches [blocks,
+    block_size, kv_heads, head_size] contiguous, block_table int32 [seqs, >= blocks used],
+    seq_lens int32 [seqs] with ``max_len`` their maximum → [seqs, heads, head_size].
+    """
+    seqs, heads, head_size = query.shape
+    kv_heads = key_cache.shape[2]
+    out = query.new_empty(seqs, heads, head_size)
+    _function("paged_decode", query.dtype)(
+        out.data_ptr(), query.data_ptr(), query.stride(0), key_cache.data_ptr(), value_cache.data_ptr(),
+        block_table.data_ptr(), block_table.stride(0), seq_lens.data_ptr(), seqs, kv_heads, heads // kv_heads,
+        head_size, key_cache.shape[1], scale, sliding_window or 0, soft_cap or 0.0, max_len)
+    return out
+
+
+def int4_gemv(x: torch.Tensor, packed: torch.Tensor, scales_mins: torch.Tensor, bias: torch.Tensor | None,
+              out_features: int) -> torch.Tensor:
+    """``x @ W.T (+ bias)`` for x [rows <= MAX_GEMV_ROWS, K] (unit stride along K) and W
+    [out_features, K] packed by ``fw_kernels.cpu.packing.pack_int4``."""
+    rows, k = x.shape
+    out = x.new_empty(rows, out_features)
+    _function("int4_gemv", x.dtype)(out.data_ptr(), x.data_ptr(), x.stride(0), packed.data_ptr(),
+                                    scales_mins.data_ptr(), 0 if bias is None else bias.data_ptr(),
+                                    rows, out_features, k)
+    return out
+
+
+def int8_gemv(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
+              out_features: int) -> torch.Tensor:
+    """``x @ W.T (+ bias)`` for x [rows <= MAX_GEMV_ROWS, K] and W [out_features, K]
+    packed by ``fw_kernels.cpu.packing.pack_int8``."""
+    rows, k = x.shape
+    out = x.new_empty(rows, out_features)
+    _function("int8_gemv", x.dtype)(out.data_ptr(), x.data_ptr(), x.stride(0), packed.data_ptr(),
+                                    scales.data_ptr(), 0 if bias is None else bias.data_ptr(),
+                                    rows, out_features, k)
+    return out

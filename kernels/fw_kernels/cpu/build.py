@@ -1,0 +1,84 @@
+"""Compiles ``fw_cpu.c`` once per machine and loads it with ctypes.
+
+The library is built with the system C compiler at first use, for this CPU
+(``-march=native``), into ``$FW_CACHE_DIR/kernels`` (default ``~/.cache/fw``); the file
+name hashes the source, the flags and the CPU's feature flags, so an edit or another
+machine sharing the home directory gets its own build. Building takes about a second and
+needs no torch headers.
+
+Where no compiler works the kernels are simply unavailable: callers keep their plain
+torch path, and the reason is logged once. ``FW_CPU_KERNELS=0`` turns them off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch  # noqa: F401  (loads the libgomp the library must share)
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("fw_cpu.c")
+# No -ffast-math: linking with it would switch the whole process to flush-to-zero.
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
+         "-fno-signed-zeros", "-freciprocal-math", "-shared", "-fPIC"]
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return os.uname().machine
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("FW_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "fw")
+    return Path(root) / "kernels"
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def _build(compiler: str) -> Path:
+    source = SOURCE.read_bytes()
+    digest = hashlib.sha256(source + " ".join([compiler, *FLAGS, _cpu_flags()]).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"fw_cpu-{digest}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        built = Path(tmp) / target.name
+        result = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built), "-lm"],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[-2000:]}")
+        os.replace(built, target)  # atomic: concurrent builders never load half a file
+    return target
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None (with the reason logged once) where they cannot be had."""
+    if os.environ.get("FW_CPU_KERNELS", "1").lower() in ("0", "false", "no", "off"):
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        logger.warning("no C compiler found: fw runs its plain-torch CPU path (slower); install gcc to fix")
+        return None
+    try:
+        return ctypes.CDLL(str(_build(compiler)))
+    except (OSError, RuntimeError) as exc:
+        logger.warning("fw's CPU kernels could not be built, using the plain-torch path: %s", exc)
+        return None

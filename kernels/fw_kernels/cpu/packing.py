@@ -1,0 +1,67 @@
+"""Weight layouts of the quantized GEMV kernels in ``fw_cpu.c``: 32 input weights per
+group, per output row; blocks of ``BLOCK`` output rows interleaved group by group, so a
+kernel reads one sequential stream (rows are padded to a multiple of ``BLOCK``).
+
+``pack_int4`` is min-max 4-bit (GGUF's Q4_1: a Q4_1 block keeps its minimum at level 0
+and its maximum at level 15, so its levels come back exactly); ``pack_int8`` is
+absolute-max 8-bit (GGUF's Q8_0). ``unpack_*`` give the dense matrix a packed one
+stands for, which the tests and the torch fallback use.
+"""
+
+from __future__ import annotations
+
+import torch
+
+GROUP = 32
+BLOCK = 4
+
+
+def _groups(weight: torch.Tensor) -> torch.Tensor:
+    """[padded rows, groups, GROUP] float32."""
+    rows, cols = weight.shape
+    if cols % GROUP:
+        raise ValueError(f"input size {cols} is not a multiple of {GROUP}")
+    padded = torch.zeros(-(-rows // BLOCK) * BLOCK, cols, dtype=torch.float32)
+    padded[:rows] = weight
+    return padded.view(-1, cols // GROUP, GROUP)
+
+
+def _interleave(per_row: torch.Tensor) -> torch.Tensor:
+    """[padded rows, groups, ...] -> [padded rows / BLOCK, groups, BLOCK, ...], contiguous."""
+    return per_row.unflatten(0, (-1, BLOCK)).transpose(1, 2).contiguous()
+
+
+def _deinterleave(blocked: torch.Tensor, rows: int) -> torch.Tensor:
+    return blocked.transpose(1, 2).flatten(0, 1)[:rows]
+
+
+def pack_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 [rows / BLOCK, groups, BLOCK, 16], float32 [rows / BLOCK, groups, BLOCK, 2]
+    scale and minimum)."""
+    grouped = _groups(weight)
+    low, high = grouped.amin(-1, keepdim=True), grouped.amax(-1, keepdim=True)
+    scale = (high - low) / 15
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    levels = ((grouped - low) / safe).round().clamp(0, 15).to(torch.uint8)
+    packed = levels[..., :16] | (levels[..., 16:] << 4)
+    return _interleave(packed), _interleave(torch.cat([scale, low], -1))
+
+
+def unpack_int4(packed: torch.Tensor, scales_mins: torch.Tensor, rows: int) -> torch.Tensor:
+    grouped, params = _deinterleave(packed, rows), _deinterleave(scales_mins, rows)
+    levels = torch.cat([grouped & 15, grouped >> 4], -1).float()
+    return (levels * params[..., :1] + params[..., 1:]).flatten(1)
+
+
+def pack_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 [rows / BLOCK, groups, BLOCK, 32], float32 [rows / BLOCK, groups, BLOCK] scales)."""
+    grouped = _groups(weight)
+    scale = grouped.abs().amax(-1, keepdim=True) / 127
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    levels = (grouped / safe).round().clamp(-127, 127).to(torch.int8)
+    return _interleave(levels), _interleave(scale.squeeze(-1))
+
+
+def unpack_int8(packed: torch.Tensor, scales: torch.Tensor, rows: int) -> torch.Tensor:
+    levels, scale = _deinterleave(packed, rows), _deinterleave(scales, rows)
+    return (levels.float() * scale[..., None]).flatten(1)

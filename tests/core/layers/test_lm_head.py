@@ -1,0 +1,47 @@
+"""The LM head: dense by default; from 8-bit blocks at small batch when the engine says the
+checkpoint stores it at 8 bits (a quantized GGUF file's Q8_0 embedding)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fw.layers.embedding import LMHead, VocabEmbedding
+from fw_kernels import cpu
+from fw_kernels.cpu import packing
+
+
+def q8_0_like(rows: int, cols: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    levels = torch.randint(-127, 128, (rows, cols // 32, 32), generator=gen)
+    levels[..., 0] = 127
+    return (levels * (torch.rand(rows, cols // 32, 1, generator=gen) * 0.01)).view(rows, cols)
+
+
+def make_head(weight: torch.Tensor, int8: bool) -> LMHead:
+    embedding = VocabEmbedding(*weight.shape)
+    embedding.weight.data.copy_(weight)
+    head = LMHead(*weight.shape, tied_to=embedding)
+    head.int8_small_batch = int8
+    head.post_load()
+    return head
+
+
+def test_dense_unless_asked():
+    weight = torch.randn(50, 64)
+    head = make_head(weight, int8=False)
+    assert head.int8_blocks is None
+    x = torch.randn(2, 64)
+    assert torch.allclose(head(x), x @ weight.t(), atol=1e-5)
+
+
+@pytest.mark.skipif(not cpu.available(), reason="fw's CPU kernels could not be built here")
+@pytest.mark.parametrize("rows", [1, cpu.MAX_GEMV_ROWS, cpu.MAX_GEMV_ROWS + 1])
+def test_8bit_blocks_reproduce_q8_0_weights(rows):
+    weight = q8_0_like(50, 64)
+    head = make_head(weight, int8=True)
+    assert head.int8_blocks is not None
+    assert torch.equal(head.tied_to.weight, weight)  # lookups still read the dense matrix
+    x = torch.randn(rows, 64)
+    assert torch.allclose(head(x), x @ weight.t(), atol=1e-4)
+    assert (packing.unpack_int8(*head.int8_blocks, rows=50) - weight).abs().max() < 1e-6

@@ -1,0 +1,76 @@
+"""The quantized GEMV kernels and their weight layouts: what GGUF's Q4_1 and Q8_0 blocks
+hold comes back exactly, and the kernels multiply by exactly what the layout holds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fw_kernels import cpu
+from fw_kernels.cpu import packing
+
+pytestmark = pytest.mark.skipif(not cpu.available(), reason="fw's CPU kernels could not be built here")
+
+
+def q4_1_blocks(rows: int, cols: int, seed: int = 0) -> torch.Tensor:
+    """Weights as a Q4_1 block holds them: levels 0..15 (both ends used) times a scale, plus a minimum."""
+    gen = torch.Generator().manual_seed(seed)
+    levels = torch.randint(0, 16, (rows, cols // 32, 32), generator=gen)
+    levels[..., 0], levels[..., 1] = 0, 15
+    scale = torch.rand(rows, cols // 32, 1, generator=gen) * 0.01 + 0.001
+    low = -torch.rand(rows, cols // 32, 1, generator=gen) * 0.05
+    return (levels * scale + low).view(rows, cols)
+
+
+def q8_0_blocks(rows: int, cols: int, seed: int = 0) -> torch.Tensor:
+    """Weights as a Q8_0 block holds them: levels -127..127 (the largest magnitude used) times a scale."""
+    gen = torch.Generator().manual_seed(seed)
+    levels = torch.randint(-127, 128, (rows, cols // 32, 32), generator=gen)
+    levels[..., 0] = 127
+    return (levels * (torch.rand(rows, cols // 32, 1, generator=gen) * 0.01 + 0.001)).view(rows, cols)
+
+
+def test_q4_1_and_q8_0_blocks_come_back_exactly():
+    w4, w8 = q4_1_blocks(10, 64), q8_0_blocks(10, 64)
+    assert (packing.unpack_int4(*packing.pack_int4(w4), rows=10) - w4).abs().max() < 1e-6
+    assert (packing.unpack_int8(*packing.pack_int8(w8), rows=10) - w8).abs().max() < 1e-6
+
+
+def test_any_weights_come_back_within_half_a_level():
+    weight = torch.randn(8, 64)
+    groups = weight.view(8, 2, 32)
+    step = (groups.amax(-1) - groups.amin(-1)) / 15
+    error = (packing.unpack_int4(*packing.pack_int4(weight), rows=8) - weight).abs().view(8, 2, 32).amax(-1)
+    assert (error <= step / 2 + 1e-6).all()
+
+
+def test_input_size_must_be_whole_groups():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        packing.pack_int4(torch.randn(4, 48))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4])
+@pytest.mark.parametrize("out_features", [4, 13, 300])
+def test_kernels_multiply_by_the_packed_weights(dtype, rows, out_features):
+    gen = torch.Generator().manual_seed(rows)
+    weight = torch.randn(out_features, 96, generator=gen) * 0.1
+    x = torch.randn(rows, 96, generator=gen).to(dtype)
+    bias = torch.randn(out_features, generator=gen).to(dtype)
+    for pack, unpack, gemv in ((packing.pack_int4, packing.unpack_int4, cpu.int4_gemv),
+                               (packing.pack_int8, packing.unpack_int8, cpu.int8_gemv)):
+        blocks = pack(weight)
+        expected = x.float() @ unpack(*blocks, rows=out_features).t() + bias.float()
+        out = gemv(x, *blocks, bias, out_features)
+        assert out.shape == (rows, out_features) and out.dtype == dtype
+        tolerance = 1e-5 if dtype == torch.float32 else 1e-2
+        assert (out.float() - expected).abs().max() <= tolerance * (1 + expected.abs().max())
+
+
+def test_input_rows_may_be_strided():
+    weight = torch.randn(8, 64)
+    wide = torch.randn(2, 100)
+    x = wide[:, :64]
+    blocks = packing.pack_int4(weight)
+    expected = x @ packing.unpack_int4(*blocks, rows=8).t()
+    assert torch.allclose(cpu.int4_gemv(x, *blocks, None, 8), expected, atol=1e-5)
