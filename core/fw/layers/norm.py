@@ -25,9 +25,10 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
         """Without ``residual``: ``norm(x)``. With it: ``(norm(x + residual), x + residual)``;
         on the CPU kernels the sum is written into ``residual`` (one pass, no new tensor)."""
-        if x.dim() == 2 and x.is_contiguous() and cpu.supports(x, self.weight) and (
-                residual is None or residual.is_contiguous()):
-            out = cpu.add_rms_norm(x, residual, self.weight, self.eps)
+        if x.is_contiguous() and cpu.supports(x, self.weight) and (residual is None or residual.is_contiguous()):
+            rows = x.view(-1, x.shape[-1])
+            out = cpu.add_rms_norm(rows, None if residual is None else residual.view(rows.shape), self.weight,
+                                   self.eps).view(x.shape)
             return out if residual is None else (out, residual)
         if residual is None:
             return self._norm(x)

@@ -1,4 +1,4 @@
-"""fw's fused CPU kernels (``fw_cpu.c``), called through ctypes on torch tensors.
+"""fw's fused CPU kernels (C sources in this folder), called through ctypes on torch tensors.
 
 Each function takes and returns torch tensors like the torch code it replaces; callers
 first check ``supports(...)`` and otherwise keep their torch path, so fw runs (slower)

@@ -1,4 +1,5 @@
-"""Compiles ``fw_cpu.c`` once per machine and loads it with ctypes.
+"""Compiles the C sources beside this file once per machine into one library and loads it
+with ctypes.
 
 The library is built with the system C compiler at first use, for this CPU
 (``-march=native``), into ``$FW_CACHE_DIR/kernels`` (default ``~/.cache/fw``); the file
@@ -26,10 +27,14 @@ import torch  # noqa: F401  (loads the libgomp the library must share)
 
 logger = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("fw_cpu.c")
-# No -ffast-math: linking with it would switch the whole process to flush-to-zero.
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
-         "-fno-signed-zeros", "-freciprocal-math", "-shared", "-fPIC"]
+HERE = Path(__file__).parent
+#: the header every source includes; its presence marks a complete install
+HEADER = HERE / "fw_cpu.h"
+# No -ffast-math: linking with it would switch the whole process to flush-to-zero. No
+# -fassociative-math either: reordered sums could round differently depending on where
+# data sits in memory, and the fused decoder must match the layer-by-layer path exactly.
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros",
+         "-shared", "-fPIC"]
 
 
 def _cpu_flags() -> str:
@@ -51,16 +56,20 @@ def _compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
+def _sources() -> list[Path]:
+    return sorted(HERE.glob("*.c"))
+
+
 def _build(compiler: str) -> Path:
-    source = SOURCE.read_bytes()
-    digest = hashlib.sha256(source + " ".join([compiler, *FLAGS, _cpu_flags()]).encode()).hexdigest()[:16]
+    text = b"".join(path.read_bytes() for path in [HEADER, *_sources()])
+    digest = hashlib.sha256(text + " ".join([compiler, *FLAGS, _cpu_flags()]).encode()).hexdigest()[:16]
     target = _cache_dir() / f"fw_cpu-{digest}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built = Path(tmp) / target.name
-        result = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built), "-lm"],
+        result = subprocess.run([compiler, *FLAGS, *map(str, _sources()), "-o", str(built), "-lm"],
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[-2000:]}")

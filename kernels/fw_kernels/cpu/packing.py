@@ -1,4 +1,4 @@
-"""Weight layouts of the quantized GEMV kernels in ``fw_cpu.c``: 32 input weights per
+"""Weight layouts of the quantized GEMV kernels in ``gemv.c``: 32 input weights per
 group, per output row; blocks of ``BLOCK`` output rows interleaved group by group, so a
 kernel reads one sequential stream (rows are padded to a multiple of ``BLOCK``).
 

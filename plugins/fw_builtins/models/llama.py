@@ -15,6 +15,7 @@ from fw.layers.linear import Linear, MergedLinear
 from fw.layers.norm import RMSNorm
 from fw.layers.rotary import RotaryEmbedding, rope_parameters
 from fw.models.interface import ModelContext
+from fw_builtins.models.llama_fused import fused_decode
 
 
 class DecoderAttention(nn.Module):
@@ -45,8 +46,9 @@ class DecoderAttention(nn.Module):
         q, k, v = self.qkv_proj.split(self.qkv_proj(hidden))
         if self.q_norm is not None:
             tokens = q.shape[0]
-            q = self.q_norm(q.reshape(tokens, -1, self.head_dim)).reshape(tokens, -1)
-            k = self.k_norm(k.reshape(tokens, -1, self.head_dim)).reshape(tokens, -1)
+            # contiguous, so the norm takes the fused CPU kernel (as the fused decoder does)
+            q = self.q_norm(q.reshape(tokens, -1, self.head_dim).contiguous()).reshape(tokens, -1)
+            k = self.k_norm(k.reshape(tokens, -1, self.head_dim).contiguous()).reshape(tokens, -1)
         q, k = self.rotary(positions, q, k)
         return self.o_proj(self.attn(q, k, v))
 
@@ -132,7 +134,8 @@ class LlamaForCausalLM(nn.Module):
         return None
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids, positions)
+        fused = fused_decode(self, input_ids, positions)
+        return fused if fused is not None else self.model(input_ids, positions)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)

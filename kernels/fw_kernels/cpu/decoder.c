@@ -1,0 +1,54 @@
+/* A whole Llama-family decoder stack for a decode step of one to MAX_GEMV_ROWS tokens, in
+ * one call.
+ *
+ * At batch 1 the Python of a layer-by-layer forward (module calls, views, dispatch) costs
+ * about as much as its arithmetic. This runs the same kernels, in the same order, on the
+ * same intermediate dtypes as the layer-by-layer path does with fw's CPU kernels, so
+ * both give bit-identical results; only the Python between them is gone.
+ */
+#include "fw_cpu.h"
+
+#define DEFINE_DECODER(SUFFIX, T)                                                                  \
+void fw_decoder_decode_##SUFFIX(const fw_decoder *m, const T *embedded, T *out, int64_t rows,     \
+                                const int64_t *positions, const int64_t *slots,                    \
+                                const int32_t *block_table, int64_t table_stride,                  \
+                                const int32_t *seq_lens, int64_t max_len) {                        \
+    const int64_t H = m->hidden, D = m->head_size, I = m->intermediate;                            \
+    const int64_t q_width = m->heads * D, kv_width = m->kv_heads * D;                              \
+    const int64_t qkv_width = q_width + 2 * kv_width;                                              \
+    T *residual = malloc(sizeof(T) * (size_t)(rows * (3 * H + qkv_width + q_width + 3 * I)));     \
+    T *x = residual + rows * H, *mixed = x + rows * H, *qkv = mixed + rows * H;                    \
+    T *attn = qkv + rows * qkv_width, *gate_up = attn + rows * q_width, *act = gate_up + rows * 2 * I; \
+    memcpy(residual, embedded, sizeof(T) * (size_t)(rows * H));                                    \
+    fw_add_rms_norm_##SUFFIX(embedded, NULL, m->layer[0].input_norm, x, rows, H, m->eps);          \
+    for (int64_t l = 0; l < m->layers; l++) {                                                      \
+        const fw_decoder_layer *L = &m->layer[l];                                                  \
+        if (l > 0) fw_add_rms_norm_##SUFFIX(mixed, residual, L->input_norm, x, rows, H, m->eps);   \
+        fw_int4_gemv_##SUFFIX(qkv, x, H, L->qkv, L->qkv_params, L->qkv_bias, rows, qkv_width, H);  \
+        if (L->q_norm) {                                                                           \
+            for (int64_t t = 0; t < rows; t++) {                                                   \
+                T *q = qkv + t * qkv_width;                                                        \
+                fw_add_rms_norm_##SUFFIX(q, NULL, L->q_norm, q, m->heads, D, m->eps);              \
+                fw_add_rms_norm_##SUFFIX(q + q_width, NULL, L->k_norm, q + q_width, m->kv_heads, D, m->eps); \
+            }                                                                                      \
+        }                                                                                          \
+        fw_rope_neox_##SUFFIX(qkv, qkv_width, positions, m->cos_sin, rows, m->heads + m->kv_heads, D, \
+                              m->rotary_dim);                                                      \
+        fw_write_kv_##SUFFIX(qkv + q_width, qkv_width, qkv + q_width + kv_width, qkv_width,        \
+                             L->key_cache, L->value_cache, slots, rows, kv_width);                 \
+        fw_paged_decode_##SUFFIX(attn, qkv, qkv_width, L->key_cache, L->value_cache, block_table,  \
+                                 table_stride, seq_lens, rows, m->kv_heads, m->heads / m->kv_heads, \
+                                 D, m->block_size, m->scale, m->window, m->soft_cap, max_len);     \
+        fw_int4_gemv_##SUFFIX(mixed, attn, q_width, L->o, L->o_params, L->o_bias, rows, H, q_width); \
+        fw_add_rms_norm_##SUFFIX(mixed, residual, L->post_norm, x, rows, H, m->eps);               \
+        fw_int4_gemv_##SUFFIX(gate_up, x, H, L->gate_up, L->gate_up_params, L->gate_up_bias, rows, \
+                              2 * I, H);                                                           \
+        fw_silu_and_mul_##SUFFIX(gate_up, act, rows, I);                                           \
+        fw_int4_gemv_##SUFFIX(mixed, act, I, L->down, L->down_params, L->down_bias, rows, H, I);   \
+    }                                                                                              \
+    fw_add_rms_norm_##SUFFIX(mixed, residual, m->final_norm, out, rows, H, m->eps);                \
+    free(residual);                                                                                \
+}
+
+DEFINE_DECODER(f32, float)
+DEFINE_DECODER(bf16, uint16_t)

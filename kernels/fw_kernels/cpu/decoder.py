@@ -1,0 +1,117 @@
+"""The fused decoder stack of ``decoder.c``, for decode steps of a few tokens.
+
+A model plugin describes its layers with ``DecoderLayer`` (tensors it already holds: the
+int4 blocks of its projections, its norms, its KV cache) and ``DecoderShape``; a
+``FusedDecoder`` keeps the C structs pointing at them and runs every layer in one call.
+The tensors must stay alive and in place while the decoder is used, which they do as
+model parameters and bound caches.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import torch
+
+from fw_kernels.cpu import MAX_GEMV_ROWS, library
+
+_POINTERS = ("input_norm", "post_norm", "q_norm", "k_norm", "qkv", "qkv_params", "qkv_bias", "o", "o_params",
+             "o_bias", "gate_up", "gate_up_params", "gate_up_bias", "down", "down_params", "down_bias",
+             "key_cache", "value_cache")
+_SIZES = ("layers", "hidden", "heads", "kv_heads", "head_size", "intermediate", "rotary_dim", "block_size", "window")
+
+
+class _Layer(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_void_p) for name in _POINTERS]
+
+
+class _Decoder(ctypes.Structure):
+    _fields_ = ([(name, ctypes.c_int64) for name in _SIZES]
+                + [("eps", ctypes.c_float), ("scale", ctypes.c_float), ("soft_cap", ctypes.c_float),
+                   ("cos_sin", ctypes.c_void_p), ("final_norm", ctypes.c_void_p), ("layer", ctypes.POINTER(_Layer))])
+
+
+Blocks = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class DecoderLayer:
+    input_norm: torch.Tensor
+    post_norm: torch.Tensor
+    #: int4 blocks (``packing.pack_int4``) of the merged q/k/v, output, merged gate/up and down projections
+    qkv: Blocks
+    o: Blocks
+    gate_up: Blocks
+    down: Blocks
+    #: [2, blocks, block_size, kv_heads, head_size], contiguous
+    kv_cache: torch.Tensor
+    qkv_bias: torch.Tensor | None = None
+    o_bias: torch.Tensor | None = None
+    gate_up_bias: torch.Tensor | None = None
+    down_bias: torch.Tensor | None = None
+    #: per-head RMSNorm weights of queries and keys (Qwen3)
+    q_norm: torch.Tensor | None = None
+    k_norm: torch.Tensor | None = None
+
+
+@dataclass
+class DecoderShape:
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_size: int
+    intermediate: int
+    rotary_dim: int
+    eps: float
+    scale: float
+    #: float32 [max_position, rotary_dim]: cosines then sines
+    cos_sin: torch.Tensor
+    final_norm: torch.Tensor
+    sliding_window: int | None = None
+    soft_cap: float | None = None
+
+
+def _address(tensor: torch.Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
+
+
+class FusedDecoder:
+    def __init__(self, layers: list[DecoderLayer], shape: DecoderShape):
+        self.dtype = shape.final_norm.dtype
+        self._layers = (_Layer * len(layers))()
+        for struct, layer in zip(self._layers, layers):
+            for name in ("input_norm", "post_norm", "q_norm", "k_norm", "qkv_bias", "o_bias", "gate_up_bias",
+                         "down_bias"):
+                setattr(struct, name, _address(getattr(layer, name)))
+            for name in ("qkv", "o", "gate_up", "down"):
+                packed, params = getattr(layer, name)
+                setattr(struct, name, packed.data_ptr())
+                setattr(struct, f"{name}_params", params.data_ptr())
+            struct.key_cache, struct.value_cache = layer.kv_cache[0].data_ptr(), layer.kv_cache[1].data_ptr()
+        self._struct = _Decoder(
+            layers=len(layers), hidden=shape.hidden, heads=shape.heads, kv_heads=shape.kv_heads,
+            head_size=shape.head_size, intermediate=shape.intermediate, rotary_dim=shape.rotary_dim,
+            block_size=layers[0].kv_cache.shape[2], window=shape.sliding_window or 0, eps=shape.eps,
+            scale=shape.scale, soft_cap=shape.soft_cap or 0.0, cos_sin=shape.cos_sin.data_ptr(),
+            final_norm=shape.final_norm.data_ptr(), layer=self._layers)
+        self._keep = (layers, shape)  # the tensors the structs point into
+        suffix = {torch.float32: "f32", torch.bfloat16: "bf16"}[self.dtype]
+        self._run = getattr(library(), f"fw_decoder_decode_{suffix}")
+        P, I = ctypes.c_void_p, ctypes.c_int64
+        self._run.argtypes = [P, P, P, I, P, P, P, I, P, I]
+        self._run.restype = None
+
+    def __call__(self, embedded: torch.Tensor, positions: torch.Tensor, slot_mapping: torch.Tensor,
+                 block_table: torch.Tensor, seq_lens: torch.Tensor, max_len: int) -> torch.Tensor:
+        """The final-normed hidden states [rows, hidden] of a pure decode step, from the
+        token embeddings [rows, hidden] (rows <= MAX_GEMV_ROWS); KV caches are written."""
+        rows = embedded.shape[0]
+        if rows > MAX_GEMV_ROWS:
+            raise ValueError(f"the fused decoder takes at most {MAX_GEMV_ROWS} tokens, got {rows}")
+        embedded = embedded.contiguous()
+        out = torch.empty_like(embedded)
+        self._run(ctypes.addressof(self._struct), embedded.data_ptr(), out.data_ptr(), rows, positions.data_ptr(),
+                  slot_mapping.data_ptr(), block_table.data_ptr(), block_table.stride(0), seq_lens.data_ptr(),
+                  max_len)
+        return out

@@ -1,0 +1,79 @@
+/* Element-wise kernels of a decoder layer: residual add + RMSNorm, SiLU gating, rotary
+ * embedding, and the KV-cache write. */
+#include "fw_cpu.h"
+
+#define DEFINE_ELEMENTWISE(SUFFIX, T, LOAD, STORE)                                                     \
+/* residual += x (when residual is given); out = rms_norm(residual or x) * weight. */              \
+void fw_add_rms_norm_##SUFFIX(const T *x, T *residual, const T *weight, T *out, int64_t rows,     \
+                              int64_t hidden, float eps) {                                         \
+    _Pragma("omp parallel for if (rows >= 8) schedule(static)")                                   \
+    for (int64_t t = 0; t < rows; t++) {                                                           \
+        const T *xr = x + t * hidden;                                                              \
+        T *rr = residual ? residual + t * hidden : NULL;                                           \
+        T *o = out + t * hidden;                                                                   \
+        if (rr) {                                                                                  \
+            for (int64_t i = 0; i < hidden; i++) rr[i] = STORE(LOAD(xr[i]) + LOAD(rr[i]));          \
+        }                                                                                          \
+        const T *src = rr ? rr : xr;                                                               \
+        float lanes[FW_LANES] = {0}, sum;                                                          \
+        int64_t i = 0;                                                                             \
+        for (; i + FW_LANES <= hidden; i += FW_LANES)                                              \
+            for (int l = 0; l < FW_LANES; l++) { float v = LOAD(src[i + l]); lanes[l] += v * v; }   \
+        sum = fw_lanes_sum(lanes);                                                                 \
+        for (; i < hidden; i++) { float v = LOAD(src[i]); sum += v * v; }                          \
+        float inv = 1.0f / sqrtf(sum / (float)hidden + eps);                                       \
+        _Pragma("omp simd")                                                                        \
+        for (int64_t i = 0; i < hidden; i++) o[i] = STORE(LOAD(src[i]) * inv * LOAD(weight[i]));   \
+    }                                                                                              \
+}                                                                                                  \
+                                                                                                   \
+/* out[t] = silu(x[t, :inter]) * x[t, inter:] */                                                   \
+void fw_silu_and_mul_##SUFFIX(const T *x, T *out, int64_t rows, int64_t inter) {                   \
+    _Pragma("omp parallel for if (rows >= 4) schedule(static)")                                   \
+    for (int64_t t = 0; t < rows; t++) {                                                           \
+        const T *gate = x + t * 2 * inter, *up = gate + inter;                                     \
+        T *o = out + t * inter;                                                                    \
+        _Pragma("omp simd")                                                                        \
+        for (int64_t i = 0; i < inter; i++) {                                                      \
+            float g = LOAD(gate[i]);                                                               \
+            o[i] = STORE(g / (1.0f + fw_expf(-g)) * LOAD(up[i]));                                  \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+                                                                                                   \
+/* Rotates, in place, `heads` heads of `head_size` starting at x + t * row_stride for every   \
+ * token t (neox layout: the two halves of the first rotary_dim lanes rotate together).       \
+ * cos_sin[p] holds rotary_dim / 2 cosines then as many sines, in float32. */                     \
+void fw_rope_neox_##SUFFIX(T *x, int64_t row_stride, const int64_t *positions,                     \
+                           const float *cos_sin, int64_t rows, int64_t heads, int64_t head_size,   \
+                           int64_t rotary_dim) {                                                   \
+    int64_t half = rotary_dim / 2;                                                                 \
+    _Pragma("omp parallel for if (rows >= 8) schedule(static)")                                   \
+    for (int64_t t = 0; t < rows; t++) {                                                           \
+        const float *cs = cos_sin + positions[t] * rotary_dim, *sn = cs + half;                    \
+        for (int64_t h = 0; h < heads; h++) {                                                      \
+            T *p = x + t * row_stride + h * head_size;                                             \
+            _Pragma("omp simd")                                                                    \
+            for (int64_t i = 0; i < half; i++) {                                                   \
+                float a = LOAD(p[i]), b = LOAD(p[i + half]);                                       \
+                p[i] = STORE(a * cs[i] - b * sn[i]);                                               \
+                p[i + half] = STORE(b * cs[i] + a * sn[i]);                                        \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+                                                                                                   \
+/* Stores key/value rows [T, kv_heads * head_size] (row strides given) at their cache slots; \
+ * caches are [blocks * block_size, kv_heads * head_size]. Negative slots are skipped. */          \
+void fw_write_kv_##SUFFIX(const T *key, int64_t key_stride, const T *value, int64_t value_stride, \
+                          T *key_cache, T *value_cache, const int64_t *slots, int64_t rows,        \
+                          int64_t width) {                                                         \
+    for (int64_t t = 0; t < rows; t++) {                                                           \
+        if (slots[t] < 0) continue;                                                                \
+        memcpy(key_cache + slots[t] * width, key + t * key_stride, width * sizeof(T));             \
+        memcpy(value_cache + slots[t] * width, value + t * value_stride, width * sizeof(T));       \
+    }                                                                                              \
+}                                                                                                  \
+
+DEFINE_ELEMENTWISE(f32, float, f32_load, f32_store)
+DEFINE_ELEMENTWISE(bf16, uint16_t, bf16_load, bf16_store)

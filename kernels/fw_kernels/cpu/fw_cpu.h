@@ -1,0 +1,145 @@
+/* fw's CPU kernels: shared definitions.
+ *
+ * At one or a few tokens per step a CPU forward pass is dominated by per-operation
+ * overhead, not arithmetic: a rotary embedding written in torch is ten operations, a
+ * paged attention a dozen. Each kernel here does one of those jobs in one call over raw
+ * pointers, computing in float32 and rounding once on store; decoder.c chains them into
+ * whole decoder layers.
+ *
+ * Element types: every kernel exists for float32 (suffix _f32) and bfloat16 (_bf16,
+ * stored as uint16). Parallelism is OpenMP; the library links the libgomp torch already
+ * loaded, so both share one thread pool.
+ *
+ * Built at first use by fw_kernels/cpu/build.py; no torch headers, so it compiles in
+ * about a second.
+ */
+#ifndef FW_CPU_H
+#define FW_CPU_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline float bf16_load(uint16_t h) {
+    union { uint32_t u; float f; } v;
+    v.u = (uint32_t)h << 16;
+    return v.f;
+}
+
+static inline uint16_t bf16_store(float f) {
+    union { uint32_t u; float f; } v;
+    v.f = f;
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40);  /* NaN stays NaN */
+    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);  /* round to nearest even */
+}
+
+static inline float f32_load(float x) { return x; }
+static inline float f32_store(float x) { return x; }
+
+/* exp(x) for x <= 88, vectorisable (glibc's expf is not without -ffast-math, which would
+ * also switch the whole process to flush-to-zero). Relative error ~1e-7. */
+static inline float fw_expf(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = __builtin_rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { uint32_t u; float f; } scale;
+    scale.u = (uint32_t)((int32_t)n + 127) << 23;
+    return p * scale.f;
+}
+
+/* Vector helpers over float32 rows; AVX-512 where the CPU has it (the library is built
+ * with -march=native), plain loops elsewhere. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+static inline void row_f32(float *restrict dst, const float *restrict src, int64_t n) {
+    memcpy(dst, src, sizeof(float) * (size_t)n);
+}
+
+static inline void row_bf16(float *restrict dst, const uint16_t *restrict src, int64_t n) {
+#if defined(__AVX512F__)
+    if (n % 16 == 0) {
+        for (int64_t i = 0; i < n; i += 16) {
+            __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + i)));
+            _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
+        }
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) dst[i] = bf16_load(src[i]);
+}
+
+/* Sums in a fixed order: 16 lanes over the data, then the lanes, then the tail. The
+ * compiler may not reorder them, so a result never depends on where the data sits in
+ * memory (a vectorised `omp simd reduction` may peel for alignment and round differently
+ * from one buffer to the next). */
+#define FW_LANES 16
+static inline float fw_lanes_sum(const float *lanes) {
+    float total = 0.0f;
+    for (int l = 0; l < FW_LANES; l++) total += lanes[l];
+    return total;
+}
+
+/* Scratch memory aligned to a cache line. */
+static inline void *fw_scratch(size_t bytes) {
+    return aligned_alloc(64, (bytes + 63) / 64 * 64);
+}
+
+/* The most input rows the quantized GEMVs take in one call. */
+#define MAX_GEMV_ROWS 4
+
+#define DECLARE_KERNELS(SUFFIX, T)                                                                 \
+    void fw_add_rms_norm_##SUFFIX(const T *x, T *residual, const T *weight, T *out, int64_t rows, \
+                                  int64_t hidden, float eps);                                      \
+    void fw_silu_and_mul_##SUFFIX(const T *x, T *out, int64_t rows, int64_t inter);               \
+    void fw_rope_neox_##SUFFIX(T *x, int64_t row_stride, const int64_t *positions,                 \
+                               const float *cos_sin, int64_t rows, int64_t heads, int64_t head_size, \
+                               int64_t rotary_dim);                                                \
+    void fw_write_kv_##SUFFIX(const T *key, int64_t key_stride, const T *value, int64_t value_stride, \
+                              T *key_cache, T *value_cache, const int64_t *slots, int64_t rows,    \
+                              int64_t width);                                                      \
+    void fw_paged_decode_##SUFFIX(T *out, const T *query, int64_t q_stride, const T *key_cache,   \
+                                  const T *value_cache, const int32_t *block_table,               \
+                                  int64_t table_stride, const int32_t *seq_lens, int64_t seqs,     \
+                                  int64_t kv_heads, int64_t group, int64_t head_size,              \
+                                  int64_t block_size, float scale, int64_t window, float soft_cap, \
+                                  int64_t max_len);                                                \
+    void fw_int4_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const uint8_t *q,             \
+                               const float *sm, const T *bias, int64_t M, int64_t N, int64_t K);   \
+    void fw_int8_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const int8_t *q,              \
+                               const float *sc, const T *bias, int64_t M, int64_t N, int64_t K);
+
+DECLARE_KERNELS(f32, float)
+DECLARE_KERNELS(bf16, uint16_t)
+
+/* One Llama-family decoder layer's weights for decoder.c: norms in the model dtype, the
+ * four projections packed as int4 (gemv.c), optional biases (NULL when absent) and
+ * q/k norms (Qwen3; NULL when absent), and the layer's KV cache. */
+typedef struct {
+    const void *input_norm, *post_norm, *q_norm, *k_norm;
+    const uint8_t *qkv; const float *qkv_params; const void *qkv_bias;
+    const uint8_t *o; const float *o_params; const void *o_bias;
+    const uint8_t *gate_up; const float *gate_up_params; const void *gate_up_bias;
+    const uint8_t *down; const float *down_params; const void *down_bias;
+    void *key_cache, *value_cache;
+} fw_decoder_layer;
+
+/* A whole Llama-family decoder stack (SiLU-gated MLP, neox rotary, RMSNorm). */
+typedef struct {
+    int64_t layers, hidden, heads, kv_heads, head_size, intermediate, rotary_dim, block_size, window;
+    float eps, scale, soft_cap;
+    const float *cos_sin;
+    const void *final_norm;
+    const fw_decoder_layer *layer;
+} fw_decoder;
+
+#endif
