@@ -6,6 +6,7 @@ runs it, the scheduler and the output processor take in the results.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from typing import Any
@@ -214,6 +215,11 @@ class LLMEngine:
     def _warm_up(self) -> None:
         start = time.perf_counter()
         self.runner.warm_up(self.kv, self.max_model_len)
+        # Everything built so far (model, tokenizer, plugins) lives as long as the engine:
+        # keep it out of the cyclic collector, whose full passes over it otherwise cost
+        # ~10% of a small decode step.
+        gc.collect()
+        gc.freeze()
         logger.info("warm-up done in %.2fs", time.perf_counter() - start)
 
     def add_lora(self, lora_request: LoRARequest) -> bool:

@@ -26,7 +26,7 @@ _SIGNATURES = {
     "int8_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I],
 }
 #: the most input rows the quantized GEMV kernels take in one call
-MAX_GEMV_ROWS = 4
+MAX_GEMV_ROWS = 8
 _SUFFIX = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
 

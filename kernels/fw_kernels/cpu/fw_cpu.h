@@ -95,7 +95,7 @@ static inline void *fw_scratch(size_t bytes) {
 }
 
 /* The most input rows the quantized GEMVs take in one call. */
-#define MAX_GEMV_ROWS 4
+#define MAX_GEMV_ROWS 8
 
 #define DECLARE_KERNELS(SUFFIX, T)                                                                 \
     void fw_add_rms_norm_##SUFFIX(const T *x, T *residual, const T *weight, T *out, int64_t rows, \
@@ -114,9 +114,9 @@ static inline void *fw_scratch(size_t bytes) {
                                   int64_t block_size, float scale, int64_t window, float soft_cap, \
                                   int64_t max_len);                                                \
     void fw_int4_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const uint8_t *q,             \
-                               const float *sm, const T *bias, int64_t M, int64_t N, int64_t K);   \
-    void fw_int8_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const int8_t *q,              \
-                               const float *sc, const T *bias, int64_t M, int64_t N, int64_t K);
+                               const uint16_t *params, const T *bias, int64_t M, int64_t N, int64_t K); \
+    void fw_int8_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const uint8_t *q,             \
+                               const uint16_t *params, const T *bias, int64_t M, int64_t N, int64_t K);
 
 DECLARE_KERNELS(f32, float)
 DECLARE_KERNELS(bf16, uint16_t)
@@ -126,10 +126,10 @@ DECLARE_KERNELS(bf16, uint16_t)
  * q/k norms (Qwen3; NULL when absent), and the layer's KV cache. */
 typedef struct {
     const void *input_norm, *post_norm, *q_norm, *k_norm;
-    const uint8_t *qkv; const float *qkv_params; const void *qkv_bias;
-    const uint8_t *o; const float *o_params; const void *o_bias;
-    const uint8_t *gate_up; const float *gate_up_params; const void *gate_up_bias;
-    const uint8_t *down; const float *down_params; const void *down_bias;
+    const uint8_t *qkv; const uint16_t *qkv_params; const void *qkv_bias;
+    const uint8_t *o; const uint16_t *o_params; const void *o_bias;
+    const uint8_t *gate_up; const uint16_t *gate_up_params; const void *gate_up_bias;
+    const uint8_t *down; const uint16_t *down_params; const void *down_bias;
     void *key_cache, *value_cache;
 } fw_decoder_layer;
 

@@ -26,6 +26,11 @@ def _groups(weight: torch.Tensor) -> torch.Tensor:
     return padded.view(-1, cols // GROUP, GROUP)
 
 
+def _half(values: torch.Tensor) -> torch.Tensor:
+    """Rounded to the float16 the parameters are stored in (levels are chosen against these)."""
+    return values.to(torch.float16).float()
+
+
 def _interleave(per_row: torch.Tensor) -> torch.Tensor:
     """[padded rows, groups, ...] -> [padded rows / BLOCK, groups, BLOCK, ...], contiguous."""
     return per_row.unflatten(0, (-1, BLOCK)).transpose(1, 2).contiguous()
@@ -36,32 +41,35 @@ def _deinterleave(blocked: torch.Tensor, rows: int) -> torch.Tensor:
 
 
 def pack_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(uint8 [rows / BLOCK, groups, BLOCK, 16], float32 [rows / BLOCK, groups, BLOCK, 2]
+    """(uint8 [rows / BLOCK, groups, BLOCK, 16], float16 [rows / BLOCK, groups, BLOCK, 2]
     scale and minimum)."""
     grouped = _groups(weight)
     low, high = grouped.amin(-1, keepdim=True), grouped.amax(-1, keepdim=True)
-    scale = (high - low) / 15
+    scale, low = _half((high - low) / 15), _half(low)
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     levels = ((grouped - low) / safe).round().clamp(0, 15).to(torch.uint8)
     packed = levels[..., :16] | (levels[..., 16:] << 4)
-    return _interleave(packed), _interleave(torch.cat([scale, low], -1))
+    return _interleave(packed), _interleave(torch.cat([scale, low], -1)).to(torch.float16)
 
 
 def unpack_int4(packed: torch.Tensor, scales_mins: torch.Tensor, rows: int) -> torch.Tensor:
     grouped, params = _deinterleave(packed, rows), _deinterleave(scales_mins, rows)
-    levels = torch.cat([grouped & 15, grouped >> 4], -1).float()
+    levels, params = torch.cat([grouped & 15, grouped >> 4], -1).float(), params.float()
     return (levels * params[..., :1] + params[..., 1:]).flatten(1)
 
 
 def pack_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(int8 [rows / BLOCK, groups, BLOCK, 32], float32 [rows / BLOCK, groups, BLOCK] scales)."""
+    """Absolute-max 8-bit: levels q in -127..127 stored as q + 128 (uint8 [rows / BLOCK,
+    groups, BLOCK, 32]), with float16 (scale, -128 * scale) [rows / BLOCK, groups, BLOCK, 2],
+    so that w = stored * scale + min as in the int4 format."""
     grouped = _groups(weight)
-    scale = grouped.abs().amax(-1, keepdim=True) / 127
+    scale = _half(grouped.abs().amax(-1, keepdim=True) / 127)
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    levels = (grouped / safe).round().clamp(-127, 127).to(torch.int8)
-    return _interleave(levels), _interleave(scale.squeeze(-1))
+    levels = ((grouped / safe).round().clamp(-127, 127) + 128).to(torch.uint8)
+    return _interleave(levels), _interleave(torch.cat([scale, -128 * scale], -1)).to(torch.float16)
 
 
-def unpack_int8(packed: torch.Tensor, scales: torch.Tensor, rows: int) -> torch.Tensor:
-    levels, scale = _deinterleave(packed, rows), _deinterleave(scales, rows)
-    return (levels.float() * scale[..., None]).flatten(1)
+def unpack_int8(packed: torch.Tensor, params: torch.Tensor, rows: int) -> torch.Tensor:
+    levels, params = _deinterleave(packed, rows), _deinterleave(params, rows)
+    params = params.float()
+    return (levels.float() * params[..., :1] + params[..., 1:]).flatten(1)

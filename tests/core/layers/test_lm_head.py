@@ -15,7 +15,8 @@ def q8_0_like(rows: int, cols: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
     levels = torch.randint(-127, 128, (rows, cols // 32, 32), generator=gen)
     levels[..., 0] = 127
-    return (levels * (torch.rand(rows, cols // 32, 1, generator=gen) * 0.01)).view(rows, cols)
+    scales = (torch.rand(rows, cols // 32, 1, generator=gen) * 0.01).half().float()  # float16, as in GGUF
+    return (levels * scales).view(rows, cols)
 
 
 def make_head(weight: torch.Tensor, int8: bool) -> LMHead:

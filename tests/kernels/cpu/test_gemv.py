@@ -3,6 +3,8 @@ hold comes back exactly, and the kernels multiply by exactly what the layout hol
 
 from __future__ import annotations
 
+import ctypes
+
 import pytest
 import torch
 
@@ -12,13 +14,18 @@ from fw_kernels.cpu import packing
 pytestmark = pytest.mark.skipif(not cpu.available(), reason="fw's CPU kernels could not be built here")
 
 
+def half(values: torch.Tensor) -> torch.Tensor:
+    """GGUF stores block scales and minimums as float16."""
+    return values.half().float()
+
+
 def q4_1_blocks(rows: int, cols: int, seed: int = 0) -> torch.Tensor:
     """Weights as a Q4_1 block holds them: levels 0..15 (both ends used) times a scale, plus a minimum."""
     gen = torch.Generator().manual_seed(seed)
     levels = torch.randint(0, 16, (rows, cols // 32, 32), generator=gen)
     levels[..., 0], levels[..., 1] = 0, 15
-    scale = torch.rand(rows, cols // 32, 1, generator=gen) * 0.01 + 0.001
-    low = -torch.rand(rows, cols // 32, 1, generator=gen) * 0.05
+    scale = half(torch.rand(rows, cols // 32, 1, generator=gen) * 0.01 + 0.001)
+    low = half(-torch.rand(rows, cols // 32, 1, generator=gen) * 0.05)
     return (levels * scale + low).view(rows, cols)
 
 
@@ -27,7 +34,7 @@ def q8_0_blocks(rows: int, cols: int, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     levels = torch.randint(-127, 128, (rows, cols // 32, 32), generator=gen)
     levels[..., 0] = 127
-    return (levels * (torch.rand(rows, cols // 32, 1, generator=gen) * 0.01 + 0.001)).view(rows, cols)
+    return (levels * half(torch.rand(rows, cols // 32, 1, generator=gen) * 0.01 + 0.001)).view(rows, cols)
 
 
 def test_q4_1_and_q8_0_blocks_come_back_exactly():
@@ -50,7 +57,7 @@ def test_input_size_must_be_whole_groups():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("rows", [1, 2, 3, 4])
+@pytest.mark.parametrize("rows", [1, 3, 4, 5, cpu.MAX_GEMV_ROWS])
 @pytest.mark.parametrize("out_features", [4, 13, 300])
 def test_kernels_multiply_by_the_packed_weights(dtype, rows, out_features):
     gen = torch.Generator().manual_seed(rows)
@@ -74,3 +81,11 @@ def test_input_rows_may_be_strided():
     blocks = packing.pack_int4(weight)
     expected = x @ packing.unpack_int4(*blocks, rows=8).t()
     assert torch.allclose(cpu.int4_gemv(x, *blocks, None, 8), expected, atol=1e-5)
+
+
+def test_python_and_c_agree_on_the_row_limit():
+    from fw_kernels.cpu.build import library
+
+    fn = library().fw_max_gemv_rows
+    fn.restype = ctypes.c_int64
+    assert fn() == cpu.MAX_GEMV_ROWS
