@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fw.layers.quantization import onednn_linear, pack_for_onednn
+from fw.layers.quantization import dense_linear, onednn_linear, pack_dense, pack_for_onednn
 from fw_kernels import cpu
 from fw_kernels.cpu import packing
 
@@ -20,6 +20,10 @@ class VocabEmbedding(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(input_ids, self.weight)
+
+
+#: up to this many rows the 8-bit head beats the bf16 GEMM (measured: 2x at 1 row, even at 4-5)
+INT8_MAX_ROWS = 4
 
 
 class LMHead(nn.Module):
@@ -39,23 +43,28 @@ class LMHead(nn.Module):
         #: GGUF file's Q8_0): small batches then read 8-bit blocks instead of bf16
         self.int8_small_batch = False
         self.int8_blocks: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.dense_panels: torch.Tensor | None = None
+        self.packed: torch.Tensor | None = None
 
     @property
     def matrix(self) -> torch.Tensor:
         return self.tied_to.weight if self.tied_to is not None else self.weight
 
     def post_load(self) -> None:
-        """Prepack the matrix for oneDNN where that is faster (a copy when tied: the
-        embedding still needs the plain matrix for lookups), and in 8-bit blocks if asked."""
-        self.packed = pack_for_onednn(self.matrix.data)
+        """Prepack the matrix for fw's bf16 GEMM or oneDNN where that is faster (a copy
+        when tied: the embedding still needs the plain matrix for lookups), and in 8-bit
+        blocks if asked."""
         matrix = self.matrix.data
+        self.dense_panels = pack_dense(matrix)
+        self.packed = pack_for_onednn(matrix) if self.dense_panels is None else None
         if self.int8_small_batch and cpu.supports(matrix) and matrix.shape[1] % packing.GROUP == 0:
             self.int8_blocks = packing.pack_int8(matrix)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self.int8_blocks is not None and hidden.shape[0] <= cpu.MAX_GEMV_ROWS:
+        if self.int8_blocks is not None and hidden.shape[0] <= INT8_MAX_ROWS:
             return cpu.int8_gemv(hidden.contiguous(), *self.int8_blocks, self.bias, self.vocab_size)
-        packed = getattr(self, "packed", None)
-        if packed is not None:
-            return onednn_linear(hidden, packed, self.bias)
+        if self.dense_panels is not None:
+            return dense_linear(hidden, self.dense_panels, self.bias, self.vocab_size)
+        if self.packed is not None:
+            return onednn_linear(hidden, self.packed, self.bias)
         return F.linear(hidden, self.matrix, self.bias)

@@ -24,6 +24,7 @@ _SIGNATURES = {
     "paged_decode": [_P, _P, _I, _P, _P, _P, _I, _P, _I, _I, _I, _I, _I, _F, _I, _F, _I],
     "int4_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I],
     "int8_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I],
+    "dense_gemm": [_P, _P, _I, _P, _P, _I, _I, _I],
 }
 #: the most input rows the quantized GEMV kernels take in one call
 MAX_GEMV_ROWS = 8
@@ -40,6 +41,16 @@ def _function(name: str, dtype: torch.dtype):
 
 def available() -> bool:
     return library() is not None
+
+
+@functools.cache
+def dense_available() -> bool:
+    """Whether the dense bf16 GEMM is built (it needs AVX512-BF16)."""
+    if not available():
+        return False
+    probe = library().fw_dense_available
+    probe.restype = ctypes.c_int
+    return bool(probe())
 
 
 def supports(*tensors: torch.Tensor) -> bool:
@@ -126,4 +137,14 @@ def int8_gemv(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias:
     _function("int8_gemv", x.dtype)(out.data_ptr(), x.data_ptr(), x.stride(0), packed.data_ptr(),
                                     scales.data_ptr(), 0 if bias is None else bias.data_ptr(),
                                     rows, out_features, k)
+    return out
+
+
+def dense_gemm(x: torch.Tensor, panels: torch.Tensor, bias: torch.Tensor | None, out_features: int) -> torch.Tensor:
+    """``x @ W.T (+ bias)`` for bfloat16 x [rows, K] (even row stride, unit stride along K)
+    and W [out_features, K] packed by ``fw_kernels.cpu.packing.pack_bf16_panels``."""
+    rows, k = x.shape
+    out = x.new_empty(rows, out_features)
+    _function("dense_gemm", torch.bfloat16)(out.data_ptr(), x.data_ptr(), x.stride(0), panels.data_ptr(),
+                                            0 if bias is None else bias.data_ptr(), rows, out_features, k)
     return out

@@ -164,7 +164,7 @@ void fw_paged_decode_##SUFFIX(T *out, const T *query, int64_t q_stride, const T 
         float *scores = fw_scratch(sizeof(float) * (size_t)(G * max_len + 2 * G * D));                 \
         float *q = scores + G * max_len, *acc = q + G * D;                                         \
         int64_t *offsets = fw_scratch(sizeof(int64_t) * (size_t)max_len);                              \
-        _Pragma("omp for collapse(2) schedule(static)")                                           \
+        _Pragma("omp for collapse(2) schedule(dynamic, 1)")                                           \
         for (int64_t b = 0; b < seqs; b++) {                                                       \
             for (int64_t h = 0; h < kv_heads; h++) {                                               \
                 const int64_t len = seq_lens[b];                                                   \

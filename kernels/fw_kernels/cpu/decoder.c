@@ -1,5 +1,5 @@
-/* A whole Llama-family decoder stack for a decode step of one to MAX_GEMV_ROWS tokens, in
- * one call.
+/* A whole Llama-family decoder stack for a decode step (one token per sequence), in one
+ * call.
  *
  * At batch 1 the Python of a layer-by-layer forward (module calls, views, dispatch) costs
  * about as much as its arithmetic. This runs the same kernels, in the same order, on the
@@ -7,6 +7,21 @@
  * both give bit-identical results; only the Python between them is gone.
  */
 #include "fw_cpu.h"
+
+/* out = x @ W.T (+ bias): int4 blocks up to MAX_GEMV_ROWS rows, dense panels beyond (the
+ * rule the layer-by-layer path's quantization methods follow). */
+static void project_f32(float *out, const float *x, int64_t x_stride, const fw_projection *p, int64_t rows,
+                        int64_t n, int64_t k) {
+    fw_int4_gemv_f32(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k);
+}
+
+static void project_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, const fw_projection *p, int64_t rows,
+                         int64_t n, int64_t k) {
+    if (p->int4 && rows <= MAX_GEMV_ROWS)
+        fw_int4_gemv_bf16(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k);
+    else
+        fw_dense_gemm_bf16(out, x, x_stride, p->dense, p->bias, rows, n, k);
+}
 
 #define DEFINE_DECODER(SUFFIX, T)                                                                  \
 void fw_decoder_decode_##SUFFIX(const fw_decoder *m, const T *embedded, T *out, int64_t rows,     \
@@ -24,7 +39,7 @@ void fw_decoder_decode_##SUFFIX(const fw_decoder *m, const T *embedded, T *out, 
     for (int64_t l = 0; l < m->layers; l++) {                                                      \
         const fw_decoder_layer *L = &m->layer[l];                                                  \
         if (l > 0) fw_add_rms_norm_##SUFFIX(mixed, residual, L->input_norm, x, rows, H, m->eps);   \
-        fw_int4_gemv_##SUFFIX(qkv, x, H, L->qkv, L->qkv_params, L->qkv_bias, rows, qkv_width, H);  \
+        project_##SUFFIX(qkv, x, H, &L->qkv, rows, qkv_width, H);                                   \
         if (L->q_norm) {                                                                           \
             for (int64_t t = 0; t < rows; t++) {                                                   \
                 T *q = qkv + t * qkv_width;                                                        \
@@ -39,12 +54,11 @@ void fw_decoder_decode_##SUFFIX(const fw_decoder *m, const T *embedded, T *out, 
         fw_paged_decode_##SUFFIX(attn, qkv, qkv_width, L->key_cache, L->value_cache, block_table,  \
                                  table_stride, seq_lens, rows, m->kv_heads, m->heads / m->kv_heads, \
                                  D, m->block_size, m->scale, m->window, m->soft_cap, max_len);     \
-        fw_int4_gemv_##SUFFIX(mixed, attn, q_width, L->o, L->o_params, L->o_bias, rows, H, q_width); \
+        project_##SUFFIX(mixed, attn, q_width, &L->o, rows, H, q_width);                          \
         fw_add_rms_norm_##SUFFIX(mixed, residual, L->post_norm, x, rows, H, m->eps);               \
-        fw_int4_gemv_##SUFFIX(gate_up, x, H, L->gate_up, L->gate_up_params, L->gate_up_bias, rows, \
-                              2 * I, H);                                                           \
+        project_##SUFFIX(gate_up, x, H, &L->gate_up, rows, 2 * I, H);                              \
         fw_silu_and_mul_##SUFFIX(gate_up, act, rows, I);                                           \
-        fw_int4_gemv_##SUFFIX(mixed, act, I, L->down, L->down_params, L->down_bias, rows, H, I);   \
+        project_##SUFFIX(mixed, act, I, &L->down, rows, H, I);                                    \
     }                                                                                              \
     fw_add_rms_norm_##SUFFIX(mixed, residual, m->final_norm, out, rows, H, m->eps);                \
     free(residual);                                                                                \

@@ -1,8 +1,10 @@
 """The fused decoder stack of ``decoder.c``, for decode steps of a few tokens.
 
-A model plugin describes its layers with ``DecoderLayer`` (tensors it already holds: the
-int4 blocks of its projections, its norms, its KV cache) and ``DecoderShape``; a
+A model plugin describes its layers with ``DecoderLayer`` (tensors it already holds: its
+projections' packed weights, its norms, its KV cache) and ``DecoderShape``; a
 ``FusedDecoder`` keeps the C structs pointing at them and runs every layer in one call.
+Each projection runs from int4 blocks up to ``MAX_GEMV_ROWS`` rows and from dense bf16
+panels beyond, as the quantization methods do layer by layer.
 The tensors must stay alive and in place while the decoder is used, which they do as
 model parameters and bound caches.
 """
@@ -16,14 +18,18 @@ import torch
 
 from fw_kernels.cpu import MAX_GEMV_ROWS, library
 
-_POINTERS = ("input_norm", "post_norm", "q_norm", "k_norm", "qkv", "qkv_params", "qkv_bias", "o", "o_params",
-             "o_bias", "gate_up", "gate_up_params", "gate_up_bias", "down", "down_params", "down_bias",
-             "key_cache", "value_cache")
+_PROJECTIONS = ("qkv", "o", "gate_up", "down")
 _SIZES = ("layers", "hidden", "heads", "kv_heads", "head_size", "intermediate", "rotary_dim", "block_size", "window")
 
 
+class _Projection(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_void_p) for name in ("int4", "params", "dense", "bias")]
+
+
 class _Layer(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_void_p) for name in _POINTERS]
+    _fields_ = ([(name, ctypes.c_void_p) for name in ("input_norm", "post_norm", "q_norm", "k_norm")]
+                + [(name, _Projection) for name in _PROJECTIONS]
+                + [(name, ctypes.c_void_p) for name in ("key_cache", "value_cache")])
 
 
 class _Decoder(ctypes.Structure):
@@ -32,24 +38,32 @@ class _Decoder(ctypes.Structure):
                    ("cos_sin", ctypes.c_void_p), ("final_norm", ctypes.c_void_p), ("layer", ctypes.POINTER(_Layer))])
 
 
-Blocks = tuple[torch.Tensor, torch.Tensor]
+@dataclass
+class Projection:
+    #: ``packing.pack_int4`` blocks, used up to MAX_GEMV_ROWS rows
+    int4: tuple[torch.Tensor, torch.Tensor] | None = None
+    #: ``packing.pack_bf16_panels``, used beyond (and always without int4)
+    dense: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+
+    def max_rows(self) -> int | None:
+        """The most rows this projection can take (None: any)."""
+        if self.dense is not None:
+            return None
+        return MAX_GEMV_ROWS if self.int4 is not None else 0
 
 
 @dataclass
 class DecoderLayer:
     input_norm: torch.Tensor
     post_norm: torch.Tensor
-    #: int4 blocks (``packing.pack_int4``) of the merged q/k/v, output, merged gate/up and down projections
-    qkv: Blocks
-    o: Blocks
-    gate_up: Blocks
-    down: Blocks
+    #: the merged q/k/v, output, merged gate/up and down projections
+    qkv: Projection
+    o: Projection
+    gate_up: Projection
+    down: Projection
     #: [2, blocks, block_size, kv_heads, head_size], contiguous
     kv_cache: torch.Tensor
-    qkv_bias: torch.Tensor | None = None
-    o_bias: torch.Tensor | None = None
-    gate_up_bias: torch.Tensor | None = None
-    down_bias: torch.Tensor | None = None
     #: per-head RMSNorm weights of queries and keys (Qwen3)
     q_norm: torch.Tensor | None = None
     k_norm: torch.Tensor | None = None
@@ -80,14 +94,16 @@ class FusedDecoder:
     def __init__(self, layers: list[DecoderLayer], shape: DecoderShape):
         self.dtype = shape.final_norm.dtype
         self._layers = (_Layer * len(layers))()
+        limits = []
         for struct, layer in zip(self._layers, layers):
-            for name in ("input_norm", "post_norm", "q_norm", "k_norm", "qkv_bias", "o_bias", "gate_up_bias",
-                         "down_bias"):
+            for name in ("input_norm", "post_norm", "q_norm", "k_norm"):
                 setattr(struct, name, _address(getattr(layer, name)))
-            for name in ("qkv", "o", "gate_up", "down"):
-                packed, params = getattr(layer, name)
-                setattr(struct, name, packed.data_ptr())
-                setattr(struct, f"{name}_params", params.data_ptr())
+            for name in _PROJECTIONS:
+                projection, target = getattr(layer, name), getattr(struct, name)
+                packed, params = projection.int4 or (None, None)
+                target.int4, target.params = _address(packed), _address(params)
+                target.dense, target.bias = _address(projection.dense), _address(projection.bias)
+                limits.append(projection.max_rows())
             struct.key_cache, struct.value_cache = layer.kv_cache[0].data_ptr(), layer.kv_cache[1].data_ptr()
         self._struct = _Decoder(
             layers=len(layers), hidden=shape.hidden, heads=shape.heads, kv_heads=shape.kv_heads,
@@ -96,6 +112,8 @@ class FusedDecoder:
             scale=shape.scale, soft_cap=shape.soft_cap or 0.0, cos_sin=shape.cos_sin.data_ptr(),
             final_norm=shape.final_norm.data_ptr(), layer=self._layers)
         self._keep = (layers, shape)  # the tensors the structs point into
+        #: the most rows (tokens) a call may have; None: any
+        self.max_rows = None if all(limit is None for limit in limits) else min(l for l in limits if l is not None)
         suffix = {torch.float32: "f32", torch.bfloat16: "bf16"}[self.dtype]
         self._run = getattr(library(), f"fw_decoder_decode_{suffix}")
         P, I = ctypes.c_void_p, ctypes.c_int64
@@ -105,10 +123,10 @@ class FusedDecoder:
     def __call__(self, embedded: torch.Tensor, positions: torch.Tensor, slot_mapping: torch.Tensor,
                  block_table: torch.Tensor, seq_lens: torch.Tensor, max_len: int) -> torch.Tensor:
         """The final-normed hidden states [rows, hidden] of a pure decode step, from the
-        token embeddings [rows, hidden] (rows <= MAX_GEMV_ROWS); KV caches are written."""
+        token embeddings [rows, hidden] (rows <= max_rows); KV caches are written."""
         rows = embedded.shape[0]
-        if rows > MAX_GEMV_ROWS:
-            raise ValueError(f"the fused decoder takes at most {MAX_GEMV_ROWS} tokens, got {rows}")
+        if self.max_rows is not None and rows > self.max_rows:
+            raise ValueError(f"this fused decoder takes at most {self.max_rows} tokens, got {rows}")
         embedded = embedded.contiguous()
         out = torch.empty_like(embedded)
         self._run(ctypes.addressof(self._struct), embedded.data_ptr(), out.data_ptr(), rows, positions.data_ptr(),

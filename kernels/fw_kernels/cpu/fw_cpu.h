@@ -121,15 +121,22 @@ static inline void *fw_scratch(size_t bytes) {
 DECLARE_KERNELS(f32, float)
 DECLARE_KERNELS(bf16, uint16_t)
 
-/* One Llama-family decoder layer's weights for decoder.c: norms in the model dtype, the
- * four projections packed as int4 (gemv.c), optional biases (NULL when absent) and
- * q/k norms (Qwen3; NULL when absent), and the layer's KV cache. */
+/* dense.c: bf16 weights packed in panels; fw_dense_available() says whether this build has it. */
+void fw_dense_gemm_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, const uint16_t *panels,
+                        const uint16_t *bias, int64_t M, int64_t N, int64_t K);
+int fw_dense_available(void);
+
+/* One projection of a decoder layer: int4 blocks (gemv.c) for small steps and/or dense
+ * bf16 panels (dense.c) for larger ones (NULL where absent), and its bias (or NULL). */
+typedef struct {
+    const uint8_t *int4; const uint16_t *params; const uint16_t *dense; const void *bias;
+} fw_projection;
+
+/* One Llama-family decoder layer for decoder.c: norms in the model dtype, the four
+ * projections, q/k norms (Qwen3; NULL when absent), and the layer's KV cache. */
 typedef struct {
     const void *input_norm, *post_norm, *q_norm, *k_norm;
-    const uint8_t *qkv; const uint16_t *qkv_params; const void *qkv_bias;
-    const uint8_t *o; const uint16_t *o_params; const void *o_bias;
-    const uint8_t *gate_up; const uint16_t *gate_up_params; const void *gate_up_bias;
-    const uint8_t *down; const uint16_t *down_params; const void *down_bias;
+    fw_projection qkv, o, gate_up, down;
     void *key_cache, *value_cache;
 } fw_decoder_layer;
 

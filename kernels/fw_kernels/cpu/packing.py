@@ -73,3 +73,17 @@ def unpack_int8(packed: torch.Tensor, params: torch.Tensor, rows: int) -> torch.
     levels, params = _deinterleave(packed, rows), _deinterleave(params, rows)
     params = params.float()
     return (levels.float() * params[..., :1] + params[..., 1:]).flatten(1)
+
+
+PANEL = 32
+
+
+def pack_bf16_panels(weight: torch.Tensor) -> torch.Tensor:
+    """bfloat16 [ceil(rows / PANEL), cols / 2, PANEL, 2]: panels of PANEL output rows with
+    input pairs interleaved, the layout of ``dense.c`` (cols must be even)."""
+    rows, cols = weight.shape
+    if cols % 2:
+        raise ValueError(f"input size {cols} is not even")
+    padded = torch.zeros(-(-rows // PANEL) * PANEL, cols, dtype=torch.bfloat16)
+    padded[:rows] = weight
+    return padded.view(-1, PANEL, cols // 2, 2).permute(0, 2, 1, 3).contiguous()

@@ -1,11 +1,12 @@
 """The Llama family's one-call decode path (``fw_kernels.cpu.decoder``).
 
-Small decode steps on the CPU — one to four tokens, every sequence decoding — run the
-whole decoder stack in one C call instead of some 600 torch operations and module calls,
-when the model is in the shape that call handles: int4 projections (a quantized GGUF
-file), SiLU-gated MLPs, the torch attention backend, no LoRA. Anything else, and every
-larger step, takes the layer-by-layer forward; both run the same kernels in the same
-order, so they give identical results.
+Decode steps on the CPU (every sequence decoding one token) run the whole decoder stack in
+one C call instead of some 600 torch operations and module calls, when the model is in
+the shape that call handles: projections packed by fw's kernels (int4 blocks of a
+quantized GGUF file up to 8 tokens, dense bf16 panels for any count), SiLU-gated MLPs,
+the torch attention backend, no LoRA. Anything else, and every step with a prompt chunk,
+takes the layer-by-layer forward; both run the same kernels in the same order, so they
+give identical results.
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ from fw_kernels import cpu
 
 def fused_decode(model, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor | None:
     """The final hidden states of this step from the fused path, or None where it does not apply."""
-    if input_ids.shape[0] > cpu.MAX_GEMV_ROWS:
-        return None
     metadata = get_forward_context().metadata
     if not metadata.is_pure_decode:
         return None
     decoder = _decoder(model)
-    if decoder is None:
+    if decoder is None or (decoder.max_rows is not None and input_ids.shape[0] > decoder.max_rows):
         return None
     return decoder(model.model.embed_tokens(input_ids), positions, metadata.slot_mapping, metadata.block_table,
                    metadata.seq_lens, metadata.max_seq_len)
@@ -46,8 +45,14 @@ def _decoder(model):
     return decoder
 
 
-def _blocks(linear):
-    return getattr(linear, "int4_blocks", None) if linear.lora is None else None
+def _projection(linear):
+    from fw_kernels.cpu.decoder import Projection
+
+    if linear.lora is not None:
+        return None
+    projection = Projection(int4=getattr(linear, "int4_blocks", None), dense=getattr(linear, "dense_panels", None),
+                            bias=linear.bias)
+    return projection if projection.max_rows() != 0 else None
 
 
 def _build(model):
@@ -61,19 +66,17 @@ def _build(model):
     layers = []
     for layer in decoder_layers:
         attention, mlp = layer.self_attn, layer.mlp
-        projections = [attention.qkv_proj, attention.o_proj, mlp.gate_up_proj, mlp.down_proj]
-        blocks = [_blocks(p) for p in projections]
+        projections = [_projection(p) for p in (attention.qkv_proj, attention.o_proj, mlp.gate_up_proj,
+                                                 mlp.down_proj)]
         cache = attention.attn.kv_cache
-        if (any(b is None for b in blocks) or mlp.act is not silu_and_mul
+        if (any(p is None for p in projections) or mlp.act is not silu_and_mul
                 or not isinstance(attention.attn.impl, TorchAttentionBackend)
                 or cache is None or not cache.is_contiguous() or cache.dtype != dtype):
             return None
-        qkv, o, gate_up, down = blocks
+        qkv, o, gate_up, down = projections
         layers.append(DecoderLayer(
             input_norm=layer.input_layernorm.weight, post_norm=layer.post_attention_layernorm.weight,
             qkv=qkv, o=o, gate_up=gate_up, down=down, kv_cache=cache,
-            qkv_bias=attention.qkv_proj.bias, o_bias=attention.o_proj.bias,
-            gate_up_bias=mlp.gate_up_proj.bias, down_bias=mlp.down_proj.bias,
             q_norm=None if attention.q_norm is None else attention.q_norm.weight,
             k_norm=None if attention.k_norm is None else attention.k_norm.weight,
         ))

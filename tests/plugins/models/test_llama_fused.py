@@ -1,5 +1,6 @@
 """The Llama family's one-call decode path gives exactly the layer-by-layer results, and
-only takes the steps it is built for (pure decode, at most four tokens)."""
+only takes the steps it is built for: pure decode, with int4 weights up to 8 tokens and
+dense bf16 weights for any count."""
 
 from __future__ import annotations
 
@@ -55,7 +56,21 @@ def test_same_tokens_and_logprobs_as_layer_by_layer(architecture, overrides, dty
     assert _results(llm.generate(PROMPTS[:3], PARAMS, use_tqdm=False)) == fused
 
 
-def test_larger_steps_and_dense_models_go_layer_by_layer(tiny_checkpoint_factory, fused_rows):
+@pytest.mark.skipif(not cpu.dense_available(), reason="fw's dense bf16 GEMM is not built on this CPU")
+@pytest.mark.parametrize("quantization", [None, "int4"])
+def test_bf16_batches_beyond_eight_fuse_on_dense_weights(quantization, tiny_checkpoint_factory, fused_rows,
+                                                        monkeypatch):
+    path = tiny_checkpoint_factory("Qwen2ForCausalLM")
+    llm = LLM(str(path), dtype="bfloat16", quantization=quantization, enable_prefix_caching=False, block_size=8)
+    many = PROMPTS * 2
+    fused = _results(llm.generate(many, PARAMS, use_tqdm=False))
+    assert max(fused_rows) == len(many)
+
+    monkeypatch.setattr(llama, "fused_decode", lambda *args: None)
+    assert _results(llm.generate(many, PARAMS, use_tqdm=False)) == fused
+
+
+def test_float32_takes_only_small_int4_steps(tiny_checkpoint_factory, fused_rows):
     path = tiny_checkpoint_factory("LlamaForCausalLM")
     quantized = LLM(str(path), dtype="float32", quantization="int4")
     fused_rows.clear()  # the engine's warm-up decodes one token

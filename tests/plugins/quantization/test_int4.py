@@ -91,16 +91,6 @@ def test_refuses_what_it_cannot_run():
         layer.post_load()
 
 
-def test_onednn_packed_bf16_linear_is_exact():
-    layer = Linear(576, 960, dtype=torch.bfloat16)
-    nn.init.normal_(layer.weight, std=0.02)
-    dense = layer.weight.data.clone()
-    layer.post_load()
-    for rows in (1, 7, 64):
-        x = torch.randn(rows, 576, dtype=torch.bfloat16)
-        assert torch.equal(layer(x), torch.nn.functional.linear(x, dense))
-
-
 @pytest.fixture(scope="module")
 def q4_gguf(tmp_path_factory, tiny_checkpoint_factory):
     from tests.tiny_gguf import make_tiny_gguf
