@@ -1,0 +1,27 @@
+"""benchmarks/decode_steps.py on a tiny model: one table row per batch size, whose parts
+add up to the step, and the engine left with nothing running."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "decode_steps.py"
+
+
+def test_reports_each_batch(tiny_llama, capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location("decode_steps", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    from fw import LLM
+
+    llm = LLM(str(tiny_llama), dtype="float32")
+    for batch in (1, 3):
+        figures = script.measure(llm, batch, steps=4)
+        assert figures["step"] > 0 and figures["stack"] > 0 and figures["head"] > 0
+        assert abs(figures["step"] - figures["stack"] - figures["head"] - figures["engine"]) < 1e-9
+        assert not llm.engine.has_unfinished_requests()
+        assert "forward" not in vars(llm.engine.loaded.model)  # the timers are removed again
+    assert script.main(["--model", str(tiny_llama), "--batch", "2", "--steps", "3"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 2 |")]
+    assert len(rows) == 1
