@@ -5,8 +5,9 @@
  * fastest arithmetic this CPU has for bf16 weights. W is packed in panels of 32 output
  * columns with input pairs interleaved ([ceil(N / 32)][K / 2][32][2], packing.py), so one
  * 64-byte load feeds 16 columns x 2 inputs; a tile of 8 input rows x 32 columns keeps its
- * 16 accumulators in registers while the panel streams from cache. Threads split the
- * panels.
+ * 16 accumulators in registers while the panel streams from cache, and the first tile of
+ * a panel prefetches the next one (weights come from memory, not cache, in a real step).
+ * Threads split the panels.
  */
 #include "fw_cpu.h"
 
@@ -16,12 +17,17 @@
 
 static inline __attribute__((always_inline)) void dense_tile(const int R, const uint16_t *x, int64_t x_stride,
                                                              const uint16_t *panel, int64_t K, uint16_t *out,
-                                                             int64_t N, int64_t n0, const uint16_t *bias) {
+                                                             int64_t N, int64_t n0, const uint16_t *bias,
+                                                             const uint16_t *next) {
     __m512 acc[TILE_ROWS][2];
     for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (int64_t kp = 0; kp < K / 2; kp++) {
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel + kp * 64);
         __m512bh b1 = (__m512bh)_mm512_loadu_si512(panel + kp * 64 + 32);
+        if (next) {  /* the next panel, into L2 while this one computes */
+            _mm_prefetch((const char *)(next + kp * 64), _MM_HINT_T1);
+            _mm_prefetch((const char *)(next + kp * 64 + 32), _MM_HINT_T1);
+        }
         for (int r = 0; r < R; r++) {
             int32_t pair;
             memcpy(&pair, x + r * x_stride + 2 * kp, sizeof(pair));
@@ -45,7 +51,8 @@ static inline __attribute__((always_inline)) void dense_tile(const int R, const 
     }
 }
 
-#define TILE_CALL(R_) dense_tile(R_, x + m0 * x_stride, x_stride, panel, K, out + m0 * N, N, p * PANEL, bias)
+#define TILE_CALL(R_) dense_tile(R_, x + m0 * x_stride, x_stride, panel, K, out + m0 * N, N, p * PANEL, bias, \
+                                      m0 == 0 && p + 1 < count ? panel + (K / 2) * PANEL * 2 : NULL)
 
 /* out [M, N] = x [M, K] (row stride x_stride, even) @ W.T (+ bias); K even. */
 void fw_dense_gemm_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, const uint16_t *panels,
