@@ -144,7 +144,7 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
         if isinstance(module, LMHead):
             module.int8_small_batch = int8_head
         if callable(getattr(module, "post_load", None)):
-            module.post_load()  # repacking for the kernels that run them (quantization, oneDNN)
+            module.post_load()  # repacking for the kernels that run them (quantization, fw's CPU kernels, oneDNN)
     model.eval()
     logger.info("loaded %s (%s, %s, %s attention) in %.1fs", arch, path.name, str(dtype).removeprefix("torch."),
                 backend.name, time.perf_counter() - start)

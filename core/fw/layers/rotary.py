@@ -124,11 +124,9 @@ class RotaryEmbedding(nn.Module):
             rotated = torch.cat([rotated, both[..., self.rotary_dim:]], dim=-1)
         return rotated[:, :q_heads].reshape(tokens, -1), rotated[:, q_heads:].reshape(tokens, -1)
 
-
     def _rotate_in_place(self, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor) -> bool:
         if not (cpu.supports(query, key) and positions.dtype == torch.int64 and positions.is_contiguous()
-                and query.stride(1) == 1
-                and key.stride(1) == 1 and self.cos_sin_cache.dtype == torch.float32):
+                and query.stride(1) == 1 and key.stride(1) == 1 and self.cos_sin_cache.dtype == torch.float32):
             return False
         size, q_heads = self.head_size, query.shape[1] // self.head_size
         rotate = functools.partial(cpu.rope_neox_, positions=positions, cos_sin=self.cos_sin_cache,

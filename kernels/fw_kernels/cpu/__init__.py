@@ -116,28 +116,26 @@ def paged_decode(query: torch.Tensor, key_cache: torch.Tensor, value_cache: torc
     return out
 
 
-def int4_gemv(x: torch.Tensor, packed: torch.Tensor, scales_mins: torch.Tensor, bias: torch.Tensor | None,
+def _quantized_gemv(kind: str, x: torch.Tensor, packed: torch.Tensor, params: torch.Tensor,
+                    bias: torch.Tensor | None, out_features: int) -> torch.Tensor:
+    rows, k = x.shape
+    out = x.new_empty(rows, out_features)
+    _function(kind, x.dtype)(out.data_ptr(), x.data_ptr(), x.stride(0), packed.data_ptr(), params.data_ptr(),
+                             0 if bias is None else bias.data_ptr(), rows, out_features, k)
+    return out
+
+
+def int4_gemv(x: torch.Tensor, packed: torch.Tensor, params: torch.Tensor, bias: torch.Tensor | None,
               out_features: int) -> torch.Tensor:
     """``x @ W.T (+ bias)`` for x [rows <= MAX_GEMV_ROWS, K] (unit stride along K) and W
     [out_features, K] packed by ``fw_kernels.cpu.packing.pack_int4``."""
-    rows, k = x.shape
-    out = x.new_empty(rows, out_features)
-    _function("int4_gemv", x.dtype)(out.data_ptr(), x.data_ptr(), x.stride(0), packed.data_ptr(),
-                                    scales_mins.data_ptr(), 0 if bias is None else bias.data_ptr(),
-                                    rows, out_features, k)
-    return out
+    return _quantized_gemv("int4_gemv", x, packed, params, bias, out_features)
 
 
-def int8_gemv(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
+def int8_gemv(x: torch.Tensor, packed: torch.Tensor, params: torch.Tensor, bias: torch.Tensor | None,
               out_features: int) -> torch.Tensor:
-    """``x @ W.T (+ bias)`` for x [rows <= MAX_GEMV_ROWS, K] and W [out_features, K]
-    packed by ``fw_kernels.cpu.packing.pack_int8``."""
-    rows, k = x.shape
-    out = x.new_empty(rows, out_features)
-    _function("int8_gemv", x.dtype)(out.data_ptr(), x.data_ptr(), x.stride(0), packed.data_ptr(),
-                                    scales.data_ptr(), 0 if bias is None else bias.data_ptr(),
-                                    rows, out_features, k)
-    return out
+    """The same for W packed by ``fw_kernels.cpu.packing.pack_int8``."""
+    return _quantized_gemv("int8_gemv", x, packed, params, bias, out_features)
 
 
 def dense_gemm(x: torch.Tensor, panels: torch.Tensor, bias: torch.Tensor | None, out_features: int) -> torch.Tensor:

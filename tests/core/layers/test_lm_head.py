@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fw.layers.embedding import LMHead, VocabEmbedding
+from fw.layers.embedding import INT8_MAX_ROWS, LMHead, VocabEmbedding
 from fw_kernels import cpu
 from fw_kernels.cpu import packing
 
@@ -37,7 +37,7 @@ def test_dense_unless_asked():
 
 
 @pytest.mark.skipif(not cpu.available(), reason="fw's CPU kernels could not be built here")
-@pytest.mark.parametrize("rows", [1, cpu.MAX_GEMV_ROWS, cpu.MAX_GEMV_ROWS + 1])
+@pytest.mark.parametrize("rows", [1, INT8_MAX_ROWS, INT8_MAX_ROWS + 1])
 def test_8bit_blocks_reproduce_q8_0_weights(rows):
     weight = q8_0_like(50, 64)
     head = make_head(weight, int8=True)
