@@ -13,6 +13,7 @@ import torch
 
 from fw.engine.outputs import Logprob
 from fw.engine.request import Request
+from fw_kernels import cpu
 
 _NEG_INF = float("-inf")
 
@@ -141,6 +142,13 @@ def _logprob_entries(raw_logprobs: torch.Tensor, row: int, token: int, count: in
     return entries
 
 
+def _argmax(logits: torch.Tensor) -> torch.Tensor:
+    """Greedy picks; fw's CPU kernel is ~10x torch's argmax on a 49k vocabulary."""
+    if logits.dtype == torch.float32 and logits.is_contiguous() and cpu.supports(logits):
+        return cpu.argmax(logits)
+    return logits.argmax(dim=-1)
+
+
 def sample(logits: torch.Tensor, requests: list[Request]) -> SampleResult:
     """``logits`` [rows, vocab] in float32, one row per request in ``requests``; they are
     modified in place."""
@@ -150,13 +158,13 @@ def sample(logits: torch.Tensor, requests: list[Request]) -> SampleResult:
     logits = apply_penalties(apply_logits_processors(logits, requests), requests)
     random_rows = [i for i, r in enumerate(requests) if not r.params.greedy]
     if not random_rows:
-        tokens = logits.argmax(dim=-1)
+        tokens = _argmax(logits)
     elif len(random_rows) == len(requests):
         tokens = _draw(_weights(_filter(logits, requests)), requests)
     else:
         tokens = torch.empty(len(requests), dtype=torch.long)
         greedy_rows = torch.tensor([i for i, r in enumerate(requests) if r.params.greedy], dtype=torch.long)
-        tokens[greedy_rows] = logits[greedy_rows].argmax(dim=-1)
+        tokens[greedy_rows] = _argmax(logits[greedy_rows])
         index = torch.tensor(random_rows, dtype=torch.long)
         subset = [requests[i] for i in random_rows]
         tokens[index] = _draw(_weights(_filter(logits[index], subset)), subset)

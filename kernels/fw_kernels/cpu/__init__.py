@@ -25,6 +25,7 @@ _SIGNATURES = {
     "int4_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I],
     "int8_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I],
     "dense_gemm": [_P, _P, _I, _P, _P, _I, _I, _I],
+    "argmax": [_P, _I, _I, _P],
 }
 #: the most input rows the quantized GEMV kernels take in one call
 MAX_GEMV_ROWS = 8
@@ -145,4 +146,13 @@ def dense_gemm(x: torch.Tensor, panels: torch.Tensor, bias: torch.Tensor | None,
     out = x.new_empty(rows, out_features)
     _function("dense_gemm", torch.bfloat16)(out.data_ptr(), x.data_ptr(), x.stride(0), panels.data_ptr(),
                                             0 if bias is None else bias.data_ptr(), rows, out_features, k)
+    return out
+
+
+def argmax(logits: torch.Tensor) -> torch.Tensor:
+    """The first index of each row's largest value (int64 [rows]) of contiguous float32
+    logits [rows, vocab]; NaN entries never win."""
+    rows, cols = logits.shape
+    out = torch.empty(rows, dtype=torch.int64)
+    _function("argmax", torch.float32)(logits.data_ptr(), rows, cols, out.data_ptr())
     return out

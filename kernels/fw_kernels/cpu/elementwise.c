@@ -77,3 +77,25 @@ void fw_write_kv_##SUFFIX(const T *key, int64_t key_stride, const T *value, int6
 
 DEFINE_ELEMENTWISE(f32, float, f32_load, f32_store)
 DEFINE_ELEMENTWISE(bf16, uint16_t, bf16_load, bf16_store)
+
+/* out[r] = the first index of the largest value of row r of x [rows, cols] (float32
+ * logits; NaN entries never win). torch's argmax runs one element at a time here. */
+void fw_argmax_f32(const float *x, int64_t rows, int64_t cols, int64_t *out) {
+    _Pragma("omp parallel for if (rows * cols >= 262144) schedule(static)")
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = x + r * cols;
+        float lanes[FW_LANES];
+        for (int l = 0; l < FW_LANES; l++) lanes[l] = -INFINITY;
+        int64_t i = 0;
+        for (; i + FW_LANES <= cols; i += FW_LANES)
+            for (int l = 0; l < FW_LANES; l++) lanes[l] = row[i + l] > lanes[l] ? row[i + l] : lanes[l];
+        float best = -INFINITY;
+        for (int l = 0; l < FW_LANES; l++) best = lanes[l] > best ? lanes[l] : best;
+        for (; i < cols; i++) best = row[i] > best ? row[i] : best;
+        int64_t at = 0;
+        for (int64_t j = 0; j < cols; j++) {
+            if (row[j] == best) { at = j; break; }
+        }
+        out[r] = at;
+    }
+}

@@ -121,6 +121,9 @@ static inline void *fw_scratch(size_t bytes) {
 DECLARE_KERNELS(f32, float)
 DECLARE_KERNELS(bf16, uint16_t)
 
+/* elementwise.c: greedy picks over float32 logits. */
+void fw_argmax_f32(const float *x, int64_t rows, int64_t cols, int64_t *out);
+
 /* dense.c: bf16 weights packed in panels; fw_dense_available() says whether this build has it. */
 void fw_dense_gemm_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, const uint16_t *panels,
                         const uint16_t *bias, int64_t M, int64_t N, int64_t K);

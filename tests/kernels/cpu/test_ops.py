@@ -79,3 +79,13 @@ def test_write_kv_matches_reference_and_skips_negative_slots(dtype):
     cpu.write_kv(batch.key.flatten(1), batch.value.flatten(1), batch.key_cache, batch.value_cache, slots)
     assert torch.equal(batch.key_cache.nan_to_num(7), expected_k.nan_to_num(7))
     assert torch.equal(batch.value_cache.nan_to_num(7), expected_v.nan_to_num(7))
+
+
+@pytest.mark.parametrize("cols", [5, 16, 49152 + 3])
+def test_argmax_takes_the_first_largest(cols):
+    logits = torch.randn(6, cols)
+    logits[1, 3] = logits[1, cols - 1] = 1e9  # a tie: the first one wins, as in torch
+    logits[2, 0] = float("nan")  # NaN never wins
+    logits[3] = float("-inf")
+    expected = logits.nan_to_num(nan=float("-inf")).argmax(dim=-1)
+    assert torch.equal(cpu.argmax(logits), expected)
