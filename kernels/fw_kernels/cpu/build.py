@@ -2,9 +2,9 @@
 with ctypes.
 
 The library is built with the system C compiler at first use, for this CPU
-(``-march=native``), into ``$FW_CACHE_DIR/kernels`` (default ``~/.cache/fw``); the file
-name hashes the source, the flags and the CPU's feature flags, so an edit or another
-machine sharing the home directory gets its own build. Building takes about a second and
+(``-march=native``, or ``$FW_CPU_MARCH``), into ``$FW_CACHE_DIR/kernels`` (default
+``~/.cache/fw``); the file name hashes the sources, the flags and the CPU's feature
+flags, so an edit or another machine sharing the home directory gets its own build. Building takes about a second and
 needs no torch headers.
 
 Where no compiler works the kernels are simply unavailable: callers keep their plain
@@ -33,8 +33,14 @@ HEADER = HERE / "fw_cpu.h"
 # No -ffast-math: linking with it would switch the whole process to flush-to-zero. No
 # -fassociative-math either: reordered sums could round differently depending on where
 # data sits in memory, and the fused decoder must match the layer-by-layer path exactly.
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros",
+FLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros",
          "-shared", "-fPIC"]
+
+
+def _flags() -> list[str]:
+    """The compiler flags; ``FW_CPU_MARCH`` overrides ``-march=native`` (e.g. ``x86-64-v2``
+    to build the portable paths a CPU without AVX-512 takes)."""
+    return [*FLAGS, f"-march={os.environ.get('FW_CPU_MARCH') or 'native'}"]
 
 
 def _cpu_flags() -> str:
@@ -62,14 +68,14 @@ def _sources() -> list[Path]:
 
 def _build(compiler: str) -> Path:
     text = b"".join(path.read_bytes() for path in [HEADER, *_sources()])
-    digest = hashlib.sha256(text + " ".join([compiler, *FLAGS, _cpu_flags()]).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(text + " ".join([compiler, *_flags(), _cpu_flags()]).encode()).hexdigest()[:16]
     target = _cache_dir() / f"fw_cpu-{digest}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built = Path(tmp) / target.name
-        result = subprocess.run([compiler, *FLAGS, *map(str, _sources()), "-o", str(built), "-lm"],
+        result = subprocess.run([compiler, *_flags(), *map(str, _sources()), "-o", str(built), "-lm"],
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[-2000:]}")

@@ -4,8 +4,10 @@ compiler (or with FW_CPU_KERNELS=0) fw says so once and keeps its torch path."""
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +42,35 @@ def test_a_failing_compiler_leaves_the_torch_path(tmp_path):
 def test_can_be_turned_off(tmp_path):
     assert _probe(tmp_path, FW_CPU_KERNELS="0")[0] == "unavailable"
     assert not (tmp_path / "kernels").exists()
+
+
+PORTABLE_CHECK = """
+import torch
+from fw_kernels import cpu, reference
+from fw_kernels.cpu import packing
+from tests.kernels.paged import make_batch
+assert cpu.available() and not cpu.dense_available()
+for dtype in (torch.float32, torch.bfloat16):
+    b = make_batch([3, 40], num_kv_heads=2, group=3, head_size=64, dtype=dtype)
+    out = cpu.paged_decode(b.query, b.key_cache, b.value_cache, b.block_table, b.seq_lens, 0.125, max_len=40)
+    ref = reference.paged_attention_decode(b.query, b.key_cache, b.value_cache, b.block_table, b.seq_lens, 0.125)
+    assert (out.float() - ref.float()).abs().max() < 2e-2
+    w = torch.randn(40, 64)
+    x = torch.randn(3, 64).to(dtype)
+    for pack, unpack, gemv in ((packing.pack_int4, packing.unpack_int4, cpu.int4_gemv),
+                               (packing.pack_int8, packing.unpack_int8, cpu.int8_gemv)):
+        blocks = pack(w)
+        want = x.float() @ unpack(*blocks, rows=40).t()
+        assert (gemv(x, *blocks, None, 40).float() - want).abs().max() < 2e-2 * want.abs().max()
+print("portable ok")
+"""
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64" or not cpu.available(), reason="an x86-64 build with a compiler")
+def test_the_portable_paths_build_and_agree(tmp_path):
+    """Built for a CPU without AVX-512 (x86-64-v2), the kernels take their plain loops
+    (and no dense GEMM) and still agree with the references."""
+    result = subprocess.run([sys.executable, "-c", PORTABLE_CHECK], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parents[3],
+                            env={**os.environ, "FW_CACHE_DIR": str(tmp_path), "FW_CPU_MARCH": "x86-64-v2"})
+    assert result.returncode == 0 and "portable ok" in result.stdout, result.stderr[-2000:]
