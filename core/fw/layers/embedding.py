@@ -27,7 +27,11 @@ INT8_MAX_ROWS = 4
 
 
 class LMHead(nn.Module):
-    """``hidden @ W.T``; with ``tied_to`` it reuses the embedding matrix (no copy)."""
+    """``hidden @ W.T``; with ``tied_to`` it reuses the embedding matrix (no copy).
+
+    Where fw's CPU kernels compute it, the logits come back in float32, their sums
+    unrounded: at bf16's resolution (0.125 around a logit of 20) a small model's two best
+    tokens can tie, and greedy decoding would then pick by token id."""
 
     def __init__(self, vocab_size: int, hidden_size: int, *, tied_to: VocabEmbedding | None = None,
                  bias: bool = False, dtype=torch.float32, device="cpu"):
@@ -62,9 +66,9 @@ class LMHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.int8_blocks is not None and hidden.shape[0] <= INT8_MAX_ROWS:
-            return cpu.int8_gemv(hidden.contiguous(), *self.int8_blocks, self.bias, self.vocab_size)
+            return cpu.int8_gemv(hidden.contiguous(), *self.int8_blocks, self.bias, self.vocab_size, float_output=True)
         if self.dense_panels is not None:
-            return dense_linear(hidden, self.dense_panels, self.bias, self.vocab_size)
+            return dense_linear(hidden, self.dense_panels, self.bias, self.vocab_size, float_output=True)
         if self.packed is not None:
             return onednn_linear(hidden, self.packed, self.bias)
         return F.linear(hidden, self.matrix, self.bias)

@@ -61,9 +61,11 @@ def pack_dense(weight: torch.Tensor) -> torch.Tensor | None:
     return packing.pack_bf16_panels(weight)
 
 
-def dense_linear(x: torch.Tensor, panels: torch.Tensor, bias: torch.Tensor | None, out_features: int) -> torch.Tensor:
+def dense_linear(x: torch.Tensor, panels: torch.Tensor, bias: torch.Tensor | None, out_features: int, *,
+                 float_output: bool = False) -> torch.Tensor:
     rows = x.reshape(-1, x.shape[-1]).contiguous()
-    return cpu.dense_gemm(rows, panels, bias, out_features).view(*x.shape[:-1], out_features)
+    out = cpu.dense_gemm(rows, panels, bias, out_features, float_output=float_output)
+    return out.view(*x.shape[:-1], out_features)
 
 
 def pack_for_onednn(weight: torch.Tensor) -> torch.Tensor | None:

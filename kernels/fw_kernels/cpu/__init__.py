@@ -23,8 +23,8 @@ _SIGNATURES = {
     "write_kv": [_P, _I, _P, _I, _P, _P, _P, _I, _I],
     "paged_decode": [_P, _P, _I, _P, _P, _P, _I, _P, _I, _I, _I, _I, _I, _F, _I, _F, _I],
     "int4_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I],
-    "int8_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I],
-    "dense_gemm": [_P, _P, _I, _P, _P, _I, _I, _I],
+    "int8_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
+    "dense_gemm": [_P, _P, _I, _P, _P, _I, _I, _I, _I],
     "argmax": [_P, _I, _I, _P],
 }
 #: the most input rows the quantized GEMV kernels take in one call
@@ -118,11 +118,11 @@ def paged_decode(query: torch.Tensor, key_cache: torch.Tensor, value_cache: torc
 
 
 def _quantized_gemv(kind: str, x: torch.Tensor, packed: torch.Tensor, params: torch.Tensor,
-                    bias: torch.Tensor | None, out_features: int) -> torch.Tensor:
+                    bias: torch.Tensor | None, out_features: int, *extra) -> torch.Tensor:
     rows, k = x.shape
-    out = x.new_empty(rows, out_features)
+    out = x.new_empty(rows, out_features, dtype=torch.float32 if extra and extra[0] else x.dtype)
     _function(kind, x.dtype)(out.data_ptr(), x.data_ptr(), x.stride(0), packed.data_ptr(), params.data_ptr(),
-                             0 if bias is None else bias.data_ptr(), rows, out_features, k)
+                             0 if bias is None else bias.data_ptr(), rows, out_features, k, *extra)
     return out
 
 
@@ -134,18 +134,22 @@ def int4_gemv(x: torch.Tensor, packed: torch.Tensor, params: torch.Tensor, bias:
 
 
 def int8_gemv(x: torch.Tensor, packed: torch.Tensor, params: torch.Tensor, bias: torch.Tensor | None,
-              out_features: int) -> torch.Tensor:
-    """The same for W packed by ``fw_kernels.cpu.packing.pack_int8``."""
-    return _quantized_gemv("int8_gemv", x, packed, params, bias, out_features)
+              out_features: int, *, float_output: bool = False) -> torch.Tensor:
+    """The same for W packed by ``fw_kernels.cpu.packing.pack_int8``; with
+    ``float_output`` the result is float32 (the sums unrounded), whatever x's dtype."""
+    return _quantized_gemv("int8_gemv", x, packed, params, bias, out_features, int(float_output))
 
 
-def dense_gemm(x: torch.Tensor, panels: torch.Tensor, bias: torch.Tensor | None, out_features: int) -> torch.Tensor:
+def dense_gemm(x: torch.Tensor, panels: torch.Tensor, bias: torch.Tensor | None, out_features: int, *,
+               float_output: bool = False) -> torch.Tensor:
     """``x @ W.T (+ bias)`` for bfloat16 x [rows, K] (even row stride, unit stride along K)
-    and W [out_features, K] packed by ``fw_kernels.cpu.packing.pack_bf16_panels``."""
+    and W [out_features, K] packed by ``fw_kernels.cpu.packing.pack_bf16_panels``; bfloat16,
+    or float32 with ``float_output``."""
     rows, k = x.shape
-    out = x.new_empty(rows, out_features)
+    out = x.new_empty(rows, out_features, dtype=torch.float32 if float_output else torch.bfloat16)
     _function("dense_gemm", torch.bfloat16)(out.data_ptr(), x.data_ptr(), x.stride(0), panels.data_ptr(),
-                                            0 if bias is None else bias.data_ptr(), rows, out_features, k)
+                                            0 if bias is None else bias.data_ptr(), rows, out_features, k,
+                                            int(float_output))
     return out
 
 

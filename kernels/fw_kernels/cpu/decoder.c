@@ -20,7 +20,7 @@ static void project_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, con
     if (p->int4 && rows <= MAX_GEMV_ROWS)
         fw_int4_gemv_bf16(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k);
     else
-        fw_dense_gemm_bf16(out, x, x_stride, p->dense, p->bias, rows, n, k);
+        fw_dense_gemm_bf16(out, x, x_stride, p->dense, p->bias, rows, n, k, 0);
 }
 
 #define DEFINE_DECODER(SUFFIX, T)                                                                  \

@@ -16,9 +16,9 @@
 #define TILE_ROWS 8
 
 static inline __attribute__((always_inline)) void dense_tile(const int R, const uint16_t *x, int64_t x_stride,
-                                                             const uint16_t *panel, int64_t K, uint16_t *out,
+                                                             const uint16_t *panel, int64_t K, void *out,
                                                              int64_t N, int64_t n0, const uint16_t *bias,
-                                                             const uint16_t *next) {
+                                                             const uint16_t *next, int64_t float_out) {
     __m512 acc[TILE_ROWS][2];
     for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (int64_t kp = 0; kp < K / 2; kp++) {
@@ -45,18 +45,28 @@ static inline __attribute__((always_inline)) void dense_tile(const int R, const 
         b_hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(hi, bias + n0 + 16)), 16));
     }
     for (int r = 0; r < R; r++) {
-        uint16_t *o = out + r * N + n0;
-        _mm256_mask_storeu_epi16(o, lo, (__m256i)_mm512_cvtneps_pbh(_mm512_add_ps(acc[r][0], b_lo)));
-        _mm256_mask_storeu_epi16(o + 16, hi, (__m256i)_mm512_cvtneps_pbh(_mm512_add_ps(acc[r][1], b_hi)));
+        __m512 v_lo = _mm512_add_ps(acc[r][0], b_lo), v_hi = _mm512_add_ps(acc[r][1], b_hi);
+        if (float_out) {
+            float *o = (float *)out + r * N + n0;
+            _mm512_mask_storeu_ps(o, lo, v_lo);
+            _mm512_mask_storeu_ps(o + 16, hi, v_hi);
+        } else {
+            uint16_t *o = (uint16_t *)out + r * N + n0;
+            _mm256_mask_storeu_epi16(o, lo, (__m256i)_mm512_cvtneps_pbh(v_lo));
+            _mm256_mask_storeu_epi16(o + 16, hi, (__m256i)_mm512_cvtneps_pbh(v_hi));
+        }
     }
 }
 
-#define TILE_CALL(R_) dense_tile(R_, x + m0 * x_stride, x_stride, panel, K, out + m0 * N, N, p * PANEL, bias, \
-                                      m0 == 0 && p + 1 < count ? panel + (K / 2) * PANEL * 2 : NULL)
+#define TILE_CALL(R_)                                                                              \
+    dense_tile(R_, x + m0 * x_stride, x_stride, panel, K,                                          \
+               float_out ? (void *)((float *)out + m0 * N) : (void *)((uint16_t *)out + m0 * N), N,  \
+               p * PANEL, bias, m0 == 0 && p + 1 < count ? panel + (K / 2) * PANEL * 2 : NULL, float_out)
 
-/* out [M, N] = x [M, K] (row stride x_stride, even) @ W.T (+ bias); K even. */
-void fw_dense_gemm_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, const uint16_t *panels,
-                        const uint16_t *bias, int64_t M, int64_t N, int64_t K) {
+/* out [M, N] = x [M, K] (row stride x_stride, even) @ W.T (+ bias); K even. out is bf16,
+ * or float32 with float_out (an LM head's logits keep their float32 sums). */
+void fw_dense_gemm_bf16(void *out, const uint16_t *x, int64_t x_stride, const uint16_t *panels,
+                        const uint16_t *bias, int64_t M, int64_t N, int64_t K, int64_t float_out) {
     const int64_t count = (N + PANEL - 1) / PANEL;
     _Pragma("omp parallel for if (M * N * K >= 262144) schedule(static)")
     for (int64_t p = 0; p < count; p++) {
@@ -78,9 +88,9 @@ void fw_dense_gemm_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, cons
 
 int fw_dense_available(void) { return 1; }
 #else
-void fw_dense_gemm_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, const uint16_t *panels,
-                        const uint16_t *bias, int64_t M, int64_t N, int64_t K) {
-    (void)out; (void)x; (void)x_stride; (void)panels; (void)bias; (void)M; (void)N; (void)K;
+void fw_dense_gemm_bf16(void *out, const uint16_t *x, int64_t x_stride, const uint16_t *panels,
+                        const uint16_t *bias, int64_t M, int64_t N, int64_t K, int64_t float_out) {
+    (void)out; (void)x; (void)x_stride; (void)panels; (void)bias; (void)M; (void)N; (void)K; (void)float_out;
     abort();  /* callers check fw_dense_available() first */
 }
 

@@ -116,7 +116,8 @@ static inline void *fw_scratch(size_t bytes) {
     void fw_int4_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const uint8_t *q,             \
                                const uint16_t *params, const T *bias, int64_t M, int64_t N, int64_t K); \
     void fw_int8_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const uint8_t *q,             \
-                               const uint16_t *params, const T *bias, int64_t M, int64_t N, int64_t K);
+                               const uint16_t *params, const T *bias, int64_t M, int64_t N, int64_t K, \
+                               int64_t float_out);
 
 DECLARE_KERNELS(f32, float)
 DECLARE_KERNELS(bf16, uint16_t)
@@ -125,8 +126,8 @@ DECLARE_KERNELS(bf16, uint16_t)
 void fw_argmax_f32(const float *x, int64_t rows, int64_t cols, int64_t *out);
 
 /* dense.c: bf16 weights packed in panels; fw_dense_available() says whether this build has it. */
-void fw_dense_gemm_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, const uint16_t *panels,
-                        const uint16_t *bias, int64_t M, int64_t N, int64_t K);
+void fw_dense_gemm_bf16(void *out, const uint16_t *x, int64_t x_stride, const uint16_t *panels,
+                        const uint16_t *bias, int64_t M, int64_t N, int64_t K, int64_t float_out);
 int fw_dense_available(void);
 
 /* One projection of a decoder layer: int4 blocks (gemv.c) for small steps and/or dense

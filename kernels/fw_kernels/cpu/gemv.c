@@ -210,7 +210,8 @@ static inline __attribute__((always_inline)) void vnni_int8_rows(const int8_t *x
  * products (bfloat16 inputs on a CPU that has them). */
 #define DEFINE_GEMV(SUFFIX, T, LOAD, STORE, VNNI)                                                 \
 static void gemv_##SUFFIX(const int BITS, T *out, const T *x, int64_t x_stride, const uint8_t *q,  \
-                          const uint16_t *params, const T *bias, int64_t M, int64_t N, int64_t K) { \
+                          const uint16_t *params, const T *bias, int64_t M, int64_t N, int64_t K,  \
+                          int64_t float_out) {                                                     \
     const int64_t groups = K / 32, block_bytes = INT4_BLOCK * K * BITS / 8;                        \
     float *xf = fw_scratch(sizeof(float) * (size_t)(M * K + 3 * M * groups) + (size_t)(M * K));   \
     float *xsum = xf + M * K, *dx = xsum + M * groups;                                             \
@@ -246,7 +247,11 @@ static void gemv_##SUFFIX(const int BITS, T *out, const T *x, int64_t x_stride, 
         }                                                                                          \
         for (int i = 0; i < rows; i++) {                                                           \
             float b = bias ? LOAD(bias[n0 + i]) : 0.0f;                                            \
-            for (int64_t m = 0; m < M; m++) out[m * N + n0 + i] = STORE(r[i * MAX_GEMV_ROWS + m] + b); \
+            for (int64_t m = 0; m < M; m++) {                                                      \
+                const float value = r[i * MAX_GEMV_ROWS + m] + b;                                  \
+                if (float_out) ((float *)out)[m * N + n0 + i] = value;                             \
+                else out[m * N + n0 + i] = STORE(value);                                           \
+            }                                                                                      \
         }                                                                                          \
     }                                                                                              \
     free(xf);                                                                                      \
@@ -254,12 +259,13 @@ static void gemv_##SUFFIX(const int BITS, T *out, const T *x, int64_t x_stride, 
                                                                                                    \
 void fw_int4_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const uint8_t *q, const uint16_t *params, \
                            const T *bias, int64_t M, int64_t N, int64_t K) {                       \
-    gemv_##SUFFIX(4, out, x, x_stride, q, params, bias, M, N, K);                                  \
+    gemv_##SUFFIX(4, out, x, x_stride, q, params, bias, M, N, K, 0);                               \
 }                                                                                                  \
                                                                                                    \
+/* float_out: out is float32 [M, N] (an LM head's logits keep their float32 sums). */        \
 void fw_int8_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const uint8_t *q, const uint16_t *params, \
-                           const T *bias, int64_t M, int64_t N, int64_t K) {                       \
-    gemv_##SUFFIX(8, out, x, x_stride, q, params, bias, M, N, K);                                  \
+                           const T *bias, int64_t M, int64_t N, int64_t K, int64_t float_out) {    \
+    gemv_##SUFFIX(8, out, x, x_stride, q, params, bias, M, N, K, float_out);                       \
 }
 
 #if HAVE_VNNI

@@ -106,3 +106,15 @@ def test_dense_gemm_multiplies_by_the_bf16_weights(rows, out_features):
     out = cpu.dense_gemm(x, packing.pack_bf16_panels(weight), bias, out_features)
     assert out.shape == (rows, out_features) and out.dtype == torch.bfloat16
     assert (out.float() - expected).abs().max() <= 0.01 * (1 + expected.abs().max())
+
+
+@pytest.mark.skipif(not cpu.dense_available(), reason="fw's dense bf16 GEMM is not built on this CPU")
+def test_float_output_keeps_the_unrounded_sums():
+    weight = (torch.randn(40, 64) * 0.1).bfloat16()
+    x = torch.randn(3, 64).bfloat16()
+    rounded = cpu.dense_gemm(x, packing.pack_bf16_panels(weight), None, 40)
+    exact = cpu.dense_gemm(x, packing.pack_bf16_panels(weight), None, 40, float_output=True)
+    assert exact.dtype == torch.float32 and torch.equal(exact.bfloat16(), rounded)
+    blocks = packing.pack_int8(weight.float())
+    exact8 = cpu.int8_gemv(x, *blocks, None, 40, float_output=True)
+    assert exact8.dtype == torch.float32 and torch.equal(exact8.bfloat16(), cpu.int8_gemv(x, *blocks, None, 40))
