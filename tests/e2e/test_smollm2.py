@@ -60,9 +60,10 @@ def test_bf16_answer_names_paris():
 
 
 def test_bf16_answer_names_paris_within_a_batch():
-    """Batched with other prompts (prefill in one step, decode at 3 rows), the answer holds:
+    """Batched with other prompts (prefill in one step, decode at 5 rows), the answer holds:
     the LM head's float32 logits keep the best two tokens apart where bf16 would tie them."""
     llm = LLM()
-    conversations = [[{"role": "user", "content": q}] for q in QUESTIONS]
+    questions = [*QUESTIONS, "List three prime numbers.", "What is 12 times 12?"]
+    conversations = [[{"role": "user", "content": q}] for q in questions]
     outputs = llm.chat(conversations, SamplingParams(max_tokens=24, temperature=0.0), use_tqdm=False)
     assert "Paris" in outputs[0].outputs[0].text
