@@ -137,12 +137,14 @@ def test_ctrl_c_ends_cleanly(fake_server, command):
     child = spawn(command, "--url", fake_server.url)
     child.expect("> ")
     # A SIGINT that lands between the prompt and readline's wait is only seen at the next
-    # key press (a CPython readline race), so press Ctrl-C again, as a user would.
+    # key press (a CPython readline race), so press Ctrl-C again, as a user would — but
+    # only while nothing shows it was taken (the handler prints a newline, then exits).
     for _ in range(10):
         time.sleep(0.2)
         child.sendintr()
-        if child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=2) == 0:
+        if child.expect(["\n", pexpect.EOF, pexpect.TIMEOUT], timeout=2) != 2:
             break
+    child.expect(pexpect.EOF, timeout=30)
     child.close()
     assert child.exitstatus == 0 and "Traceback" not in child.before
 
