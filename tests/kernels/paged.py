@@ -36,6 +36,17 @@ class PagedBatch:
     def max_seq_len(self) -> int:
         return int(self.seq_lens.max())
 
+    def metadata(self):
+        """The engine's view of this batch (``fw.attention.metadata.AttentionMetadata``)."""
+        from fw.attention.metadata import AttentionMetadata
+
+        return AttentionMetadata(
+            num_tokens=self.query.shape[0], num_seqs=len(self.query_lens), max_query_len=self.max_query_len,
+            max_seq_len=self.max_seq_len, query_start_loc=self.query_start_loc, seq_lens=self.seq_lens,
+            block_table=self.block_table, slot_mapping=self.slot_mapping,
+            query_start_loc_host=self.query_start_loc.tolist(), seq_lens_host=self.seq_lens.tolist(),
+        )
+
 
 def make_batch(
     seq_lens: list[int],

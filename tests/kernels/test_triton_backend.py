@@ -10,20 +10,10 @@ import pytest
 import torch
 
 from fw import plugins
-from fw.attention.metadata import AttentionMetadata
 from fw_builtins.attention import triton_backend
 from fw_builtins.attention.triton_backend import TritonAttentionBackend
 from fw_kernels import reference
 from tests.kernels.paged import assert_close, make_batch, poisoned_like
-
-
-def _metadata(batch) -> AttentionMetadata:
-    return AttentionMetadata(
-        num_tokens=batch.query.shape[0], num_seqs=len(batch.query_lens), max_query_len=batch.max_query_len,
-        max_seq_len=batch.max_seq_len, query_start_loc=batch.query_start_loc, seq_lens=batch.seq_lens,
-        block_table=batch.block_table, slot_mapping=batch.slot_mapping,
-        query_start_loc_host=batch.query_start_loc.tolist(), seq_lens_host=batch.seq_lens.tolist(),
-    )
 
 
 def _forbidden(name):
@@ -41,7 +31,7 @@ def _forward_and_expected(batch, backend):
     expected = reference.paged_attention_prefill(
         batch.query, expected_cache[0], expected_cache[1], batch.block_table, batch.query_start_loc,
         batch.seq_lens, backend.scale, sliding_window=backend.sliding_window, soft_cap=backend.logits_soft_cap)
-    out = backend.forward(batch.query, batch.key, batch.value, kv_cache, _metadata(batch))
+    out = backend.forward(batch.query, batch.key, batch.value, kv_cache, batch.metadata())
     return out, kv_cache, expected, expected_cache
 
 

@@ -6,19 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fw.attention.metadata import AttentionMetadata
 from fw_builtins.attention.torch_backend import TorchAttentionBackend
 from fw_kernels import reference
 from tests.kernels.paged import TOLERANCE, make_batch
-
-
-def metadata_of(batch) -> AttentionMetadata:
-    return AttentionMetadata(
-        num_tokens=batch.query.shape[0], num_seqs=len(batch.query_lens), max_query_len=batch.max_query_len,
-        max_seq_len=batch.max_seq_len, query_start_loc=batch.query_start_loc, seq_lens=batch.seq_lens,
-        block_table=batch.block_table, slot_mapping=batch.slot_mapping,
-        query_start_loc_host=batch.query_start_loc.tolist(), seq_lens_host=batch.seq_lens.tolist(),
-    )
 
 
 def finite(cache: torch.Tensor, seed: int) -> torch.Tensor:
@@ -45,7 +35,7 @@ def test_matches_the_reference(case, group, window, cap, dtype):
                        dtype=dtype, write_new=False, seed=group)
     kv = torch.stack([finite(batch.key_cache, 1), finite(batch.value_cache, 2)])
     backend = TorchAttentionBackend(2 * group, 16, 2, 0.25, sliding_window=window, logits_soft_cap=cap)
-    out = backend.forward(batch.query, batch.key, batch.value, kv, metadata_of(batch))
+    out = backend.forward(batch.query, batch.key, batch.value, kv, batch.metadata())
     # The new tokens' keys and values were written where the reference expects them.
     reference.write_kv(batch.key, batch.value, batch.key_cache, batch.value_cache, batch.slot_mapping)
     written = batch.slot_mapping
