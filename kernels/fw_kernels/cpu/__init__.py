@@ -25,6 +25,7 @@ _SIGNATURES = {
     "int4_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I],
     "int8_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
     "dense_gemm": [_P, _P, _I, _P, _P, _I, _I, _I, _I],
+    "int8_gemm": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
     "argmax": [_P, _I, _I, _P],
 }
 #: the most input rows the quantized GEMV kernels take in one call
@@ -50,6 +51,16 @@ def dense_available() -> bool:
     if not available():
         return False
     probe = library().fw_dense_available
+    probe.restype = ctypes.c_int
+    return bool(probe())
+
+
+@functools.cache
+def int8_gemm_available() -> bool:
+    """Whether the int8 GEMM for batches is built (it needs AVX512-VNNI and AVX512-BF16)."""
+    if not available():
+        return False
+    probe = library().fw_int8_gemm_available
     probe.restype = ctypes.c_int
     return bool(probe())
 
@@ -150,6 +161,19 @@ def dense_gemm(x: torch.Tensor, panels: torch.Tensor, bias: torch.Tensor | None,
     _function("dense_gemm", torch.bfloat16)(out.data_ptr(), x.data_ptr(), x.stride(0), panels.data_ptr(),
                                             0 if bias is None else bias.data_ptr(), rows, out_features, k,
                                             int(float_output))
+    return out
+
+
+def int8_gemm(x: torch.Tensor, panels: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
+              out_features: int, *, float_output: bool = False) -> torch.Tensor:
+    """``x @ W.T (+ bias)`` for bfloat16 x [rows, K] (unit stride along K, K a multiple of
+    32) and W packed by ``fw_kernels.cpu.packing.pack_int8_panels``; x is quantized to int8
+    per group of 32. bfloat16, or float32 with ``float_output``."""
+    rows, k = x.shape
+    out = x.new_empty(rows, out_features, dtype=torch.float32 if float_output else torch.bfloat16)
+    _function("int8_gemm", torch.bfloat16)(out.data_ptr(), x.data_ptr(), x.stride(0), panels.data_ptr(),
+                                           scales.data_ptr(), 0 if bias is None else bias.data_ptr(), rows,
+                                           out_features, k, int(float_output))
     return out
 
 

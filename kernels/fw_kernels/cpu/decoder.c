@@ -8,8 +8,8 @@
  */
 #include "fw_cpu.h"
 
-/* out = x @ W.T (+ bias): int4 blocks up to MAX_GEMV_ROWS rows, dense panels beyond (the
- * rule the layer-by-layer path's quantization methods follow). */
+/* out = x @ W.T (+ bias): int4 blocks up to MAX_GEMV_ROWS rows, int8 or dense panels
+ * beyond (the rule the layer-by-layer path's quantization methods follow). */
 static void project_f32(float *out, const float *x, int64_t x_stride, const fw_projection *p, int64_t rows,
                         int64_t n, int64_t k) {
     fw_int4_gemv_f32(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k);
@@ -19,6 +19,8 @@ static void project_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, con
                          int64_t n, int64_t k) {
     if (p->int4 && rows <= MAX_GEMV_ROWS)
         fw_int4_gemv_bf16(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k);
+    else if (p->int8)
+        fw_int8_gemm_bf16(out, x, x_stride, p->int8, p->scales, p->bias, rows, n, k, 0);
     else
         fw_dense_gemm_bf16(out, x, x_stride, p->dense, p->bias, rows, n, k, 0);
 }

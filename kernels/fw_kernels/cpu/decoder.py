@@ -3,8 +3,8 @@
 A model plugin describes its layers with ``DecoderLayer`` (tensors it already holds: its
 projections' packed weights, its norms, its KV cache) and ``DecoderShape``; a
 ``FusedDecoder`` keeps the C structs pointing at them and runs every layer in one call.
-Each projection runs from int4 blocks up to ``MAX_GEMV_ROWS`` rows and from dense bf16
-panels beyond, as the quantization methods do layer by layer.
+Each projection runs from int4 blocks up to ``MAX_GEMV_ROWS`` rows and from int8 or dense
+bf16 panels beyond, as the quantization methods do layer by layer.
 The tensors must stay alive and in place while the decoder is used, which they do as
 model parameters and bound caches.
 """
@@ -23,7 +23,7 @@ _SIZES = ("layers", "hidden", "heads", "kv_heads", "head_size", "intermediate", 
 
 
 class _Projection(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_void_p) for name in ("int4", "params", "dense", "bias")]
+    _fields_ = [(name, ctypes.c_void_p) for name in ("int4", "params", "int8", "scales", "dense", "bias")]
 
 
 class _Layer(ctypes.Structure):
@@ -42,13 +42,15 @@ class _Decoder(ctypes.Structure):
 class Projection:
     #: ``packing.pack_int4`` blocks, used up to MAX_GEMV_ROWS rows
     int4: tuple[torch.Tensor, torch.Tensor] | None = None
-    #: ``packing.pack_bf16_panels``, used beyond (and always without int4)
+    #: ``packing.pack_int8_panels``, used beyond (and always without int4)
+    int8: tuple[torch.Tensor, torch.Tensor] | None = None
+    #: ``packing.pack_bf16_panels``, used beyond where int8 panels are absent
     dense: torch.Tensor | None = None
     bias: torch.Tensor | None = None
 
     def max_rows(self) -> int | None:
         """The most rows this projection can take (None: any)."""
-        if self.dense is not None:
+        if self.int8 is not None or self.dense is not None:
             return None
         return MAX_GEMV_ROWS if self.int4 is not None else 0
 
@@ -102,6 +104,8 @@ class FusedDecoder:
                 projection, target = getattr(layer, name), getattr(struct, name)
                 packed, params = projection.int4 or (None, None)
                 target.int4, target.params = _address(packed), _address(params)
+                panels, scales = projection.int8 or (None, None)
+                target.int8, target.scales = _address(panels), _address(scales)
                 target.dense, target.bias = _address(projection.dense), _address(projection.bias)
                 limits.append(projection.max_rows())
             struct.key_cache, struct.value_cache = layer.kv_cache[0].data_ptr(), layer.kv_cache[1].data_ptr()

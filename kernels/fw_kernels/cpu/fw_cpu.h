@@ -130,10 +130,19 @@ void fw_dense_gemm_bf16(void *out, const uint16_t *x, int64_t x_stride, const ui
                         const uint16_t *bias, int64_t M, int64_t N, int64_t K, int64_t float_out);
 int fw_dense_available(void);
 
-/* One projection of a decoder layer: int4 blocks (gemv.c) for small steps and/or dense
- * bf16 panels (dense.c) for larger ones (NULL where absent), and its bias (or NULL). */
+/* igemm.c: W8A8 for batches, int8 weights per column in panels; fw_int8_gemm_available()
+ * says whether this build has it. */
+void fw_int8_gemm_bf16(void *out, const uint16_t *x, int64_t x_stride, const uint8_t *panels,
+                       const float *scales, const uint16_t *bias, int64_t M, int64_t N, int64_t K,
+                       int64_t float_out);
+int fw_int8_gemm_available(void);
+
+/* One projection of a decoder layer: int4 blocks (gemv.c) for small steps and/or int8
+ * panels with their column scales (igemm.c) or dense bf16 panels (dense.c) for larger
+ * ones (NULL where absent), and its bias (or NULL). */
 typedef struct {
-    const uint8_t *int4; const uint16_t *params; const uint16_t *dense; const void *bias;
+    const uint8_t *int4; const uint16_t *params; const uint8_t *int8; const float *scales;
+    const uint16_t *dense; const void *bias;
 } fw_projection;
 
 /* One Llama-family decoder layer for decoder.c: norms in the model dtype, the four

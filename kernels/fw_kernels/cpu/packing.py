@@ -87,3 +87,23 @@ def pack_bf16_panels(weight: torch.Tensor) -> torch.Tensor:
     padded = torch.zeros(-(-rows // PANEL) * PANEL, cols, dtype=torch.bfloat16)
     padded[:rows] = weight
     return padded.view(-1, PANEL, cols // 2, 2).permute(0, 2, 1, 3).contiguous()
+
+
+def pack_int8_panels(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric 8-bit per output row (scale max|w| / 127, levels q in -127..127 stored as
+    q + 128) in the layout of ``igemm.c``: (uint8 [ceil(rows / PANEL), cols / 4, PANEL, 4],
+    float32 scales [ceil(rows / PANEL) * PANEL]); padded rows have scale 0."""
+    rows, cols = weight.shape
+    if cols % 4:
+        raise ValueError(f"input size {cols} is not a multiple of 4")
+    padded = torch.zeros(-(-rows // PANEL) * PANEL, cols, dtype=torch.float32)
+    padded[:rows] = weight
+    scale = padded.abs().amax(1) / 127
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    levels = ((padded / safe[:, None]).round().clamp(-127, 127) + 128).to(torch.uint8)
+    return levels.view(-1, PANEL, cols // 4, 4).permute(0, 2, 1, 3).contiguous(), scale
+
+
+def unpack_int8_panels(panels: torch.Tensor, scales: torch.Tensor, rows: int) -> torch.Tensor:
+    levels = panels.permute(0, 2, 1, 3).flatten(0, 1).flatten(1)
+    return ((levels.float() - 128) * scales[:, None])[:rows]

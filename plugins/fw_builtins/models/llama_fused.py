@@ -3,7 +3,7 @@
 Decode steps on the CPU (every sequence decoding one token) run the whole decoder stack in
 one C call instead of some 600 torch operations and module calls, when the model is in
 the shape that call handles: projections packed by fw's kernels (int4 blocks of a
-quantized GGUF file up to 8 tokens, dense bf16 panels for any count), SiLU-gated MLPs,
+quantized GGUF file up to 8 tokens, their int8 panels or dense bf16 panels for any count), SiLU-gated MLPs,
 the torch attention backend, no LoRA. Anything else, and every step with a prompt chunk,
 takes the layer-by-layer forward; both run the same kernels in the same order, so they
 give identical results.
@@ -50,8 +50,8 @@ def _projection(linear):
 
     if linear.lora is not None:
         return None
-    projection = Projection(int4=getattr(linear, "int4_blocks", None), dense=getattr(linear, "dense_panels", None),
-                            bias=linear.bias)
+    projection = Projection(int4=getattr(linear, "int4_blocks", None), int8=getattr(linear, "int8_panels", None),
+                            dense=getattr(linear, "dense_panels", None), bias=linear.bias)
     return projection if projection.max_rows() != 0 else None
 
 

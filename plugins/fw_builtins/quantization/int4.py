@@ -2,11 +2,13 @@
 and a GEMV reads half a byte per weight.
 
 At one or a few tokens per step a CPU forward pass is bound by the bytes of weights it
-reads, so 4-bit weights run faster than bf16 there; at larger batches the bf16 GEMM on
-oneDNN-packed weights wins, so both are kept and each step picks by its number of rows.
-For a GGUF file of Q4_1 tensors this is lossless: every Q4_1 block holds its minimum at
-level 0 and its maximum at level 15, so min-max quantization recovers the file's own
-levels.
+reads, so 4-bit weights run faster than bf16 there; at larger batches (and prompts) it is
+bound by arithmetic, where int8 dot products (VNNI) do twice the work of bf16 ones. So
+two copies are kept and each step picks by its number of rows: int4 blocks, and 8-bit
+weights per output column for fw's W8A8 GEMM (bf16 on CPUs without VNNI, where that GEMM
+is not built). For a GGUF file of Q4_1 tensors the int4 copy is lossless: every Q4_1
+block holds its minimum at level 0 and its maximum at level 15, so min-max quantization
+recovers the file's own levels; the 8-bit copy rounds them to 1/254 of a row's range.
 
 The GEMV is fw's own CPU kernel (``fw_kernels.cpu``); where that cannot be built, torch's
 int4-pack kernel (bf16 scales) takes its place.
@@ -25,7 +27,7 @@ from fw_kernels import cpu
 from fw_kernels.cpu import packing
 
 GROUP = 32
-#: at or below this many rows a step uses the int4 kernel, above it bf16 oneDNN
+#: at or below this many rows a step uses the int4 kernel, above it the int8 (or bf16) GEMM
 INT4_MAX_ROWS = cpu.MAX_GEMV_ROWS
 
 
@@ -57,7 +59,11 @@ class Int4WeightOnly(QuantizationMethod):
             layer.int4_blocks = packing.pack_int4(weight)
         else:
             layer.int4_weight, layer.int4_scales = quantize_int4(weight)
-        super().process_weights_after_loading(layer)  # the oneDNN copy for larger batches
+        if weight.dtype == torch.bfloat16 and cpu.int8_gemm_available():
+            layer.int8_panels = packing.pack_int8_panels(weight)
+            layer.weight.data = weight.new_empty(0)  # the packed copies replace it
+            return
+        super().process_weights_after_loading(layer)  # the bf16 copy for larger batches
 
     def apply(self, layer: nn.Module, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if x.shape[0] <= INT4_MAX_ROWS:
@@ -68,5 +74,9 @@ class Int4WeightOnly(QuantizationMethod):
             if packed is not None:
                 out = torch.ops.aten._weight_int4pack_mm_for_cpu(x.contiguous(), packed, GROUP, layer.int4_scales)
                 return out if bias is None else out + bias
+        panels = getattr(layer, "int8_panels", None)
+        if panels is not None:
+            rows = x.reshape(-1, x.shape[-1]).contiguous()
+            return cpu.int8_gemm(rows, *panels, bias, layer.out_features).view(*x.shape[:-1], layer.out_features)
         return super().apply(layer, x, bias)
 

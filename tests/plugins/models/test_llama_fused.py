@@ -1,6 +1,6 @@
 """The Llama family's one-call decode path gives exactly the layer-by-layer results, and
 only takes the steps it is built for: pure decode, with int4 weights up to 8 tokens and
-dense bf16 weights for any count."""
+int8 or dense bf16 weights for any count."""
 
 from __future__ import annotations
 
@@ -58,10 +58,12 @@ def test_same_tokens_and_logprobs_as_layer_by_layer(architecture, overrides, dty
 
 @pytest.mark.skipif(not cpu.dense_available(), reason="fw's dense bf16 GEMM is not built on this CPU")
 @pytest.mark.parametrize("quantization", [None, "int4"])
-def test_bf16_batches_beyond_eight_fuse_on_dense_weights(quantization, tiny_checkpoint_factory, fused_rows,
-                                                        monkeypatch):
+def test_bf16_batches_beyond_eight_fuse_on_int8_or_dense_weights(quantization, tiny_checkpoint_factory, fused_rows,
+                                                                monkeypatch):
     path = tiny_checkpoint_factory("Qwen2ForCausalLM")
     llm = LLM(str(path), dtype="bfloat16", quantization=quantization, enable_prefix_caching=False, block_size=8)
+    down = llm.engine.loaded.model.model.layers[0].mlp.down_proj
+    assert hasattr(down, "int8_panels") == (quantization == "int4" and cpu.int8_gemm_available())
     many = PROMPTS * 2
     fused = _results(llm.generate(many, PARAMS, use_tqdm=False))
     assert max(fused_rows) == len(many)

@@ -78,6 +78,18 @@ def test_bfloat16_layer_is_close(kernels):
     assert (layer(x).float() - expected).abs().max() < 0.02 * expected.abs().max()
 
 
+@pytest.mark.skipif(not cpu.int8_gemm_available(), reason="fw's int8 GEMM is not built on this CPU")
+def test_bfloat16_batches_beyond_the_gemv_run_on_8bit_weights():
+    weight = q4_1_like(96, 256)
+    layer = make_layer(weight)
+    assert layer.weight.numel() == 0 and not hasattr(layer, "dense_panels")  # the 8-bit copy replaces bf16
+    x = torch.randn(INT4_MAX_ROWS + 1, 256, dtype=torch.bfloat16)
+    out = layer(x)
+    assert torch.equal(out, cpu.int8_gemm(x, *layer.int8_panels, None, 96))
+    expected = x.float() @ weight.t()
+    assert (out.float() - expected).abs().max() < 0.03 * expected.abs().max()
+
+
 def test_narrow_layers_stay_dense():
     layer = make_layer(torch.randn(8, 48), torch.float32)
     assert not hasattr(layer, "int4_weight") and not hasattr(layer, "int4_blocks")
