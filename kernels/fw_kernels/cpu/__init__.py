@@ -45,24 +45,25 @@ def available() -> bool:
     return library() is not None
 
 
+def _built(probe: str) -> bool:
+    """Whether this build has an optional kernel (its ``fw_*_available()`` says)."""
+    if not available():
+        return False
+    fn = getattr(library(), probe)
+    fn.restype = ctypes.c_int
+    return bool(fn())
+
+
 @functools.cache
 def dense_available() -> bool:
     """Whether the dense bf16 GEMM is built (it needs AVX512-BF16)."""
-    if not available():
-        return False
-    probe = library().fw_dense_available
-    probe.restype = ctypes.c_int
-    return bool(probe())
+    return _built("fw_dense_available")
 
 
 @functools.cache
 def int8_gemm_available() -> bool:
     """Whether the int8 GEMM for batches is built (it needs AVX512-VNNI and AVX512-BF16)."""
-    if not available():
-        return False
-    probe = library().fw_int8_gemm_available
-    probe.restype = ctypes.c_int
-    return bool(probe())
+    return _built("fw_int8_gemm_available")
 
 
 def supports(*tensors: torch.Tensor) -> bool:

@@ -36,26 +36,8 @@ static inline __attribute__((always_inline)) void dense_tile(const int R, const 
             acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
         }
     }
-    const int64_t width = N - n0 < PANEL ? N - n0 : PANEL;
-    const __mmask16 lo = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
-    const __mmask16 hi = width >= PANEL ? 0xFFFF : (width <= 16 ? 0 : (__mmask16)((1u << (width - 16)) - 1));
-    __m512 b_lo = _mm512_setzero_ps(), b_hi = _mm512_setzero_ps();
-    if (bias) {
-        b_lo = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(lo, bias + n0)), 16));
-        b_hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(hi, bias + n0 + 16)), 16));
-    }
-    for (int r = 0; r < R; r++) {
-        __m512 v_lo = _mm512_add_ps(acc[r][0], b_lo), v_hi = _mm512_add_ps(acc[r][1], b_hi);
-        if (float_out) {
-            float *o = (float *)out + r * N + n0;
-            _mm512_mask_storeu_ps(o, lo, v_lo);
-            _mm512_mask_storeu_ps(o + 16, hi, v_hi);
-        } else {
-            uint16_t *o = (uint16_t *)out + r * N + n0;
-            _mm256_mask_storeu_epi16(o, lo, (__m256i)_mm512_cvtneps_pbh(v_lo));
-            _mm256_mask_storeu_epi16(o + 16, hi, (__m256i)_mm512_cvtneps_pbh(v_hi));
-        }
-    }
+    const fw_columns32 columns = fw_columns32_at(bias, N, n0);
+    for (int r = 0; r < R; r++) fw_columns32_store(&columns, out, r, N, n0, float_out, acc[r][0], acc[r][1]);
 }
 
 #define TILE_CALL(R_)                                                                              \

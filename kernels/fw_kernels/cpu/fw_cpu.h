@@ -89,6 +89,42 @@ static inline float fw_lanes_sum(const float *lanes) {
     return total;
 }
 
+#if defined(__AVX512BF16__)
+/* The GEMMs' output tiles: 32 columns from n0 (of N), as two vectors of 16. */
+typedef struct { __mmask16 lo, hi; __m512 bias_lo, bias_hi; } fw_columns32;
+
+/* Masks for the columns that exist past n0, and their bf16 bias (zero without one). */
+static inline fw_columns32 fw_columns32_at(const uint16_t *bias, int64_t N, int64_t n0) {
+    const int64_t width = N - n0 < 32 ? N - n0 : 32;
+    fw_columns32 c;
+    c.lo = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
+    c.hi = width >= 32 ? 0xFFFF : (width <= 16 ? 0 : (__mmask16)((1u << (width - 16)) - 1));
+    c.bias_lo = c.bias_hi = _mm512_setzero_ps();
+    if (bias) {
+        c.bias_lo = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(c.lo, bias + n0)), 16));
+        c.bias_hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(c.hi, bias + n0 + 16)), 16));
+    }
+    return c;
+}
+
+/* Stores lo/hi (bias not yet added) at column n0 of output row `row` (N columns): float32
+ * with float_out, else rounded to bf16. */
+static inline void fw_columns32_store(const fw_columns32 *c, void *out, int64_t row, int64_t N, int64_t n0,
+                                      int64_t float_out, __m512 lo, __m512 hi) {
+    lo = _mm512_add_ps(lo, c->bias_lo);
+    hi = _mm512_add_ps(hi, c->bias_hi);
+    if (float_out) {
+        float *o = (float *)out + row * N + n0;
+        _mm512_mask_storeu_ps(o, c->lo, lo);
+        _mm512_mask_storeu_ps(o + 16, c->hi, hi);
+    } else {
+        uint16_t *o = (uint16_t *)out + row * N + n0;
+        _mm256_mask_storeu_epi16(o, c->lo, (__m256i)_mm512_cvtneps_pbh(lo));
+        _mm256_mask_storeu_epi16(o + 16, c->hi, (__m256i)_mm512_cvtneps_pbh(hi));
+    }
+}
+#endif
+
 /* Scratch memory aligned to a cache line. */
 static inline void *fw_scratch(size_t bytes) {
     return aligned_alloc(64, (bytes + 63) / 64 * 64);

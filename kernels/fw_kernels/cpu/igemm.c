@@ -55,7 +55,7 @@ static void quantize_row(const uint16_t *x, int64_t K, int8_t *xq, float *dx, fl
 static inline __attribute__((always_inline)) void int8_tile(const int R, const int8_t *xq, const float *dx,
                                                             const float *row_bias, const uint8_t *panel,
                                                             const float *scale, const uint16_t *bias, int64_t K,
-                                                            void *out, int64_t out_stride, int64_t N, int64_t n0,
+                                                            void *out, int64_t N, int64_t n0,
                                                             int64_t float_out) {
     const int64_t groups = K / ACT_GROUP;
     __m512 acc[TILE_ROWS][2];
@@ -82,35 +82,19 @@ static inline __attribute__((always_inline)) void int8_tile(const int R, const i
             acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][1]), d, acc[r][1]);
         }
     }
-    const int64_t width = N - n0 < PANEL ? N - n0 : PANEL;
-    const __mmask16 lo = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
-    const __mmask16 hi = width >= PANEL ? 0xFFFF : (width <= 16 ? 0 : (__mmask16)((1u << (width - 16)) - 1));
+    const fw_columns32 columns = fw_columns32_at(bias, N, n0);
     const __m512 s_lo = _mm512_loadu_ps(scale + n0), s_hi = _mm512_loadu_ps(scale + n0 + 16);
-    __m512 b_lo = _mm512_setzero_ps(), b_hi = _mm512_setzero_ps();
-    if (bias) {
-        b_lo = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(lo, bias + n0)), 16));
-        b_hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(hi, bias + n0 + 16)), 16));
-    }
     for (int r = 0; r < R; r++) {
         const __m512 offset = _mm512_set1_ps(row_bias[r]);
-        const __m512 v_lo = _mm512_fmadd_ps(_mm512_sub_ps(acc[r][0], offset), s_lo, b_lo);
-        const __m512 v_hi = _mm512_fmadd_ps(_mm512_sub_ps(acc[r][1], offset), s_hi, b_hi);
-        if (float_out) {
-            float *o = (float *)out + r * out_stride + n0;
-            _mm512_mask_storeu_ps(o, lo, v_lo);
-            _mm512_mask_storeu_ps(o + 16, hi, v_hi);
-        } else {
-            uint16_t *o = (uint16_t *)out + r * out_stride + n0;
-            _mm256_mask_storeu_epi16(o, lo, (__m256i)_mm512_cvtneps_pbh(v_lo));
-            _mm256_mask_storeu_epi16(o + 16, hi, (__m256i)_mm512_cvtneps_pbh(v_hi));
-        }
+        fw_columns32_store(&columns, out, r, N, n0, float_out, _mm512_mul_ps(_mm512_sub_ps(acc[r][0], offset), s_lo),
+                           _mm512_mul_ps(_mm512_sub_ps(acc[r][1], offset), s_hi));
     }
 }
 
 #define TILE_CALL(R_)                                                                              \
     int8_tile(R_, xq + m * K, dx + m * groups, row_bias + m, panel, scales, bias, K,               \
               float_out ? (void *)((float *)out + m * N) : (void *)((uint16_t *)out + m * N), N,    \
-              N, p * PANEL, float_out)
+              p * PANEL, float_out)
 
 /* out [M, N] = x [M, K] (row stride x_stride) @ W.T (+ bias) for W packed by
  * pack_int8_panels with its per-column scales; K a multiple of ACT_GROUP. out is bf16, or
