@@ -1,5 +1,7 @@
 """The CPU attention backend against the float32 reference, on random paged batches:
-decoding, prefill over cached context, mixed steps, GQA, sliding window, soft-cap."""
+decoding, prefill over cached context, mixed steps, GQA, sliding window, soft-cap; with
+fw's CPU kernel (the plain and the vector head sizes) and with the torch path that
+replaces it where the kernels cannot be built."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import pytest
 import torch
 
 from fw_builtins.attention.torch_backend import TorchAttentionBackend
-from fw_kernels import reference
+from fw_kernels import cpu, reference
 from tests.kernels.paged import TOLERANCE, make_batch
 
 
@@ -29,12 +31,18 @@ CASES = {
 @pytest.mark.parametrize("group", [1, 3])
 @pytest.mark.parametrize("window,cap", [(None, None), (8, None), (None, 5.0)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_matches_the_reference(case, group, window, cap, dtype):
+@pytest.mark.parametrize("path", ["kernel-16", "kernel-64", "torch-16"])
+def test_matches_the_reference(case, group, window, cap, dtype, path, monkeypatch):
+    if path == "torch-16":
+        monkeypatch.setattr(TorchAttentionBackend, "_fused", staticmethod(lambda *tensors: False))
+    elif not cpu.available():
+        pytest.skip("fw's CPU kernels could not be built here")
+    head_size = int(path.split("-")[1])
     seq_lens, query_lens = CASES[case]
-    batch = make_batch(seq_lens, query_lens, num_kv_heads=2, group=group, head_size=16, block_size=8,
+    batch = make_batch(seq_lens, query_lens, num_kv_heads=2, group=group, head_size=head_size, block_size=8,
                        dtype=dtype, write_new=False, seed=group)
     kv = torch.stack([finite(batch.key_cache, 1), finite(batch.value_cache, 2)])
-    backend = TorchAttentionBackend(2 * group, 16, 2, 0.25, sliding_window=window, logits_soft_cap=cap)
+    backend = TorchAttentionBackend(2 * group, head_size, 2, 0.25, sliding_window=window, logits_soft_cap=cap)
     out = backend.forward(batch.query, batch.key, batch.value, kv, batch.metadata())
     # The new tokens' keys and values were written where the reference expects them.
     reference.write_kv(batch.key, batch.value, batch.key_cache, batch.value_cache, batch.slot_mapping)
