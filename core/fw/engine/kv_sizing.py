@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from fw.engine import huge_pages
 from fw.engine.kv_cache_manager import cdiv
 from fw.errors import FwError
 from fw.layers.attention import Attention
@@ -80,9 +81,10 @@ def plan_kv_cache(model: nn.Module, dtype: torch.dtype, device: torch.device, *,
 
 
 def allocate_kv_caches(model: nn.Module, plan: KVPlan, dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
-    """One [2, num_blocks, block_size, kv_heads, head_size] tensor per attention layer."""
+    """One [2, num_blocks, block_size, kv_heads, head_size] tensor per attention layer (on
+    huge pages where the OS allows: a step reads the whole cache, scattered)."""
     return [
-        torch.zeros(2, plan.num_blocks, plan.block_size, layer.num_kv_heads, layer.head_size,
-                    dtype=dtype, device=device)
+        huge_pages.zeros(2, plan.num_blocks, plan.block_size, layer.num_kv_heads, layer.head_size,
+                         dtype=dtype, device=device)
         for layer in attention_layers(model)
     ]

@@ -1,0 +1,39 @@
+"""The KV cache's buffer: zeros, with every whole 2 MiB page inside it advised for huge
+pages before the zeros are written (and nothing outside it)."""
+
+from __future__ import annotations
+
+import torch
+
+from fw.engine import huge_pages
+
+
+class RecordingLibc:
+    def __init__(self):
+        self.calls: list[tuple[int, int, int]] = []
+
+    def madvise(self, start, length, advice) -> int:
+        self.calls.append((start.value, length.value, advice))
+        return 0
+
+
+def test_advises_exactly_the_whole_huge_pages_inside(monkeypatch):
+    libc = RecordingLibc()
+    monkeypatch.setattr(huge_pages, "_libc", lambda: libc)
+    tensor = huge_pages.zeros(2, 3 << 20, dtype=torch.bfloat16)  # 12 MiB
+    assert tensor.shape == (2, 3 << 20) and tensor.dtype == torch.bfloat16 and not tensor.any()
+    [(start, length, advice)] = libc.calls
+    begin, end = tensor.data_ptr(), tensor.data_ptr() + tensor.numel() * tensor.element_size()
+    assert advice == huge_pages.MADV_HUGEPAGE
+    assert start % huge_pages.HUGE_PAGE == 0 and length % huge_pages.HUGE_PAGE == 0
+    assert begin <= start and start + length <= end
+    assert start - begin < huge_pages.HUGE_PAGE and end - (start + length) < huge_pages.HUGE_PAGE
+
+
+def test_small_buffers_and_other_systems_get_plain_zeros(monkeypatch):
+    libc = RecordingLibc()
+    monkeypatch.setattr(huge_pages, "_libc", lambda: libc)
+    assert not huge_pages.zeros(1000, dtype=torch.float32).any()
+    assert libc.calls == []  # no whole huge page inside
+    monkeypatch.setattr(huge_pages, "_libc", lambda: None)
+    assert not huge_pages.zeros(3 << 20, dtype=torch.uint8).any()
