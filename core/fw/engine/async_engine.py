@@ -26,6 +26,11 @@ from fw.lora.request import LoRARequest
 logger = logging.getLogger("fw.engine")
 
 
+def _deliver(items: list[tuple[asyncio.Queue, Any]]) -> None:
+    for queue, item in items:
+        queue.put_nowait(item)
+
+
 class _Stream:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
@@ -119,13 +124,20 @@ class AsyncEngine(EngineClient):
                 future.set_exception(exc)
 
     def _dispatch(self, outputs: list[RequestOutput]) -> None:
+        """Hand a step's outputs to their streams with one wake-up of each event loop per
+        step, not one per output (32 a step at concurrency 32, each a write to the loop's
+        wake-up pipe and a turn of the loop while the next step's kernels run)."""
+        batches: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, Any]]] = {}
         for output in outputs:
             stream = self._streams.get(output.request_id)
             if stream is None:
                 continue
-            stream.put(output if output.error is None else output.error)
+            item = output if output.error is None else output.error
+            batches.setdefault(stream.loop, []).append((stream.queue, item))
             if output.finished:
                 self._streams.pop(output.request_id, None)
+        for loop, items in batches.items():
+            loop.call_soon_threadsafe(_deliver, items)
 
     # -- EngineClient ----------------------------------------------------------------------
 
