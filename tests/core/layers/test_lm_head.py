@@ -1,5 +1,6 @@
-"""The LM head: dense by default; from 8-bit blocks at small batch when the engine says the
-checkpoint stores it at 8 bits (a quantized GGUF file's Q8_0 embedding)."""
+"""The LM head: dense by default; from 8-bit blocks at small batch (and the int8 GEMM at
+larger ones, in bf16) when the engine says the checkpoint stores it at 8 bits (a
+quantized GGUF file's Q8_0 embedding)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,20 @@ def test_8bit_blocks_reproduce_q8_0_weights(rows):
     x = torch.randn(rows, 64)
     assert torch.allclose(head(x), x @ weight.t(), atol=1e-4)
     assert (packing.unpack_int8(*head.int8_blocks, rows=50) - weight).abs().max() < 1e-6
+
+
+@pytest.mark.skipif(not cpu.int8_gemm_available(), reason="fw's int8 GEMM is not built on this CPU")
+def test_bfloat16_batches_beyond_the_blocks_run_the_int8_gemm():
+    weight = q8_0_like(50, 64).bfloat16()
+    embedding = VocabEmbedding(50, 64, dtype=torch.bfloat16)
+    embedding.weight.data.copy_(weight)
+    head = LMHead(50, 64, tied_to=embedding, dtype=torch.bfloat16)
+    head.int8_small_batch = True
+    head.post_load()
+    assert head.int8_panels is not None and head.dense_panels is None
+    x = torch.randn(INT8_MAX_ROWS + 3, 64).bfloat16()
+    logits = head(x)
+    assert logits.dtype == torch.float32
+    assert torch.equal(logits, cpu.int8_gemm(x, *head.int8_panels, None, 50, float_output=True))
+    expected = x.float() @ weight.float().t()
+    assert (logits - expected).norm() < 0.02 * expected.norm()
