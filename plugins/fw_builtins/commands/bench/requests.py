@@ -5,14 +5,19 @@ the gaps between the rest the inter-token latencies; the end-to-end latency runs
 sending the request to the end of the stream. Token counts come from the
 server's ``usage`` (asked for with ``stream_options.include_usage``); a server that
 sends none is counted one token per text chunk.
+
+The client is aiohttp, as in vLLM's benchmark: it runs on the same cores as the server it
+measures, and its C HTTP parser reads a stream for about half the CPU time of httpx's
+(0.6–0.75 s against 1.3–1.8 s for 64 requests x 128 tokens at concurrency 32).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 
 from fw_builtins.commands.bench.datasets import Prompt
 from fw_builtins.commands.client import DONE, ServerError, ServerUnreachable, error_text, sse_event
@@ -52,18 +57,30 @@ def _text_of(event: dict) -> str:
     return choice.get("text") or (choice.get("delta") or {}).get("content") or ""
 
 
-async def send(client: httpx.AsyncClient, url: str, body: dict) -> Result:
+async def _lines(response: aiohttp.ClientResponse):
+    """The stream's lines, however long (aiohttp's own line reader caps them)."""
+    pending = b""
+    async for data in response.content.iter_any():
+        pending += data
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8")
+    if pending:
+        yield pending.decode("utf-8")
+
+
+async def send(session: aiohttp.ClientSession, url: str, body: dict) -> Result:
     result = Result()
     pieces: list[str] = []
     chunks = 0
     usage: dict = {}
     start = last = time.perf_counter()
     try:
-        async with client.stream("POST", url, json=body) as response:
-            if response.status_code >= 400:
-                result.error = error_text(await response.aread(), response.status_code)
+        async with session.post(url, json=body) as response:
+            if response.status >= 400:
+                result.error = error_text(await response.read(), response.status)
                 return result
-            async for line in response.aiter_lines():
+            async for line in _lines(response):
                 event = sse_event(line)
                 if event is DONE:
                     break
@@ -82,10 +99,10 @@ async def send(client: httpx.AsyncClient, url: str, body: dict) -> Result:
                 chunks += 1
                 pieces.append(text)
             result.latency = time.perf_counter() - start
-    except (httpx.ConnectError, httpx.ConnectTimeout):
+    except aiohttp.ClientConnectorError:
         result.error = str(ServerUnreachable(url))
         return result
-    except (httpx.HTTPError, ServerError) as exc:
+    except (aiohttp.ClientError, asyncio.TimeoutError, ServerError) as exc:
         result.error = str(exc) or type(exc).__name__
         return result
     result.text = "".join(pieces)
@@ -93,4 +110,3 @@ async def send(client: httpx.AsyncClient, url: str, body: dict) -> Result:
     result.output_tokens = usage.get("completion_tokens", chunks)
     result.success = True
     return result
-

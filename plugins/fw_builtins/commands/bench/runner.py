@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import click
-import httpx
 from tqdm import tqdm
 
 from fw_builtins.commands.bench import metrics
@@ -104,10 +104,10 @@ async def _benchmark(url: str, model: str, prompts: list[Prompt], traffic: Any, 
     """Send every prompt, paced by the request rate and capped by the concurrency;
     returns the results (in prompt order) and the wall time they took."""
     limit = traffic.max_concurrency
-    client = httpx.AsyncClient(
+    client = aiohttp.ClientSession(
         headers={"Authorization": f"Bearer {api_key}"},
-        timeout=httpx.Timeout(6 * 3600.0, connect=10.0),
-        limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+        timeout=aiohttp.ClientTimeout(total=6 * 3600.0, sock_connect=10.0),
+        connector=aiohttp.TCPConnector(limit=limit or 0),  # 0: no limit
     )
     async with client:
         def body(prompt: Prompt) -> dict:
