@@ -11,11 +11,29 @@ needs; markers are emitted as their literal text. Special tokens a user asked to
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 #: prompt tokens decoded ahead of the first output token, for tokenizers whose pieces
 #: decode differently at the start of a text (sentencepiece's leading space)
 PROMPT_CONTEXT = 5
+
+
+def _rust_decode(tokenizer: Any) -> Callable[[list[int]], str] | None:
+    """The `tokenizers` library's own decode, when ``tokenizer`` is transformers' unmodified
+    wrapper around it: the same text without the wrapper's argument handling, a quarter of
+    the time (two decodes per token per step: ~0.25 ms of a batch-32 step)."""
+    try:
+        from tokenizers import Tokenizer
+        from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+    except ImportError:
+        return None
+    backend = getattr(tokenizer, "_tokenizer", None)
+    cls = type(tokenizer)
+    if (not isinstance(backend, Tokenizer) or cls.decode is not PreTrainedTokenizerBase.decode
+            or cls._decode is not TokenizersBackend._decode):
+        return None
+    return lambda ids: backend.decode(ids, skip_special_tokens=False)
 
 
 class TokenTexts:
@@ -27,8 +45,9 @@ class TokenTexts:
         added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
         self.special_ids |= {i for i, tok in added.items() if getattr(tok, "special", False)}
         self._single: dict[int, str] = {}
+        self.decode = _rust_decode(tokenizer) or self._decode
 
-    def decode(self, ids: list[int]) -> str:
+    def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def single(self, token_id: int) -> str:
