@@ -69,33 +69,41 @@ class EngineStatsCollector(Collector):
 
 
 class ServerMetrics:
+    """The per-request series. Their one label value is bound once here: a labels() lookup
+    per streamed token is measurable on the event loop at 32 streams."""
+
     def __init__(self, engine: EngineClient, model_name: str):
         self.model_name = model_name
         self.registry = CollectorRegistry()
         self.registry.register(EngineStatsCollector(engine, model_name))
         labels = ["model_name"]
         r = self.registry
-        self.prompt_tokens = Counter("fw:prompt_tokens", "Prompt tokens processed.", labels, registry=r)
-        self.generation_tokens = Counter("fw:generation_tokens", "Tokens generated.", labels, registry=r)
-        self.request_success = Counter(
-            "fw:request_success", "Finished sequences, by finish reason (stop, length, abort).",
-            labels + ["finished_reason"], registry=r)
-        self.ttft = Histogram("fw:time_to_first_token_seconds", "Time to the first generated token.",
-                              labels, buckets=TTFT_BUCKETS, registry=r)
-        self.itl = Histogram("fw:inter_token_latency_seconds", "Time between successive outputs.",
-                             labels, buckets=ITL_BUCKETS, registry=r)
-        self.e2e = Histogram("fw:e2e_request_latency_seconds", "Arrival to finish of a request.",
-                             labels, buckets=REQUEST_BUCKETS, registry=r)
-        self.queue_time = Histogram("fw:request_queue_time_seconds", "Time a request waited to be scheduled.",
-                                    labels, buckets=REQUEST_BUCKETS, registry=r)
         # Series exist from the start (at 0), so dashboards and alerts see them before traffic.
-        for family in (self.prompt_tokens, self.generation_tokens, self.ttft, self.itl, self.e2e, self.queue_time):
-            family.labels(model_name)
-        for reason in ("stop", "length", "abort"):
-            self.request_success.labels(model_name, reason)
+        self.prompt_tokens = Counter("fw:prompt_tokens", "Prompt tokens processed.", labels,
+                                     registry=r).labels(model_name)
+        self.generation_tokens = Counter("fw:generation_tokens", "Tokens generated.", labels,
+                                         registry=r).labels(model_name)
+        success = Counter("fw:request_success", "Finished sequences, by finish reason (stop, length, abort).",
+                          labels + ["finished_reason"], registry=r)
+        self.request_success = {reason: success.labels(model_name, reason) for reason in ("stop", "length", "abort")}
+        self.ttft = Histogram("fw:time_to_first_token_seconds", "Time to the first generated token.",
+                              labels, buckets=TTFT_BUCKETS, registry=r).labels(model_name)
+        self.itl = Histogram("fw:inter_token_latency_seconds", "Time between successive outputs.",
+                             labels, buckets=ITL_BUCKETS, registry=r).labels(model_name)
+        self.e2e = Histogram("fw:e2e_request_latency_seconds", "Arrival to finish of a request.",
+                             labels, buckets=REQUEST_BUCKETS, registry=r).labels(model_name)
+        self.queue_time = Histogram("fw:request_queue_time_seconds", "Time a request waited to be scheduled.",
+                                    labels, buckets=REQUEST_BUCKETS, registry=r).labels(model_name)
+        self._success = success
         #: plain totals for the periodic stats log
         self.total_prompt_tokens = 0
         self.total_generation_tokens = 0
+
+    def finished(self, reason: str, count: int = 1) -> None:
+        child = self.request_success.get(reason)
+        if child is None:
+            child = self.request_success[reason] = self._success.labels(self.model_name, reason)
+        child.inc(count)
 
     def track(self, num_prompt_tokens: int) -> "RequestTracker":
         return RequestTracker(self, num_prompt_tokens)
@@ -117,34 +125,34 @@ class RequestTracker:
         self.finished_sequences = 0
 
     def observe(self, out: RequestOutput) -> None:
-        m, name = self.m, self.m.model_name
+        m = self.m
         now = time.monotonic()
         new_tokens = sum(len(o.token_ids) for o in out.outputs)
         timing = out.metrics
         if self.last_token_seen is None and new_tokens:
-            m.prompt_tokens.labels(name).inc(self.num_prompt_tokens)
+            m.prompt_tokens.inc(self.num_prompt_tokens)
             m.total_prompt_tokens += self.num_prompt_tokens
             if timing is not None and timing.first_token_time is not None:
-                m.ttft.labels(name).observe(max(0.0, timing.first_token_time - timing.arrival_time))
+                m.ttft.observe(max(0.0, timing.first_token_time - timing.arrival_time))
             else:
-                m.ttft.labels(name).observe(now - self.start)
+                m.ttft.observe(now - self.start)
             if timing is not None and timing.first_scheduled_time is not None:
-                m.queue_time.labels(name).observe(max(0.0, timing.first_scheduled_time - timing.arrival_time))
+                m.queue_time.observe(max(0.0, timing.first_scheduled_time - timing.arrival_time))
         elif new_tokens:
-            m.itl.labels(name).observe(now - self.last_token_seen)
+            m.itl.observe(now - self.last_token_seen)
         if new_tokens:
             self.last_token_seen = now
-            m.generation_tokens.labels(name).inc(new_tokens)
+            m.generation_tokens.inc(new_tokens)
             m.total_generation_tokens += new_tokens
         for o in out.outputs:
             if o.finish_reason is not None:
                 self.finished_sequences += 1
-                m.request_success.labels(name, o.finish_reason).inc()
+                m.finished(o.finish_reason)
         if out.finished:
             self.finished = True
             end = (timing.finished_time - timing.arrival_time
                    if timing is not None and timing.finished_time is not None else now - self.start)
-            m.e2e.labels(name).observe(max(0.0, end))
+            m.e2e.observe(max(0.0, end))
 
     def aborted(self, num_sequences: int) -> None:
         """The client went away (or the request failed) before it finished: its
@@ -152,4 +160,4 @@ class RequestTracker:
         if not self.finished:
             self.finished = True
             left = max(0, num_sequences - self.finished_sequences)
-            self.m.request_success.labels(self.m.model_name, "abort").inc(left)
+            self.m.finished("abort", left)
