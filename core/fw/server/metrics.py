@@ -99,7 +99,7 @@ class ServerMetrics:
         self.total_prompt_tokens = 0
         self.total_generation_tokens = 0
 
-    def finished(self, reason: str, count: int = 1) -> None:
+    def count_finished(self, reason: str, count: int = 1) -> None:
         child = self.request_success.get(reason)
         if child is None:
             child = self.request_success[reason] = self._success.labels(self.model_name, reason)
@@ -147,7 +147,7 @@ class RequestTracker:
         for o in out.outputs:
             if o.finish_reason is not None:
                 self.finished_sequences += 1
-                m.finished(o.finish_reason)
+                m.count_finished(o.finish_reason)
         if out.finished:
             self.finished = True
             end = (timing.finished_time - timing.arrival_time
@@ -160,4 +160,4 @@ class RequestTracker:
         if not self.finished:
             self.finished = True
             left = max(0, num_sequences - self.finished_sequences)
-            self.m.finished("abort", left)
+            self.m.count_finished("abort", left)

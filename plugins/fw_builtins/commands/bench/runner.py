@@ -107,7 +107,10 @@ async def _benchmark(url: str, model: str, prompts: list[Prompt], traffic: Any, 
     client = aiohttp.ClientSession(
         headers={"Authorization": f"Bearer {api_key}"},
         timeout=aiohttp.ClientTimeout(total=6 * 3600.0, sock_connect=10.0),
-        connector=aiohttp.TCPConnector(limit=limit or 0),  # 0: no limit
+        # A connection per request: servers that answer "keep-alive" and then close
+        # (llama.cpp's llama-server) would fail reused connections mid-benchmark, and a
+        # POST cannot be safely retried. Connecting over loopback costs microseconds.
+        connector=aiohttp.TCPConnector(limit=limit or 0, force_close=True),  # limit 0: none
     )
     async with client:
         def body(prompt: Prompt) -> dict:
