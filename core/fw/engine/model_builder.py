@@ -142,7 +142,7 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
     int8_head = bool(getattr(quantization, "int8_lm_head", False))
     for module in model.modules():
         if isinstance(module, LMHead):
-            module.int8_small_batch = int8_head
+            module.int8_weights = int8_head
         if callable(getattr(module, "post_load", None)):
             module.post_load()  # repacking for the kernels that run them (quantization, fw's CPU kernels, oneDNN)
     model.eval()

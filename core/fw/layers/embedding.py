@@ -46,7 +46,7 @@ class LMHead(nn.Module):
         #: set by the engine when the checkpoint stores this matrix at 8 bits (a quantized
         #: GGUF file's Q8_0): small batches then read 8-bit blocks instead of bf16, and
         #: larger ones run the int8 GEMM where it is built (1.35x the bf16 one at 32 rows)
-        self.int8_small_batch = False
+        self.int8_weights = False
         self.int8_blocks: tuple[torch.Tensor, torch.Tensor] | None = None
         self.int8_panels: tuple[torch.Tensor, torch.Tensor] | None = None
         self.dense_panels: torch.Tensor | None = None
@@ -61,7 +61,7 @@ class LMHead(nn.Module):
         for lookups): in 8-bit blocks and panels if asked, else for fw's bf16 GEMM or
         oneDNN where that is faster."""
         matrix = self.matrix.data
-        if self.int8_small_batch and cpu.supports(matrix) and matrix.shape[1] % packing.GROUP == 0:
+        if self.int8_weights and cpu.supports(matrix) and matrix.shape[1] % packing.GROUP == 0:
             self.int8_blocks = packing.pack_int8(matrix)
             if matrix.dtype == torch.bfloat16 and cpu.int8_gemm_available():
                 self.int8_panels = packing.pack_int8_panels(matrix)

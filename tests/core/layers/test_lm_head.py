@@ -24,7 +24,7 @@ def make_head(weight: torch.Tensor, int8: bool) -> LMHead:
     embedding = VocabEmbedding(*weight.shape)
     embedding.weight.data.copy_(weight)
     head = LMHead(*weight.shape, tied_to=embedding)
-    head.int8_small_batch = int8
+    head.int8_weights = int8
     head.post_load()
     return head
 
@@ -55,7 +55,7 @@ def test_bfloat16_batches_beyond_the_blocks_run_the_int8_gemm():
     embedding = VocabEmbedding(50, 64, dtype=torch.bfloat16)
     embedding.weight.data.copy_(weight)
     head = LMHead(50, 64, tied_to=embedding, dtype=torch.bfloat16)
-    head.int8_small_batch = True
+    head.int8_weights = True
     head.post_load()
     assert head.int8_panels is not None and head.dense_panels is None
     x = torch.randn(INT8_MAX_ROWS + 3, 64).bfloat16()
