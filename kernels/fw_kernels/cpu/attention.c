@@ -71,23 +71,7 @@ static inline __m512 vload_bf16(const uint16_t *p) {
     __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
-/* The 16 horizontal sums of v[0..15], in order, in one vector: a transpose-and-add tree
- * (45 operations for 16 sums instead of ~8 dependent ones per sum). */
-static inline __m512 hsum16(__m512 *v) {
-    __m512 w[8], x[4], y[2];
-    for (int i = 0; i < 8; i++)
-        w[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-    for (int i = 0; i < 4; i++) {
-        __m512d a = _mm512_castps_pd(w[2 * i]), b = _mm512_castps_pd(w[2 * i + 1]);
-        x[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
-    }
-    for (int i = 0; i < 2; i++)
-        y[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                             _mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-    return _mm512_add_ps(_mm512_shuffle_f32x4(y[0], y[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1)));
-}
-/* scores: D / 16 query vectors in registers; rows 16 at a time, summed by hsum16 */
+/* scores: D / 16 query vectors in registers; rows 16 at a time, summed by fw_hsum16 */
 #define VECTOR_SCORES(T, VLOAD)                                                                    \
     __m512 qv[D / 16];                                                                             \
     for (int64_t c = 0; c < D / 16; c++) qv[c] = _mm512_loadu_ps(qg + 16 * c);                     \
@@ -99,7 +83,7 @@ static inline __m512 hsum16(__m512 *v) {
             part[r] = _mm512_mul_ps(qv[0], VLOAD(k));                                              \
             for (int64_t c = 1; c < D / 16; c++) part[r] = _mm512_fmadd_ps(qv[c], VLOAD(k + 16 * c), part[r]); \
         }                                                                                          \
-        _mm512_storeu_ps(sc + j, hsum16(part));                                                    \
+        _mm512_storeu_ps(sc + j, fw_hsum16(part));                                                 \
     }                                                                                              \
     for (; j < n; j++) {                                                                           \
         const T *k = key_cache + offsets[j];                                                       \
@@ -107,34 +91,6 @@ static inline __m512 hsum16(__m512 *v) {
         for (int64_t c = 1; c < D / 16; c++) s = _mm512_fmadd_ps(qv[c], VLOAD(k + 16 * c), s);     \
         sc[j] = _mm512_reduce_add_ps(s);                                                           \
     }
-#if defined(__AVX512BF16__)
-/* bfloat16 scores: the scaled query rounded to bf16 (as a bf16 matmul would take it) and
- * each cached key multiplied by vdpbf16ps, 32 products per instruction, no conversions */
-#define VECTOR_SCORES_BF16(T, VLOAD)                                                               \
-    __m512bh qb[D / 32];                                                                           \
-    for (int64_t c = 0; c < D / 32; c++)                                                           \
-        qb[c] = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(qg + 32 * c + 16), _mm512_loadu_ps(qg + 32 * c)); \
-    int64_t j = 0;                                                                                 \
-    for (; j + 16 <= n; j += 16) {                                                                 \
-        __m512 part[16];                                                                           \
-        for (int r = 0; r < 16; r++) {                                                             \
-            const T *k = key_cache + offsets[j + r];                                               \
-            part[r] = _mm512_dpbf16_ps(_mm512_setzero_ps(), qb[0], (__m512bh)_mm512_loadu_si512(k)); \
-            for (int64_t c = 1; c < D / 32; c++)                                                   \
-                part[r] = _mm512_dpbf16_ps(part[r], qb[c], (__m512bh)_mm512_loadu_si512(k + 32 * c)); \
-        }                                                                                          \
-        _mm512_storeu_ps(sc + j, hsum16(part));                                                    \
-    }                                                                                              \
-    for (; j < n; j++) {                                                                           \
-        const T *k = key_cache + offsets[j];                                                       \
-        __m512 s = _mm512_dpbf16_ps(_mm512_setzero_ps(), qb[0], (__m512bh)_mm512_loadu_si512(k));  \
-        for (int64_t c = 1; c < D / 32; c++)                                                       \
-            s = _mm512_dpbf16_ps(s, qb[c], (__m512bh)_mm512_loadu_si512(k + 32 * c));              \
-        sc[j] = _mm512_reduce_add_ps(s);                                                           \
-    }
-#else
-#define VECTOR_SCORES_BF16 VECTOR_SCORES
-#endif
 /* values: the weighted sum in registers, two interleaved chains to hide FMA latency */
 #define VECTOR_VALUES(T, VLOAD)                                                                    \
     __m512 even[D / 16], odd[D / 16];                                                              \
@@ -168,9 +124,21 @@ DEFINE_ATTEND_PLAIN(f32, float, f32_load)
 DEFINE_ATTEND_PLAIN(bf16, uint16_t, bf16_load)
 #if HAVE_VECTORS
 DEFINE_ATTEND(f32, float, f32_load, vload_f32, VECTOR_SCORES)
-DEFINE_ATTEND(bf16, uint16_t, bf16_load, vload_bf16, VECTOR_SCORES_BF16)
 #else
 #define attend_f32 attend_plain_f32
+#endif
+
+#if defined(__AVX512BF16__)
+static void attend_bf16(float *q, const uint16_t *key_cache, const uint16_t *value_cache, const int64_t *offsets,
+                        int64_t n, int64_t G, int64_t D, int64_t stride, float soft_cap, float *scores, float *acc) {
+    if (D == 64 || D == 128)
+        fw_attend_rows_bf16(q, key_cache, value_cache, offsets, n, G, D, stride, soft_cap, scores, acc);
+    else
+        attend_plain_bf16(q, key_cache, value_cache, offsets, n, G, D, stride, soft_cap, scores, acc);
+}
+#elif HAVE_VECTORS
+DEFINE_ATTEND(bf16, uint16_t, bf16_load, vload_bf16, VECTOR_SCORES)
+#else
 #define attend_bf16 attend_plain_bf16
 #endif
 
@@ -199,10 +167,12 @@ void fw_paged_decode_##SUFFIX(T *out, const T *query, int64_t q_stride, const T 
                 const int64_t first = (window > 0 && len > window) ? len - window : 0;             \
                 const int64_t n = len - first;                                                     \
                 const int32_t *table = block_table + b * table_stride;                             \
-                for (int64_t j = 0; j < n; j++) {                                                  \
-                    int64_t pos = first + j;                                                       \
-                    offsets[j] = ((int64_t)table[pos / block_size] * block_size + pos % block_size) \
-                                 * token_stride + h * D;                                           \
+                for (int64_t pos = first, j = 0; pos < len;) { /* a block's rows at a time */     \
+                    const int64_t slot = pos % block_size;                                         \
+                    const int64_t rows = block_size - slot < len - pos ? block_size - slot : len - pos; \
+                    const int64_t at = ((int64_t)table[pos / block_size] * block_size + slot) * token_stride + h * D; \
+                    for (int64_t r = 0; r < rows; r++) offsets[j++] = at + r * token_stride;       \
+                    pos += rows;                                                                   \
                 }                                                                                  \
                 row_##SUFFIX(q, query + b * q_stride + h * G * D, G * D);                          \
                 for (int64_t i = 0; i < G * D; i++) q[i] *= scale;                                 \
