@@ -1,12 +1,12 @@
 /* Decode attention's inner loop for bfloat16 caches, called by attention.c's driver per
- * sequence and kv head. It computes exactly what the float32 loops would on the same
- * rows, arranged so that each cached row comes from memory once and rarely waits:
- * - scores: the scaled queries rounded to bf16 (as a bf16 matmul takes them) against 16
- *   keys at a time by vdpbf16ps (32 products per instruction, no conversions), all G
- *   queries per 16 keys;
- * - softmax in float32, 16 lanes at a time;
- * - values: each row widened to float32 once for all the queries that share it.
- * Rows ahead are prefetched into L2 while these run (fetch_rows).
+ * sequence and kv head. The arithmetic is that of attention.c's vector loops (a float32
+ * softmax and float32 value sums, even and odd rows in two chains), except that the
+ * scores take the query rounded to bf16 (as a bf16 matmul does) into vdpbf16ps, 32
+ * products per instruction without conversions. The work is ordered so that each cached
+ * row comes from memory once and seldom waits for it:
+ * - scores go 16 keys at a time for all G queries of the kv head;
+ * - each value row is widened to float32 once for all the queries that use it;
+ * - rows ahead are prefetched into L2 meanwhile (fetch_rows).
  */
 #include "fw_cpu.h"
 
@@ -21,8 +21,8 @@ static inline void narrow_to_bf16(float *src, int64_t n) {
 
 /* Rows [from, to) of a cache, into L2. A sequence's rows lie 16 to a block, blocks
  * anywhere in the cache: the hardware prefetchers miss most of them, and waiting for
- * each row halved a 32-sequence decode step's attention speed. (Into L2, not L1: hinting
- * L1 gained nothing, its few miss buffers fill up.) */
+ * each row halved a 32-sequence decode step's attention speed. (Into L2: the same hint for
+ * L1 measured no gain.) */
 #define FETCH_AHEAD 32
 static inline __attribute__((always_inline)) void fetch_rows(const uint16_t *cache, const int64_t *offsets,
                                                              int64_t from, int64_t to, const int64_t D) {
