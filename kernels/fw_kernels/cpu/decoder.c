@@ -11,18 +11,58 @@
 /* out = x @ W.T (+ bias): int4 blocks up to MAX_GEMV_ROWS rows, int8 or dense panels
  * beyond (the rule the layer-by-layer path's quantization methods follow). */
 static void project_f32(float *out, const float *x, int64_t x_stride, const fw_projection *p, int64_t rows,
-                        int64_t n, int64_t k) {
+                        int64_t n, int64_t k, const fw_prefetch_plan *plan) {
+    (void)plan;
     fw_int4_gemv_f32(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k);
 }
 
 static void project_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, const fw_projection *p, int64_t rows,
-                         int64_t n, int64_t k) {
+                         int64_t n, int64_t k, const fw_prefetch_plan *plan) {
     if (p->int4 && rows <= MAX_GEMV_ROWS)
         fw_int4_gemv_bf16(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k);
     else if (p->int8)
-        fw_int8_gemm_bf16(out, x, x_stride, p->int8, p->scales, p->bias, rows, n, k, 0);
+        fw_int8_gemm_prefetching_bf16(out, x, x_stride, p->int8, p->scales, p->bias, rows, n, k, 0, plan);
     else
         fw_dense_gemm_bf16(out, x, x_stride, p->dense, p->bias, rows, n, k, 0);
+}
+
+/* Attention reads every block of the step's sequences, scattered through the cache, and
+ * waits on memory; the projections before it wait on arithmetic. So the projections
+ * prefetch the blocks of the layer whose attention comes next: o, gate/up and down those
+ * of the next layer, qkv its own layer's remainder, each a share in proportion to its
+ * work. The regions are the blocks (all kv heads of block_size rows), keys then values. */
+/* The first block a sequence of len tokens attends to (a sliding window skips the rest). */
+static inline int64_t first_block(const fw_decoder *m, int64_t len) {
+    return (m->window > 0 && len > m->window ? len - m->window : 0) / m->block_size;
+}
+
+static fw_prefetch_plan kv_plan(const fw_decoder *m, const int32_t *block_table, int64_t table_stride,
+                                const int32_t *seq_lens, int64_t rows, int64_t row_bytes) {
+    const int64_t bs = m->block_size;
+    int64_t blocks = 0;
+    for (int64_t b = 0; b < rows; b++) blocks += (seq_lens[b] + bs - 1) / bs - first_block(m, seq_lens[b]);
+    int64_t *start = malloc(sizeof(int64_t) * (size_t)(2 * blocks + 1)), *bytes = start + blocks;
+    for (int64_t b = 0, i = 0; b < rows; b++)
+        for (int64_t pos = first_block(m, seq_lens[b]) * bs; pos < seq_lens[b]; pos += bs, i++) {
+            start[i] = (int64_t)block_table[b * table_stride + pos / bs] * bs * row_bytes;
+            bytes[i] = (seq_lens[b] - pos < bs ? seq_lens[b] - pos : bs) * row_bytes;
+        }
+    fw_prefetch_plan plan = {{NULL, NULL}, start, bytes, blocks, 0, 0};
+    return plan;
+}
+
+/* The plan for projection `which` (0 o, 1 gate/up, 2 down, 3 qkv) towards `target`'s
+ * cache, or NULL when there is no such layer. */
+static const fw_prefetch_plan *share(fw_prefetch_plan *plan, const fw_decoder_layer *target, int which,
+                                     const int64_t *shares, int64_t work) {
+    if (!target || plan->count == 0) return NULL;
+    int64_t before = 0;
+    for (int i = 0; i < which; i++) before += shares[i];
+    plan->base[0] = target->key_cache;
+    plan->base[1] = target->value_cache;
+    plan->from = 2 * plan->count * before / work;
+    plan->to = 2 * plan->count * (before + shares[which]) / work;
+    return plan;
 }
 
 #define DEFINE_DECODER(SUFFIX, T)                                                                  \
@@ -37,11 +77,14 @@ void fw_decoder_decode_##SUFFIX(const fw_decoder *m, const T *embedded, T *out, 
     T *x = residual + rows * H, *mixed = x + rows * H, *qkv = mixed + rows * H;                    \
     T *attn = qkv + rows * qkv_width, *gate_up = attn + rows * q_width, *act = gate_up + rows * 2 * I; \
     memcpy(residual, embedded, sizeof(T) * (size_t)(rows * H));                                    \
+    fw_prefetch_plan plan = kv_plan(m, block_table, table_stride, seq_lens, rows, kv_width * (int64_t)sizeof(T)); \
+    const int64_t shares[4] = {q_width * H, 2 * I * H, I * H, qkv_width * H}; /* o, gate_up, down, qkv */ \
+    const int64_t work = shares[0] + shares[1] + shares[2] + shares[3];                            \
     fw_add_rms_norm_##SUFFIX(embedded, NULL, m->layer[0].input_norm, x, rows, H, m->eps);          \
     for (int64_t l = 0; l < m->layers; l++) {                                                      \
         const fw_decoder_layer *L = &m->layer[l];                                                  \
         if (l > 0) fw_add_rms_norm_##SUFFIX(mixed, residual, L->input_norm, x, rows, H, m->eps);   \
-        project_##SUFFIX(qkv, x, H, &L->qkv, rows, qkv_width, H);                                   \
+        project_##SUFFIX(qkv, x, H, &L->qkv, rows, qkv_width, H, share(&plan, L, 3, shares, work)); \
         if (L->q_norm) {                                                                           \
             for (int64_t t = 0; t < rows; t++) {                                                   \
                 T *q = qkv + t * qkv_width;                                                        \
@@ -56,14 +99,15 @@ void fw_decoder_decode_##SUFFIX(const fw_decoder *m, const T *embedded, T *out, 
         fw_paged_decode_##SUFFIX(attn, qkv, qkv_width, L->key_cache, L->value_cache, block_table,  \
                                  table_stride, seq_lens, rows, m->kv_heads, m->heads / m->kv_heads, \
                                  D, m->block_size, m->scale, m->window, m->soft_cap, max_len);     \
-        project_##SUFFIX(mixed, attn, q_width, &L->o, rows, H, q_width);                          \
+        project_##SUFFIX(mixed, attn, q_width, &L->o, rows, H, q_width, share(&plan, l + 1 < m->layers ? L + 1 : NULL, 0, shares, work)); \
         fw_add_rms_norm_##SUFFIX(mixed, residual, L->post_norm, x, rows, H, m->eps);               \
-        project_##SUFFIX(gate_up, x, H, &L->gate_up, rows, 2 * I, H);                              \
+        project_##SUFFIX(gate_up, x, H, &L->gate_up, rows, 2 * I, H, share(&plan, l + 1 < m->layers ? L + 1 : NULL, 1, shares, work)); \
         fw_silu_and_mul_##SUFFIX(gate_up, act, rows, I);                                           \
-        project_##SUFFIX(mixed, act, I, &L->down, rows, H, I);                                    \
+        project_##SUFFIX(mixed, act, I, &L->down, rows, H, I, share(&plan, l + 1 < m->layers ? L + 1 : NULL, 2, shares, work)); \
     }                                                                                              \
     fw_add_rms_norm_##SUFFIX(mixed, residual, m->final_norm, out, rows, H, m->eps);                \
     free(residual);                                                                                \
+    free((void *)plan.start);                                                                      \
 }
 
 DEFINE_DECODER(f32, float)

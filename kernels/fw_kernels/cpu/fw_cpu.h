@@ -188,11 +188,22 @@ void fw_dense_gemm_bf16(void *out, const uint16_t *x, int64_t x_stride, const ui
                         const uint16_t *bias, int64_t M, int64_t N, int64_t K, int64_t float_out);
 int fw_dense_available(void);
 
+/* Memory that a compute-bound kernel can pull towards the core while it works: `count`
+ * regions, the i-th of bytes[i] bytes at start[i] from each of two bases (a layer's keys
+ * and values), of which this kernel takes those numbered [from, to) (keys 0 to count - 1,
+ * then values count to 2 * count - 1). */
+typedef struct { const char *base[2]; const int64_t *start, *bytes; int64_t count, from, to; } fw_prefetch_plan;
+
 /* igemm.c: W8A8 for batches, int8 weights per column in panels; fw_int8_gemm_available()
  * says whether this build has it. */
 void fw_int8_gemm_bf16(void *out, const uint16_t *x, int64_t x_stride, const uint8_t *panels,
                        const float *scales, const uint16_t *bias, int64_t M, int64_t N, int64_t K,
                        int64_t float_out);
+/* The same, prefetching `plan`'s regions (NULL: none) a line at a time between its
+ * multiply-adds. */
+void fw_int8_gemm_prefetching_bf16(void *out, const uint16_t *x, int64_t x_stride, const uint8_t *panels,
+                                   const float *scales, const uint16_t *bias, int64_t M, int64_t N, int64_t K,
+                                   int64_t float_out, const fw_prefetch_plan *plan);
 int fw_int8_gemm_available(void);
 
 /* One projection of a decoder layer: int4 blocks (gemv.c) for small steps and/or int8

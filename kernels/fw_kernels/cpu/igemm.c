@@ -18,6 +18,10 @@
  * a panel prefetches the next one (in a real step weights come from memory: 1.4x at 32
  * rows). Threads split the panels; large M is cut into row blocks whose quantized rows
  * stay in cache.
+ *
+ * Being bound by arithmetic, it has memory bandwidth to spare: given a prefetch plan, each
+ * panel brings its share of the plan's regions into L2, a cache line per step of its
+ * inner loop (decoder.c hands it the KV blocks that the next attention will read).
  */
 #include "fw_cpu.h"
 
@@ -54,11 +58,27 @@ static void quantize_row(const uint16_t *x, int64_t K, int8_t *xq, float *dx, fl
     *bias_of_row = 128.0f * offset;
 }
 
+/* A panel's share of a prefetch plan, a cache line per call, into L2. */
+typedef struct { const fw_prefetch_plan *plan; const char *at; int64_t left, region, end; } prefetch_cursor;
+
+static inline void prefetch_line(prefetch_cursor *c) {
+    if (c->left <= 0) {
+        if (c->region >= c->end) return;
+        const int64_t i = c->region++, at = i % c->plan->count;
+        c->at = c->plan->base[i / c->plan->count] + c->plan->start[at];
+        c->left = c->plan->bytes[at];
+    }
+    _mm_prefetch(c->at, _MM_HINT_T1);
+    c->at += 64;
+    c->left -= 64;
+}
+
 static inline __attribute__((always_inline)) void int8_tile(const int R, const int8_t *xq, const float *dx,
                                                             const float *row_bias, const uint8_t *panel,
                                                             const float *scale, const uint16_t *bias, int64_t K,
                                                             void *out, int64_t N, int64_t n0,
-                                                            const uint8_t *next, int64_t float_out) {
+                                                            const uint8_t *next, prefetch_cursor *side,
+                                                            int64_t float_out) {
     const int64_t groups = K / ACT_GROUP;
     __m512 acc[TILE_ROWS][2];
     for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -70,6 +90,7 @@ static inline __attribute__((always_inline)) void int8_tile(const int R, const i
 #pragma GCC unroll 8
         for (int kq = 0; kq < ACT_GROUP / 4; kq++) {
             const __m512i w0 = _mm512_loadu_si512(w + kq * 128), w1 = _mm512_loadu_si512(w + kq * 128 + 64);
+            if (side) prefetch_line(side);
             if (next) {  /* the next panel, into L2 while this one computes */
                 _mm_prefetch((const char *)(next + g * ACT_GROUP * PANEL + kq * 128), _MM_HINT_T1);
                 _mm_prefetch((const char *)(next + g * ACT_GROUP * PANEL + kq * 128 + 64), _MM_HINT_T1);
@@ -100,14 +121,14 @@ static inline __attribute__((always_inline)) void int8_tile(const int R, const i
 #define TILE_CALL(R_)                                                                              \
     int8_tile(R_, xq + m * K, dx + m * groups, row_bias + m, panel, scales, bias, K,               \
               float_out ? (void *)((float *)out + m * N) : (void *)((uint16_t *)out + m * N), N,    \
-              p * PANEL, m == m0 && p + 1 < count ? panel + K * PANEL : NULL, float_out)
+              p * PANEL, m == m0 && p + 1 < count ? panel + K * PANEL : NULL, side, float_out)
 
 /* out [M, N] = x [M, K] (row stride x_stride) @ W.T (+ bias) for W packed by
  * pack_int8_panels with its per-column scales; K a multiple of ACT_GROUP. out is bf16, or
  * float32 with float_out (an LM head's logits keep their float32 sums). */
-void fw_int8_gemm_bf16(void *out, const uint16_t *x, int64_t x_stride, const uint8_t *panels,
-                       const float *scales, const uint16_t *bias, int64_t M, int64_t N, int64_t K,
-                       int64_t float_out) {
+void fw_int8_gemm_prefetching_bf16(void *out, const uint16_t *x, int64_t x_stride, const uint8_t *panels,
+                                   const float *scales, const uint16_t *bias, int64_t M, int64_t N, int64_t K,
+                                   int64_t float_out, const fw_prefetch_plan *plan) {
     const int64_t groups = K / ACT_GROUP, count = (N + PANEL - 1) / PANEL;
     int8_t *xq = fw_scratch(sizeof(int8_t) * (size_t)(M * K));
     float *dx = fw_scratch(sizeof(float) * (size_t)(M * groups + M)), *row_bias = dx + M * groups;
@@ -121,6 +142,13 @@ void fw_int8_gemm_bf16(void *out, const uint16_t *x, int64_t x_stride, const uin
             _Pragma("omp for schedule(static)")
             for (int64_t p = 0; p < count; p++) {
                 const uint8_t *panel = panels + p * K * PANEL;
+                prefetch_cursor cursor = {plan, NULL, 0, 0, 0}, *side = NULL;
+                if (plan && m0 == 0) {  /* each panel its share of the regions */
+                    const int64_t share = plan->to - plan->from;
+                    cursor.region = plan->from + p * share / count;
+                    cursor.end = plan->from + (p + 1) * share / count;
+                    side = &cursor;
+                }
                 for (int64_t m = m0; m < m1; m += TILE_ROWS) {
                     switch (m1 - m) {
                     case 1: TILE_CALL(1); break;
@@ -138,6 +166,12 @@ void fw_int8_gemm_bf16(void *out, const uint16_t *x, int64_t x_stride, const uin
     free(dx);
 }
 
+void fw_int8_gemm_bf16(void *out, const uint16_t *x, int64_t x_stride, const uint8_t *panels,
+                       const float *scales, const uint16_t *bias, int64_t M, int64_t N, int64_t K,
+                       int64_t float_out) {
+    fw_int8_gemm_prefetching_bf16(out, x, x_stride, panels, scales, bias, M, N, K, float_out, NULL);
+}
+
 int fw_int8_gemm_available(void) { return 1; }
 #else
 void fw_int8_gemm_bf16(void *out, const uint16_t *x, int64_t x_stride, const uint8_t *panels,
@@ -146,6 +180,13 @@ void fw_int8_gemm_bf16(void *out, const uint16_t *x, int64_t x_stride, const uin
     (void)out; (void)x; (void)x_stride; (void)panels; (void)scales; (void)bias; (void)M; (void)N; (void)K;
     (void)float_out;
     abort();  /* callers check fw_int8_gemm_available() first */
+}
+
+void fw_int8_gemm_prefetching_bf16(void *out, const uint16_t *x, int64_t x_stride, const uint8_t *panels,
+                                   const float *scales, const uint16_t *bias, int64_t M, int64_t N, int64_t K,
+                                   int64_t float_out, const fw_prefetch_plan *plan) {
+    (void)plan;
+    fw_int8_gemm_bf16(out, x, x_stride, panels, scales, bias, M, N, K, float_out);
 }
 
 int fw_int8_gemm_available(void) { return 0; }
