@@ -26,16 +26,16 @@ static void project_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, con
         fw_dense_gemm_bf16(out, x, x_stride, p->dense, p->bias, rows, n, k, 0);
 }
 
-/* Attention reads every block of the step's sequences, scattered through the cache, and
- * waits on memory; the projections before it wait on arithmetic. So the projections
- * prefetch the blocks of the layer whose attention comes next: o, gate/up and down those
- * of the next layer, qkv its own layer's remainder, each a share in proportion to its
- * work. The regions are the blocks (all kv heads of block_size rows), keys then values. */
 /* The first block a sequence of len tokens attends to (a sliding window skips the rest). */
 static inline int64_t first_block(const fw_decoder *m, int64_t len) {
     return (m->window > 0 && len > m->window ? len - m->window : 0) / m->block_size;
 }
 
+/* Attention reads every block of the step's sequences, scattered through the cache, and
+ * waits on memory; the projections before it wait on arithmetic. So the projections
+ * prefetch the blocks of the layer whose attention comes next: o, gate/up and down those
+ * of the next layer, qkv its own layer's remainder, each a share in proportion to its
+ * work. The regions are the blocks (all kv heads of block_size rows), keys then values. */
 static fw_prefetch_plan kv_plan(const fw_decoder *m, const int32_t *block_table, int64_t table_stride,
                                 const int32_t *seq_lens, int64_t rows, int64_t row_bytes) {
     const int64_t bs = m->block_size;
@@ -82,7 +82,7 @@ void fw_decoder_decode_##SUFFIX(const fw_decoder *m, const T *embedded, T *out, 
     const int64_t work = shares[0] + shares[1] + shares[2] + shares[3];                            \
     fw_add_rms_norm_##SUFFIX(embedded, NULL, m->layer[0].input_norm, x, rows, H, m->eps);          \
     for (int64_t l = 0; l < m->layers; l++) {                                                      \
-        const fw_decoder_layer *L = &m->layer[l];                                                  \
+        const fw_decoder_layer *L = &m->layer[l], *next = l + 1 < m->layers ? L + 1 : NULL;         \
         if (l > 0) fw_add_rms_norm_##SUFFIX(mixed, residual, L->input_norm, x, rows, H, m->eps);   \
         project_##SUFFIX(qkv, x, H, &L->qkv, rows, qkv_width, H, share(&plan, L, 3, shares, work)); \
         if (L->q_norm) {                                                                           \
@@ -99,11 +99,11 @@ void fw_decoder_decode_##SUFFIX(const fw_decoder *m, const T *embedded, T *out, 
         fw_paged_decode_##SUFFIX(attn, qkv, qkv_width, L->key_cache, L->value_cache, block_table,  \
                                  table_stride, seq_lens, rows, m->kv_heads, m->heads / m->kv_heads, \
                                  D, m->block_size, m->scale, m->window, m->soft_cap, max_len);     \
-        project_##SUFFIX(mixed, attn, q_width, &L->o, rows, H, q_width, share(&plan, l + 1 < m->layers ? L + 1 : NULL, 0, shares, work)); \
+        project_##SUFFIX(mixed, attn, q_width, &L->o, rows, H, q_width, share(&plan, next, 0, shares, work)); \
         fw_add_rms_norm_##SUFFIX(mixed, residual, L->post_norm, x, rows, H, m->eps);               \
-        project_##SUFFIX(gate_up, x, H, &L->gate_up, rows, 2 * I, H, share(&plan, l + 1 < m->layers ? L + 1 : NULL, 1, shares, work)); \
+        project_##SUFFIX(gate_up, x, H, &L->gate_up, rows, 2 * I, H, share(&plan, next, 1, shares, work)); \
         fw_silu_and_mul_##SUFFIX(gate_up, act, rows, I);                                           \
-        project_##SUFFIX(mixed, act, I, &L->down, rows, H, I, share(&plan, l + 1 < m->layers ? L + 1 : NULL, 2, shares, work)); \
+        project_##SUFFIX(mixed, act, I, &L->down, rows, H, I, share(&plan, next, 2, shares, work)); \
     }                                                                                              \
     fw_add_rms_norm_##SUFFIX(mixed, residual, m->final_norm, out, rows, H, m->eps);                \
     free(residual);                                                                                \
