@@ -2,9 +2,10 @@
 
     python benchmarks/decode_steps.py                 # batches 1, 8 and 32, embedded SmolLM2
     python benchmarks/decode_steps.py --batch 4 --steps 50 --model PATH
+    python benchmarks/decode_steps.py --batch 32 --prompt-len 256   # attention over longer contexts
 
-Each batch size gets that many requests of 64 prompt tokens (the model's context must hold
-64 + steps + 10), steps the engine until all are decoding, then times the median of ``--steps`` decode steps with timers around the
+Each batch size gets that many requests of ``--prompt-len`` (64) prompt tokens (the model's
+context must hold prompt + steps + 10), steps the engine until all are decoding, then times the median of ``--steps`` decode steps with timers around the
 fused decoder (or the layer-by-layer model forward) and the LM head; the engine column is
 the rest (scheduling, sampling, detokenizing). Greedy, end-of-sequence ignored.
 """
@@ -23,6 +24,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model", help="a model folder or .gguf file (default: the embedded SmolLM2)")
     parser.add_argument("--batch", type=int, action="append", help="batch size (repeatable; default 1, 8, 32)")
     parser.add_argument("--steps", type=int, default=200, help="decode steps timed per batch size")
+    parser.add_argument("--prompt-len", type=int, default=64, help="prompt tokens per request")
     return parser.parse_args(argv)
 
 
@@ -44,14 +46,15 @@ def timed(obj, name: str, sink: list[float]):
         delattr(obj, name)
 
 
-def measure(llm, batch: int, steps: int) -> dict[str, float]:
+def measure(llm, batch: int, steps: int, prompt_len: int = 64) -> dict[str, float]:
     from fw import SamplingParams
 
     engine, model = llm.engine, llm.engine.loaded.model
     params = SamplingParams(max_tokens=steps + 10, ignore_eos=True, temperature=0.0)
     ids = [f"bench-{batch}-{i}" for i in range(batch)]
     for i, request_id in enumerate(ids):
-        engine.add_request(request_id, {"prompt_token_ids": [100 + (i * 64 + j) % 20000 for j in range(64)]}, params)
+        prompt = [100 + (i * prompt_len + j) % 20000 for j in range(prompt_len)]
+        engine.add_request(request_id, {"prompt_token_ids": prompt}, params)
     while any(r.num_computed_tokens < r.num_prompt_tokens for r in engine.scheduler.requests.values()):
         engine.step()
     times: dict[str, list[float]] = {"step": [], "stack": [], "head": []}
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| batch | step ms | decoder stack ms | LM head ms | engine ms | tok/s |")
     print("|---:|---:|---:|---:|---:|---:|")
     for batch in args.batch or [1, 8, 32]:
-        m = measure(llm, batch, args.steps)
+        m = measure(llm, batch, args.steps, args.prompt_len)
         print(f"| {batch} | {m['step']:.2f} | {m['stack']:.2f} | {m['head']:.2f} | {m['engine']:.2f} "
               f"| {batch / m['step'] * 1000:.0f} |")
     return 0
