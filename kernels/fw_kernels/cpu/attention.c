@@ -67,10 +67,6 @@ static void attend_plain_##SUFFIX(const float *q, const T *key_cache, const T *v
 #if defined(__AVX512F__)
 #define HAVE_VECTORS 1
 static inline __m512 vload_f32(const float *p) { return _mm512_loadu_ps(p); }
-static inline __m512 vload_bf16(const uint16_t *p) {
-    __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
-}
 /* scores: D / 16 query vectors in registers; rows 16 at a time, summed by fw_hsum16 */
 #define VECTOR_SCORES(T, VLOAD)                                                                    \
     __m512 qv[D / 16];                                                                             \
@@ -117,7 +113,7 @@ static inline __m512 vload_bf16(const uint16_t *p) {
 #define VECTOR_SCORES(T, VLOAD)
 #define VECTOR_VALUES(T, VLOAD)
 #define vload_f32 NULL
-#define vload_bf16 NULL
+#define fw_widen_bf16 NULL
 #endif
 
 DEFINE_ATTEND_PLAIN(f32, float, f32_load)
@@ -137,7 +133,7 @@ static void attend_bf16(float *q, const uint16_t *key_cache, const uint16_t *val
         attend_plain_bf16(q, key_cache, value_cache, offsets, n, G, D, stride, soft_cap, scores, acc);
 }
 #elif HAVE_VECTORS
-DEFINE_ATTEND(bf16, uint16_t, bf16_load, vload_bf16, VECTOR_SCORES)
+DEFINE_ATTEND(bf16, uint16_t, bf16_load, fw_widen_bf16, VECTOR_SCORES)
 #else
 #define attend_bf16 attend_plain_bf16
 #endif

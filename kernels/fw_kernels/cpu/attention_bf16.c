@@ -68,25 +68,6 @@ static inline __attribute__((always_inline)) void bf16_scores(const uint16_t *q,
     }
 }
 
-/* fw_expf on 16 lanes, step for step (the compiler contracts the scalar one the same way),
- * so the results are the same. */
-static inline __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-    const __m512i scale = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(scale));
-}
-
 /* sc [n] -> exp(sc - max) in place; returns 1 / their sum, summed in fw_lanes_sum's order. */
 static float softmax_exps(float *sc, int64_t n, float soft_cap) {
     if (soft_cap > 0.0f) for (int64_t j = 0; j < n; j++) sc[j] = soft_cap * tanhf(sc[j] / soft_cap);
@@ -97,22 +78,13 @@ static float softmax_exps(float *sc, int64_t n, float soft_cap) {
         top = _mm512_max_ps(top, _mm512_mask_loadu_ps(lowest, lanes, sc + j));
     }
     const float max = _mm512_reduce_max_ps(top);
-    __m512 sums = _mm512_setzero_ps();
+    float lanes[FW_LANES] = {0};
     int64_t e = 0;
-    for (; e + FW_LANES <= n; e += FW_LANES) {
-        const __m512 x = exp16(_mm512_sub_ps(_mm512_loadu_ps(sc + e), _mm512_set1_ps(max)));
-        _mm512_storeu_ps(sc + e, x);
-        sums = _mm512_add_ps(sums, x);
-    }
-    float lanes[FW_LANES];
-    _mm512_storeu_ps(lanes, sums);
+    for (; e + FW_LANES <= n; e += FW_LANES)  /* the compiler vectorises fw_expf here */
+        for (int l = 0; l < FW_LANES; l++) { sc[e + l] = fw_expf(sc[e + l] - max); lanes[l] += sc[e + l]; }
     float total = fw_lanes_sum(lanes);
     for (; e < n; e++) { sc[e] = fw_expf(sc[e] - max); total += sc[e]; }
     return 1.0f / total;
-}
-
-static inline __m512 widen_bf16(const uint16_t *p) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
 
 /* acc [GC, D] = inv[g] * the exp-weighted sum of the values, for GC queries (exps at ex,
@@ -129,7 +101,7 @@ static inline __attribute__((always_inline)) void weighted_values(const uint16_t
     for (; j + 1 < n; j += 2) {
         const uint16_t *v0 = value_cache + offsets[j], *v1 = value_cache + offsets[j + 1];
         for (int64_t c = 0; c < D / 16; c++) {
-            const __m512 a = widen_bf16(v0 + 16 * c), b = widen_bf16(v1 + 16 * c);
+            const __m512 a = fw_widen_bf16(v0 + 16 * c), b = fw_widen_bf16(v1 + 16 * c);
             for (int g = 0; g < GC; g++) {
                 even[g][c] = _mm512_fmadd_ps(_mm512_set1_ps(ex[g * stride + j]), a, even[g][c]);
                 odd[g][c] = _mm512_fmadd_ps(_mm512_set1_ps(ex[g * stride + j + 1]), b, odd[g][c]);
@@ -139,7 +111,7 @@ static inline __attribute__((always_inline)) void weighted_values(const uint16_t
     if (j < n) {
         const uint16_t *v0 = value_cache + offsets[j];
         for (int64_t c = 0; c < D / 16; c++) {
-            const __m512 a = widen_bf16(v0 + 16 * c);
+            const __m512 a = fw_widen_bf16(v0 + 16 * c);
             for (int g = 0; g < GC; g++) even[g][c] = _mm512_fmadd_ps(_mm512_set1_ps(ex[g * stride + j]), a, even[g][c]);
         }
     }

@@ -65,13 +65,18 @@ static inline void row_f32(float *restrict dst, const float *restrict src, int64
     memcpy(dst, src, sizeof(float) * (size_t)n);
 }
 
+#if defined(__AVX512F__)
+/* 16 bfloat16 values from p, widened to float32. */
+static inline __m512 fw_widen_bf16(const uint16_t *p) {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+#endif
+
 static inline void row_bf16(float *restrict dst, const uint16_t *restrict src, int64_t n) {
 #if defined(__AVX512F__)
     if (n % 16 == 0) {
-        for (int64_t i = 0; i < n; i += 16) {
-            __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + i)));
-            _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
-        }
+        for (int64_t i = 0; i < n; i += 16) _mm512_storeu_ps(dst + i, fw_widen_bf16(src + i));
         return;
     }
 #endif

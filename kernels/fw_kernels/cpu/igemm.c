@@ -40,8 +40,7 @@ static void quantize_row(const uint16_t *x, int64_t K, int8_t *xq, float *dx, fl
         __m512 v[ACT_GROUP / 16];
         __m512 top = _mm512_setzero_ps();
         for (int h = 0; h < ACT_GROUP / 16; h++) {
-            __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(x + g * ACT_GROUP + h * 16)));
-            v[h] = _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+            v[h] = fw_widen_bf16(x + g * ACT_GROUP + h * 16);
             top = _mm512_max_ps(top, _mm512_abs_ps(v[h]));
         }
         const float t = _mm512_reduce_max_ps(top);
