@@ -1,4 +1,7 @@
-"""--api-key: every /v1/* request must carry one of the keys as a Bearer token.
+"""--api-key: every /v1/* request must carry one of the keys as a Bearer token, and so
+must /tokenize, /detokenize and /get_tokenizer_info unless --tokenize-without-api-key
+(they run the tokenizer and chat templates, work a stranger should not be able to
+order; vLLM leaves them open).
 
 Keys are compared through their SHA-256 digests with ``hmac.compare_digest`` against
 every configured key, so neither the time taken nor an early exit tells an attacker how
@@ -25,10 +28,20 @@ def _digest(value: bytes) -> bytes:
     return hashlib.sha256(value).digest()
 
 
+#: the routes outside /v1 that run the tokenizer
+TOKENIZER_PATHS = ("/tokenize", "/detokenize", "/get_tokenizer_info")
+
+
 class APIKeyMiddleware:
-    def __init__(self, app: ASGIApp, keys: list[str]):
+    def __init__(self, app: ASGIApp, keys: list[str], *, tokenizer_paths_open: bool = False):
         self.app = app
         self.digests = [_digest(k.encode()) for k in keys]
+        self.tokenizer_paths_open = tokenizer_paths_open
+
+    def _guarded(self, path: str) -> bool:
+        if path.startswith("/v1"):
+            return True
+        return not self.tokenizer_paths_open and path.rstrip("/") in TOKENIZER_PATHS
 
     def _authorized(self, scope: Scope) -> bool:
         header = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
@@ -39,7 +52,7 @@ class APIKeyMiddleware:
         return any([hmac.compare_digest(offered, d) for d in self.digests])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and route_path(scope).startswith("/v1") and not self._authorized(scope):
+        if scope["type"] == "http" and self._guarded(route_path(scope)) and not self._authorized(scope):
             error = ApiError(401, "missing or invalid API key; send 'Authorization: Bearer <key>'",
                              code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
             await error.response()(scope, receive, send)

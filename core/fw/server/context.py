@@ -16,9 +16,11 @@ from fw.server.chat_parsing import ChatParsing
 from fw.server.chat_prompt import server_chat_template
 from fw.server.logprobs import TokenText
 from fw.server.metrics import ServerMetrics
+from fw.server.preprocess import longest_token_chars
 from fw.server.protocol.chat import ChatTemplateFields
 from fw.server.protocol.models import TokenizeRequest
 from fw.server.request_log import RequestLogger
+from fw.server.workers import PreprocessPool
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,10 @@ class ServerContext:
     request_log: RequestLogger
     token_text: TokenText
     parsing: ChatParsing
+    #: where bodies are parsed, templates rendered and prompts tokenized
+    preprocess: PreprocessPool
+    #: the longest text that could fit the context (``fw.server.preprocess``)
+    max_prompt_chars: int
 
     @classmethod
     def create(cls, engine: EngineClient, config: ServeConfig) -> "ServerContext":
@@ -61,6 +67,8 @@ class ServerContext:
             parsing=ChatParsing(engine.tokenizer, tool_call_parser=frontend.tool_call_parser,
                                 reasoning_parser=config.structured_outputs.reasoning_parser,
                                 tool_parser_plugin=frontend.tool_parser_plugin),
+            preprocess=PreprocessPool(frontend.preprocess_workers, frontend.preprocess_queue_size),
+            max_prompt_chars=info.max_model_len * longest_token_chars(engine.tokenizer),
         )
 
     @property

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from fw.errors import ContextLengthError, InvalidParameterError
 from fw.server.context import ServerContext
+from fw.server.preprocess import tokenize
 
 
 @dataclass
@@ -19,18 +20,16 @@ class Prompt:
     token_ids: list[int]
 
 
-def encode(ctx: ServerContext, text: str, add_special_tokens: bool) -> list[int]:
-    return list(ctx.tokenizer.encode(text, add_special_tokens=add_special_tokens))
-
-
 def check_token_ids(ids: list[int], vocab_size: int, param: str) -> None:
     bad = next((t for t in ids if not 0 <= t < vocab_size), None)
     if bad is not None:
         raise InvalidParameterError(param, f"token id {bad} is outside the vocabulary (0..{vocab_size - 1})")
 
 
-def completion_prompts(ctx: ServerContext, prompt: str | list, add_special_tokens: bool) -> list[Prompt]:
-    """The completions API's four prompt shapes, as one Prompt each."""
+async def completion_prompts(ctx: ServerContext, prompt: str | list, add_special_tokens: bool, *,
+                             truncate: int | None = None) -> list[Prompt]:
+    """The completions API's four prompt shapes, as one Prompt each; texts are tokenized
+    off the event loop (``fw.server.preprocess``)."""
     if isinstance(prompt, str):
         items: list = [prompt]
     elif prompt and all(isinstance(t, int) for t in prompt):
@@ -40,9 +39,11 @@ def completion_prompts(ctx: ServerContext, prompt: str | list, add_special_token
     if not items:
         raise InvalidParameterError("prompt", "must not be empty")
     prompts = []
-    for item in items:
+    for index, item in enumerate(items):
         if isinstance(item, str):
-            prompts.append(Prompt(item, encode(ctx, item, add_special_tokens)))
+            param = "prompt" if len(items) == 1 else f"prompt[{index}]"
+            ids = await tokenize(ctx, item, add_special_tokens, param=param, truncate=truncate)
+            prompts.append(Prompt(item, ids))
         else:
             check_token_ids(item, ctx.model_info.vocab_size, "prompt")
             prompts.append(Prompt(None, list(item)))

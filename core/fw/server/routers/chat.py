@@ -12,11 +12,13 @@ from fw.errors import InvalidParameterError, NotSupportedError
 from fw.parsing.messages import ToolCallDelta
 from fw.parsing.pipeline import OutputParser
 from fw.server.accumulate import Accumulator, Choice, prompt_logprobs_json
-from fw.server.chat_prompt import message_dicts, render_messages
+from fw.server.chat_prompt import message_dicts
 from fw.server.context import ServerContext, base_request_id, get_context
 from fw.server.generation import Outputs, Submission
+from fw.server.json_body import StrictJSONRoute
 from fw.server.logprobs import chat_logprobs
-from fw.server.prompts import Prompt, encode, resolve_max_tokens, truncate
+from fw.server.preprocess import check_sequences, render, tokenize
+from fw.server.prompts import Prompt, resolve_max_tokens, truncate
 from fw.server.protocol.chat import (
     ChatChoice, ChatChoiceLogprobs, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse,
     ChatResponseMessage, ChatStreamChoice, DeltaMessage,
@@ -27,7 +29,7 @@ from fw.server.sampling import check_logprobs, reject_unsupported, sampling_para
 from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
 from fw.server.tools import plan_tools
 
-router = APIRouter(tags=["OpenAI"])
+router = APIRouter(tags=["OpenAI"], route_class=StrictJSONRoute)
 
 #: OpenAI features fw does not have: refused when set, rather than silently ignored
 _UNSUPPORTED = ("audio", "prediction", "web_search_options", "functions", "function_call", "verbosity")
@@ -58,10 +60,12 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request,
     plan = plan_tools(body.tools, body.tool_choice, parallel_tool_calls=body.parallel_tool_calls,
                       auto_enabled=frontend.enable_auto_tool_choice, parser=frontend.tool_call_parser,
                       exclude_when_none=frontend.exclude_tools_when_tool_choice_none)
+    check_sequences(ctx, 1, body.n)
     messages = message_dicts(body)
     extra = {"reasoning_effort": body.reasoning_effort} if body.reasoning_effort else None
-    text = render_messages(ctx, body, messages, extra, tools=plan.template_tools)
-    prompt = truncate(Prompt(text, encode(ctx, text, body.add_special_tokens)), body.truncate_prompt_tokens)
+    text = await render(ctx, body, messages, extra, tools=plan.template_tools)
+    ids = await tokenize(ctx, text, body.add_special_tokens, param="messages", truncate=body.truncate_prompt_tokens)
+    prompt = truncate(Prompt(text, ids), body.truncate_prompt_tokens)
     asked, param = ((body.max_completion_tokens, "max_completion_tokens")
                     if body.max_completion_tokens is not None else (body.max_tokens, "max_tokens"))
     max_tokens = resolve_max_tokens(asked, len(prompt.token_ids), ctx.model_info.max_model_len, param)

@@ -18,12 +18,13 @@ from fastapi.responses import PlainTextResponse
 from fw.errors import InvalidParameterError, ModelNotFoundError, NotSupportedError
 from fw.lora.request import LoRARequest
 from fw.server.context import ServerContext, get_context
+from fw.server.json_body import StrictJSONRoute
 from fw.server.protocol.common import ErrorResponse
 from fw.server.protocol.lora import LoadLoRAAdapterRequest, UnloadLoRAAdapterRequest
 
 RUNTIME_LORA_ENV = "FW_ALLOW_RUNTIME_LORA_UPDATING"
 
-router = APIRouter(tags=["LoRA"])
+router = APIRouter(tags=["LoRA"], route_class=StrictJSONRoute)
 
 _ERRORS = {
     400: {"model": ErrorResponse, "description": "LoRA is off, the name is taken, or the adapter is unusable."},
