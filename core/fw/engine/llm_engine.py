@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from fw.config import EngineConfig
+from fw.engine.constraints import end_requests_without_a_token
 from fw.engine.kv_cache_manager import KVCacheManager, cdiv
 from fw.engine.kv_sizing import allocate_kv_caches, plan_kv_cache
 from fw.engine.model_builder import ConfigurationError, LoadedModel, build_model
@@ -168,6 +169,8 @@ class LLMEngine:
             return self._with_errors(self.output.process([], {}, on_stop=self._finish_stopped,
                                                          extra_finished=failed), errors)
         result = self._run(out)
+        stuck_errors, stuck = end_requests_without_a_token(result, self.scheduler, self.output)
+        errors.update(stuck_errors)
         updated = self.scheduler.update_from_output(out, result.sampled)
         if result.result is not None:
             rows = {rid: i for i, rid in enumerate(result.sampled_ids)}
@@ -179,7 +182,7 @@ class LLMEngine:
         self._advance_grammars(updated)
         finished_unsampled = [r for r in self._requests(out) if r.status.finished and r not in updated]
         outputs = self.output.process(updated, {r.request_id: 1 for r in updated}, on_stop=self._finish_stopped,
-                                      extra_finished=finished_unsampled + failed)
+                                      extra_finished=finished_unsampled + failed + stuck)
         return self._with_errors(outputs, errors)
 
     def _advance_grammars(self, updated: list[Request]) -> None:

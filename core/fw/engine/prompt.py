@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fw.engine.constraints import check_admissible
 from fw.engine.protocol import PromptInput
 from fw.engine.sampling_params import SamplingParams
 from fw.errors import ContextLengthError, InvalidParameterError
@@ -86,4 +87,5 @@ def validate_and_prepare(engine: "LLMEngine", params: SamplingParams, prompt_ids
                           "reduce max_tokens or start the server with a larger --kv-cache-memory-bytes")
     if params.bad_words:
         params._bad_words_token_ids = _bad_words_ids(engine.tokenizer, params.bad_words)
+    check_admissible(params, engine.eos_token_ids, engine.structured)
     return params, prompt_ids

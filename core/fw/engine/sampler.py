@@ -7,7 +7,7 @@ seed gives the same text whatever shares the batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -26,6 +26,9 @@ class SampleResult:
     #: per row: log-probability of the sampled token (for cumulative_logprob; 0.0 when
     #: no request of the step asked for logprobs)
     sampled_logprobs: list[float]
+    #: rows whose constraints left no token (every logit -inf): their token is meaningless
+    #: and the engine ends their requests with an error (``fw.engine.constraints``)
+    no_token: list[int] = field(default_factory=list)
 
 
 def _rows(requests: list[Request], predicate) -> list[int]:
@@ -142,6 +145,18 @@ def _logprob_entries(raw_logprobs: torch.Tensor, row: int, token: int, count: in
     return entries
 
 
+def _rows_without_a_token(logits: torch.Tensor, requests: list[Request]) -> list[int]:
+    """Rows of constrained requests (allowed tokens, a grammar, bad words, min_tokens)
+    where nothing is left to sample; unconstrained rows are not looked at."""
+    rows = [i for i, r in enumerate(requests)
+            if r.params.allowed_token_ids is not None or r.grammar is not None or r.params._bad_words_token_ids
+            or r.num_output_tokens < r.params.min_tokens]
+    if not rows:
+        return []
+    alive = (logits.index_select(0, torch.tensor(rows, dtype=torch.long)) > _NEG_INF).any(dim=1).tolist()
+    return [row for row, ok in zip(rows, alive) if not ok]
+
+
 def _argmax(logits: torch.Tensor) -> torch.Tensor:
     """Greedy picks; fw's CPU kernel is ~10x torch's argmax on a 49k vocabulary."""
     if logits.dtype == torch.float32 and logits.is_contiguous() and cpu.supports(logits):
@@ -156,6 +171,7 @@ def sample(logits: torch.Tensor, requests: list[Request]) -> SampleResult:
     # Logprobs are of the model's own distribution, before any processing.
     raw_logprobs = logits.log_softmax(-1) if wants_logprobs else None
     logits = apply_penalties(apply_logits_processors(logits, requests), requests)
+    no_token = _rows_without_a_token(logits, requests)
     random_rows = [i for i, r in enumerate(requests) if not r.params.greedy]
     if not random_rows:
         tokens = _argmax(logits)
@@ -170,7 +186,7 @@ def sample(logits: torch.Tensor, requests: list[Request]) -> SampleResult:
         tokens[index] = _draw(_weights(_filter(logits[index], subset)), subset)
     token_list = tokens.tolist()
     if raw_logprobs is None:
-        return SampleResult(token_list, [None] * len(requests), [0.0] * len(requests))
+        return SampleResult(token_list, [None] * len(requests), [0.0] * len(requests), no_token)
     sampled_lp = raw_logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
     logprobs: list[dict[int, Logprob] | None] = []
     vocab = logits.shape[1]
@@ -180,7 +196,7 @@ def sample(logits: torch.Tensor, requests: list[Request]) -> SampleResult:
             logprobs.append(None)
         else:
             logprobs.append(_logprob_entries(raw_logprobs, i, token_list[i], vocab if wanted == -1 else wanted))
-    return SampleResult(token_list, logprobs, sampled_lp)
+    return SampleResult(token_list, logprobs, sampled_lp, no_token)
 
 
 def prompt_logprob_entries(logits: torch.Tensor, next_tokens: list[int], count: int) -> list[dict[int, Logprob]]:

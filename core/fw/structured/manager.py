@@ -84,6 +84,15 @@ class StructuredOutputManager:
     def new_matcher(self, params: StructuredOutputsParams):
         return self.backend.new_matcher(self.compile(params))
 
+    def first_token_mask(self, params: StructuredOutputsParams) -> torch.Tensor:
+        """A bool [vocab] tensor: the tokens the constraint allows as its first."""
+        backend = self.backend
+        bitmask = backend.allocate_bitmask(1)
+        backend.fill_bitmasks([self.new_matcher(params)], bitmask, [0])
+        logits = torch.zeros(1, self.vocab_size)
+        backend.apply_bitmask(logits, bitmask, [0])
+        return torch.isfinite(logits[0])
+
     def apply(self, logits: torch.Tensor, requests: list["Request"]) -> None:
         """Mask ``logits`` rows of constrained sequences whose grammar is active."""
         rows = [i for i, r in enumerate(requests) if r.grammar is not None and r.grammar_active]
