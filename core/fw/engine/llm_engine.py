@@ -16,7 +16,7 @@ import torch
 from fw.config import EngineConfig
 from fw.engine.constraints import end_requests_without_a_token
 from fw.engine.kv_cache_manager import KVCacheManager, cdiv
-from fw.engine.kv_sizing import allocate_kv_caches, plan_kv_cache
+from fw.engine.kv_sizing import allocate_kv_caches, fit_max_model_len, plan_kv_cache
 from fw.engine.model_builder import ConfigurationError, LoadedModel, build_model
 from fw.engine.model_runner import ModelRunner
 from fw.engine.output_processor import OutputProcessor
@@ -64,6 +64,7 @@ class LLMEngine:
                              memory_bytes=cache.kv_cache_memory_bytes,
                              num_blocks_override=cache.num_gpu_blocks_override,
                              max_model_len=self.max_model_len, max_num_seqs=scheduler_config.max_num_seqs)
+        self.max_model_len = fit_max_model_len(plan, self.max_model_len, explicit=config.model.max_model_len is not None)
         kv_caches = allocate_kv_caches(loaded.model, plan, loaded.dtype, loaded.device)
         self.kv = KVCacheManager(plan.num_blocks, cache.block_size, cache.enable_prefix_caching)
         logger.info(
