@@ -26,6 +26,7 @@ from fw.server.docs import install_docs
 from fw.server.errors import InternalErrorMiddleware, install_error_handlers
 from fw.server.headers import HeaderLimitMiddleware, RequestIdMiddleware
 from fw.server.middleware import add_user_middleware
+from fw.server.openapi import describe_real_answers
 from fw.server.routers import chat, completions, health, lora, metrics, models, tokenize
 from fw.server.sse import ClientDisconnected
 from fw.server.stats_log import log_stats_forever
@@ -67,6 +68,7 @@ def build_app(engine: EngineClient, config: ServeConfig) -> FastAPI:
         app.include_router(lora.router)
     if docs:
         install_docs(app)
+    describe_real_answers(app)
 
     # add_middleware puts each new one outside the previous ones
     app.add_middleware(InternalErrorMiddleware, log_error_stack=frontend.log_error_stack)

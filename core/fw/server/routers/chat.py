@@ -24,7 +24,7 @@ from fw.server.protocol.chat import (
     ChatResponseMessage, ChatStreamChoice, DeltaMessage,
 )
 from fw.server.response_options import response_options
-from fw.server.routers import ERROR_RESPONSES
+from fw.server.routers import ERROR_RESPONSES, STREAM_RESPONSE
 from fw.server.sampling import check_logprobs, reject_unsupported, sampling_params
 from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
 from fw.server.tools import plan_tools
@@ -47,7 +47,8 @@ def _reject_unsupported_chat(body: ChatCompletionRequest) -> None:
         raise InvalidParameterError("stream_options", "only allowed when stream is true")
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=ERROR_RESPONSES)
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse,
+             responses={**ERROR_RESPONSES, **STREAM_RESPONSE})
 async def create_chat_completion(body: ChatCompletionRequest, request: Request,
                                  ctx: ServerContext = Depends(get_context)):
     """Answer a conversation, rendered into a prompt by the model's chat template."""

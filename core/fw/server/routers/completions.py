@@ -19,14 +19,14 @@ from fw.server.protocol.completions import (
     CompletionChoice, CompletionChunk, CompletionLogprobs, CompletionRequest, CompletionResponse,
 )
 from fw.server.response_options import response_options
-from fw.server.routers import ERROR_RESPONSES
+from fw.server.routers import ERROR_RESPONSES, STREAM_RESPONSE
 from fw.server.sampling import check_logprobs, reject_unsupported, sampling_params
 from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
 
 router = APIRouter(tags=["OpenAI"], route_class=StrictJSONRoute)
 
 
-@router.post("/v1/completions", response_model=CompletionResponse, responses=ERROR_RESPONSES)
+@router.post("/v1/completions", response_model=CompletionResponse, responses={**ERROR_RESPONSES, **STREAM_RESPONSE})
 async def create_completion(body: CompletionRequest, request: Request,
                             ctx: ServerContext = Depends(get_context)):
     """Complete one prompt or a batch of prompts (OpenAI's legacy completions API)."""

@@ -21,17 +21,16 @@ from fw.lora.paths import check_adapter_path
 from fw.lora.request import LoRARequest
 from fw.server.context import ServerContext, get_context
 from fw.server.json_body import StrictJSONRoute
-from fw.server.protocol.common import ErrorResponse
 from fw.server.protocol.lora import LoadLoRAAdapterRequest, UnloadLoRAAdapterRequest
+from fw.server.routers import json_errors
 
 RUNTIME_LORA_ENV = "FW_ALLOW_RUNTIME_LORA_UPDATING"
 
 router = APIRouter(tags=["LoRA"], route_class=StrictJSONRoute)
 
 _ERRORS = {
-    400: {"model": ErrorResponse, "description": "LoRA is off, the name is taken, or the adapter is unusable."},
-    401: {"model": ErrorResponse, "description": "Missing or wrong API key."},
-    404: {"model": ErrorResponse, "description": "No adapter of that name is loaded (unload)."},
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+    **json_errors(400, 401, 404, 413, 500),
 }
 
 

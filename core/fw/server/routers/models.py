@@ -6,11 +6,12 @@ from fastapi import APIRouter, Depends
 
 from fw.server.context import ServerContext, get_context
 from fw.server.protocol.models import ModelCard, ModelList
+from fw.server.routers import ERROR_RESPONSES
 
 router = APIRouter(tags=["OpenAI"])
 
 
-@router.get("/v1/models", response_model=ModelList)
+@router.get("/v1/models", response_model=ModelList, responses={c: ERROR_RESPONSES[c] for c in (401, 500)})
 async def list_models(ctx: ServerContext = Depends(get_context)) -> ModelList:
     """The served model once per served name, then every LoRA adapter with its base model
     as ``parent``. ``root`` is the model's name (its folder with --expose-model-paths: a

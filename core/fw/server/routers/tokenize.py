@@ -44,7 +44,7 @@ async def detokenize(body: DetokenizeRequest, ctx: ServerContext = Depends(get_c
     return DetokenizeResponse(prompt=await ctx.preprocess.run(ctx.tokenizer.decode, body.tokens))
 
 
-@info_router.get("/get_tokenizer_info")
+@info_router.get("/get_tokenizer_info", responses={c: ERROR_RESPONSES[c] for c in (401, 500)})
 async def tokenizer_info(ctx: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """The tokenizer's configuration, chat template included (--enable-tokenizer-info-endpoint)."""
     tok = ctx.tokenizer
