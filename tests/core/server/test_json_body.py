@@ -39,6 +39,12 @@ def test_non_standard_json_numbers_are_refused_by_the_parser(server, literal):
     assert server.engine.requests == []
 
 
+def test_nesting_too_deep_to_parse_is_a_400(server):
+    error = error_of(post_raw(server, "/v1/completions", '{"prompt": "a", "logit_bias": ' + "[" * 100_000))
+    assert error["code"] == "invalid_json" and "nested too deeply" in error["message"]
+    still_serving(server)
+
+
 @pytest.mark.parametrize("path,body,param", [
     ("/v1/completions", '{"prompt": "a\\ud800b"}', "prompt"),
     ("/v1/completions", '{"prompt": ["ok", "\\udfff"]}', "prompt[1]"),
