@@ -78,8 +78,9 @@ def fw_register_quantization_methods(register):
     """Register quantization methods, selectable with ``--quantization NAME``.
 
     Called in the engine process when a model is built. The target is a class
-    following ``fw.layers.quantization.QuantizationMethod``: it decides how each
-    linear layer stores its weights and runs its matmul.
+    following ``fw.layers.quantization.QuantizationMethod``: it registers the
+    parameters a checkpoint fills and packs them into a ``fw.layers.packed.PackedWeight``
+    (one or more layouts, each with its kernel) that linear layers and the LM head run.
 
     :param register: ``register(name, target, *, aliases=())``.
     """
@@ -91,7 +92,9 @@ def fw_register_attention_backends(register):
 
     Called in the engine process when the model runner starts. The target is a class
     following ``fw.attention.backend.AttentionBackend``; every backend reads and writes
-    the same paged KV-cache layout, so the scheduler never knows which one runs.
+    the same paged KV-cache layout, so the scheduler never knows which one runs. A
+    backend whose attention fw's fused CPU decode may compute in its place says so
+    with ``fused_cpu_decode = True``.
 
     :param register: ``register(name, target, *, aliases=())``.
     """

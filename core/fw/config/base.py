@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fw.config.sizes import parse_size
 
 
 def option(
@@ -52,3 +54,14 @@ class ConfigGroup(BaseModel):
     @classmethod
     def title(cls) -> str:
         return cls.group_title or cls.__name__
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_sizes(cls, values: Any) -> Any:
+        """Size options take "512M" or "25.6k" wherever they are set, not only on the CLI."""
+        if not isinstance(values, dict):
+            return values
+        for name, info in cls.model_fields.items():
+            if isinstance(values.get(name), str) and ((info.json_schema_extra or {}).get("cli") or {}).get("size"):
+                values = {**values, name: parse_size(values[name])}
+        return values

@@ -98,13 +98,16 @@ def _kind_of(annotation: Any, cli: dict[str, Any]) -> tuple[str, tuple[Any, ...]
 
 
 def group_fields(bundle: type[BaseModel]) -> list[tuple[str, type[ConfigGroup]]]:
-    """The (field name, group class) pairs of a bundle, in declaration order."""
+    """The (field name, group class) pairs of a bundle, in declaration order, except that
+    the groups a bundle names in ``leading_groups`` come first (a bundle that extends
+    another, such as `fw serve`'s, lists its own groups before the inherited ones)."""
     pairs = []
     for field_name, info in bundle.model_fields.items():
         group = _strip_optional(info.annotation)
         if isinstance(group, type) and issubclass(group, ConfigGroup):
             pairs.append((field_name, group))
-    return pairs
+    leading = getattr(bundle, "leading_groups", ())
+    return sorted(pairs, key=lambda pair: leading.index(pair[0]) if pair[0] in leading else len(leading))
 
 
 def option_specs(bundle: type[BaseModel]) -> list[OptionSpec]:

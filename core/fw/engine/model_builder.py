@@ -15,19 +15,13 @@ from torch import nn
 
 from fw import plugins
 from fw.config import EngineConfig
-from fw.errors import FwError
-from fw.layers.embedding import LMHead
-from fw.model_loader.base import ModelLoadError
+from fw.errors import ConfigurationError, ModelLoadError
 from fw.models.interface import ModelContext
 
 logger = logging.getLogger("fw.engine")
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "half": torch.float16,
            "float32": torch.float32, "float": torch.float32}
-
-
-class ConfigurationError(FwError):
-    """Options that cannot work together or with this model (start-up only)."""
 
 
 @dataclass
@@ -134,17 +128,14 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
     backend = select_attention_backend(config.model.attention_backend, device)
     quantization = _quantization(config, loader, device, dtype)
     context = ModelContext(dtype=dtype, device=device, attention_backend=backend, quantization=quantization,
-                           extra={"max_model_len": max_model_len, "engine_config": config})
+                           extra={"max_model_len": max_model_len})
     start = time.perf_counter()
     with torch.device(device):
         model = model_cls(hf_config, context)
     _fill_weights(model, loader, path)
-    int8_head = bool(getattr(quantization, "int8_lm_head", False))
     for module in model.modules():
-        if isinstance(module, LMHead):
-            module.int8_weights = int8_head
         if callable(getattr(module, "post_load", None)):
-            module.post_load()  # repacking for the kernels that run them (quantization, fw's CPU kernels, oneDNN)
+            module.post_load()  # packing for the kernels that run them (fw.layers.packed)
     model.eval()
     logger.info("loaded %s (%s, %s, %s attention) in %.1fs", arch, path.name, str(dtype).removeprefix("torch."),
                 backend.name, time.perf_counter() - start)

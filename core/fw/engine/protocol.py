@@ -7,7 +7,7 @@ object that does.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, TypedDict, Union
 
 from fw.engine.outputs import RequestOutput
@@ -48,8 +48,6 @@ class ModelInfo:
     max_logprobs: int
     eos_token_ids: list[int]
     chat_template: str | None = None
-    #: defaults the model ships for sampling (generation_config.json), vLLM-style names
-    generation_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,12 +76,18 @@ class EngineClient(ABC):
         *,
         priority: int = 0,
         lora_request: Any = None,
+        keep_special_ids: frozenset[int] = frozenset(),
+        reasoning_end_ids: tuple[int, ...] | None = None,
     ) -> AsyncIterator[RequestOutput]:
         """Submit one request and stream its outputs (shape per ``params.output_kind``).
 
-        Invalid requests raise (``InvalidParameterError``, ``ContextLengthError``,
-        ``OverloadedError``) before the first output. Closing the iterator early (a
-        client that disconnected) aborts the request and frees its KV blocks.
+        The engine admits it first (``fw.engine.admission``: every request rule, and the
+        model's defaults for what ``params`` leaves unset); a refusal raises
+        (``InvalidParameterError``, ``ContextLengthError``, ``OverloadedError``) before the
+        first output. ``keep_special_ids``: special tokens the text keeps (a parser's
+        markers); ``reasoning_end_ids``: the tokens that end the model's reasoning, after
+        which a structured-output constraint applies. Closing the iterator early (a client
+        that disconnected) aborts the request and frees its KV blocks.
         """
 
     @abstractmethod

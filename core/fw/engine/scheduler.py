@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from fw.config import CacheConfig, SchedulerConfig
+from fw.config import SchedulerConfig
 from fw.engine.kv_cache_manager import KVCacheManager
 from fw.engine.request import Request, RequestStatus
+from fw.engine.step_output import StepOutput
 
 
 @dataclass
@@ -26,6 +27,8 @@ class SchedulerOutput:
     total_num_scheduled_tokens: int = 0
     #: requests preempted while making this schedule
     preempted: list[str] = field(default_factory=list)
+    #: requests that finished (stopped, aborted, failed) since the previous schedule
+    finished_ids: list[str] = field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
@@ -33,8 +36,8 @@ class SchedulerOutput:
 
 
 class Scheduler:
-    def __init__(self, scheduler_config: SchedulerConfig, cache_config: CacheConfig,
-                 kv: KVCacheManager, max_model_len: int, *, max_loras: int = 0,
+    def __init__(self, scheduler_config: SchedulerConfig, kv: KVCacheManager, max_model_len: int, *,
+                 max_loras: int = 0,
                  clock: Callable[[], float] = time.monotonic):
         self.max_num_seqs = scheduler_config.max_num_seqs
         self.policy = scheduler_config.scheduling_policy
@@ -48,6 +51,7 @@ class Scheduler:
         self.waiting: list[Request] = []
         self.running: list[Request] = []
         self.num_preemptions = 0
+        self._finished_ids: list[str] = []
 
     # -- queue management --------------------------------------------------------------
 
@@ -79,7 +83,8 @@ class Scheduler:
     # -- scheduling --------------------------------------------------------------------
 
     def schedule(self) -> SchedulerOutput:
-        out = SchedulerOutput()
+        out = SchedulerOutput(finished_ids=self._finished_ids)
+        self._finished_ids = []
         budget = self.max_num_batched_tokens
         now = self.clock()
 
@@ -155,18 +160,18 @@ class Scheduler:
 
     # -- after the forward pass ----------------------------------------------------------
 
-    def update_from_output(self, out: SchedulerOutput, sampled: dict[str, list[int]]) -> list[Request]:
+    def update_from_output(self, out: SchedulerOutput, step: StepOutput) -> list[Request]:
         """Advance computed counts, append sampled tokens, finish requests that hit EOS,
-        a stop token, max_tokens or the context limit. Returns the requests that got
-        new tokens."""
-        updated = []
+        a stop token, max_tokens, the context limit or the end of their grammar, and end
+        the requests the step failed. Returns the requests whose output changed."""
+        changed = self._fail(step.failed)
         now = self.clock()
         for request_id, num_tokens in out.num_scheduled_tokens.items():
             request = self.requests.get(request_id)
             if request is None:
                 continue
             request.num_computed_tokens += num_tokens
-            new_tokens = sampled.get(request_id)
+            new_tokens = step.sampled.get(request_id)
             if not new_tokens:
                 continue
             for token in new_tokens:
@@ -178,8 +183,19 @@ class Scheduler:
                 if status is not None:
                     self.finish(request, status)
                     break
-            updated.append(request)
-        return updated
+            if request_id in step.grammar_ended:
+                self.finish(request, RequestStatus.FINISHED_STOPPED)
+            changed.append(request)
+        return changed
+
+    def _fail(self, failed: dict[str, object]) -> list[Request]:
+        """End every sequence of the failed parents. Blocks allocated for tokens they were
+        scheduled for but never computed leave the prefix cache first."""
+        ended = [r for r in self.requests.values() if r.parent_id in failed] if failed else []
+        for request in ended:
+            self.kv.discard_uncomputed(request)
+            self.finish(request, RequestStatus.FINISHED_ABORTED)
+        return ended
 
     def _check_stop(self, request: Request, token: int) -> RequestStatus | None:
         params = request.params
@@ -206,3 +222,4 @@ class Scheduler:
         request.finished_time = self.clock()
         self.kv.forget(request)
         self.requests.pop(request.request_id, None)
+        self._finished_ids.append(request.request_id)

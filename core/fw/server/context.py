@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi import Request
 
+from fw.chat.template import chat_template_option
 from fw.config.serve import ServeConfig
 from fw.engine.protocol import EngineClient, ModelInfo
 from fw.errors import InvalidParameterError, ModelNotFoundError
 from fw.lora.request import LoRARequest
 from fw.server.chat_parsing import ChatParsing
-from fw.server.chat_prompt import server_chat_template
 from fw.server.logprobs import TokenText
 from fw.server.metrics import ServerMetrics
 from fw.server.protocol.chat import ChatTemplateFields
@@ -47,7 +47,7 @@ class ServerContext:
         """Fails (ValueError) on a bad --chat-template or parser option, so the server
         does not start."""
         frontend = config.frontend
-        template = server_chat_template(frontend.chat_template) or engine.model_info.chat_template
+        template = chat_template_option(frontend.chat_template) or engine.model_info.chat_template
         info = engine.model_info
         return cls(
             engine=engine, config=config, model_info=info, chat_template=template,

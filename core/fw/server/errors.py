@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -57,6 +58,29 @@ class ApiError:
 
 def _bound(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 15] + "… (truncated)"
+
+
+def rename_param(exc: FwError, names: dict[str, str]) -> None:
+    """Name the parameter as the API that was called spells it: the engine checks
+    ``max_tokens`` where the chat API took ``max_completion_tokens``, the ``prompt`` it
+    rendered from ``messages``."""
+    new = names.get(exc.param)
+    if new is None:
+        return
+    if exc.message.startswith(exc.param):
+        exc.message = new + exc.message[len(exc.param):]
+        exc.args = (exc.message,)
+    exc.param = new
+
+
+@contextmanager
+def api_param_names(names: dict[str, str]) -> Iterator[None]:
+    """Errors raised inside name their parameter as this API does (``rename_param``)."""
+    try:
+        yield
+    except FwError as exc:
+        rename_param(exc, names)
+        raise
 
 
 def from_fw_error(exc: FwError) -> ApiError:

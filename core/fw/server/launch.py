@@ -10,10 +10,10 @@ from typing import Any, Callable
 
 import uvicorn
 
+from fw.chat.template import chat_template_option
 from fw.config.serve import ServeConfig
 from fw.engine.protocol import EngineClient
 from fw.server.app import build_app
-from fw.server.chat_prompt import server_chat_template
 from fw.server.middleware import apply_asgi_hooks, import_path
 
 logger = logging.getLogger("fw.server")
@@ -22,7 +22,7 @@ logger = logging.getLogger("fw.server")
 def check_options(config: ServeConfig) -> None:
     """Reject bad server options (ValueError) before the slow engine load, not after."""
     fe = config.frontend
-    server_chat_template(fe.chat_template)
+    chat_template_option(fe.chat_template)
     for path in fe.middleware:
         import_path(path)
     for name in ("ssl_keyfile", "ssl_certfile", "ssl_ca_certs"):

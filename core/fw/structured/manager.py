@@ -4,6 +4,7 @@ applies every constrained sequence's bitmask to a step's logits."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
@@ -11,13 +12,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fw import plugins
-from fw.engine.sampling_params import StructuredOutputsParams
+from fw.structured.params import StructuredOutputsParams
 from fw.errors import InvalidParameterError
 from fw.structured.backend import GrammarSpec, StructuredOutputBackend
 
 if TYPE_CHECKING:
     from fw.config.structured import StructuredOutputsConfig
     from fw.engine.request import Request
+
+logger = logging.getLogger("fw.engine")
 
 DEFAULT_BACKEND = "xgrammar"
 CACHE_SIZE = 256
@@ -83,6 +86,18 @@ class StructuredOutputManager:
 
     def new_matcher(self, params: StructuredOutputsParams):
         return self.backend.new_matcher(self.compile(params))
+
+    def advance(self, request: "Request", token: int) -> bool:
+        """Feed a constrained sequence its new token; True when its grammar is then complete.
+        Before the reasoning ends (``reasoning_end_ids``) the grammar waits for it instead."""
+        if not request.grammar_active:
+            end = request.reasoning_end_ids
+            if tuple((request.output_token_ids + [token])[-len(end):]) == end:
+                request.grammar_active = True
+            return False
+        if not request.grammar.accept_token(token):
+            logger.warning("request %s: token %d rejected by its grammar", request.request_id, token)
+        return request.grammar.is_terminated()
 
     def apply(self, logits: torch.Tensor, requests: list["Request"]) -> None:
         """Mask ``logits`` rows of constrained sequences whose grammar is active."""

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from fw.model_loader.base import ModelLoadError, WeightLoader
+from fw.model_loader.base import WeightLoader
+from fw.errors import ModelLoadError
 
 from fw_builtins.loaders.progress import progress
 

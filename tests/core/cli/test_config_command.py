@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from fw.cli.config_command import config_command
-from fw.cli.types import parse_size
+from fw.config.sizes import parse_size
 from fw.config import EngineConfig
 
 captured: list[EngineConfig] = []

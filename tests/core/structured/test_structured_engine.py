@@ -10,7 +10,7 @@ import re
 import pytest
 
 from fw import SamplingParams
-from fw.engine.sampling_params import StructuredOutputsParams as Constraint
+from fw.structured.params import StructuredOutputsParams as Constraint
 from fw.errors import InvalidParameterError
 
 PROMPT = "Answer:"

@@ -16,14 +16,15 @@ from fw.server.chat_prompt import message_dicts, render_messages
 from fw.server.context import ServerContext, base_request_id, get_context
 from fw.server.generation import Outputs, Submission
 from fw.server.logprobs import chat_logprobs
-from fw.server.prompts import Prompt, encode, resolve_max_tokens, truncate
+from fw.server.errors import api_param_names
+from fw.server.prompts import Prompt, encode
 from fw.server.protocol.chat import (
     ChatChoice, ChatChoiceLogprobs, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse,
     ChatResponseMessage, ChatStreamChoice, DeltaMessage,
 )
 from fw.server.response_options import response_options
 from fw.server.routers import ERROR_RESPONSES
-from fw.server.sampling import check_logprobs, reject_unsupported, sampling_params
+from fw.server.sampling import reject_unsupported, sampling_params
 from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
 from fw.server.tools import plan_tools
 
@@ -53,7 +54,6 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request,
     _reject_unsupported_chat(body)
     reject_unsupported(body)
     top_n = (body.top_logprobs or 0) if body.logprobs else None
-    check_logprobs(ctx, top_n, "top_logprobs")
     frontend = ctx.config.frontend
     plan = plan_tools(body.tools, body.tool_choice, parallel_tool_calls=body.parallel_tool_calls,
                       auto_enabled=frontend.enable_auto_tool_choice, parser=frontend.tool_call_parser,
@@ -61,12 +61,12 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request,
     messages = message_dicts(body)
     extra = {"reasoning_effort": body.reasoning_effort} if body.reasoning_effort else None
     text = render_messages(ctx, body, messages, extra, tools=plan.template_tools)
-    prompt = truncate(Prompt(text, encode(ctx, text, body.add_special_tokens)), body.truncate_prompt_tokens)
+    prompt = Prompt(text, encode(ctx, text, body.add_special_tokens))
     asked, param = ((body.max_completion_tokens, "max_completion_tokens")
                     if body.max_completion_tokens is not None else (body.max_tokens, "max_tokens"))
-    max_tokens = resolve_max_tokens(asked, len(prompt.token_ids), ctx.model_info.max_model_len, param)
-    params = sampling_params(ctx, body, max_tokens=max_tokens, logprobs=top_n,
-                             prompt_logprobs=body.prompt_logprobs)
+    names = {"prompt": "messages", "logprobs": "top_logprobs", "max_tokens": param}
+    with api_param_names(names):
+        params = sampling_params(body, max_tokens=asked, logprobs=top_n, prompt_logprobs=body.prompt_logprobs)
     if plan.constraint is not None:
         if params.structured_outputs is not None:
             raise InvalidParameterError(
@@ -78,10 +78,11 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request,
     submission = Submission(
         prompt, params, request_id, lora_request=served.lora,
         keep_special_ids=ctx.parsing.keep_special_ids(parsers[0]),
-        reasoning_end_ids=ctx.parsing.reasoning_end_ids(text) if params.structured_outputs else None)
+        reasoning_end_ids=ctx.parsing.reasoning_end_ids(text) if params.structured_outputs else None,
+        param_names=names)
     outputs = Outputs(ctx, [submission], body.priority)
     await until_disconnected(request, outputs.start())
-    view = ChatView(ctx, body, served.name, request_id, prompt, messages, parsers)
+    view = ChatView(ctx, body, served.name, request_id, outputs.admitted_prompts()[0], messages, parsers)
     if body.stream:
         return SSEResponse(guard_stream(view.stream(outputs),
                                         log_error_stack=ctx.config.frontend.log_error_stack))

@@ -12,13 +12,13 @@ from fw.server.accumulate import Accumulator, Choice, prompt_logprobs_json
 from fw.server.context import ServerContext, base_request_id, get_context
 from fw.server.generation import Outputs, Submission
 from fw.server.logprobs import completion_logprobs, merge_completion_logprobs
-from fw.server.prompts import Prompt, completion_prompts, resolve_max_tokens, truncate
+from fw.server.prompts import Prompt, completion_prompts
 from fw.server.protocol.completions import (
     CompletionChoice, CompletionChunk, CompletionLogprobs, CompletionRequest, CompletionResponse,
 )
 from fw.server.response_options import response_options
 from fw.server.routers import ERROR_RESPONSES
-from fw.server.sampling import check_logprobs, reject_unsupported, sampling_params
+from fw.server.sampling import reject_unsupported, sampling_params
 from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
 
 router = APIRouter(tags=["OpenAI"])
@@ -35,24 +35,18 @@ async def create_completion(body: CompletionRequest, request: Request,
     if body.stream_options is not None and not body.stream:
         raise InvalidParameterError("stream_options", "only allowed when stream is true")
     reject_unsupported(body)
-    check_logprobs(ctx, body.logprobs, "logprobs")
-    prompts = [truncate(p, body.truncate_prompt_tokens)
-               for p in completion_prompts(ctx, body.prompt, body.add_special_tokens)]
+    prompts = completion_prompts(ctx, body.prompt, body.add_special_tokens)
     request_id = f"cmpl-{base_request_id(request, body.request_id)}"
     prompt_logprobs = body.prompt_logprobs
     if body.echo and body.logprobs is not None and prompt_logprobs is None:
         prompt_logprobs = body.logprobs
-    subs = []
-    for i, prompt in enumerate(prompts):
-        max_tokens = resolve_max_tokens(body.max_tokens, len(prompt.token_ids),
-                                        ctx.model_info.max_model_len, "max_tokens")
-        params = sampling_params(ctx, body, max_tokens=max_tokens, logprobs=body.logprobs,
-                                 prompt_logprobs=prompt_logprobs)
-        subs.append(Submission(prompt, params, request_id if len(prompts) == 1 else f"{request_id}-{i}",
-                               lora_request=served.lora))
+    params = sampling_params(body, max_tokens=body.max_tokens, logprobs=body.logprobs,
+                             prompt_logprobs=prompt_logprobs)
+    subs = [Submission(prompt, params, request_id if len(prompts) == 1 else f"{request_id}-{i}",
+                       lora_request=served.lora) for i, prompt in enumerate(prompts)]
     outputs = Outputs(ctx, subs, body.priority)
     await until_disconnected(request, outputs.start())
-    view = CompletionView(ctx, body, served.name, request_id, prompts)
+    view = CompletionView(ctx, body, served.name, request_id, outputs.admitted_prompts())
     if body.stream:
         return SSEResponse(guard_stream(view.stream(outputs),
                                         log_error_stack=ctx.config.frontend.log_error_stack))

@@ -7,9 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from fw.chat import resolve_chat_template
+from fw.errors import InvalidParameterError
 from fw.server.chat_prompt import message_dicts, render_messages
 from fw.server.context import ServerContext, get_context
-from fw.server.prompts import check_token_ids, encode
+from fw.server.prompts import encode
 from fw.server.protocol.models import (
     DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse,
 )
@@ -38,7 +39,10 @@ async def tokenize(body: TokenizeRequest, ctx: ServerContext = Depends(get_conte
 @router.post("/detokenize", response_model=DetokenizeResponse, responses=ERROR_RESPONSES)
 async def detokenize(body: DetokenizeRequest, ctx: ServerContext = Depends(get_context)) -> DetokenizeResponse:
     ctx.resolve_model(body.model)
-    check_token_ids(body.tokens, ctx.model_info.vocab_size, "tokens")
+    vocab = ctx.model_info.vocab_size
+    bad = next((t for t in body.tokens if not 0 <= t < vocab), None)
+    if bad is not None:
+        raise InvalidParameterError("tokens", f"token id {bad} is outside the vocabulary (0..{vocab - 1})")
     return DetokenizeResponse(prompt=ctx.tokenizer.decode(body.tokens))
 
 
