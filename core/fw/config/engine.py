@@ -12,6 +12,7 @@ from fw.config.load import LoadConfig
 from fw.config.lora import LoRAConfig
 from fw.config.model import ModelConfig
 from fw.config.options import build_bundle
+from fw.config.parallel import ParallelConfig
 from fw.config.scheduler import SchedulerConfig
 from fw.config.structured import StructuredOutputsConfig
 
@@ -23,6 +24,7 @@ class EngineConfig(BaseModel):
     load: LoadConfig = Field(default_factory=LoadConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
     structured_outputs: StructuredOutputsConfig = Field(default_factory=StructuredOutputsConfig)
 

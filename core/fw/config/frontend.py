@@ -29,6 +29,15 @@ class ServeOptions(ConfigGroup):
     enable_log_requests: bool = option(
         False, "Log every request: its id, prompt (see --max-log-len) and sampling parameters."
     )
+    headless: bool = option(
+        False, "Run only engine cores, no API server: a secondary node of a multi-node data parallel "
+               "deployment (with --data-parallel-address/--data-parallel-rpc-port of the head node), or a "
+               "tensor parallel worker node (with --nnodes/--node-rank/--master-addr)."
+    )
+    api_server_count: int = option(
+        1, "How many API server processes to run; they share the port and every engine core.", short="-asc",
+        ge=1,
+    )
 
 
 class FrontendConfig(ConfigGroup):
@@ -155,4 +164,7 @@ class FrontendConfig(ConfigGroup):
     )
     log_error_stack: bool = option(
         False, "Log the stack trace of every error response, not only of internal errors."
+    )
+    disable_frontend_multiprocessing: bool = option(
+        False, "Run the engine in the API server's process (on a thread) instead of its own process."
     )
