@@ -34,6 +34,11 @@ class ServeOptions(ConfigGroup):
                "deployment (with --data-parallel-address/--data-parallel-rpc-port of the head node), or a "
                "tensor parallel worker node (with --nnodes/--node-rank/--master-addr)."
     )
+    shutdown_timeout: float = option(
+        30.0, "On SIGTERM, how many seconds running requests get to finish before they are ended (with an "
+              "error event on streams); the server stops accepting new connections at once and exits 0.",
+        ge=0,
+    )
     api_server_count: int = option(
         1, "How many API server processes to run; they share the port and every engine core.", short="-asc",
         ge=1,

@@ -74,6 +74,11 @@ class ParallelConfig(ConfigGroup):
     data_parallel_backend: Literal["mp", "ray"] = option(
         "mp", 'How data parallel engine cores run: "mp" (processes on this machine) or "ray" (Ray actors placed '
               "by Ray; joins RAY_ADDRESS / --ray-address when set, else starts Ray locally).", short="-dpb")
+    data_parallel_routing: Literal["prefix", "queue"] = option(
+        "prefix", 'How the server picks a data parallel rank for a request: "queue" takes the shortest queue '
+                  "(4 x waiting + running, as vLLM does); \"prefix\" does too unless the queues are balanced, then "
+                  "sends the request to the rank that most recently served the longest prefix of its prompt "
+                  "(its prefix cache likely holds it, as SGLang's router does). fw-specific.")
     data_parallel_hybrid_lb: bool = option(
         False, "Balance load between the data parallel ranks of this node only, with an external load "
                "balancer in front of the nodes. Set together with --data-parallel-start-rank.")

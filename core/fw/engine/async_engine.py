@@ -50,6 +50,7 @@ class AsyncEngine(EngineClient):
         self._wakeup = threading.Event()
         self._streams: dict[str, _Stream] = {}
         self._dead: BaseException | None = None
+        self._on_dead: list[tuple[asyncio.AbstractEventLoop, Callable[[EngineDeadError], None]]] = []
         self._stopping = False
         factory = (lambda: engine) if isinstance(engine, LLMEngine) else engine
         ready = threading.Event()
@@ -111,6 +112,8 @@ class AsyncEngine(EngineClient):
             error = EngineDeadError(f"the engine loop has stopped: {type(exc).__name__}: {exc}")
             for stream in list(self._streams.values()):
                 stream.put(error)
+            for loop, callback in self._on_dead:
+                loop.call_soon_threadsafe(callback, error)
             while self._commands:
                 _, future = self._commands.popleft()
                 future.set_exception(error)
@@ -215,6 +218,9 @@ class AsyncEngine(EngineClient):
             return change(argument)
         finally:
             self._loras = self.engine.list_loras()
+
+    def on_dead(self, callback: Callable[[EngineDeadError], None]) -> None:
+        self._on_dead.append((asyncio.get_running_loop(), callback))
 
     def check_health(self) -> None:
         if self._dead is not None or not self._thread.is_alive():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -36,7 +36,11 @@ logger = logging.getLogger("fw.engine")
 
 
 class LLMEngine:
-    def __init__(self, config: EngineConfig, loaded: LoadedModel):
+    def __init__(self, config: EngineConfig, loaded: LoadedModel,
+                 on_phase: Callable[[str], None] | None = None):
+        """``on_phase(name)`` hears each start-up phase as it begins (an engine core process
+        reports them to the server that launched it)."""
+        on_phase = on_phase or (lambda name: None)
         self.config = config
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
@@ -55,6 +59,7 @@ class LLMEngine:
         # LoRA slots are allocated before the KV cache is sized from the memory left.
         lora = (LoRAManager(config.lora, loaded.model, loaded.dtype, loaded.device)
                 if config.lora.enable_lora else None)
+        on_phase("allocating the KV cache")
         start = time.perf_counter()
         cache = config.cache
         plan = plan_kv_cache(loaded.model, loaded.dtype, loaded.device, block_size=cache.block_size,
@@ -82,14 +87,17 @@ class LLMEngine:
             max_logprobs=config.model.max_logprobs, num_kv_blocks=plan.num_blocks, block_size=cache.block_size,
             tokenizer=self.tokenizer, defaults=generation_defaults(loaded.generation_config),
             compile_constraint=self.structured.compile)
+        on_phase("warming up")
         self._warm_up()
         for index, module in enumerate(config.lora.lora_modules if lora else ()):
             self.add_lora(LoRARequest(module.name, index + 1, module.path, module.base_model_name))
 
     @classmethod
-    def from_config(cls, config: EngineConfig) -> "LLMEngine":
+    def from_config(cls, config: EngineConfig, on_phase: Callable[[str], None] | None = None) -> "LLMEngine":
         torch.manual_seed(config.model.seed)
-        return cls(config, build_model(config))
+        if on_phase is not None:
+            on_phase("loading the model")
+        return cls(config, build_model(config), on_phase)
 
     # -- facts -------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator, TypedDict, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, TypedDict, Union
 
 from fw.engine.outputs import RequestOutput
 from fw.engine.sampling_params import SamplingParams
@@ -17,6 +17,7 @@ from fw.errors import NotSupportedError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from fw.errors import EngineDeadError
     from fw.lora.request import LoRARequest
 
 
@@ -101,6 +102,14 @@ class EngineClient(ABC):
     @abstractmethod
     def check_health(self) -> None:
         """Raise ``EngineDeadError`` if the engine loop has died."""
+
+    def on_dead(self, callback: Callable[["EngineDeadError"], None]) -> None:
+        """Have ``callback(error)`` called (on the caller's event loop) when no engine is
+        left to serve, so the server can stop."""
+
+    def engine_stats(self) -> dict[int, EngineStats | None]:
+        """Each engine core's snapshot by data parallel rank (None: that one has died)."""
+        return {0: self.stats()}
 
     @abstractmethod
     async def shutdown(self) -> None:

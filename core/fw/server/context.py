@@ -14,6 +14,7 @@ from fw.engine.protocol import EngineClient, ModelInfo
 from fw.errors import InvalidParameterError, ModelNotFoundError
 from fw.lora.request import LoRARequest
 from fw.server.chat_parsing import ChatParsing
+from fw.server.lifecycle import Lifecycle
 from fw.server.logprobs import TokenText
 from fw.server.metrics import ServerMetrics
 from fw.server.protocol.chat import ChatTemplateFields
@@ -41,6 +42,7 @@ class ServerContext:
     request_log: RequestLogger
     token_text: TokenText
     parsing: ChatParsing
+    lifecycle: Lifecycle
 
     @classmethod
     def create(cls, engine: EngineClient, config: ServeConfig) -> "ServerContext":
@@ -61,6 +63,7 @@ class ServerContext:
             parsing=ChatParsing(engine.tokenizer, tool_call_parser=frontend.tool_call_parser,
                                 reasoning_parser=config.structured_outputs.reasoning_parser,
                                 tool_parser_plugin=frontend.tool_parser_plugin),
+            lifecycle=Lifecycle(engine, config.options.shutdown_timeout),
         )
 
     @property

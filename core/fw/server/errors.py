@@ -157,8 +157,8 @@ def from_exception(exc: BaseException) -> ApiError:
 
 
 def log_error(exc: BaseException, error: ApiError, *, stack: bool) -> None:
-    if error.status >= 500:
-        logger.error("%s: %s", error.code, error.message, exc_info=exc)
+    if error.status >= 500:  # fw's own errors say what happened; anything else needs its stack
+        logger.error("%s: %s", error.code, error.message, exc_info=None if isinstance(exc, FwError) else exc)
     elif stack:
         logger.warning("%d %s: %s", error.status, error.code, error.message, exc_info=exc)
 

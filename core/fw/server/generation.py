@@ -51,6 +51,7 @@ async def _abort(ctx: ServerContext, request_id: str) -> None:
 
 
 async def engine_stream(ctx: ServerContext, sub: Submission, priority: int) -> AsyncIterator[RequestOutput]:
+    ctx.lifecycle.admit()
     prompt = sub.prompt
     ctx.request_log.request(sub.request_id, prompt.text, prompt.token_ids, sub.params)
     tracker = ctx.metrics.track(len(prompt.token_ids))
@@ -64,6 +65,7 @@ async def engine_stream(ctx: ServerContext, sub: Submission, priority: int) -> A
                                   reasoning_end_ids=sub.reasoning_end_ids)
     finished = refused = False
     started = False
+    ctx.lifecycle.started(sub.request_id)
     try:
         async for out in outputs:
             if not started:
@@ -78,11 +80,14 @@ async def engine_stream(ctx: ServerContext, sub: Submission, priority: int) -> A
             yield out
             if finished:
                 break
+        if finished and ctx.lifecycle.cut and any(o.finish_reason == "abort" for o in out.outputs):
+            raise ctx.lifecycle.shutdown_error()  # after the abort chunk: an error event, then [DONE]
     except FwError as exc:
         refused = not started  # the engine turned it down: nothing to abort
         rename_param(exc, sub.param_names)
         raise
     finally:
+        ctx.lifecycle.ended(sub.request_id)
         if not finished and not refused:
             await _abort(ctx, sub.request_id)
             tracker.aborted(sub.params.n)

@@ -13,7 +13,9 @@ import uvicorn
 from fw.chat.template import chat_template_option
 from fw.config.serve import ServeConfig
 from fw.engine.protocol import EngineClient
+from fw.errors import EngineDeadError
 from fw.server.app import build_app
+from fw.server.lifecycle import Server
 from fw.server.middleware import apply_asgi_hooks, import_path
 
 logger = logging.getLogger("fw.server")
@@ -41,7 +43,7 @@ def uvicorn_config(app: Any, config: ServeConfig) -> uvicorn.Config:
         log_level=fe.uvicorn_log_level, access_log=not fe.disable_uvicorn_access_log,
         ssl_keyfile=fe.ssl_keyfile, ssl_certfile=fe.ssl_certfile, ssl_ca_certs=fe.ssl_ca_certs,
         ssl_cert_reqs=fe.ssl_cert_reqs,
-        # on shutdown, open streams get 5 s to finish before they are cut (and aborted)
+        # after fw's drain (fw.server.lifecycle) the connections left get 5 s to close
         timeout_graceful_shutdown=5,
     )
 
@@ -65,11 +67,15 @@ def server_urls(server: uvicorn.Server, config: ServeConfig) -> list[str]:
 
 
 async def serve(engine: EngineClient, config: ServeConfig, *,
-                on_started: Callable[[uvicorn.Server, list[str]], None] | None = None) -> None:
-    """Serve until the process is told to stop (SIGINT/SIGTERM) or ``server.should_exit``
-    is set; ``on_started`` gets the server and its URLs once it listens."""
-    app = apply_asgi_hooks(build_app(engine, config), config)
-    server = uvicorn.Server(uvicorn_config(app, config))
+                on_started: Callable[[uvicorn.Server, list[str]], None] | None = None) -> EngineDeadError | None:
+    """Serve until the process is told to stop (SIGTERM drains, see
+    ``fw.server.lifecycle``) or ``server.should_exit`` is set; ``on_started`` gets the
+    server and its URLs once it listens. Returns the ``EngineDeadError`` when the server
+    stopped because no engine was left (its caller fails with it), else None."""
+    fw_app = build_app(engine, config)
+    app = apply_asgi_hooks(fw_app, config)
+    server = Server(uvicorn_config(app, config), fw_app.state.fw.lifecycle)
+    engine.on_dead(server.engine_died)
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
         await asyncio.sleep(0.02)
@@ -82,3 +88,4 @@ async def serve(engine: EngineClient, config: ServeConfig, *,
         if on_started is not None:
             on_started(server, urls)
     await task
+    return fw_app.state.fw.lifecycle.failure

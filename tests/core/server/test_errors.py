@@ -196,7 +196,8 @@ def test_dead_engine(start_server):
     live = start_server(engine)
     engine.dead = True
     with live.http() as http:
-        assert http.get("/health").status_code == 500
+        health = http.get("/health")
+    assert health.status_code == 503 and error_of(health)["code"] == "engine_dead"
     response = post(live, "/v1/completions", {"prompt": "a"})
     assert response.status_code == 500 and error_of(response)["code"] == "engine_dead"
 
