@@ -1,0 +1,110 @@
+"""The chat pipeline every conversational API shares: render -> admit -> start.
+
+The chat completions, Responses and Anthropic Messages routes differ only in shape:
+each turns its request into a ``ChatCompletionRequest`` (its converter's job), runs it
+through here, and shapes the outputs its own way. So templates, tool planning, parsers,
+structured outputs, sampling and admission have one implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from fw.errors import FwError, InvalidParameterError
+from fw.parsing.pipeline import OutputParser
+from fw.server.chat_prompt import message_dicts, render_messages
+from fw.server.context import ServedModel, ServerContext
+from fw.server.generation import Outputs, Submission
+from fw.server.prompts import Prompt, encode, resolve_max_tokens, truncate
+from fw.server.protocol.chat import ChatCompletionRequest
+from fw.server.sampling import check_logprobs, reject_unsupported, sampling_params
+from fw.server.sse import until_disconnected
+from fw.server.tools import ToolPlan, plan_tools
+
+
+@dataclass
+class RenderedChat:
+    """A conversation as the model will read it."""
+
+    plan: ToolPlan
+    #: the messages as the client sent them
+    messages: list[dict[str, Any]]
+    text: str
+    prompt: Prompt
+
+
+@dataclass
+class ChatRun:
+    """A conversation admitted by the engine, its first outputs already in."""
+
+    served: ServedModel
+    request_id: str
+    rendered: RenderedChat
+    #: one output parser per choice (None: the text is the content as it is)
+    parsers: list[OutputParser | None]
+    outputs: Outputs
+
+
+def render_chat_request(ctx: ServerContext, body: ChatCompletionRequest) -> RenderedChat:
+    """Tools planned, messages rendered by the chat template, prompt tokenized."""
+    frontend = ctx.config.frontend
+    plan = plan_tools(body.tools, body.tool_choice, parallel_tool_calls=body.parallel_tool_calls,
+                      auto_enabled=frontend.enable_auto_tool_choice, parser=frontend.tool_call_parser,
+                      exclude_when_none=frontend.exclude_tools_when_tool_choice_none)
+    messages = message_dicts(body)
+    extra = {"reasoning_effort": body.reasoning_effort} if body.reasoning_effort else None
+    text = render_messages(ctx, body, messages, extra, tools=plan.template_tools)
+    prompt = truncate(Prompt(text, encode(ctx, text, body.add_special_tokens)), body.truncate_prompt_tokens)
+    return RenderedChat(plan, messages, text, prompt)
+
+
+async def start_chat(ctx: ServerContext, body: ChatCompletionRequest, request: Request | None,
+                     request_id: str) -> ChatRun:
+    """Render, admit and start ``body``; waits for the first outputs, so a refusal is
+    still an HTTP error. ``request`` None: not tied to a client connection (a background
+    response)."""
+    served = ctx.resolve_model(body.model)
+    reject_unsupported(body)
+    top_n = (body.top_logprobs or 0) if body.logprobs else None
+    check_logprobs(ctx, top_n, "top_logprobs")
+    rendered = render_chat_request(ctx, body)
+    prompt, plan = rendered.prompt, rendered.plan
+    asked, param = ((body.max_completion_tokens, "max_completion_tokens")
+                    if body.max_completion_tokens is not None else (body.max_tokens, "max_tokens"))
+    max_tokens = resolve_max_tokens(asked, len(prompt.token_ids), ctx.model_info.max_model_len, param)
+    params = sampling_params(ctx, body, max_tokens=max_tokens, logprobs=top_n,
+                             prompt_logprobs=body.prompt_logprobs)
+    if plan.constraint is not None:
+        if params.structured_outputs is not None:
+            raise InvalidParameterError(
+                "tool_choice", f'"{plan.mode}" tool choice is enforced with structured outputs and cannot be '
+                               "combined with response_format or guided decoding")
+        params.structured_outputs = plan.constraint
+    parsers = [ctx.parsing.for_choice(plan) for _ in range(body.n)]
+    submission = Submission(
+        prompt, params, request_id, lora_request=served.lora,
+        keep_special_ids=ctx.parsing.keep_special_ids(parsers[0]),
+        reasoning_end_ids=ctx.parsing.reasoning_end_ids(rendered.text) if params.structured_outputs else None)
+    outputs = Outputs(ctx, [submission], body.priority)
+    if request is None:
+        await outputs.start()
+    else:
+        await until_disconnected(request, outputs.start())
+    return ChatRun(served, request_id, rendered, parsers, outputs)
+
+
+def rename_params(exc: FwError, names: dict[str, str]) -> FwError:
+    """``exc`` with its ``param`` (and the message's leading name) in another API's
+    terms, e.g. max_completion_tokens -> max_output_tokens; unchanged if not listed."""
+    new = names.get(exc.param or "")
+    if new is None:
+        return exc
+    old = exc.param
+    exc.param = new
+    if exc.message.startswith(f"{old}:"):
+        exc.message = new + exc.message[len(old):]
+    exc.args = (exc.message,)
+    return exc
