@@ -128,7 +128,10 @@ class FrontendConfig(ConfigGroup):
         False, "Disable the OpenAPI schema (/openapi.json), the Swagger UI (/docs) and ReDoc (/redoc)."
     )
     enable_prompt_tokens_details: bool = option(
-        False, "Include prompt_tokens_details (cached_tokens) in usage."
+        True,
+        "Include prompt_tokens_details.cached_tokens (prompt tokens read from the prefix "
+        "cache) in the usage of chat and completions responses. On by default (vLLM's is "
+        "off); the Responses and Messages APIs always report it, as their APIs define.",
     )
     enable_force_include_usage: bool = option(
         False,
