@@ -8,6 +8,7 @@ structured outputs, sampling and admission have one implementation.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,14 +98,19 @@ async def start_chat(ctx: ServerContext, body: ChatCompletionRequest, request: R
 
 
 def rename_params(exc: FwError, names: dict[str, str]) -> FwError:
-    """``exc`` with its ``param`` (and the message's leading name) in another API's
-    terms, e.g. max_completion_tokens -> max_output_tokens; unchanged if not listed."""
+    """``exc`` with its ``param`` in another API's terms (max_completion_tokens ->
+    max_output_tokens), and the message too: its leading name, and elsewhere the old
+    name when it is an identifier (``prompt`` in prose stays); unchanged if not listed."""
     new = names.get(exc.param or "")
     if new is None:
         return exc
     old = exc.param
     exc.param = new
-    if exc.message.startswith(f"{old}:"):
-        exc.message = new + exc.message[len(old):]
-    exc.args = (exc.message,)
+    message = exc.message
+    if message.startswith(f"{old}:"):
+        message = new + message[len(old):]
+    if "_" in old:
+        message = re.sub(rf"\b{re.escape(old)}\b", new, message)
+    exc.message = message
+    exc.args = (message,)
     return exc

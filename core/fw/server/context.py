@@ -19,6 +19,8 @@ from fw.server.metrics import ServerMetrics
 from fw.server.protocol.chat import ChatTemplateFields
 from fw.server.protocol.models import TokenizeRequest
 from fw.server.request_log import RequestLogger
+from fw.server.response_store import ResponseStore
+from fw.server.responses_service import ResponsesService
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class ServerContext:
     request_log: RequestLogger
     token_text: TokenText
     parsing: ChatParsing
+    #: the Responses API's store and background runs
+    responses: ResponsesService
 
     @classmethod
     def create(cls, engine: EngineClient, config: ServeConfig) -> "ServerContext":
@@ -61,6 +65,9 @@ class ServerContext:
             parsing=ChatParsing(engine.tokenizer, tool_call_parser=frontend.tool_call_parser,
                                 reasoning_parser=config.structured_outputs.reasoning_parser,
                                 tool_parser_plugin=frontend.tool_parser_plugin),
+            responses=ResponsesService(ResponseStore(
+                max_entries=frontend.responses_store_max_entries, max_bytes=frontend.responses_store_max_bytes,
+                ttl=frontend.responses_store_ttl)),
         )
 
     @property
