@@ -92,8 +92,8 @@ def sse_event(line: str) -> Any:
         event = json.loads(payload)
     except ValueError:
         raise ServerError(f"the server streamed something that is not JSON: {payload[:80]!r}") from None
-    if isinstance(event, dict) and "error" in event:
-        raise ServerError(error_text(payload, 0))
+    if isinstance(event, dict) and ("error" in event or event.get("type") == "error"):
+        raise ServerError(error_text(payload, 0))  # the Responses API's error event has no "error" key
     return event
 
 
