@@ -45,8 +45,8 @@ def fw(*args: str):
 
 
 def test_chat_and_complete_quick(fw_server):
-    for command in ("chat", "complete"):
-        result = fw(command, "--url", fw_server, "-q", "Hello")
+    for command in (["chat"], ["chat", "--api", "responses"], ["complete"]):
+        result = fw(*command, "--url", fw_server, "-q", "Hello")
         assert result.exit_code == 0, result.output
         assert result.stdout.endswith("\n") and result.stderr == ""
 
