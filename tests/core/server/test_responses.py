@@ -230,7 +230,8 @@ def test_a_failure_mid_stream_is_an_error_event_then_failed(start_server):
         response = http.post("/v1/responses", json={"input": "Hi", "max_output_tokens": 8, "stream": True})
     events = sse_events(response)
     assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
-    assert events[-1]["response"]["error"]["code"] == "internal_error"
+    assert events[-1]["response"]["error"]["code"] == "server_error"
+    assert events[-2]["code"] == "internal_error"
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     engine.fail_after = None
     with live.http() as http:  # the server keeps serving
@@ -250,3 +251,16 @@ def test_unauthorized_is_openais_shape(start_server):
     response = httpx.post(f"{live.url}/v1/responses", json={"input": "Hi"})
     assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
     assert live.openai(api_key="k").responses.create(model=MODEL, input="Hi", max_output_tokens=1).output_text
+
+
+def test_a_background_failure_is_stored_as_failed(start_server):
+    engine = FakeEngine(token_delay=0.01)
+    engine.fail_after = 2
+    live = start_server(engine)
+    client = live.openai()
+    queued = client.responses.create(model=MODEL, input="Hi", max_output_tokens=20, background=True)
+    deadline = time.time() + 20
+    while (polled := client.responses.retrieve(queued.id)).status in ("queued", "in_progress"):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert polled.status == "failed" and polled.error.code == "server_error"

@@ -133,6 +133,14 @@ class OutputBuilder:
         return events
 
 
+def _response_error(error: ApiError) -> ResponseError:
+    """OpenAI's codes for a failed response: what went wrong, by whose fault; fw's own
+    code stays in the message."""
+    code = ("rate_limit_exceeded" if error.status in (429, 503) else
+            "server_error" if error.status >= 500 else "invalid_prompt")
+    return ResponseError(code=code, message=f"{error.message} ({error.code})" if error.code else error.message)
+
+
 def response_object(body: ResponsesRequest, *, response_id: str, model: str, created_at: int, status: str,
                     store: bool, output: list[dict[str, Any]] | None = None, usage: ResponseUsage | None = None,
                     error: ApiError | None = None) -> ResponseObject:
@@ -144,7 +152,7 @@ def response_object(body: ResponsesRequest, *, response_id: str, model: str, cre
         id=response_id, created_at=created_at, completed_at=int(time.time()) if done else None, status=status,
         model=model, output=output or [], usage=usage,
         incomplete_details=IncompleteDetails(reason="max_output_tokens") if status == "incomplete" else None,
-        error=ResponseError(code=error.code or "server_error", message=error.message) if error else None,
+        error=_response_error(error) if error else None,
         instructions=body.instructions, metadata=body.metadata, temperature=body.temperature, top_p=body.top_p,
         max_output_tokens=body.max_output_tokens, tools=body.tools or [], tool_choice=body.tool_choice or "auto",
         parallel_tool_calls=body.parallel_tool_calls is not False,

@@ -18,7 +18,7 @@ from fw.server.chat_pipeline import render_chat_request, rename_params, start_ch
 from fw.server.context import ServerContext, base_request_id, get_context
 from fw.server.convert.responses_output import ResponseView
 from fw.server.convert.responses_request import chat_request_of, input_items
-from fw.server.errors import from_exception
+from fw.server.errors import from_exception, log_error
 from fw.server.protocol.chat import ChatCompletionRequest
 from fw.server.protocol.responses import DeletedResponse, ResponseObject, ResponsesRequest
 from fw.server.response_store import StoredResponse
@@ -89,8 +89,10 @@ def _start_background(ctx: ServerContext, body: ResponsesRequest, chat: ChatComp
             view.turn = Turn(run, ctx, parallel_tool_calls=body.parallel_tool_calls is not False)
             save(view.snapshot("in_progress"))
             save(await view.collect())
-        except FwError as exc:
-            save(view.snapshot("failed", error=from_exception(rename_params(exc, PARAM_NAMES))))
+        except Exception as exc:  # noqa: BLE001 - stored as the response's error, as a 4xx/5xx would be sent
+            error = from_exception(rename_params(exc, PARAM_NAMES) if isinstance(exc, FwError) else exc)
+            log_error(exc, error, stack=ctx.config.frontend.log_error_stack)
+            save(view.snapshot("failed", error=error))
 
     queued = view.snapshot("queued")
     save(queued)
