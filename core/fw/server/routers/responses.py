@@ -21,7 +21,6 @@ from fw.server.convert.responses_request import chat_request_of, input_items
 from fw.server.errors import from_exception, log_error
 from fw.server.protocol.chat import ChatCompletionRequest
 from fw.server.protocol.responses import DeletedResponse, ResponseObject, ResponsesRequest
-from fw.server.response_store import StoredResponse
 from fw.server.routers import ERROR_RESPONSES
 from fw.server.sse import SSEResponse, guard_stream, until_disconnected
 from fw.server.turn import Turn
