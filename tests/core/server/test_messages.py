@@ -121,6 +121,7 @@ def test_thinking_blocks(start_server):
                                      thinking={"type": "enabled", "budget_tokens": 1024})
     thinking, text = message.content
     assert thinking.type == "thinking" and thinking.thinking == "Paris is in France." and text.text == "It is sunny."
+    assert message.stop_reason == "end_turn"
     with client.messages.stream(model=MODEL, max_tokens=2000, messages=HI) as stream:
         kinds = [e.delta.type for e in stream if e.type == "content_block_delta"]
     assert "thinking_delta" in kinds and "text_delta" in kinds
@@ -178,3 +179,10 @@ def test_api_key_in_either_header(start_server):
                           json={"messages": HI, "max_tokens": 1})
     assert response.status_code == 200
     assert json.loads(httpx.get(f"{live.url}/v1/models").text)["error"]["code"] == "invalid_api_key"
+
+
+def test_the_api_docs_list_both_new_apis(server):
+    with server.http() as http:
+        paths = http.get("/openapi.json").json()["paths"]
+    assert {"/v1/messages", "/v1/messages/count_tokens", "/v1/responses", "/v1/responses/{response_id}",
+            "/v1/responses/{response_id}/cancel"} <= set(paths)
