@@ -142,7 +142,10 @@ class FrontendConfig(ConfigGroup):
         False, "Disable the OpenAPI schema (/openapi.json), the Swagger UI (/docs) and ReDoc (/redoc)."
     )
     enable_prompt_tokens_details: bool = option(
-        False, "Include prompt_tokens_details (cached_tokens) in usage."
+        True,
+        "Include prompt_tokens_details.cached_tokens (prompt tokens read from the prefix "
+        "cache) in the usage of chat and completions responses. On by default (vLLM's is "
+        "off); the Responses and Messages APIs always report it, as their APIs define.",
     )
     enable_force_include_usage: bool = option(
         False,
@@ -166,6 +169,21 @@ class FrontendConfig(ConfigGroup):
     h11_max_header_count: int = option(
         256,
         "Maximum number of HTTP headers a request may carry (431 beyond). Limits header abuse.",
+    )
+    responses_store_max_entries: int = option(
+        1000,
+        "Responses API: keep at most this many responses (for previous_response_id and GET "
+        "/v1/responses/{id}); the least recently used go first. 0 turns the store off.",
+        ge=0,
+    )
+    responses_store_max_bytes: int = option(
+        64 * 1024 * 1024,
+        "Responses API: keep at most this many bytes of stored responses and the conversations "
+        "they end (as JSON); the least recently used go first. Accepts k/K/m/M/g/G suffixes.",
+        size=True, ge=0,
+    )
+    responses_store_ttl: float = option(
+        3600.0, "Responses API: seconds a stored response is kept after it was stored.", gt=0,
     )
     log_error_stack: bool = option(
         False, "Log the stack trace of every error response, not only of internal errors."

@@ -24,12 +24,13 @@ from fw.server.docs import install_docs
 from fw.server.errors import install_error_handlers
 from fw.server.headers import HeaderLimitMiddleware, RequestIdMiddleware
 from fw.server.middleware import add_user_middleware
-from fw.server.routers import chat, completions, health, lora, metrics, models, tokenize
+from fw.server.routers import chat, completions, health, lora, messages, metrics, models, responses, tokenize
 from fw.server.sse import ClientDisconnected
 from fw.server.stats_log import log_stats_forever
 from fw.version import __version__
 
-DESCRIPTION = "OpenAI-compatible API of fw: completions, chat completions, models, tokenizer."
+DESCRIPTION = ("OpenAI-compatible API of fw: completions, chat completions, responses, models, tokenizer; "
+               "and Anthropic's Messages API.")
 
 
 def build_app(engine: EngineClient, config: ServeConfig) -> FastAPI:
@@ -47,6 +48,7 @@ def build_app(engine: EngineClient, config: ServeConfig) -> FastAPI:
         finally:
             if task is not None:
                 task.cancel()
+            await ctx.responses.aclose()
 
     docs = not frontend.disable_fastapi_docs
     app = FastAPI(
@@ -56,7 +58,7 @@ def build_app(engine: EngineClient, config: ServeConfig) -> FastAPI:
     app.state.fw = ctx
     install_error_handlers(app, log_error_stack=frontend.log_error_stack)
     app.add_exception_handler(ClientDisconnected, _client_gone)
-    for module in (health, models, completions, chat, tokenize, metrics):
+    for module in (health, models, completions, chat, responses, messages, tokenize, metrics):
         app.include_router(module.router)
     if frontend.enable_tokenizer_info_endpoint:
         app.include_router(tokenize.info_router)

@@ -20,6 +20,8 @@ from fw.server.metrics import ServerMetrics
 from fw.server.protocol.chat import ChatTemplateFields
 from fw.server.protocol.models import TokenizeRequest
 from fw.server.request_log import RequestLogger
+from fw.server.response_store import ResponseStore
+from fw.server.responses_service import ResponsesService
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class ServerContext:
     token_text: TokenText
     parsing: ChatParsing
     lifecycle: Lifecycle
+    #: the Responses API's store and background runs
+    responses: ResponsesService
 
     @classmethod
     def create(cls, engine: EngineClient, config: ServeConfig) -> "ServerContext":
@@ -64,6 +68,9 @@ class ServerContext:
                                 reasoning_parser=config.structured_outputs.reasoning_parser,
                                 tool_parser_plugin=frontend.tool_parser_plugin),
             lifecycle=Lifecycle(engine, config.options.shutdown_timeout),
+            responses=ResponsesService(ResponseStore(
+                max_entries=frontend.responses_store_max_entries, max_bytes=frontend.responses_store_max_bytes,
+                ttl=frontend.responses_store_ttl)),
         )
 
     @property
