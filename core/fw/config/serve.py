@@ -14,8 +14,11 @@ from fw.config.frontend import FrontendConfig, ServeOptions
 from fw.config.load import LoadConfig
 from fw.config.lora import LoRAConfig
 from fw.config.model import ModelConfig
+from fw.config.multimodal import MultiModalConfig
+from fw.config.observability import ObservabilityConfig
 from fw.config.scheduler import SchedulerConfig
 from fw.config.structured import StructuredOutputsConfig
+from fw.config.vllm_engine import VllmEngineConfig
 
 
 class ServeConfig(BaseModel):
@@ -32,6 +35,9 @@ class ServeConfig(BaseModel):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
     structured_outputs: StructuredOutputsConfig = Field(default_factory=StructuredOutputsConfig)
+    multimodal: MultiModalConfig = Field(default_factory=MultiModalConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    vllm: VllmEngineConfig = Field(default_factory=VllmEngineConfig)
 
     def engine_config(self) -> EngineConfig:
         """The engine's part of this configuration, for ``AsyncEngine.from_config``."""
