@@ -15,6 +15,7 @@ from fw.engine.protocol import EngineClient
 from fw.server.app import build_app
 from fw.server.chat_prompt import server_chat_template
 from fw.server.middleware import apply_asgi_hooks, import_path
+from fw.structured.selection import canonical_backend
 
 logger = logging.getLogger("fw.server")
 
@@ -22,6 +23,7 @@ logger = logging.getLogger("fw.server")
 def check_options(config: ServeConfig) -> None:
     """Reject bad server options (ValueError) before the slow engine load, not after."""
     fe = config.frontend
+    canonical_backend(config.structured_outputs.guided_decoding_backend)  # a typo fails before the load
     server_chat_template(fe.chat_template)
     for path in fe.middleware:
         import_path(path)

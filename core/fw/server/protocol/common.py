@@ -88,7 +88,9 @@ class SamplingRequest(RequestModel):
     guided_regex: str | None = None
     guided_choice: list[str] | None = None
     guided_grammar: str | None = None
-    guided_decoding_backend: str | None = Field(None, description="Accepted; the server's backend is used.")
+    guided_decoding_backend: str | None = Field(
+        None, description="The structured-output backend for this request: xgrammar, guidance, auto, or a "
+                          "plugin's (default: the server's --guided-decoding-backend).")
     guided_whitespace_pattern: str | None = None
     structured_outputs: StructuredOutputsSpec | None = None
 
