@@ -25,6 +25,7 @@ from fw.engine.protocol import EngineStats, ModelInfo, PromptInput
 from fw.engine.request import Request, RequestStatus
 from fw.engine.sampling_params import SamplingParams
 from fw.engine.scheduler import Scheduler, SchedulerOutput
+from fw.engine.step_timing import StepTiming
 from fw.errors import InvalidParameterError, NotSupportedError
 from fw.lora.manager import Adapter, LoRAManager
 from fw.lora.peft import LoRAAdapterError
@@ -77,6 +78,9 @@ class LLMEngine:
         self.structured = StructuredOutputManager(config.structured_outputs, self.tokenizer,
                                                   loaded.hf_config.vocab_size)
         self.runner.structured = self.structured
+        observe = config.observability
+        self.timing = (StepTiming(loaded.model, forward=observe.detailed("model"), execute=observe.detailed("worker"))
+                       if observe.collect_detailed_traces else None)
         self.eos_token_ids = _eos_token_ids(self.tokenizer, loaded.hf_config, loaded.generation_config)
         self.generation_defaults = {
             ours: loaded.generation_config[theirs] for theirs, ours in GENERATION_DEFAULT_KEYS.items()
@@ -207,6 +211,8 @@ class LLMEngine:
     def _run(self, out: SchedulerOutput):
         requests = {rid: self.scheduler.requests[rid] for rid in out.num_scheduled_tokens}
         block_ids = {rid: self.kv.block_ids(rid) for rid in out.num_scheduled_tokens}
+        if self.timing is not None:
+            return self.timing.run(lambda: self.runner.execute(out, requests, block_ids), requests.values())
         return self.runner.execute(out, requests, block_ids)
 
     def _finish_stopped(self, request: Request) -> None:
