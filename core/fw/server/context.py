@@ -19,6 +19,7 @@ from fw.server.metrics import ServerMetrics
 from fw.server.protocol.chat import ChatTemplateFields
 from fw.server.protocol.models import TokenizeRequest
 from fw.server.request_log import RequestLogger
+from fw.server.tracing import RequestTracer
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class ServerContext:
     request_log: RequestLogger
     token_text: TokenText
     parsing: ChatParsing
+    #: spans of finished requests (--otlp-traces-endpoint), else None
+    tracer: RequestTracer | None = None
 
     @classmethod
     def create(cls, engine: EngineClient, config: ServeConfig) -> "ServerContext":
@@ -53,7 +56,7 @@ class ServerContext:
             engine=engine, config=config, model_info=info, chat_template=template,
             metrics=ServerMetrics(engine, info.name),
             request_log=RequestLogger(
-                enabled=config.options.enable_log_requests,
+                enabled=config.options.log_requests,
                 log_outputs=frontend.enable_log_outputs,
                 max_len=frontend.max_log_len,
             ),
@@ -61,6 +64,7 @@ class ServerContext:
             parsing=ChatParsing(engine.tokenizer, tool_call_parser=frontend.tool_call_parser,
                                 reasoning_parser=config.structured_outputs.reasoning_parser,
                                 tool_parser_plugin=frontend.tool_parser_plugin),
+            tracer=RequestTracer(endpoint) if (endpoint := config.observability.otlp_traces_endpoint) else None,
         )
 
     @property

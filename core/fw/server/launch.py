@@ -14,6 +14,7 @@ from fw.config.serve import ServeConfig
 from fw.engine.protocol import EngineClient
 from fw.server.app import build_app
 from fw.server.chat_prompt import server_chat_template
+from fw.server.log_config import apply_log_config, read_log_config
 from fw.server.middleware import apply_asgi_hooks, import_path
 from fw.structured.selection import canonical_backend
 
@@ -21,8 +22,12 @@ logger = logging.getLogger("fw.server")
 
 
 def check_options(config: ServeConfig) -> None:
-    """Reject bad server options (ValueError) before the slow engine load, not after."""
+    """Reject bad server options (ValueError) before the slow engine load, not after, and
+    apply --log-config-file, so the load is logged as configured."""
     fe = config.frontend
+    log_config = read_log_config(fe.log_config_file)
+    if log_config is not None:
+        apply_log_config(log_config)
     canonical_backend(config.structured_outputs.guided_decoding_backend)  # a typo fails before the load
     server_chat_template(fe.chat_template)
     for path in fe.middleware:
@@ -41,6 +46,7 @@ def uvicorn_config(app: Any, config: ServeConfig) -> uvicorn.Config:
         # h11 honours the incomplete-event limit (httptools would ignore it)
         http="h11", h11_max_incomplete_event_size=fe.h11_max_incomplete_event_size,
         log_level=fe.uvicorn_log_level, access_log=not fe.disable_uvicorn_access_log,
+        **({"log_config": log_config} if (log_config := read_log_config(fe.log_config_file)) else {}),
         ssl_keyfile=fe.ssl_keyfile, ssl_certfile=fe.ssl_certfile, ssl_ca_certs=fe.ssl_ca_certs,
         ssl_cert_reqs=fe.ssl_cert_reqs,
         # on shutdown, open streams get 5 s to finish before they are cut (and aborted)
