@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import field_validator
+
 from fw.config.base import ConfigGroup, option
 
+#: what --override-generation-config may set (generation_config.json names)
+OVERRIDE_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_new_tokens")
 DType = Literal["auto", "bfloat16", "float16", "float32", "half", "float"]
 
 
@@ -176,3 +180,12 @@ class ModelConfig(ConfigGroup):
         "IOProcessor plugin (pooling inputs and outputs) to load at start-up.",
         unsupported="fw has no IOProcessor plugins; its plugin kinds are listed by `fw plugins`",
     )
+
+    @field_validator("override_generation_config")
+    @classmethod
+    def _override_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(OVERRIDE_KEYS))
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(unknown)}; keys are {', '.join(OVERRIDE_KEYS)}")
+        return value
+

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from fw.config import EngineConfig
+from fw.engine.generation_config import sampling_defaults
 from fw.engine.kv_cache_manager import KVCacheManager, cdiv
 from fw.engine.kv_sizing import allocate_kv_caches, plan_kv_cache
 from fw.engine.model_builder import ConfigurationError, LoadedModel, build_model
@@ -33,10 +34,6 @@ from fw.lora.request import LoRARequest
 from fw.structured.manager import StructuredOutputManager
 
 logger = logging.getLogger("fw.engine")
-
-GENERATION_DEFAULT_KEYS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
-                           "repetition_penalty": "repetition_penalty", "max_new_tokens": "max_tokens"}
-
 
 class LLMEngine:
     def __init__(self, config: EngineConfig, loaded: LoadedModel):
@@ -82,10 +79,9 @@ class LLMEngine:
         self.timing = (StepTiming(loaded.model, forward=observe.detailed("model"), execute=observe.detailed("worker"))
                        if observe.collect_detailed_traces else None)
         self.eos_token_ids = _eos_token_ids(self.tokenizer, loaded.hf_config, loaded.generation_config)
-        self.generation_defaults = {
-            ours: loaded.generation_config[theirs] for theirs, ours in GENERATION_DEFAULT_KEYS.items()
-            if loaded.generation_config.get(theirs) is not None
-        }
+        model = config.model
+        self.generation_defaults = sampling_defaults(model.generation_config, model.override_generation_config,
+                                                     loaded.generation_config)
         self._warm_up()
         for index, module in enumerate(config.lora.lora_modules if self.lora else ()):
             self.add_lora(LoRARequest(module.name, index + 1, module.path, module.base_model_name))

@@ -61,7 +61,10 @@ def validate_and_prepare(engine: "LLMEngine", params: SamplingParams, prompt_ids
     params = params.clone()
     if params.max_tokens is None:
         params.max_tokens = max_len - len(prompt_ids)
-    elif len(prompt_ids) + params.max_tokens > max_len:
+    limit = engine.generation_defaults.get("max_tokens")  # --generation-config's max_new_tokens: server-wide
+    if limit is not None:
+        params.max_tokens = min(params.max_tokens, limit)
+    if len(prompt_ids) + params.max_tokens > max_len:
         raise ContextLengthError(
             "max_tokens", f"this model's maximum context length is {max_len} tokens, but {len(prompt_ids) + params.max_tokens} "
                           f"were requested ({len(prompt_ids)} in the prompt, {params.max_tokens} for the output); "

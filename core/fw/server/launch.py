@@ -11,6 +11,7 @@ from typing import Any, Callable
 import uvicorn
 
 from fw.config.serve import ServeConfig
+from fw.engine.generation_config import read_folder
 from fw.engine.protocol import EngineClient
 from fw.server.app import build_app
 from fw.server.chat_prompt import server_chat_template
@@ -29,6 +30,11 @@ def check_options(config: ServeConfig) -> None:
     if log_config is not None:
         apply_log_config(log_config)
     canonical_backend(config.structured_outputs.guided_decoding_backend)  # a typo fails before the load
+    if config.model.generation_config not in ("auto", "vllm"):
+        read_folder(config.model.generation_config)
+    observe = config.observability
+    if observe.collect_detailed_traces and not observe.otlp_traces_endpoint:
+        raise ValueError("--collect-detailed-traces adds to the spans --otlp-traces-endpoint sends; give that too")
     server_chat_template(fe.chat_template)
     for path in fe.middleware:
         import_path(path)
