@@ -27,7 +27,7 @@ from fw.server.headers import HeaderLimitMiddleware, RequestIdMiddleware
 from fw.server.load import LoadTrackingMiddleware
 from fw.server.load import router as load_router
 from fw.server.middleware import add_user_middleware
-from fw.server.routers import chat, completions, health, lora, metrics, models, tokenize
+from fw.server.routers import chat, completions, health, lora, metrics, models, sleep, tokenize
 from fw.server.sse import ClientDisconnected
 from fw.server.stats_log import log_stats_forever
 from fw.server.tracing import TracingMiddleware
@@ -70,6 +70,8 @@ def build_app(engine: EngineClient, config: ServeConfig) -> FastAPI:
         app.include_router(lora.router)
     if frontend.enable_server_load_tracking:
         app.include_router(load_router)
+    if config.model.enable_sleep_mode:
+        app.include_router(sleep.router)
     if docs:
         install_docs(app)
 

@@ -1,4 +1,5 @@
-"""--api-key: every /v1/* request must carry one of the keys as a Bearer token.
+"""--api-key: every /v1/* request (and /sleep, /wake_up) must carry one of the keys as a
+Bearer token.
 
 Keys are compared through their SHA-256 digests with ``hmac.compare_digest`` against
 every configured key, so neither the time taken nor an early exit tells an attacker how
@@ -21,6 +22,10 @@ def route_path(scope: Scope) -> str:
     return path[len(root):] if root and path.startswith(root) else path
 
 
+#: routes outside /v1 that change the server's state, so they need the key too
+PROTECTED = ("/sleep", "/wake_up")
+
+
 def _digest(value: bytes) -> bytes:
     return hashlib.sha256(value).digest()
 
@@ -39,7 +44,8 @@ class APIKeyMiddleware:
         return any([hmac.compare_digest(offered, d) for d in self.digests])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and route_path(scope).startswith("/v1") and not self._authorized(scope):
+        path = route_path(scope)
+        if scope["type"] == "http" and (path.startswith("/v1") or path in PROTECTED) and not self._authorized(scope):
             error = ApiError(401, "missing or invalid API key; send 'Authorization: Bearer <key>'",
                              code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
             await error.response()(scope, receive, send)

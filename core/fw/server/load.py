@@ -12,6 +12,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from fw.server.auth import route_path
+
 #: the APIs that occupy the engine (vLLM's load-aware routes), present now or later
 TRACKED_PATHS = frozenset({
     "/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages", "/v1/embeddings", "/pooling",
@@ -34,11 +36,7 @@ class LoadTrackingMiddleware:
         self.state.server_load_metrics = 0
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        path = scope.get("path", "")
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root):]
-        if scope["type"] != "http" or scope.get("method") != "POST" or path not in TRACKED_PATHS:
+        if scope["type"] != "http" or scope.get("method") != "POST" or route_path(scope) not in TRACKED_PATHS:
             return await self.app(scope, receive, send)
         self.state.server_load_metrics += 1
         try:
