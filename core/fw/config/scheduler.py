@@ -37,8 +37,8 @@ class SchedulerConfig(ConfigGroup):
     )
     max_long_partial_prefills: int | None = option(
         None,
-        "Of those, at most this many whose prompts are longer than --long-prefill-token-threshold; "
-        "shorter prompts may then go ahead of a long one in the queue. Unset: no limit.",
+        "Of those, at most this many whose prompts are longer than --long-prefill-token-threshold "
+        "(so it needs one); shorter prompts may then go ahead of a long one in the queue. Unset: no limit.",
         ge=1,
     )
     long_prefill_token_threshold: int = option(
@@ -79,5 +79,11 @@ class SchedulerConfig(ConfigGroup):
         if long is not None and total is not None and long > total:
             raise ValueError(f"--max-long-partial-prefills ({long}) must not exceed "
                              f"--max-num-partial-prefills ({total})")
+        if long is not None and not self.long_prefill_token_threshold:
+            raise ValueError("--max-long-partial-prefills counts prompts longer than --long-prefill-token-threshold; "
+                             "give that threshold too")
+        if self.long_prefill_token_threshold and not self.enable_chunked_prefill:
+            raise ValueError("--long-prefill-token-threshold splits prompts into chunks; it needs chunked "
+                             "prefill (drop --no-enable-chunked-prefill)")
         return self
 
