@@ -77,9 +77,10 @@ class ModelConfig(ConfigGroup):
     )
     tokenizer_mode: Literal["auto", "slow", "mistral", "custom"] = option(
         "auto",
-        '"auto" uses the fast (Rust) tokenizer when the model has one; "slow" always uses the '
-        "Python (sentencepiece) tokenizer.",
+        '"auto" uses the model\'s Hugging Face tokenizer (the fast, Rust one).',
         unsupported={
+            "slow": "fw loads tokenizers through transformers 5, which has only fast (Rust) tokenizers; "
+                    "use 'auto'",
             "mistral": "fw does not ship mistral_common's tokenizer; use 'auto' (the model's "
                        "Hugging Face tokenizer files)",
             "custom": "fw has no registry of custom tokenizers; point --tokenizer at a Hugging Face "

@@ -25,7 +25,7 @@ from fw.engine.prompt import validate_and_prepare, tokenize_prompt
 from fw.engine.protocol import EngineStats, ModelInfo, PromptInput
 from fw.engine.request import Request, RequestStatus
 from fw.engine.sampling_params import SamplingParams
-from fw.engine.scheduler import Scheduler, SchedulerOutput
+from fw.engine.scheduler import SchedulerOutput, scheduler_class
 from fw.engine.step_timing import StepTiming
 from fw.errors import InvalidParameterError, NotSupportedError
 from fw.lora.manager import Adapter, LoRAManager
@@ -60,16 +60,18 @@ class LLMEngine:
         plan = plan_kv_cache(loaded.model, loaded.dtype, loaded.device, block_size=cache.block_size,
                              memory_bytes=cache.kv_cache_memory_bytes,
                              num_blocks_override=cache.num_gpu_blocks_override,
-                             max_model_len=self.max_model_len, max_num_seqs=scheduler_config.max_num_seqs)
+                             max_model_len=self.max_model_len, max_num_seqs=scheduler_config.max_num_seqs,
+                             gpu_memory_utilization=cache.gpu_memory_utilization)
         kv_caches = allocate_kv_caches(loaded.model, plan, loaded.dtype, loaded.device)
-        self.kv = KVCacheManager(plan.num_blocks, cache.block_size, cache.enable_prefix_caching)
+        self.kv = KVCacheManager(plan.num_blocks, cache.block_size, cache.enable_prefix_caching,
+                                 hash_algo=cache.prefix_caching_hash_algo)
         logger.info(
             "KV cache: %d blocks of %d tokens = %d tokens (%.1f MiB); max concurrency at %d tokens per "
             "request: %.1fx (sized in %.2fs)", plan.num_blocks, plan.block_size, plan.num_tokens,
             plan.total_bytes / 2**20, self.max_model_len, plan.num_tokens / self.max_model_len,
             time.perf_counter() - start)
-        self.scheduler = Scheduler(scheduler_config, cache, self.kv, self.max_model_len,
-                                   max_loras=config.lora.max_loras if self.lora else 0)
+        self.scheduler = scheduler_class(scheduler_config.scheduler_cls)(
+            scheduler_config, cache, self.kv, self.max_model_len, max_loras=config.lora.max_loras if self.lora else 0)
         self.runner = ModelRunner(loaded.model, kv_caches, cache.block_size, loaded.device, lora=self.lora)
         self.output = OutputProcessor(self.tokenizer)
         self.structured = StructuredOutputManager(config.structured_outputs, self.tokenizer,

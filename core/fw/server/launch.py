@@ -12,6 +12,7 @@ import uvicorn
 
 from fw.config.serve import ServeConfig
 from fw.engine.generation_config import read_folder
+from fw.engine.scheduler import scheduler_class
 from fw.engine.protocol import EngineClient
 from fw.server.app import build_app
 from fw.server.chat_prompt import server_chat_template
@@ -32,6 +33,7 @@ def check_options(config: ServeConfig) -> None:
     canonical_backend(config.structured_outputs.guided_decoding_backend)  # a typo fails before the load
     if config.model.generation_config not in ("auto", "vllm"):
         read_folder(config.model.generation_config)
+    scheduler_class(config.scheduler.scheduler_cls)
     observe = config.observability
     if observe.collect_detailed_traces and not observe.otlp_traces_endpoint:
         raise ValueError("--collect-detailed-traces adds to the spans --otlp-traces-endpoint sends; give that too")
