@@ -34,6 +34,7 @@ class ConfigurationError(FwError):
 class LoadedModel:
     model: nn.Module
     hf_config: Any
+    #: None with --skip-tokenizer-init
     tokenizer: Any
     path: Path
     dtype: torch.dtype
@@ -175,7 +176,8 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
     model.eval()
     logger.info("loaded %s (%s, %s, %s attention) in %.1fs", arch, path.name, str(dtype).removeprefix("torch."),
                 backend.name, time.perf_counter() - start)
-    return LoadedModel(model=model, hf_config=hf_config, tokenizer=loader.tokenizer(), path=path, dtype=dtype,
+    tokenizer = None if config.model.skip_tokenizer_init else loader.tokenizer()
+    return LoadedModel(model=model, hf_config=hf_config, tokenizer=tokenizer, path=path, dtype=dtype,
                        device=device, max_model_len=max_model_len, attention_backend=backend.name,
                        generation_config=loader.generation_config())
 

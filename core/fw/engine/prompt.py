@@ -13,9 +13,14 @@ if TYPE_CHECKING:
     from fw.engine.llm_engine import LLMEngine
 
 
+NO_TOKENIZER = "the engine runs without a tokenizer (--skip-tokenizer-init)"
+
+
 def tokenize_prompt(tokenizer: Any, prompt: PromptInput) -> tuple[str | None, list[int]]:
     """(prompt text if known, prompt token ids). Text is tokenized with special tokens
     added, as the model's tokenizer config says."""
+    if tokenizer is None and (isinstance(prompt, str) or (isinstance(prompt, dict) and "prompt_token_ids" not in prompt)):
+        raise InvalidParameterError("prompt", f"{NO_TOKENIZER}: send prompt token ids, not text")
     if isinstance(prompt, str):
         return prompt, tokenizer.encode(prompt)
     if isinstance(prompt, dict):
@@ -44,6 +49,11 @@ def _bad_words_ids(tokenizer: Any, words: list[str]) -> list[list[int]]:
 def validate_and_prepare(engine: "LLMEngine", params: SamplingParams, prompt_ids: list[int]) -> tuple[SamplingParams, list[int]]:
     max_len = engine.max_model_len
     vocab = engine.loaded.hf_config.vocab_size
+    if engine.tokenizer is None:
+        for name in ("stop", "bad_words", "structured_outputs"):
+            if getattr(params, name):
+                raise InvalidParameterError(name, f"{NO_TOKENIZER}: it needs text; use stop_token_ids, "
+                                                  "allowed_token_ids or logit_bias")
     max_seqs = engine.scheduler_config.max_num_seqs
     if params.n > max_seqs:
         raise InvalidParameterError("n", f"at most {max_seqs} samples per request (--max-num-seqs), got {params.n}")
