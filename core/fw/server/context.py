@@ -10,7 +10,7 @@ from fastapi import Request
 
 from fw.config.serve import ServeConfig
 from fw.engine.protocol import EngineClient, ModelInfo
-from fw.errors import InvalidParameterError, ModelNotFoundError
+from fw.errors import InvalidParameterError, ModelNotFoundError, NotSupportedError
 from fw.lora.request import LoRARequest
 from fw.server.chat_parsing import ChatParsing
 from fw.server.chat_prompt import server_chat_template
@@ -69,6 +69,15 @@ class ServerContext:
 
     @property
     def tokenizer(self) -> Any:
+        return self.engine.tokenizer
+
+    def require_tokenizer(self, param: str) -> Any:
+        """The tokenizer, or NotSupportedError naming ``param`` when the server runs
+        without one (--skip-tokenizer-init: token ids in, token ids out)."""
+        if self.engine.tokenizer is None:
+            raise NotSupportedError(
+                "the server runs without a tokenizer (--skip-tokenizer-init): send prompt token ids to "
+                "/v1/completions; text, chat and detokenizing need the tokenizer", param=param)
         return self.engine.tokenizer
 
     @property

@@ -39,13 +39,13 @@ async def tokenize(body: TokenizeRequest, ctx: ServerContext = Depends(get_conte
 async def detokenize(body: DetokenizeRequest, ctx: ServerContext = Depends(get_context)) -> DetokenizeResponse:
     ctx.resolve_model(body.model)
     check_token_ids(body.tokens, ctx.model_info.vocab_size, "tokens")
-    return DetokenizeResponse(prompt=ctx.tokenizer.decode(body.tokens))
+    return DetokenizeResponse(prompt=ctx.require_tokenizer("tokens").decode(body.tokens))
 
 
 @info_router.get("/get_tokenizer_info")
 async def tokenizer_info(ctx: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """The tokenizer's configuration, chat template included (--enable-tokenizer-info-endpoint)."""
-    tok = ctx.tokenizer
+    tok = ctx.require_tokenizer("tokenizer")
     info: dict[str, Any] = {
         "tokenizer_class": type(tok).__name__,
         "vocab_size": ctx.model_info.vocab_size,
