@@ -18,6 +18,7 @@ from fw.server.app import build_app
 from fw.server.chat_prompt import server_chat_template
 from fw.server.log_config import apply_log_config, read_log_config
 from fw.server.middleware import apply_asgi_hooks, import_path
+from fw.server.ssl_refresh import refresh_ssl_forever
 from fw.structured.selection import canonical_backend
 
 logger = logging.getLogger("fw.server")
@@ -40,6 +41,8 @@ def check_options(config: ServeConfig) -> None:
     server_chat_template(fe.chat_template)
     for path in fe.middleware:
         import_path(path)
+    if fe.enable_ssl_refresh and not fe.ssl_certfile:
+        raise ValueError("--enable-ssl-refresh reloads --ssl-certfile / --ssl-keyfile; give those too")
     for name in ("ssl_keyfile", "ssl_certfile", "ssl_ca_certs"):
         value = getattr(fe, name)
         if value is not None and not os.path.isfile(value):
@@ -97,4 +100,10 @@ async def serve(engine: EngineClient, config: ServeConfig, *,
             logger.info("serving %s on %s%s", names, url, docs)
         if on_started is not None:
             on_started(server, urls)
-    await task
+    refresh = (asyncio.create_task(refresh_ssl_forever(server.config.ssl, config.frontend))
+               if config.frontend.enable_ssl_refresh and server.config.ssl is not None else None)
+    try:
+        await task
+    finally:
+        if refresh is not None:
+            refresh.cancel()
