@@ -20,7 +20,8 @@ ContentFormat = Literal["auto", "openai", "string"]
 
 
 class ServeOptions(ConfigGroup):
-    """The ungrouped options vLLM lists first under `serve` (logging switches)."""
+    """The ungrouped options vLLM lists first under `serve` (logging switches), and the
+    trace endpoint: the server sends the spans, so engine-only commands do not take it."""
 
     group_title = "ServeOptions"
     group_help = "General options of `fw serve`."
@@ -35,6 +36,13 @@ class ServeOptions(ConfigGroup):
         None,
         "Deprecated spelling (vLLM's): --disable-log-requests keeps request logging off, as it is "
         "by default; --no-disable-log-requests turns it on, like --enable-log-requests.",
+    )
+    otlp_traces_endpoint: str | None = option(
+        None,
+        "Send one OpenTelemetry span per request (vLLM's llm_request span and gen_ai.* attributes) "
+        "to this OTLP endpoint (vLLM lists it under ObservabilityConfig). OTEL_EXPORTER_OTLP_TRACES_PROTOCOL picks the protocol "
+        "(http/protobuf by default; grpc needs opentelemetry-exporter-otlp-proto-grpc); the other "
+        "OTEL_* variables (headers, service name, timeouts) are honoured as usual.",
     )
 
     @model_validator(mode="after")

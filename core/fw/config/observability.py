@@ -1,4 +1,6 @@
-"""ObservabilityConfig: OpenTelemetry traces of requests (metrics are always on at /metrics)."""
+"""ObservabilityConfig: what the engine measures for traces (metrics are always on at
+/metrics). The OTLP endpoint itself is `fw serve`'s (``ServeOptions``): the server sends
+the spans, so offline commands, which send none, do not take it."""
 
 from __future__ import annotations
 
@@ -11,20 +13,13 @@ DETAIL_MODULES = ("model", "worker", "all")
 
 class ObservabilityConfig(ConfigGroup):
     group_title = "ObservabilityConfig"
-    group_help = "Configuration for observability: OpenTelemetry traces."
+    group_help = "Configuration for observability: OpenTelemetry traces (see also --otlp-traces-endpoint)."
 
-    otlp_traces_endpoint: str | None = option(
-        None,
-        "Send one OpenTelemetry span per request (vLLM's llm_request span and gen_ai.* attributes) "
-        "to this OTLP endpoint. OTEL_EXPORTER_OTLP_TRACES_PROTOCOL picks the protocol "
-        "(http/protobuf by default; grpc needs opentelemetry-exporter-otlp-proto-grpc); the other "
-        "OTEL_* variables (headers, service name, timeouts) are honoured as usual.",
-    )
     collect_detailed_traces: str | None = option(
         None,
-        'Add the time each request spent in the model to its span: "model" (the forward passes), '
-        '"worker" (forward passes plus sampling), "all", or a comma-separated mix. Needs '
-        "--otlp-traces-endpoint.",
+        'Measure the time each request spends in the model: "model" (the forward passes), "worker" '
+        '(forward passes plus sampling), "all", or a comma-separated mix. `fw serve` adds it to the '
+        "spans --otlp-traces-endpoint sends; offline it is in each RequestOutput's metrics.",
     )
 
     @field_validator("collect_detailed_traces")

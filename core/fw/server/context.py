@@ -64,7 +64,7 @@ class ServerContext:
             parsing=ChatParsing(engine.tokenizer, tool_call_parser=frontend.tool_call_parser,
                                 reasoning_parser=config.structured_outputs.reasoning_parser,
                                 tool_parser_plugin=frontend.tool_parser_plugin),
-            tracer=RequestTracer(endpoint) if (endpoint := config.observability.otlp_traces_endpoint) else None,
+            tracer=RequestTracer(endpoint) if (endpoint := config.options.otlp_traces_endpoint) else None,
         )
 
     @property

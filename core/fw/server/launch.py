@@ -35,8 +35,7 @@ def check_options(config: ServeConfig) -> None:
     if config.model.generation_config not in ("auto", "vllm"):
         read_folder(config.model.generation_config)
     scheduler_class(config.scheduler.scheduler_cls)
-    observe = config.observability
-    if observe.collect_detailed_traces and not observe.otlp_traces_endpoint:
+    if config.observability.collect_detailed_traces and not config.options.otlp_traces_endpoint:
         raise ValueError("--collect-detailed-traces adds to the spans --otlp-traces-endpoint sends; give that too")
     server_chat_template(fe.chat_template)
     for path in fe.middleware:
