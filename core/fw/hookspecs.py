@@ -129,8 +129,10 @@ def fw_register_reasoning_parsers(register):
 def fw_register_structured_output_backends(register):
     """Register structured-output (guided decoding) backends.
 
-    Called in the engine process when the first constrained request arrives; selected
-    with ``--guided-decoding-backend NAME``. The target is a class following
+    Read at start-up (an unknown ``--guided-decoding-backend`` fails there) and in the
+    engine process, which builds a backend when a constrained request first names it:
+    ``--guided-decoding-backend NAME`` or a request's ``guided_decoding_backend``
+    ("auto" tries xgrammar, then guidance). The target is a class following
     ``fw.structured.backend.StructuredOutputBackend``: it compiles a request's
     grammar and produces a token bitmask each step.
 

@@ -15,7 +15,8 @@ from typing import Any, Callable
 import torch
 
 from fw.config import EngineConfig
-from fw.engine.admission import Admission, generation_defaults, tokenize_prompt
+from fw.engine.admission import Admission, tokenize_prompt
+from fw.engine.generation_config import sampling_defaults
 from fw.engine.kv_cache_manager import KVCacheManager
 from fw.engine.kv_sizing import allocate_kv_caches, plan_kv_cache
 from fw.engine.loras import EngineLoRAs
@@ -26,7 +27,8 @@ from fw.engine.outputs import RequestOutput
 from fw.engine.protocol import EngineStats, ModelInfo, PromptInput
 from fw.engine.request import Request, RequestStatus
 from fw.engine.sampling_params import SamplingParams
-from fw.engine.scheduler import Scheduler
+from fw.engine.scheduler import scheduler_class
+from fw.engine.step_timing import StepTiming
 from fw.errors import ConfigurationError, InvalidParameterError
 from fw.lora.manager import LoRAManager
 from fw.lora.request import LoRARequest
@@ -65,28 +67,35 @@ class LLMEngine:
         plan = plan_kv_cache(loaded.model, loaded.dtype, loaded.device, block_size=cache.block_size,
                              memory_bytes=cache.kv_cache_memory_bytes,
                              num_blocks_override=cache.num_gpu_blocks_override,
-                             max_model_len=self.max_model_len, max_num_seqs=scheduler_config.max_num_seqs)
+                             max_model_len=self.max_model_len, max_num_seqs=scheduler_config.max_num_seqs,
+                             gpu_memory_utilization=cache.gpu_memory_utilization)
         kv_caches = allocate_kv_caches(loaded.model, plan, loaded.dtype, loaded.device)
-        self.kv = KVCacheManager(plan.num_blocks, cache.block_size, cache.enable_prefix_caching)
+        self.kv = KVCacheManager(plan.num_blocks, cache.block_size, cache.enable_prefix_caching,
+                                 hash_algo=cache.prefix_caching_hash_algo)
         logger.info(
             "KV cache: %d blocks of %d tokens = %d tokens (%.1f MiB); max concurrency at %d tokens per "
             "request: %.1fx (sized in %.2fs)", plan.num_blocks, plan.block_size, plan.num_tokens,
             plan.total_bytes / 2**20, self.max_model_len, plan.num_tokens / self.max_model_len,
             time.perf_counter() - start)
-        self.scheduler = Scheduler(scheduler_config, self.kv, self.max_model_len,
-                                   max_loras=config.lora.max_loras if lora else 0)
+        self.scheduler = scheduler_class(scheduler_config.scheduler_cls)(
+            scheduler_config, self.kv, self.max_model_len, max_loras=config.lora.max_loras if lora else 0)
         self.loras = EngineLoRAs(lora, lambda: self.scheduler.requests.values())
         vocab_size = loaded.hf_config.vocab_size
         self.structured = StructuredOutputManager(config.structured_outputs, self.tokenizer, vocab_size)
         self.runner = ModelRunner(loaded.model, kv_caches, cache.block_size, loaded.device, vocab_size=vocab_size,
                                   max_num_seqs=scheduler_config.max_num_seqs, structured=self.structured, lora=lora)
         self.output = OutputProcessor(self.tokenizer)
+        observe = config.observability
+        self.timing = (StepTiming(loaded.model, forward=observe.detailed("model"), execute=observe.detailed("worker"))
+                       if observe.collect_detailed_traces else None)
         self.eos_token_ids = _eos_token_ids(self.tokenizer, loaded.hf_config, loaded.generation_config)
+        model = config.model
         self.admission = Admission(
             max_model_len=self.max_model_len, vocab_size=vocab_size, max_num_seqs=scheduler_config.max_num_seqs,
-            max_logprobs=config.model.max_logprobs, num_kv_blocks=plan.num_blocks, block_size=cache.block_size,
-            tokenizer=self.tokenizer, defaults=generation_defaults(loaded.generation_config),
-            compile_constraint=self.structured.compile)
+            max_logprobs=model.max_logprobs, num_kv_blocks=plan.num_blocks, block_size=cache.block_size,
+            tokenizer=self.tokenizer, compile_constraint=self.structured.compile,
+            defaults=sampling_defaults(model.generation_config, model.override_generation_config,
+                                       loaded.generation_config))
         on_phase("warming up")
         self._warm_up()
         for index, module in enumerate(config.lora.lora_modules if lora else ()):
@@ -110,6 +119,11 @@ class LLMEngine:
             max_logprobs=model.max_logprobs, eos_token_ids=list(self.eos_token_ids),
             chat_template=getattr(self.tokenizer, "chat_template", None),
         )
+
+    @property
+    def generation_defaults(self) -> dict[str, Any]:
+        """The sampling defaults requests get for what they leave unset (SamplingParams' names)."""
+        return self.admission.defaults
 
     def default_sampling_params(self) -> SamplingParams:
         """The model's generation_config defaults, else fw's."""
@@ -177,7 +191,11 @@ class LLMEngine:
         out = self.scheduler.schedule()
         if out.is_empty:
             return []
-        result = self.runner.execute(out, self.scheduler.requests, self.kv)
+        if self.timing is not None:
+            result = self.timing.run(lambda: self.runner.execute(out, self.scheduler.requests, self.kv),
+                                     [self.scheduler.requests[rid] for rid in out.num_scheduled_tokens])
+        else:
+            result = self.runner.execute(out, self.scheduler.requests, self.kv)
         changed = self.scheduler.update_from_output(out, result)
         return self.output.process(changed, result, on_stop=self._finish_stopped)
 

@@ -63,6 +63,7 @@ class ModelRunner:
             raise ValueError(f"model has {len(layers)} attention layers but {len(kv_caches)} KV caches")
         for layer, cache in zip(layers, kv_caches):
             layer.kv_cache = cache
+        self.kv_caches = kv_caches
         #: the fused CPU decode of pure decode steps, when the model describes its decoder
         self.fused_decode = fused_decode.build(self.model)
 

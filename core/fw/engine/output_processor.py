@@ -187,7 +187,8 @@ class OutputProcessor:
             outputs=completions, finished=finished, prompt_logprobs=prompt_logprobs,
             num_cached_tokens=max(first.num_cached_tokens, 0), lora_name=parent.lora_name,
             metrics=RequestMetrics(first.arrival_time, first.first_scheduled_time, first.first_token_time,
-                                   first.last_token_time, first.finished_time),
+                                   first.last_token_time, first.finished_time, first.model_forward_time,
+                                   first.model_execute_time),
         )
 
     def _completion(self, child: _Child, text: str, tokens: list[int], logprobs) -> CompletionOutput:

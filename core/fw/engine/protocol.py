@@ -130,3 +130,18 @@ class EngineClient(ABC):
     def list_loras(self) -> list[LoRARequest]:
         """The registered adapters (``--lora-modules`` first, then dynamically loaded ones)."""
         return []
+
+    # Sleep mode (--enable-sleep-mode): engines without it keep these defaults.
+
+    async def sleep(self, level: int = 1) -> None:
+        """Free the KV cache (level 1) or the weights too (level 2) once idle; requests are
+        refused with ``OverloadedError`` (503) until ``wake_up``."""
+        raise NotSupportedError("sleep mode is off; start the server with --enable-sleep-mode")
+
+    async def wake_up(self) -> None:
+        """Take the memory back; requests are served again."""
+        raise NotSupportedError("sleep mode is off; start the server with --enable-sleep-mode")
+
+    def is_sleeping(self) -> bool:
+        return False
+

@@ -1,6 +1,7 @@
 """build_app: the FastAPI application over an engine.
 
-Middleware, outermost first: ``--middleware`` entries, the header-count limit, CORS
+Middleware, outermost first: ``--middleware`` entries, the header-count limit, the load
+count (--enable-server-load-tracking), the trace context (--otlp-traces-endpoint), CORS
 (outside the key check, so preflights and 401s carry CORS headers), X-Request-Id, the API
 key check. Plugins' ``fw_asgi_middleware`` wrappers go around all of it
 (``fw.server.middleware.apply_asgi_hooks``, applied by the launcher).
@@ -23,10 +24,15 @@ from fw.server.context import ServerContext
 from fw.server.docs import install_docs
 from fw.server.errors import install_error_handlers
 from fw.server.headers import HeaderLimitMiddleware, RequestIdMiddleware
+from fw.server.load import LoadTrackingMiddleware
+from fw.server.load import router as load_router
 from fw.server.middleware import add_user_middleware
-from fw.server.routers import chat, completions, health, lora, messages, metrics, models, responses, tokenize
+from fw.server.routers import (
+    chat, completions, health, lora, messages, metrics, models, responses, sleep, tokenize,
+)
 from fw.server.sse import ClientDisconnected
 from fw.server.stats_log import log_stats_forever
+from fw.server.tracing import TracingMiddleware
 from fw.version import __version__
 
 DESCRIPTION = ("OpenAI-compatible API of fw: completions, chat completions, responses, models, tokenizer; "
@@ -49,6 +55,8 @@ def build_app(engine: EngineClient, config: ServeConfig) -> FastAPI:
             if task is not None:
                 task.cancel()
             await ctx.responses.aclose()
+            if ctx.tracer is not None:
+                ctx.tracer.shutdown()
 
     docs = not frontend.disable_fastapi_docs
     app = FastAPI(
@@ -64,6 +72,10 @@ def build_app(engine: EngineClient, config: ServeConfig) -> FastAPI:
         app.include_router(tokenize.info_router)
     if lora.runtime_updates_allowed():
         app.include_router(lora.router)
+    if frontend.enable_server_load_tracking:
+        app.include_router(load_router)
+    if config.model.enable_sleep_mode:
+        app.include_router(sleep.router)
     if docs:
         install_docs(app)
 
@@ -76,6 +88,10 @@ def build_app(engine: EngineClient, config: ServeConfig) -> FastAPI:
         CORSMiddleware, allow_origins=frontend.allowed_origins, allow_credentials=frontend.allow_credentials,
         allow_methods=frontend.allowed_methods, allow_headers=frontend.allowed_headers,
     )
+    if ctx.tracer is not None:
+        app.add_middleware(TracingMiddleware)
+    if frontend.enable_server_load_tracking:
+        app.add_middleware(LoadTrackingMiddleware, state=app.state)
     app.add_middleware(HeaderLimitMiddleware, max_headers=frontend.h11_max_header_count)
     add_user_middleware(app, frontend.middleware)
     return app

@@ -1,5 +1,6 @@
-"""--api-key: every /v1/* request must carry one of the keys, as a Bearer token
-(``Authorization: Bearer KEY``, OpenAI's clients) or in ``x-api-key`` (Anthropic's).
+"""--api-key: every /v1/* request (and /sleep, /wake_up) must carry one of the keys, as a
+Bearer token (``Authorization: Bearer KEY``, OpenAI's clients) or in ``x-api-key``
+(Anthropic's).
 
 Keys are compared through their SHA-256 digests with ``hmac.compare_digest`` against
 every configured key, so neither the time taken nor an early exit tells an attacker how
@@ -14,6 +15,10 @@ import hmac
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fw.server.errors import ApiError, error_shape, route_path
+
+
+#: routes outside /v1 that change the server's state, so they need the key too
+PROTECTED = ("/sleep", "/wake_up")
 
 
 def _digest(value: bytes) -> bytes:
@@ -43,7 +48,8 @@ class APIKeyMiddleware:
         return any(matches)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and route_path(scope).startswith("/v1") and not self._authorized(scope):
+        path = route_path(scope)
+        if scope["type"] == "http" and (path.startswith("/v1") or path in PROTECTED) and not self._authorized(scope):
             error = ApiError(401, "missing or invalid API key; send 'Authorization: Bearer <key>' "
                                   "or 'x-api-key: <key>'",
                              code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})

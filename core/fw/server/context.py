@@ -11,7 +11,7 @@ from fastapi import Request
 from fw.chat.template import chat_template_option
 from fw.config.serve import ServeConfig
 from fw.engine.protocol import EngineClient, ModelInfo
-from fw.errors import InvalidParameterError, ModelNotFoundError
+from fw.errors import InvalidParameterError, ModelNotFoundError, NotSupportedError
 from fw.lora.request import LoRARequest
 from fw.server.chat_parsing import ChatParsing
 from fw.server.lifecycle import Lifecycle
@@ -22,6 +22,7 @@ from fw.server.protocol.models import TokenizeRequest
 from fw.server.request_log import RequestLogger
 from fw.server.response_store import ResponseStore
 from fw.server.responses_service import ResponsesService
+from fw.server.tracing import RequestTracer
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class ServerContext:
     lifecycle: Lifecycle
     #: the Responses API's store and background runs
     responses: ResponsesService
+    #: spans of finished requests (--otlp-traces-endpoint), else None
+    tracer: RequestTracer | None = None
 
     @classmethod
     def create(cls, engine: EngineClient, config: ServeConfig) -> "ServerContext":
@@ -59,7 +62,7 @@ class ServerContext:
             engine=engine, config=config, model_info=info, chat_template=template,
             metrics=ServerMetrics(engine, info.name),
             request_log=RequestLogger(
-                enabled=config.options.enable_log_requests,
+                enabled=config.options.log_requests,
                 log_outputs=frontend.enable_log_outputs,
                 max_len=frontend.max_log_len,
             ),
@@ -71,10 +74,20 @@ class ServerContext:
             responses=ResponsesService(ResponseStore(
                 max_entries=frontend.responses_store_max_entries, max_bytes=frontend.responses_store_max_bytes,
                 ttl=frontend.responses_store_ttl)),
+            tracer=RequestTracer(endpoint) if (endpoint := config.options.otlp_traces_endpoint) else None,
         )
 
     @property
     def tokenizer(self) -> Any:
+        return self.engine.tokenizer
+
+    def require_tokenizer(self, param: str) -> Any:
+        """The tokenizer, or NotSupportedError naming ``param`` when the server runs
+        without one (--skip-tokenizer-init: token ids in, token ids out)."""
+        if self.engine.tokenizer is None:
+            raise NotSupportedError(
+                "the server runs without a tokenizer (--skip-tokenizer-init): send prompt token ids to "
+                "/v1/completions; text, chat and detokenizing need the tokenizer", param=param)
         return self.engine.tokenizer
 
     @property

@@ -66,12 +66,18 @@ async def engine_stream(ctx: ServerContext, sub: Submission, priority: int) -> A
     finished = refused = False
     started = False
     ctx.lifecycle.started(sub.request_id)
+    generated = 0
     try:
         async for out in outputs:
             if not started:
                 tracker.num_prompt_tokens = len(out.prompt_token_ids)  # as admitted (truncated)
             started = True
             tracker.observe(out)
+            generated += sum(len(o.token_ids) for o in out.outputs)
+            if out.finished and ctx.tracer is not None:
+                ctx.tracer.record(request_id=sub.request_id, model=out.lora_name or ctx.model_info.name,
+                                  params=sub.params, prompt_tokens=tracker.num_prompt_tokens, last=out,
+                                  completion_tokens=generated)
             if ctx.request_log.log_outputs:
                 for o in out.outputs:
                     texts[o.index] = texts.get(o.index, "") + o.text

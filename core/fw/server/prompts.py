@@ -20,7 +20,7 @@ class Prompt:
 
 
 def encode(ctx: ServerContext, text: str, add_special_tokens: bool) -> list[int]:
-    return list(ctx.tokenizer.encode(text, add_special_tokens=add_special_tokens))
+    return list(ctx.require_tokenizer("prompt").encode(text, add_special_tokens=add_special_tokens))
 
 
 def completion_prompts(ctx: ServerContext, prompt: str | list, add_special_tokens: bool) -> list[Prompt]:

@@ -62,7 +62,9 @@ class CompletionView:
         self.created = int(time.time())
         self.acc = Accumulator([p.token_ids for p in prompts], body.n)
         self.prompt_texts = [p.text if p.text is not None else ctx.tokenizer.decode(p.token_ids)
-                             for p in prompts]
+                             if ctx.tokenizer is not None else "" for p in prompts]
+        #: token ids in the choices: asked for, or all a server without a tokenizer can give
+        self.ids = bool(body.return_token_ids) or ctx.tokenizer is None
         self.as_ids, self.details, self.include_usage, self.continuous_usage = response_options(
             ctx.config.frontend, body)
 
@@ -85,6 +87,12 @@ class CompletionView:
             return None
         return prompt_logprobs_json(self.acc.prompts[choice.prompt_index])
 
+    def _ids(self, choice: Choice, token_ids: list[int], first: bool) -> dict:
+        if not self.ids:
+            return {}
+        prompt = self.acc.prompts[choice.prompt_index].token_ids if first else None
+        return {"prompt_token_ids": prompt, "token_ids": list(token_ids)}
+
     async def collect(self, outputs: Outputs) -> CompletionResponse:
         async for index, out in outputs:
             self.acc.add(index, out)
@@ -99,7 +107,8 @@ class CompletionView:
                 logprobs = merge_completion_logprobs(logprobs, generated) if logprobs else generated
             choices.append(CompletionChoice(
                 index=choice.index, text=text, logprobs=logprobs, finish_reason=choice.finish_reason,
-                stop_reason=choice.stop_reason, prompt_logprobs=self._prompt_logprobs(choice)))
+                stop_reason=choice.stop_reason, prompt_logprobs=self._prompt_logprobs(choice),
+                **self._ids(choice, choice.token_ids, first=True)))
         return CompletionResponse(id=self.id, created=self.created, model=self.model, choices=choices,
                                   usage=self.acc.usage(details=self.details))
 
@@ -107,7 +116,8 @@ class CompletionView:
         async for index, out in outputs:
             for choice, delta in self.acc.add(index, out):
                 first = choice.sent == 0
-                if not delta.text and delta.finish_reason is None and not (first and self.body.echo):
+                if (not delta.text and delta.finish_reason is None and not (first and self.body.echo)
+                        and not (self.ids and delta.token_ids)):
                     continue
                 text, logprobs = delta.text, None
                 offset = len(choice.text) - len(delta.text)
@@ -125,7 +135,8 @@ class CompletionView:
                     choices=[CompletionChoice(
                         index=choice.index, text=text, logprobs=logprobs,
                         finish_reason=delta.finish_reason, stop_reason=delta.stop_reason,
-                        prompt_logprobs=self._prompt_logprobs(choice) if first else None)],
+                        prompt_logprobs=self._prompt_logprobs(choice) if first else None,
+                        **self._ids(choice, delta.token_ids, first))],
                     usage=self.acc.usage(details=self.details) if self.continuous_usage else None,
                 ))
         if self.include_usage:

@@ -43,13 +43,13 @@ async def detokenize(body: DetokenizeRequest, ctx: ServerContext = Depends(get_c
     bad = next((t for t in body.tokens if not 0 <= t < vocab), None)
     if bad is not None:
         raise InvalidParameterError("tokens", f"token id {bad} is outside the vocabulary (0..{vocab - 1})")
-    return DetokenizeResponse(prompt=ctx.tokenizer.decode(body.tokens))
+    return DetokenizeResponse(prompt=ctx.require_tokenizer("tokens").decode(body.tokens))
 
 
 @info_router.get("/get_tokenizer_info")
 async def tokenizer_info(ctx: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """The tokenizer's configuration, chat template included (--enable-tokenizer-info-endpoint)."""
-    tok = ctx.tokenizer
+    tok = ctx.require_tokenizer("tokenizer")
     info: dict[str, Any] = {
         "tokenizer_class": type(tok).__name__,
         "vocab_size": ctx.model_info.vocab_size,
