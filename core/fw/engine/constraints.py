@@ -10,30 +10,29 @@ per token, and a 200. Now:
 * ``check_admissible`` refuses what is visible before the first step: every allowed
   token banned outright by a one-token bad word, only EOS or stop tokens allowed under
   min_tokens, or no allowed token the grammar accepts first;
-* ``end_requests_without_a_token`` ends, with ``no_token_error``, the requests the
-  sampler found without a token at a later step, before their meaningless tokens are
-  appended (the error reaches the client as a 400 or an error event).
+* ``no_token_error`` is what a request ends with when the sampler finds no token left
+  for it at a later step: the runner records it as the step's failure for that request
+  instead of the meaningless token (it reaches the client as a 400 or an error event).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from fw.engine.request import RequestStatus
 from fw.engine.sampling_params import SamplingParams
 from fw.errors import InvalidParameterError
+from fw.structured.params import StructuredOutputsParams
 
 if TYPE_CHECKING:
-    from fw.engine.model_runner import StepOutput
-    from fw.engine.output_processor import OutputProcessor
+    import torch
+
     from fw.engine.request import Request
-    from fw.engine.scheduler import Scheduler
-    from fw.structured.manager import StructuredOutputManager
 
 
 def check_admissible(params: SamplingParams, eos_token_ids: tuple[int, ...],
-                     structured: "StructuredOutputManager") -> None:
-    """Raise InvalidParameterError when ``params`` can produce no first token."""
+                     first_tokens: Callable[[StructuredOutputsParams], "torch.Tensor"] | None) -> None:
+    """Raise InvalidParameterError when ``params`` can produce no first token.
+    ``first_tokens``: a constraint's allowed first tokens as a bool [vocab] mask."""
     if params.allowed_token_ids is None:
         return
     banned = {word[0] for word in params._bad_words_token_ids if len(word) == 1}
@@ -45,8 +44,8 @@ def check_admissible(params: SamplingParams, eos_token_ids: tuple[int, ...],
         raise InvalidParameterError("allowed_token_ids", "only end-of-sequence and stop tokens are allowed, "
                                                          "which min_tokens forbids at first; nothing could be generated")
     constraint = params.structured_outputs
-    if constraint is not None:
-        first = structured.first_token_mask(constraint)
+    if constraint is not None and first_tokens is not None:
+        first = first_tokens(constraint)
         if not any(first[token] for token in left if token < first.shape[0]):
             raise InvalidParameterError(
                 "allowed_token_ids", f"none of the allowed tokens can begin an output that "
@@ -71,21 +70,3 @@ def no_token_error(request: "Request") -> InvalidParameterError:
         f"after {request.num_output_tokens} generated tokens no token satisfies {names} together; "
         "the constraints contradict each other")
 
-
-def end_requests_without_a_token(step: "StepOutput", scheduler: "Scheduler", output: "OutputProcessor"
-                                 ) -> tuple[dict[str, Exception], list["Request"]]:
-    """Finish (aborted) every sample of each request with a row in ``step.result.no_token``
-    and drop their sampled tokens. Returns the error per parent request id, and the
-    requests finished."""
-    errors: dict[str, Exception] = {}
-    failed: list["Request"] = []
-    for row in step.result.no_token if step.result is not None else ():
-        request = scheduler.requests.get(step.sampled_ids[row])
-        if request is None or request.parent_id in errors:
-            continue
-        errors[request.parent_id] = no_token_error(request)
-        for child in output.children(request.parent_id):
-            step.sampled.pop(child.request_id, None)
-            scheduler.finish(child, RequestStatus.FINISHED_ABORTED)
-            failed.append(child)
-    return errors, failed

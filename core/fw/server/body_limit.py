@@ -12,7 +12,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fw.server.errors import from_http_exception
+from fw.server.errors import error_shape, from_http_exception
 
 
 class BodyTooLarge(HTTPException):
@@ -43,7 +43,7 @@ class BodyLimitMiddleware:
             return
         length = _content_length(scope)
         if length is not None and length > self.max_bytes:
-            await from_http_exception(BodyTooLarge(self.max_bytes)).response()(scope, receive, send)
+            await from_http_exception(BodyTooLarge(self.max_bytes)).response(error_shape(scope))(scope, receive, send)
             return
         received = 0
         started = False
@@ -66,4 +66,4 @@ class BodyLimitMiddleware:
             await self.app(scope, counted_receive, send_tracked)
         except BodyTooLarge as exc:  # read outside a route (a middleware): answered here
             if not started:
-                await from_http_exception(exc).response()(scope, receive, send)
+                await from_http_exception(exc).response(error_shape(scope))(scope, receive, send)

@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 
 
 def longest_token_chars(tokenizer: Any) -> int:
-    """The most characters any single token (added and special ones included) decodes to."""
+    """The most characters any single token (added and special ones included) decodes to
+    (1 without a tokenizer, --skip-tokenizer-init: text is refused anyway)."""
+    if tokenizer is None:
+        return 1
     texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
     return max(map(len, texts), default=1) or 1
 
@@ -48,9 +51,10 @@ def _encode(tokenizer: Any, text: str, add_special_tokens: bool) -> list[int]:
 async def tokenize(ctx: "ServerContext", text: str, add_special_tokens: bool, *, param: str = "prompt",
                    truncate: int | None = None) -> list[int]:
     """``text``'s token ids, tokenized on the pool after the character pre-check."""
+    tokenizer = ctx.require_tokenizer(param)
     if truncate is None:
         check_prompt_chars(ctx, text, param)
-    return await ctx.preprocess.run(_encode, ctx.tokenizer, text, add_special_tokens)
+    return await ctx.preprocess.run(_encode, tokenizer, text, add_special_tokens)
 
 
 async def render(ctx: "ServerContext", fields: Any, messages: list[dict[str, Any]], *args: Any, **kwargs: Any) -> str:

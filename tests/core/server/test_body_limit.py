@@ -48,3 +48,12 @@ def test_the_default_limit_is_16_mib(server):
     status, body, _ = raw_http(server.url, "POST", "/v1/completions", headers={
         "Content-Type": "application/json", "Content-Length": str(16 * LIMIT + 1)})
     assert status == 413 and str(16 * LIMIT) in json.loads(body)["error"]["message"]
+
+
+def test_the_messages_api_gets_anthropic_s_shape(start_server):
+    live = start_server(max_request_body_bytes=LIMIT)
+    status, body, _ = raw_http(live.url, "POST", "/v1/messages", headers={
+        "Content-Type": "application/json", "Content-Length": str(2 * LIMIT)})
+    assert status == 413
+    assert json.loads(body) == {"type": "error", "error": {"type": "request_too_large", "message": json.loads(
+        body)["error"]["message"]}} and "--max-request-body-bytes" in json.loads(body)["error"]["message"]

@@ -99,3 +99,25 @@ def test_token_id_lists_take_integers_only(server, field):
 def test_token_id_prompts_take_integers_only(server, prompt):
     response = post_raw(server, "/v1/completions", json.dumps({"prompt": prompt}))
     assert error_of(response)["param"].startswith("prompt")
+
+
+@pytest.mark.parametrize("path,body,param", [
+    ("/v1/responses", '{"input": "x\\ud800"}', "input"),
+    ("/v1/responses", '{"input": "x", "seed": 99999999999999999999}', "seed"),
+    ("/v1/responses", '{"input": "x", "temperature": NaN}', None),
+])
+def test_the_responses_api_refuses_the_same_bodies(server, path, body, param):
+    error = error_of(post_raw(server, path, body))
+    assert error["param"] == param
+
+
+@pytest.mark.parametrize("body", [
+    '{"model": "fake-model", "max_tokens": 5, "messages": [{"role": "user", "content": "x\\udfff"}]}',
+    '{"model": "fake-model", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "top_k": 1e999}',
+    '{"model": "fake-model", "max_tokens": 99999999999999999999, "messages": [{"role": "user", "content": "x"}]}',
+])
+def test_the_messages_api_refuses_them_in_anthropic_s_shape(server, body):
+    response = post_raw(server, "/v1/messages", body)
+    assert response.status_code == 400, response.text
+    assert response.json()["type"] == "error" and response.json()["error"]["type"] == "invalid_request_error"
+    still_serving(server)

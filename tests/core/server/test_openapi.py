@@ -21,7 +21,7 @@ def test_the_schema_lists_the_answers_fw_gives(server):
         schema = http.get("/openapi.json").json()
     paths = schema["paths"]
     assert paths["/health"]["get"]["responses"]["200"].get("content") is None  # an empty body
-    assert "application/json" in paths["/health"]["get"]["responses"]["500"]["content"]
+    assert "application/json" in paths["/health"]["get"]["responses"]["503"]["content"]
     for path in ("/v1/completions", "/v1/chat/completions"):
         answers = paths[path]["post"]["responses"]
         assert set(answers["200"]["content"]) == {"application/json", "text/event-stream"}

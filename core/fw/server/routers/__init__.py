@@ -20,9 +20,10 @@ STREAM_RESPONSE = {200: {
 }}
 
 
-def json_errors(*codes: int) -> dict[int, dict]:
+def json_errors(*codes: int, description: str | None = None) -> dict[int, dict]:
     """ERROR_RESPONSES entries for a route whose own answer is not JSON (FastAPI would
-    document the error model under the route's media type)."""
-    return {code: {"description": ERROR_RESPONSES[code]["description"],
+    document the error model under the route's media type); ``description`` replaces
+    the usual one."""
+    return {code: {"description": description or ERROR_RESPONSES[code]["description"],
                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
             for code in codes}

@@ -7,11 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from fw.chat import resolve_chat_template
+from fw.errors import InvalidParameterError
 from fw.server.chat_prompt import message_dicts
 from fw.server.context import ServerContext, get_context
 from fw.server.json_body import StrictJSONRoute
 from fw.server.preprocess import render, tokenize as tokenize_text
-from fw.server.prompts import check_token_ids
 from fw.server.protocol.models import (
     DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse,
 )
@@ -40,14 +40,18 @@ async def tokenize(body: TokenizeRequest, ctx: ServerContext = Depends(get_conte
 @router.post("/detokenize", response_model=DetokenizeResponse, responses=ERROR_RESPONSES)
 async def detokenize(body: DetokenizeRequest, ctx: ServerContext = Depends(get_context)) -> DetokenizeResponse:
     ctx.resolve_model(body.model)
-    check_token_ids(body.tokens, ctx.model_info.vocab_size, "tokens")
-    return DetokenizeResponse(prompt=await ctx.preprocess.run(ctx.tokenizer.decode, body.tokens))
+    vocab = ctx.model_info.vocab_size
+    bad = next((t for t in body.tokens if not 0 <= t < vocab), None)
+    if bad is not None:
+        raise InvalidParameterError("tokens", f"token id {bad} is outside the vocabulary (0..{vocab - 1})")
+    tokenizer = ctx.require_tokenizer("tokens")
+    return DetokenizeResponse(prompt=await ctx.preprocess.run(tokenizer.decode, body.tokens))
 
 
 @info_router.get("/get_tokenizer_info", responses={c: ERROR_RESPONSES[c] for c in (401, 500)})
 async def tokenizer_info(ctx: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """The tokenizer's configuration, chat template included (--enable-tokenizer-info-endpoint)."""
-    tok = ctx.tokenizer
+    tok = ctx.require_tokenizer("tokenizer")
     info: dict[str, Any] = {
         "tokenizer_class": type(tok).__name__,
         "vocab_size": ctx.model_info.vocab_size,

@@ -29,8 +29,9 @@ class TargetOptions(ConfigGroup):
               "overrides --host and --port.")
     host: str = option("127.0.0.1", "The server's host, when --base-url is not given.")
     port: int = option(8000, "The server's port, when --base-url is not given.")
-    endpoint: Literal["/v1/completions", "/v1/chat/completions"] = option(
-        "/v1/completions", "The API to call; each prompt becomes one request.")
+    endpoint: Literal["/v1/completions", "/v1/chat/completions", "/v1/responses", "/v1/messages"] = option(
+        "/v1/completions", "The API to call; each prompt becomes one request (a user message for the "
+                           "chat, Responses and Anthropic Messages APIs).")
     model: str | None = option(
         None, "The model to ask for; when not given, the first one the server lists at /v1/models.")
     tokenizer: str | None = option(
