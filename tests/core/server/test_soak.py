@@ -1,18 +1,21 @@
 """Soak: rounds of concurrent streams over a real engine where half the clients vanish
 mid-stream (and some non-streamed clients give up). Every finished stream is whole, and
 after each round the engine is back to idle: no running or waiting request, no KV block
-in use, and /metrics agrees."""
+in use, as /metrics reports it. Run over the engine-core process `fw serve` starts, and
+over the in-thread engine (--disable-frontend-multiprocessing)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import httpx
 import pytest
 
-from tests.core.server.helpers import metric, serve_config
+from fw.config.options import build_bundle
+from fw.config.serve import ServeConfig
 
 ROUNDS = 3
 STREAMS = 24
@@ -45,38 +48,66 @@ async def _client(url: str, index: int) -> str:
     return "no [DONE]"
 
 
-def _wait_idle(engine, timeout: float = 30) -> None:
+def _metrics(url: str) -> dict[str, float]:
+    values = {}
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("fw:") and "{" in line:
+            name = line.split("{", 1)[0]
+            labels = line[line.index("{"):line.index("}") + 1]
+            if "finished_reason" in labels:
+                name += "/" + labels.split('finished_reason="', 1)[1].split('"', 1)[0]
+            values[name] = values.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return values
+
+
+def _wait_idle(url: str, timeout: float = 30) -> dict[str, float]:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stats = engine.stats()
-        if stats.num_running == 0 and stats.num_waiting == 0 and stats.kv_cache_usage == 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the engine did not return to idle: {engine.stats()}")
+    while True:
+        values = _metrics(url)
+        busy = [values.get(f"fw:{name}", 0) for name in ("num_requests_running", "num_requests_waiting",
+                                                           "kv_cache_usage_perc")]
+        if not any(busy):
+            return values
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the engine did not return to idle: {busy}")
+        time.sleep(0.1)
 
 
 @pytest.mark.slow
-def test_rounds_of_streams_with_disconnects_leave_the_engine_idle(start_server, tiny_llama):
-    from fw.engine.async_engine import AsyncEngine
+@pytest.mark.parametrize("frontend_multiprocessing", [True, False], ids=["engine-core", "in-thread"])
+def test_rounds_of_streams_with_disconnects_leave_the_engine_idle(tiny_llama, frontend_multiprocessing):
+    from fw_builtins.commands.serve import run_server
 
-    options = {"model": str(tiny_llama), "dtype": "float32", "max_model_len": 256}
-    engine = AsyncEngine.from_config(serve_config(**options).engine_config())
+    config = build_bundle(ServeConfig, {
+        "model": str(tiny_llama), "dtype": "float32", "max_model_len": 256, "port": 0, "disable_log_stats": True,
+        "uvicorn_log_level": "warning", "disable_uvicorn_access_log": True,
+        "disable_frontend_multiprocessing": not frontend_multiprocessing})
+    box: dict = {}
+    ready = threading.Event()
+
+    def started(server, urls):
+        box.update(server=server, url=urls[0])
+        ready.set()
+
+    thread = threading.Thread(target=run_server, args=(config,), kwargs={"on_started": started}, daemon=True)
+    thread.start()
     try:
-        live = start_server(engine, **options)
+        assert ready.wait(300), "the server did not start"
+        url = box["url"]
 
         async def round_() -> list[str]:
-            return await asyncio.gather(*(_client(live.url, i) for i in range(STREAMS)))
+            return await asyncio.gather(*(_client(url, i) for i in range(STREAMS)))
 
         for _ in range(ROUNDS):
             outcomes = asyncio.run(round_())
             assert outcomes.count("left") == STREAMS // 2
             assert outcomes.count("done") == STREAMS // 4, outcomes
             assert set(outcomes) <= {"left", "done", "timed out", "answered"}, outcomes
-            _wait_idle(engine)
-            assert metric(live, "fw:num_requests_running") == 0 and metric(live, "fw:kv_cache_usage_perc") == 0
-        stats = engine.stats()
-        assert stats.num_free_blocks == stats.num_blocks
-        assert metric(live, "fw:request_success_total", finished_reason="length") >= ROUNDS * STREAMS // 4
-        assert metric(live, "fw:request_success_total", finished_reason="abort") >= ROUNDS * STREAMS // 2
+            values = _wait_idle(url)
+        assert values.get("fw:request_success_total/length", 0) >= ROUNDS * STREAMS // 4
+        assert values.get("fw:request_success_total/abort", 0) >= ROUNDS * STREAMS // 2
+        assert httpx.get(f"{url}/health", timeout=30).status_code == 200
     finally:
-        asyncio.run(engine.shutdown())
+        if "server" in box:
+            box["server"].should_exit = True
+        thread.join(60)
