@@ -88,16 +88,18 @@ def server_urls(server: uvicorn.Server, config: ServeConfig) -> list[str]:
 
 
 async def serve(engine: EngineClient, config: ServeConfig, *,
-                on_started: Callable[[uvicorn.Server, list[str]], None] | None = None) -> EngineDeadError | None:
+                on_started: Callable[[uvicorn.Server, list[str]], None] | None = None,
+                sockets: list[socket.socket] | None = None) -> EngineDeadError | None:
     """Serve until the process is told to stop (SIGTERM drains, see
     ``fw.server.lifecycle``) or ``server.should_exit`` is set; ``on_started`` gets the
     server and its URLs once it listens. Returns the ``EngineDeadError`` when the server
-    stopped because no engine was left (its caller fails with it), else None."""
+    stopped because no engine was left (its caller fails with it), else None.
+    ``sockets``: already listening sockets to serve on (API servers sharing one port)."""
     fw_app = build_app(engine, config)
     app = apply_asgi_hooks(fw_app, config)
     server = Server(uvicorn_config(app, config), fw_app.state.fw.lifecycle)
     engine.on_dead(server.engine_died)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets))
     while not server.started and not task.done():
         await asyncio.sleep(0.02)
     if server.started:

@@ -83,6 +83,13 @@ def run_server(config: ServeConfig, engine_factory: EngineFactory = build_engine
 )
 def serve(config: ServeConfig) -> None:
     try:
+        if config.options.headless or config.options.api_server_count > 1:
+            from fw.server.api_servers import serve_headless, serve_with_api_servers
+
+            status = (serve_headless if config.options.headless else serve_with_api_servers)(config)
+            if status:
+                raise click.exceptions.Exit(status)
+            return
         run_server(config)
     except (ValueError, FwError) as exc:
         raise click.ClickException(str(exc)) from None

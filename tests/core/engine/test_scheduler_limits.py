@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fw.config import CacheConfig, ConfigError, EngineConfig, SchedulerConfig
+from fw.config import ConfigError, EngineConfig, SchedulerConfig
 from fw.engine.kv_cache_manager import KVCacheManager
 from fw.engine.scheduler import Scheduler, scheduler_class
 from tests.core.engine.test_scheduler import make_request, run_step
@@ -13,7 +13,7 @@ from tests.core.engine.test_scheduler import make_request, run_step
 
 def scheduler(**options) -> Scheduler:
     config = SchedulerConfig(max_num_batched_tokens=64, max_num_seqs=8, **options)
-    return Scheduler(config, CacheConfig(block_size=16), KVCacheManager(128, 4), max_model_len=256)
+    return Scheduler(config, KVCacheManager(128, 4), max_model_len=256)
 
 
 def test_prompts_prefill_together_without_a_limit():

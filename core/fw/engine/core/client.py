@@ -26,7 +26,7 @@ from fw.engine.core.launcher import EngineHandle
 from fw.engine.outputs import RequestOutput
 from fw.engine.protocol import EngineClient, EngineStats, ModelInfo, PromptInput
 from fw.engine.sampling_params import SamplingParams
-from fw.errors import EngineDeadError, InvalidParameterError
+from fw.errors import EngineDeadError, InvalidParameterError, NotSupportedError, OverloadedError
 from fw.lora.request import LoRARequest
 
 logger = logging.getLogger("fw.engine")
@@ -55,7 +55,7 @@ class _Engine:
 
 class EngineCoreClient(EngineClient):
     def __init__(self, handles: list[EngineHandle], output_address: str, client_index: int, tokenizer: Any, *,
-                 prefix_aware: bool = True, max_waiting: int | None = None):
+                 prefix_aware: bool = True, sleep_enabled: bool = False):
         if not handles:
             raise ValueError("no engine core to talk to")
         first = handles[0]
@@ -76,6 +76,8 @@ class EngineCoreClient(EngineClient):
         self._output_socket = None
         #: the launcher of the engine cores, when this client started them (and so stops them)
         self.launcher = None
+        self.sleep_enabled = sleep_enabled
+        self._sleeping = False
 
     # -- the event-loop side ----------------------------------------------------------------
 
@@ -176,6 +178,8 @@ class EngineCoreClient(EngineClient):
                        reasoning_end_ids: tuple[int, ...] | None = None) -> AsyncIterator[RequestOutput]:
         self._started()
         self.check_health()
+        if self._sleeping:
+            raise OverloadedError("the engine is asleep (sleep mode); POST /wake_up first")
         if request_id in self._streams:
             raise InvalidParameterError("request_id", f"request {request_id!r} is already running")
         prompt_ids, text = _split_prompt(prompt)
@@ -285,12 +289,30 @@ class EngineCoreClient(EngineClient):
     def list_loras(self) -> list[LoRARequest]:
         return list(self._loras)
 
+    # -- sleep mode (--enable-sleep-mode) ----------------------------------------------------
+
+    async def sleep(self, level: int = 1) -> None:
+        """Every engine core frees its KV cache (level 1) or its weights too (level 2) once
+        its running requests have finished; requests get 503 until ``wake_up``."""
+        if not self.sleep_enabled:
+            raise NotSupportedError("sleep mode is off; start the server with --enable-sleep-mode")
+        if level not in (1, 2):
+            raise InvalidParameterError("level", f"must be 1 or 2, got {level}")
+        self._sleeping = True
+        await self._call("sleep", level)
+
+    async def wake_up(self) -> None:
+        if not self.sleep_enabled:
+            raise NotSupportedError("sleep mode is off; start the server with --enable-sleep-mode")
+        await self._call("wake_up")
+        self._sleeping = False
+
+    def is_sleeping(self) -> bool:
+        return self._sleeping
+
     async def shutdown(self) -> None:
-        """Tell the engine cores to stop, then (when this client started them) wait for them
-        and stop any that does not."""
-        for engine in self.engines.values():
-            if engine.alive and engine.socket is not None:
-                await engine.socket.send(m.encoder.encode(m.Shutdown()))
+        """Close this client; when it started the engine cores, stop them too (API servers
+        sharing engine cores leave that to the process that started them)."""
         if self.launcher is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.launcher.stop)
         for task in self._tasks:

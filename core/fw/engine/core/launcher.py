@@ -87,8 +87,10 @@ class EngineLauncher:
         self.headless = headless
         self.ranks = _ranks(self.parallel, headless)
         self.remote = self.parallel.data_parallel_address is not None
-        self.expected = (len(self.ranks) if self.parallel.data_parallel_rank is not None or headless
-                         else self.parallel.data_parallel_size)
+        local_only = self.parallel.data_parallel_rank is not None or self.parallel.data_parallel_hybrid_lb
+        #: the ranks the head node waits for: every rank, or (an external load balancer in front)
+        #: only its own
+        self.expected = len(self.ranks) if local_only or headless else self.parallel.data_parallel_size
         self._dir = tempfile.mkdtemp(prefix="fw-")
         self.handshake_address = self._address("handshake", self.parallel.data_parallel_rpc_port)
         self.output_addresses = [self._address(f"client-{i}") for i in range(num_clients)]
@@ -214,9 +216,13 @@ class EngineLauncher:
 
     # -- stop ----------------------------------------------------------------------------
 
+    def _tell_shutdown(self) -> None:
+        _send_shutdown([h.input_address for h in self.handles])
+
     def stop(self, grace: float = 3.0, timeout: float = 10.0) -> None:
-        """Stop every engine core this node started, by its own id, and wait for it: those
-        told to shut down get ``grace`` seconds to exit, then SIGTERM, then SIGKILL."""
+        """Stop every engine core this node started, by its own id, and wait for it: each is
+        told to shut down and gets ``grace`` seconds to exit, then SIGTERM, then SIGKILL."""
+        self._tell_shutdown()
         deadline = time.monotonic() + grace
         for process in self.processes.values():
             process.join(max(0.0, deadline - time.monotonic()))
@@ -235,6 +241,19 @@ class EngineLauncher:
             stop_actors(list(self.actors.values()), shutdown_ray=self._ray_started)
             self.actors.clear()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _send_shutdown(addresses: list[str]) -> None:
+    context = zmq.Context.instance()
+    for address in addresses:
+        sock = context.socket(zmq.PUSH)
+        sock.setsockopt(zmq.SNDTIMEO, 500)
+        sock.connect(address)
+        try:
+            sock.send(m.encoder.encode(m.Shutdown()))
+        except zmq.ZMQError:
+            pass
+        sock.close(linger=500)
 
 
 def _init_ray(address: str | None) -> bool:

@@ -21,7 +21,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import zmq
 
@@ -54,6 +54,7 @@ class CoreSpec:
 
 def run_engine_core(spec: CoreSpec) -> None:
     """The engine core process's main: start, serve, exit."""
+    parent = os.getppid()
     spec.binding.apply()  # before torch's thread pool exists
     _set_title(spec.rank)
     _die_with_parent()
@@ -69,7 +70,11 @@ def run_engine_core(spec: CoreSpec) -> None:
     handshake = context.socket(zmq.DEALER)
     handshake.connect(spec.handshake_address)
     try:
-        core = EngineCore.start(spec, context, handshake)
+        core = EngineCore.start(spec, context, handshake, lambda: _must_stop(parent, deadline))
+    except SystemExit:  # told to stop while starting
+        handshake.close(linger=0)
+        context.term()
+        raise
     except BaseException as exc:  # noqa: BLE001 - the launcher must learn why, whatever it was
         logger.exception("engine core %d failed to start", spec.rank)
         handshake.send(m.encoder.encode(m.StartupFailed(spec.rank, m.error_info(exc))))
@@ -77,12 +82,21 @@ def run_engine_core(spec: CoreSpec) -> None:
         context.term()
         raise SystemExit(1) from None
     handshake.close(linger=1000)
-    core.terminate_by = deadline
     try:
         core.serve()
     finally:
         core.close()
         context.term()
+
+
+def _must_stop(parent: int, deadline: list[float]) -> str | None:
+    """Why this engine core must stop now (its launcher is gone, or SIGTERM's grace has
+    run out), or None."""
+    if os.getppid() != parent:
+        return "the launcher is gone"
+    if deadline and time.monotonic() > deadline[0]:
+        return "SIGTERM, and no shutdown came in time"
+    return None
 
 
 def _set_title(rank: int) -> None:
@@ -127,12 +141,21 @@ class EngineCore:
         self.compiler = ThreadPoolExecutor(1, thread_name_prefix="fw-grammar")
         self.max_waiting = engine.scheduler_config.max_num_seqs * 8
         self.stopping = False
-        self._parent = os.getppid()
-        #: set (to a monotonic deadline) by SIGTERM
-        self.terminate_by: list[float] = []
+        #: why the process must stop now, or None (see ``_must_stop``)
+        self.must_stop: Callable[[], str | None] = lambda: None
+        #: sleep mode (fw.engine.sleep): the level asleep at (0: awake), a sleep waiting for
+        #: the running requests, and what a level-2 sleep keeps to rebuild the engine
+        self.sleep_level = 0
+        self.pending_sleep: tuple[int, m.Utility] | None = None
+        self.config: dict[str, Any] = {}
+        self._asleep_stats = None
+        self._asleep_loras: list = []
 
     @classmethod
-    def start(cls, spec: CoreSpec, context: zmq.Context, handshake: zmq.Socket) -> "EngineCore":
+    def start(cls, spec: CoreSpec, context: zmq.Context, handshake: zmq.Socket,
+              must_stop: Callable[[], str | None]) -> "EngineCore":
+        """Build the engine, report ready, and wait for where to send outputs; gives up
+        (SystemExit) when ``must_stop`` says why (the launcher died meanwhile)."""
         from fw.config import EngineConfig
         from fw.engine.llm_engine import LLMEngine
 
@@ -147,8 +170,17 @@ class EngineCore:
         handshake.send(m.encoder.encode(m.Ready(
             engine=spec.rank, input_address=address, pid=os.getpid(), hostname=socket.gethostname(),
             model_info=engine.model_info(), stats=engine.stats(), loras=engine.list_loras())))
+        while not handshake.poll(500):
+            reason = must_stop()
+            if reason is not None:
+                logger.warning("engine core %d stops before serving: %s", spec.rank, reason)
+                input_socket.close(linger=0)
+                raise SystemExit(0)
         reply = m.connect.decode(handshake.recv())
-        return cls(engine, spec.rank, context, input_socket, reply.output_addresses)
+        core = cls(engine, spec.rank, context, input_socket, reply.output_addresses)
+        core.config = spec.config
+        core.must_stop = must_stop
+        return core
 
     # -- threads -------------------------------------------------------------------------
 
@@ -181,19 +213,19 @@ class EngineCore:
             thread.start()
         last_heartbeat = 0.0
         while not self.stopping:
-            busy = self.engine.has_unfinished_requests() or self.compiling
+            busy = self.engine is not None and self.engine.has_unfinished_requests() or self.compiling
             self._take_messages(block=not busy)
             self._admit_compiled()
-            if self.engine.has_unfinished_requests():
+            if self.engine is not None and self.engine.has_unfinished_requests():
                 self._publish(self.engine.step())
+            elif self.pending_sleep is not None and not self.compiling:
+                self._fall_asleep(*self.pending_sleep)
             if time.monotonic() - last_heartbeat > HEARTBEAT_S:
                 self._heartbeat()
                 last_heartbeat = time.monotonic()
-                if os.getppid() != self._parent:
-                    logger.warning("the launcher is gone; engine core %d exits", self.rank)
-                    return
-                if self.terminate_by and time.monotonic() > self.terminate_by[0]:
-                    logger.warning("engine core %d stops: SIGTERM, and no shutdown came in time", self.rank)
+                reason = self.must_stop()
+                if reason is not None:
+                    logger.warning("engine core %d stops: %s", self.rank, reason)
                     return
 
     def _take_messages(self, block: bool) -> None:
@@ -219,9 +251,12 @@ class EngineCore:
             self.stopping = True
 
     def _add(self, message: m.AddRequest) -> None:
-        if self.engine.scheduler.num_waiting >= self.max_waiting:
-            from fw.errors import OverloadedError
+        from fw.errors import OverloadedError
 
+        if self.sleep_level or self.pending_sleep is not None:
+            self._refuse(message, OverloadedError("the engine is asleep (sleep mode); POST /wake_up first"))
+            return
+        if self.engine.scheduler.num_waiting >= self.max_waiting:
             self._refuse(message, OverloadedError(f"the waiting queue is full ({self.max_waiting} requests); "
                                                   "retry shortly"))
             return
@@ -276,29 +311,83 @@ class EngineCore:
 
     def _refuse(self, message: m.AddRequest, error: BaseException) -> None:
         self.outbox.put((message.client, m.Outputs(self.rank, errors={message.request_id: m.error_info(error)},
-                                                   stats=self.engine.stats())))
+                                                   stats=self._stats())))
+
+    def _stats(self):
+        return self.engine.stats() if self.engine is not None else self._asleep_stats
 
     def _abort(self, request_ids: list[str]) -> None:
         self.compiling = [(f, msg, d) for f, msg, d in self.compiling if msg.request_id not in request_ids]
-        self._publish(self.engine.abort_request(request_ids))
+        if self.engine is not None:
+            self._publish(self.engine.abort_request(request_ids))
 
     def _utility(self, message: m.Utility) -> None:
-        allowed = {"add_lora", "remove_lora", "list_loras"}
+        """An engine method a client called (LoRA registry, sleep mode)."""
+        if message.method == "sleep":
+            self._sleep(message)  # answered once asleep
+            return
         result = m.UtilityResult(message.call_id, self.rank)
         try:
-            if message.method not in allowed:
+            if message.method == "wake_up":
+                self._wake_up()
+            elif message.method not in ("add_lora", "remove_lora", "list_loras"):
                 raise ValueError(f"unknown engine method {message.method!r}")
-            args = message.args
-            if message.method == "add_lora":
-                args = [LoRARequest(**args[0])]
-            result.result = getattr(self.engine, message.method)(*args)
+            elif self.engine is None:
+                raise ValueError(f"{message.method} while asleep at level 2; POST /wake_up first")
+            else:
+                args = message.args
+                if message.method == "add_lora":
+                    args = [LoRARequest(**args[0])]
+                result.result = getattr(self.engine, message.method)(*args)
         except Exception as exc:  # noqa: BLE001 - the caller gets it
             result.error = m.error_info(exc)
         self.outbox.put((message.client, result))
 
+    # -- sleep mode ------------------------------------------------------------------------
+
+    def _sleep(self, message: m.Utility) -> None:
+        """Sleep once the running requests have finished (answered then)."""
+        if self.sleep_level or self.pending_sleep is not None:
+            self.outbox.put((message.client, m.UtilityResult(message.call_id, self.rank)))
+            return
+        self.pending_sleep = (int(message.args[0]) if message.args else 1, message)
+
+    def _fall_asleep(self, level: int, message: m.Utility) -> None:
+        from fw.engine.sleep import free_kv_cache, release_memory
+
+        self.pending_sleep = None
+        result = m.UtilityResult(message.call_id, self.rank)
+        try:
+            self._asleep_stats = self.engine.stats()
+            if level == 1:
+                free_kv_cache(self.engine)
+            else:
+                self._asleep_loras = self.engine.list_loras()
+                self.engine = None
+                release_memory()
+            self.sleep_level = level
+        except Exception as exc:  # noqa: BLE001 - the caller gets it
+            result.error = m.error_info(exc)
+        self.outbox.put((message.client, result))
+
+    def _wake_up(self) -> None:
+        from fw.config import EngineConfig
+        from fw.engine.llm_engine import LLMEngine
+        from fw.engine.sleep import restore_kv_cache
+
+        if self.sleep_level == 1:
+            restore_kv_cache(self.engine)
+        elif self.sleep_level == 2:
+            self.engine = LLMEngine.from_config(EngineConfig.model_validate(self.config))
+            registered = {lora.lora_name for lora in self.engine.list_loras()}
+            for lora in self._asleep_loras:  # adapters added at run time come back too
+                if lora.lora_name not in registered:
+                    self.engine.add_lora(lora)
+        self.sleep_level = 0
+
     def _publish(self, outputs) -> None:
         """Send a step's outputs to the clients they belong to, with the engine's stats."""
-        stats = self.engine.stats()
+        stats = self._stats()
         per_client: dict[int, m.Outputs] = {}
         for output in outputs:
             client = self.client_of.get(output.request_id)
@@ -322,7 +411,7 @@ class EngineCore:
             self.outbox.put((client, batch))
 
     def _heartbeat(self) -> None:
-        stats = self.engine.stats()
+        stats = self._stats()
         for client in range(len(self.outputs_to)):
             self.outbox.put((client, m.Outputs(self.rank, stats=stats)))
 

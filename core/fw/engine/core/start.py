@@ -39,6 +39,7 @@ def start_engine_client(config: EngineConfig, *, shutdown_timeout: float = 30.0)
             launcher.stop()
             raise
     client = EngineCoreClient(handles, launcher.output_addresses[0], 0, loaded,
-                              prefix_aware=config.parallel.data_parallel_routing == "prefix")
+                              prefix_aware=config.parallel.data_parallel_routing == "prefix",
+                              sleep_enabled=config.model.enable_sleep_mode)
     client.launcher = launcher
     return client
