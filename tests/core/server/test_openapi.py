@@ -11,8 +11,8 @@ import pytest
 from fw.server.routers.lora import RUNTIME_LORA_ENV
 from tests.core.server.helpers import serve_config
 
-#: examples per operation and generation mode: ~2 minutes on two shared cores
-FUZZ_EXAMPLES = 150
+#: examples per operation and generation mode: ~3-4 minutes on two shared cores
+FUZZ_EXAMPLES = 120
 FUZZ_SEED = 20250125
 
 
@@ -42,6 +42,7 @@ def test_the_schema_lists_the_answers_fw_gives(server):
 def test_fuzzing_the_schema_finds_no_server_error_and_no_schema_violation(start_server, tiny_llama, monkeypatch):
     schemathesis = pytest.importorskip("schemathesis")
     import hypothesis
+    import hypothesis.errors
     from schemathesis import GenerationMode
     from schemathesis.specs.openapi.checks import (
         content_type_conformance, response_schema_conformance, status_code_conformance,
@@ -75,7 +76,10 @@ def test_fuzzing_the_schema_finds_no_server_error_and_no_schema_violation(start_
                             raise
                         failures.setdefault(operation.label, []).append(str(exc)[:2000])
 
-                call()
+                try:
+                    call()
+                except hypothesis.errors.Unsatisfiable:
+                    assert mode == GenerationMode.NEGATIVE, operation.label  # nothing invalid to send
         assert failures == {}, "\n\n".join(f"{label}:\n" + "\n".join(sorted(set(found))[:3])
                                          for label, found in failures.items())
         stats = engine.stats()
