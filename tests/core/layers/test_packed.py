@@ -100,6 +100,8 @@ def test_the_row_count_picks_the_layout():
     assert packed.matmul(torch.randn(2, 3, IN)).shape == (2, 3, OUT)
     shard = packed.rows([(0, 10)])
     assert [type(layout) for layout in shard.layouts] == [Int4Blocks, PlainWeight] and shard.shape == (10, IN)
+    # 4-bit levels and two float16 parameters per 32 weights, plus the plain matrix
+    assert packed.nbytes == OUT * IN * 4 + (OUT + 2) // 4 * 4 * (IN // 2 + IN // 32 * 4)
 
 
 def test_a_packed_weight_must_serve_every_row_count_with_one_shape():
