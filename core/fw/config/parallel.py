@@ -87,10 +87,10 @@ class ParallelConfig(ConfigGroup):
                                          unsupported=_EPLB)
     expert_placement_strategy: Literal["linear", "round_robin"] = option(
         "linear", "Placement of experts across expert-parallel ranks.", unsupported=_EPLB)
-    num_redundant_experts: int | None = option(None, "Deprecated in vLLM.", hidden=True, unsupported=_EPLB)
-    eplb_window_size: int | None = option(None, "Deprecated in vLLM.", hidden=True, unsupported=_EPLB)
-    eplb_step_interval: int | None = option(None, "Deprecated in vLLM.", hidden=True, unsupported=_EPLB)
-    eplb_log_balancedness: bool | None = option(None, "Deprecated in vLLM.", hidden=True, unsupported=_EPLB)
+    num_redundant_experts: int | None = option(None, "Deprecated in vLLM.", unsupported=_EPLB)
+    eplb_window_size: int | None = option(None, "Deprecated in vLLM.", unsupported=_EPLB)
+    eplb_step_interval: int | None = option(None, "Deprecated in vLLM.", unsupported=_EPLB)
+    eplb_log_balancedness: bool | None = option(None, "Deprecated in vLLM.", unsupported=_EPLB)
     max_parallel_loading_workers: int | None = option(
         None, "At most this many tensor parallel ranks read the checkpoint at the same time (bounds peak "
               "memory while loading).", ge=1)
