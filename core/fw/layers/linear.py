@@ -4,6 +4,7 @@ batch 1 the per-op overhead matters as much as the FLOPs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -11,6 +12,22 @@ from torch import nn
 
 from fw.layers.packed import PackedWeight
 from fw.layers.quantization import UNQUANTIZED, QuantizationMethod
+
+
+@dataclass(frozen=True)
+class LinearShard:
+    """The part of a full ``[out, in]`` matrix a tensor-parallel rank's layer holds
+    (``fw.distributed`` sets it), so what is fitted to the full matrix (a LoRA adapter)
+    can be cut the same way."""
+
+    #: the full matrix's input size
+    in_features: int
+    #: the full output size of each projection the layer stores (one for a plain Linear)
+    shard_sizes: tuple[int, ...]
+    #: column-parallel: per projection, the ranges of its output rows this rank holds
+    rows: tuple[tuple[tuple[int, int], ...], ...] | None = None
+    #: row-parallel: the input columns ``(start, stop)`` this rank holds
+    columns: tuple[int, int] | None = None
 
 
 class Linear(nn.Module):
@@ -32,6 +49,8 @@ class Linear(nn.Module):
         self.packed: PackedWeight | None = None
         #: optional LoRA wrapper hook: fn(x, base_output) -> output
         self.lora = None
+        #: under tensor parallelism, which part of the full matrix this layer holds
+        self.tp_shard: LinearShard | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.packed.matmul(x, self.bias)
