@@ -89,7 +89,16 @@ class LLMEngine:
     @classmethod
     def from_config(cls, config: EngineConfig) -> "LLMEngine":
         torch.manual_seed(config.model.seed)
-        return cls(config, build_model(config))
+        loaded = build_model(config)
+        try:
+            return cls(config, loaded)
+        except BaseException:
+            loaded.shutdown()
+            raise
+
+    def shutdown(self) -> None:
+        """Stop what the engine started besides itself (tensor-parallel workers)."""
+        self.loaded.shutdown()
 
     # -- facts -------------------------------------------------------------------------
 
