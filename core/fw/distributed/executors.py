@@ -55,7 +55,8 @@ class MultiprocExecutor(Executor):
                 process.stdin.close()
             except BrokenPipeError:
                 pass  # it died at once; check_alive reports it
-        logger.info("tensor-parallel ranks %s started as processes %s", list(self.processes), self.pids())
+        if self.processes:
+            logger.info("tensor-parallel ranks %s started as processes %s", list(self.processes), self.pids())
 
     def check_alive(self) -> None:
         for rank, process in self.processes.items():

@@ -33,25 +33,33 @@ class TensorParallelGroup:
     def __init__(self, rank: int, world_size: int, device: torch.device):
         self.rank, self.world_size, self.device = rank, world_size, device
         self._compute: Any = None
+        #: whether this group initialised the process's torch.distributed state
+        self._owner = False
 
     @property
     def backend(self) -> str:
         return "nccl" if self.device.type == "cuda" else "gloo"
 
-    def connect(self, store: dist.Store) -> None:
+    @staticmethod
+    def check_free() -> None:
+        """Refuse a second tensor-parallel model in a process that holds one."""
         if dist.is_initialized():
             raise ConfigurationError("this process already holds a tensor-parallel model; shut its engine down "
                                      "first (one tensor-parallel model per process)")
+
+    def connect(self, store: dist.Store) -> None:
+        self.check_free()
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         dist.init_process_group("gloo", store=dist.PrefixStore("fw-tp", store), rank=self.rank,
                                 world_size=self.world_size, timeout=IDLE_TIMEOUT)
+        self._owner = True
         self._compute = dist.new_group(backend=self.backend, timeout=STEP_TIMEOUT)
 
     def destroy(self) -> None:
-        if self._compute is not None and dist.is_initialized():
+        if self._owner and dist.is_initialized():
             dist.destroy_process_group()
-        self._compute = None
+        self._owner, self._compute = False, None
 
     # -- compute ---------------------------------------------------------------------
 

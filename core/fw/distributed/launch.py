@@ -37,6 +37,7 @@ def build_tensor_parallel_model(config: EngineConfig, device: torch.device) -> L
     model; ``LoadedModel.shutdown`` stops the workers (also at exit)."""
     parallel = config.parallel
     size = parallel.tensor_parallel_size
+    TensorParallelGroup.check_free()
     _check_model(config, size)
     backend = parallel.executor_backend
     local_size = size // parallel.nnodes
@@ -50,8 +51,9 @@ def build_tensor_parallel_model(config: EngineConfig, device: torch.device) -> L
         executor = MultiprocExecutor()
         address, others = parallel.master_addr, range(1, local_size)
     watch = os.getpid() if backend == "mp" else None  # Ray ends its actors with their driver
-    specs = [RankSpec(rank, size, rank, local_size, address, store.port, config, threads, watch)
-             for rank in others]
+    # Ray shows each actor only its own GPU, as device 0
+    specs = [RankSpec(rank, size, 0 if backend == "ray" else rank, local_size, address, store.port, config,
+                      threads, watch) for rank in others]
     if device.type == "cuda":
         device = torch.device("cuda", 0)
     else:
@@ -66,6 +68,7 @@ def build_tensor_parallel_model(config: EngineConfig, device: torch.device) -> L
         group.connect(store)
     except BaseException:
         executor.shutdown(timeout=0)
+        group.destroy()
         raise
     model = TensorParallelModel(loaded.model, group)
     return dataclasses.replace(loaded, model=model, shutdown=_shutdown(model, group, executor, store))
@@ -83,8 +86,8 @@ def _shutdown(model: TensorParallelModel, group: TensorParallelGroup, executor: 
                 return
             done = True
         atexit.unregister(shutdown)
-        model.stop_workers()
-        executor.shutdown()
+        told = model.stop_workers()
+        executor.shutdown(timeout=10.0 if told else 0.0)
         group.destroy()
         store = None  # noqa: F841 - the store's server stops with the last reference
 

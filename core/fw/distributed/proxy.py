@@ -72,12 +72,14 @@ class TensorParallelModel:
         hook = self._lora[0]
         return None if hook is None else hook.step.batch
 
-    def stop_workers(self) -> None:
-        """Tell the workers to leave their loop, unless a failed call left them in a
-        collective (then their processes are ended instead)."""
+    def stop_workers(self) -> bool:
+        """Tell the workers to leave their loop; False when they cannot hear it (a failed
+        call left them in a collective, or one is gone): their processes are ended then."""
         if self._in_call:
-            return
+            return False
         try:
             self.group.send(Stop())
         except Exception as exc:  # noqa: BLE001 - a worker already gone; the executor ends the rest
             logger.warning("could not tell the tensor-parallel workers to stop: %s", exc)
+            return False
+        return True
