@@ -2,9 +2,9 @@
 
 * column-parallel (``MergedLinear`` q/k/v, gate/up): the rank keeps its output rows of
   each projection; no communication, its outputs feed the rank's own heads or MLP part;
-* row-parallel (o, down): the rank keeps its input columns; the partial products are
-  summed by an all-reduce (a forward hook, as gpt-fast does, after the LoRA hook so the
-  adapters' partial products are summed too); the bias is added on rank 0 only;
+* row-parallel (o, down): the rank keeps its input columns; the partial products (the
+  LoRA adapters' too) are summed by an all-reduce in float32 (``Linear.reduce``); the
+  bias is added on rank 0 only;
 * vocabulary-parallel embedding: each rank looks up the ids of its part of the vocabulary
   (zeros for the others) and an all-reduce completes every row;
 * vocabulary-parallel LM head: each rank scores its part of the vocabulary and rank 0
@@ -50,11 +50,7 @@ def row_parallel(linear: Linear, columns: tuple[int, int], group: TensorParallel
     linear.in_features = stop - start
     if group.rank != 0:
         linear.bias = None  # added once, by rank 0
-
-    def all_reduce(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        return group.all_reduce(output)
-
-    linear.register_forward_hook(all_reduce)
+    linear.reduce = group.all_reduce
 
 
 class VocabParallelEmbedding(VocabEmbedding):
@@ -74,7 +70,8 @@ class VocabParallelEmbedding(VocabEmbedding):
 
 def vocab_parallel_head(head: LMHead, start: int, stop: int, group: TensorParallelGroup) -> None:
     """Score the vocabulary ``[start, stop)`` here; rank 0 gets the whole logits (the
-    other ranks keep their part, which nothing reads)."""
+    other ranks keep their part, which nothing reads). A forward hook, as gpt-fast adds
+    its all-reduces: the head's own forward is unchanged."""
     head.packed = head.packed.rows([(start, stop)])
     if head.bias is not None:
         head.bias = nn.Parameter(head.bias.data[start:stop].clone(), requires_grad=False)
