@@ -32,6 +32,6 @@ def describe() -> list[str]:
         f"torch.distributed backends: {', '.join(backends) or 'none'}",
         ranks,
         f"Ray: {ray}",
-        f"network interface for gloo across machines: GLOO_SOCKET_IFNAME="
-        f"{os.environ.get('GLOO_SOCKET_IFNAME') or 'unset (the one the host name resolves to)'}",
+        "network interface for gloo across machines: GLOO_SOCKET_IFNAME="
+        + (os.environ.get("GLOO_SOCKET_IFNAME") or "unset (the one the host name resolves to)"),
     ]

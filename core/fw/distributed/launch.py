@@ -89,7 +89,7 @@ def _shutdown(model: TensorParallelModel, group: TensorParallelGroup, executor: 
         told = model.stop_workers()
         executor.shutdown(timeout=10.0 if told else 0.0)
         group.destroy()
-        store = None  # noqa: F841 - the store's server stops with the last reference
+        store = None  # the store's server stops with the last reference
 
     atexit.register(shutdown)
     return shutdown

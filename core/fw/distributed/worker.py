@@ -174,7 +174,7 @@ def main() -> None:
     except RankZeroGone as exc:
         logger.error("%s", exc)
         raise SystemExit(1) from None
-    except BaseException:  # noqa: BLE001 - logged here, reported to rank 0 through the store
+    except BaseException:  # logged here; rank 0 learns of it through the store
         logger.exception("tensor-parallel rank %d failed", spec.rank)
         raise SystemExit(1) from None
 
