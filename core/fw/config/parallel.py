@@ -112,6 +112,16 @@ class ParallelConfig(ConfigGroup):
                              f"--tensor-parallel-size {self.tensor_parallel_size}")
         if self.node_rank >= self.nnodes:
             raise ValueError(f"--node-rank {self.node_rank} must be below --nnodes {self.nnodes}")
+        if self.nnodes > 1:
+            if self.distributed_executor_backend == "ray":
+                raise ValueError("--nnodes is for the mp backend; with --distributed-executor-backend ray, Ray "
+                                 "places the ranks across its cluster (start fw on one node)")
+            if self.tensor_parallel_size % self.nnodes:
+                raise ValueError(f"--tensor-parallel-size {self.tensor_parallel_size} does not split evenly over "
+                                 f"--nnodes {self.nnodes} (every node runs as many ranks)")
+            if self.master_port is None:
+                raise ValueError(f"--master-port is required with --nnodes {self.nnodes}: every node names the "
+                                 "port of node 0")
         return self
 
     @property
