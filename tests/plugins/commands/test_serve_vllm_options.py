@@ -28,7 +28,6 @@ REFERENCE_NAME = Path("shared") / "reference" / "vllm-cli-arguments.md"
 
 #: options other issues build as real features (option -> issue)
 OWNED_ELSEWHERE = {
-    **dict.fromkeys(["--headless", "--api-server-count", "--disable-frontend-multiprocessing"], 17),
     **dict.fromkeys(["--revision", "--code-revision", "--tokenizer-revision", "--download-dir", "--hf-token",
                      "--ignore-patterns"], 19),
     **dict.fromkeys(["--runner", "--convert", "--task", "--pooler-config", "--override-pooler-config"], 20),
@@ -36,7 +35,7 @@ OWNED_ELSEWHERE = {
     **dict.fromkeys(["--speculative-config", "--num-lookahead-slots"], 23),
 }
 #: a whole option group another issue owns (reference heading -> issue)
-GROUPS_ELSEWHERE = {"ParallelConfig": 17}
+GROUPS_ELSEWHERE: dict[str, int] = {}
 
 
 def parse_reference(text: str) -> list[tuple[str, str]]:
