@@ -71,6 +71,8 @@ def plan_kv_cache(model: nn.Module, dtype: torch.dtype, device: torch.device, *,
                   memory_bytes: int | None, num_blocks_override: int | None, max_model_len: int,
                   max_num_seqs: int, gpu_memory_utilization: float | None = None) -> KVPlan:
     layers = attention_layers(model)
+    if not layers:  # an encoder: blocks are the scheduler's bookkeeping only, and hold no memory
+        return KVPlan(max_num_seqs * cdiv(max_model_len, block_size) + 1, block_size, 0)
     element = torch.empty((), dtype=dtype).element_size()
     per_block = sum(2 * block_size * layer.num_kv_heads * layer.head_size * element for layer in layers)
     if num_blocks_override is not None:
