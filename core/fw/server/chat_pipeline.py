@@ -19,6 +19,7 @@ from fw.server.chat_prompt import message_dicts, render_messages
 from fw.server.context import ServedModel, ServerContext
 from fw.server.errors import api_param_names
 from fw.server.generation import Outputs, Submission
+from fw.server.pooling import require_task
 from fw.server.prompts import Prompt, encode
 from fw.server.protocol.chat import ChatCompletionRequest
 from fw.server.sampling import reject_unsupported, sampling_params
@@ -52,6 +53,7 @@ class ChatRun:
 
 def render_chat_request(ctx: ServerContext, body: ChatCompletionRequest) -> RenderedChat:
     """Tools planned, messages rendered by the chat template, prompt tokenized."""
+    require_task(ctx, "generate", "the chat APIs (/v1/chat/completions, /v1/responses, /v1/messages)")
     frontend = ctx.config.frontend
     plan = plan_tools(body.tools, body.tool_choice, parallel_tool_calls=body.parallel_tool_calls,
                       auto_enabled=frontend.enable_auto_tool_choice, parser=frontend.tool_call_parser,
