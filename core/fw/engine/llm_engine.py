@@ -198,10 +198,11 @@ class LLMEngine:
         text, prompt_ids = tokenize_prompt(self.tokenizer, prompt)
         types = prompt.get("token_type_ids") if isinstance(prompt, dict) else None
         text, prompt_ids, params, types = self.admission.admit_pooling(text, prompt_ids, params, types)
-        whole = self.pooling.whole_prompts
+        # Never from the prefix cache: a cached prefix would leave only the last tokens to
+        # compute, in a smaller step whose kernels may differ (the int4 method's), and the
+        # same text must give the same vector whatever was asked before.
         request = Request(request_id, prompt_ids, params, arrival_time=arrival_time, priority=priority,
-                          token_type_ids=types, whole_prompt=whole,
-                          skip_prefix_cache=whole or self.runner.pooling.needs_all_tokens(params.task))
+                          token_type_ids=types, whole_prompt=self.pooling.whole_prompts, skip_prefix_cache=True)
         self.output.add_pooling(request, text)
         self.scheduler.add_request(request)
 

@@ -21,8 +21,8 @@ class Pooler(ABC):
 
     #: the name it is registered under (``MEAN``)
     name: ClassVar[str] = ""
-    #: whether it reads every token's hidden state; False (the last token only) lets a
-    #: causal model's prompt reuse the prefix cache, and its chunks keep one row each
+    #: whether it reads every token's hidden state; False (the last token only): the
+    #: earlier chunks of a causal model's prompt keep no rows for it
     needs_all_tokens: ClassVar[bool] = True
     #: whether each prompt's output is one vector (False: one per token, ``[tokens, H]``)
     one_vector: ClassVar[bool] = True

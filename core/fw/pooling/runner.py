@@ -41,9 +41,6 @@ class PoolingRunner:
         #: request id -> hidden rows of its earlier chunks
         self.partial: dict[str, list[torch.Tensor]] = {}
 
-    def needs_all_tokens(self, task: str) -> bool:
-        return self.poolers[task].needs_all_tokens
-
     def forget(self, request_id: str) -> None:
         """Drop what a finished, aborted or preempted request left here."""
         self.partial.pop(request_id, None)
