@@ -36,12 +36,6 @@ class Pooler(ABC):
         prompts of the batch."""
 
 
-def segment_ids(lengths: list[int], device: torch.device | str = "cpu") -> torch.Tensor:
-    """For rows laid out as ``lengths``, the index of the prompt each row belongs to."""
-    return torch.repeat_interleave(torch.arange(len(lengths), device=device),
-                                   torch.tensor(lengths, device=device))
-
-
 def first_rows(lengths: list[int]) -> list[int]:
     """The row where each prompt starts."""
     rows, start = [], 0

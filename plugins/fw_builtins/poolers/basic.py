@@ -2,25 +2,23 @@
 default), the first token (BERT's ``[CLS]``), the last token (causal models, where only it
 has seen the whole prompt), and every token.
 
-Sums run in float32 in a fixed order per prompt (``index_add_`` over its own rows), so a
-prompt's output does not depend on the prompts pooled beside it.
+Sums run in float32 over each prompt's own rows (a reduction per prompt, in a fixed order),
+so a prompt's output does not depend on the prompts pooled beside it. (``index_add_`` over
+the whole step took 40x as long: it runs on one thread, row by row.)
 """
 
 from __future__ import annotations
 
 import torch
 
-from fw.pooling.pooler import Pooler, first_rows, segment_ids
+from fw.pooling.pooler import Pooler, first_rows
 
 
 class MeanPooler(Pooler):
     name = "MEAN"
 
     def pool(self, hidden: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
-        sums = torch.zeros(len(lengths), hidden.shape[-1], dtype=torch.float32, device=hidden.device)
-        sums.index_add_(0, segment_ids(lengths, hidden.device), hidden.float())
-        counts = torch.tensor(lengths, dtype=torch.float32, device=hidden.device)[:, None]
-        return list((sums / counts).unbind(0))
+        return [rows.sum(0) / len(rows) for rows in hidden.float().split(lengths)]
 
 
 class CLSPooler(Pooler):
