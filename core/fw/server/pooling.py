@@ -1,10 +1,12 @@
 """Pooling requests on behalf of one HTTP request: which endpoint the model serves, its
 prompts through the engine, and outputs in the API's encodings.
 
-Every prompt of a request is one engine request (``EngineClient.encode``), submitted at
-once so they share steps with everything else; the engine's admission checks them and
-its refusals come back as 400s naming the API's parameter (``input``). A request that
-fails, or whose client goes away, aborts the prompts still running.
+Every prompt of a request is one engine request (``EngineClient.encode``), submitted
+together (at most ``MAX_IN_FLIGHT`` at a time, so one request of 2,048 inputs does not
+fill the engine's waiting queue) so they share steps with everything else; the engine's
+admission checks them and its refusals come back as 400s naming the API's parameter
+(``input``). A request that fails, or whose client goes away, aborts the prompts still
+running.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from fw.server.context import ServerContext
 from fw.server.errors import rename_param
 from fw.server.pooling_inputs import PoolingPrompt
 from fw.server.sse import until_disconnected
+
+#: the most prompts of one HTTP request in the engine at once
+MAX_IN_FLIGHT = 256
 
 def serves(ctx: ServerContext, task: str) -> bool:
     """Whether the served model does ``task``; "score" takes an embedding model (cosine
@@ -62,7 +67,13 @@ def encode_array(array: Any, encoding_format: str) -> Any:
 
 
 async def _one(ctx: ServerContext, prompt: PoolingPrompt, params: PoolingParams, request_id: str,
-               priority: int) -> PoolingRequestOutput:
+               priority: int, gate: asyncio.Semaphore) -> PoolingRequestOutput:
+    async with gate:
+        return await _submit(ctx, prompt, params, request_id, priority)
+
+
+async def _submit(ctx: ServerContext, prompt: PoolingPrompt, params: PoolingParams, request_id: str,
+                  priority: int) -> PoolingRequestOutput:
     engine_prompt = TokensPrompt(prompt_token_ids=prompt.token_ids)
     if prompt.text is not None:
         engine_prompt["prompt"] = prompt.text
@@ -95,7 +106,8 @@ async def run_pooling(ctx: ServerContext, request: Request, prompts: Sequence[Po
     running aborted."""
     ctx.lifecycle.admit()
     ids = [request_id if len(prompts) == 1 else f"{request_id}-{i}" for i in range(len(prompts))]
-    tasks = [asyncio.ensure_future(_one(ctx, p, params, rid, priority)) for p, rid in zip(prompts, ids)]
+    gate = asyncio.Semaphore(MAX_IN_FLIGHT)
+    tasks = [asyncio.ensure_future(_one(ctx, p, params, rid, priority, gate)) for p, rid in zip(prompts, ids)]
     try:
         return list(await until_disconnected(request, asyncio.gather(*tasks)))
     except FwError as exc:

@@ -160,3 +160,14 @@ def test_classify_gives_the_label_and_probabilities(start_server):
         assert data["label"] == CLASSIFIER.labels[int(np.argmax(probs))] and data["num_classes"] == 3
     np.testing.assert_allclose(logits["data"][0]["probs"], expected(engine, "abc", "classify", activation=False),
                                rtol=1e-6)
+
+
+def test_a_request_of_many_inputs_never_fills_the_engine_queue(start_server, monkeypatch):
+    """OpenAI allows 2,048 inputs per request: they enter the engine a bounded number at a time."""
+    import fw.server.pooling
+
+    monkeypatch.setattr(fw.server.pooling, "MAX_IN_FLIGHT", 4)
+    engine = pooling_engine(queue_limit=4, token_delay=0.01)
+    with start_server(engine).http() as http:
+        result = http.post("/v1/embeddings", json={"input": [f"text {i}" for i in range(40)]})
+    assert result.status_code == 200 and len(result.json()["data"]) == 40
