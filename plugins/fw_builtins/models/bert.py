@@ -65,7 +65,8 @@ class Embeddings(nn.Module):
         hidden = self.word_embeddings(input_ids).float()
         hidden += self.position_embeddings(positions + self.position_offset)
         types = self.token_type_embeddings.weight
-        hidden += types[0] if token_type_ids is None else F.embedding(token_type_ids, types)
+        # one token type (RoBERTa, XLM-R): a pair's segments are told apart by separators only
+        hidden += types[0] if token_type_ids is None or len(types) == 1 else F.embedding(token_type_ids, types)
         return self.LayerNorm(hidden)
 
 
