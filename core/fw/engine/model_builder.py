@@ -18,6 +18,7 @@ from fw import plugins
 from fw.config import EngineConfig
 from fw.errors import ConfigurationError, ModelLoadError
 from fw.models.interface import ModelContext
+from fw.pooling.setup import PoolingSetup, resolve_pooling
 
 logger = logging.getLogger("fw.engine")
 
@@ -39,6 +40,8 @@ class LoadedModel:
     generation_config: dict
     #: stops what loading started (tensor-parallel workers); the engine calls it on shutdown
     shutdown: Callable[[], None] = lambda: None
+    #: the model's pooling tasks and defaults (None: it only generates)
+    pooling: PoolingSetup | None = None
 
 
 def resolve_device() -> torch.device:
@@ -173,8 +176,11 @@ def load_model(config: EngineConfig, device: torch.device | None = None, *,
         raise ModelLoadError(path, f"architecture {architectures or 'unknown'} is not supported; "
                                    f"supported: {', '.join(registry.names())}")
     model_cls = registry.load(arch)
+    pooling = resolve_pooling(model_cls, hf_config, config.model, path)
     dtype = resolve_dtype(config.model.dtype, device)
     max_model_len = resolve_max_model_len(config.model.max_model_len, hf_config, cap=window)
+    if pooling is not None and pooling.max_seq_length and config.model.max_model_len is None:
+        max_model_len = min(max_model_len, pooling.max_seq_length)  # sentence-transformers' input limit
     backend = select_attention_backend(config.model.attention_backend, device)
     quantization = _quantization(config, loader, device, dtype)
     context = ModelContext(dtype=dtype, device=device, attention_backend=backend, quantization=quantization,
@@ -194,7 +200,7 @@ def load_model(config: EngineConfig, device: torch.device | None = None, *,
     tokenizer = None if config.model.skip_tokenizer_init else loader.tokenizer()
     return LoadedModel(model=model, hf_config=hf_config, tokenizer=tokenizer, path=path, dtype=dtype,
                        device=device, max_model_len=max_model_len, attention_backend=backend.name,
-                       generation_config=loader.generation_config())
+                       generation_config=loader.generation_config(), pooling=pooling)
 
 
 def _fill_weights(model: nn.Module, loader: Any, path: Path) -> None:

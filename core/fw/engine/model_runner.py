@@ -1,7 +1,8 @@
 """Runs one scheduled step: flatten the batch, one forward pass for every sequence's new
 tokens together (prefill chunks and decode tokens alike; pure decode steps through the
 fused CPU decode when the model describes its decoder), logits only for the rows that are
-sampled (and prompt positions whose logprobs were asked for), then sample. The result is
+sampled (and prompt positions whose logprobs were asked for), then sample; pooling
+requests' rows go to the pooling runner (``fw.pooling.runner``) instead. The result is
 one ``StepOutput``."""
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from fw.engine.request import Request
 from fw.engine.sampler import prompt_logprob_entries, sample
 from fw.engine.sampling_batch import SamplingBatch
 from fw.engine.sampling_params import SamplingParams
+from fw.pooling.params import PoolingParams
 from fw.engine.scheduler import SchedulerOutput
 from fw.engine.step_output import StepOutput
 from fw.speculative.verify import verify
 from fw.errors import FwError
 from fw.layers.attention import Attention
+from fw.pooling.runner import PoolingRunner, PoolSpan
 
 if TYPE_CHECKING:
     from fw.lora.manager import LoRAManager
@@ -45,6 +48,10 @@ class FlatBatch:
     sample_requests: list[Request]
     #: request -> (first hidden row, rows, first prompt position) for prompt logprobs
     prompt_logprob_spans: list[tuple[Request, int, int, int]]
+    #: the rows of pooling requests
+    pool_spans: list[PoolSpan]
+    #: every row's token type, when a scheduled request has them (BERT pairs), else None
+    token_type_ids: torch.Tensor | None = None
 
 
 def _rows_as_sequences(query_start: list[int], seq_lens: list[int],
@@ -66,8 +73,11 @@ def _rows_as_sequences(query_start: list[int], seq_lens: list[int],
 class ModelRunner:
     def __init__(self, model: nn.Module, kv_caches: list[torch.Tensor], block_size: int,
                  device: torch.device, *, vocab_size: int, max_num_seqs: int,
-                 structured: StructuredOutputManager | None = None, lora: LoRAManager | None = None):
+                 structured: StructuredOutputManager | None = None, lora: LoRAManager | None = None,
+                 pooling: PoolingRunner | None = None):
         self.model = model
+        #: the pooling half of each step (pooling models, --enable-embeddings), else None
+        self.pooling = pooling
         self.lora = lora
         self.structured = structured
         self.block_size = block_size
@@ -101,6 +111,8 @@ class ModelRunner:
         sample_rows: list[int] = []
         sample_requests: list[Request] = []
         spans = []
+        pool_spans: list[PoolSpan] = []
+        types: list[int] | None = None
         for request_id, n in scheduled.items():
             request = requests[request_id]
             start = request.num_computed_tokens
@@ -116,6 +128,13 @@ class ModelRunner:
             query_start.append(row0 + n)
             seq_lens.append(end)
             tables.append(block_ids[request_id])
+            if request.token_type_ids is not None and types is None:
+                types = [0] * (len(ids) - n)
+            if types is not None:
+                types.extend(request.token_type_ids[start:end] if request.token_type_ids else [0] * n)
+            if request.pooling is not None:
+                pool_spans.append(PoolSpan(request, row0, n))
+                continue
             if request.params.prompt_logprobs is not None and start < request.num_prompt_tokens - 1:
                 last = min(end, request.num_prompt_tokens - 1)
                 spans.append((request, row0, last - start, start))
@@ -144,7 +163,8 @@ class ModelRunner:
             input_ids=torch.tensor(ids, dtype=torch.long, device=dev),
             positions=torch.from_numpy(np.concatenate(positions)).to(dev),
             metadata=metadata, sample_rows=sample_rows, sample_requests=sample_requests,
-            prompt_logprob_spans=spans,
+            prompt_logprob_spans=spans, pool_spans=pool_spans,
+            token_type_ids=None if types is None else torch.tensor(types, dtype=torch.long, device=dev),
         )
 
     @torch.inference_mode()
@@ -152,6 +172,8 @@ class ModelRunner:
         """Run the step ``out`` schedules; ``requests`` holds every live request by id."""
         for request_id in (*out.finished_ids, *out.preempted):
             self.sampling.remove(request_id)
+            if self.pooling is not None:
+                self.pooling.forget(request_id)
         step = StepOutput(failed=self._load_adapters(out, requests))
         scheduled = {rid: n for rid, n in out.num_scheduled_tokens.items()
                      if requests[rid].parent_id not in step.failed}
@@ -160,6 +182,8 @@ class ModelRunner:
         batch = self.prepare(scheduled, requests, {rid: kv.block_ids(rid) for rid in scheduled}, out.spec_tokens)
         self._set_lora_mapping(scheduled, requests)
         hidden = self.run_model(batch)
+        if batch.pool_spans:
+            self.pooling.collect(batch.pool_spans, hidden, step)
         self._prompt_logprobs(batch, hidden, step)
         if batch.sample_rows:
             rows = torch.tensor(batch.sample_rows, dtype=torch.long, device=hidden.device)
@@ -175,6 +199,8 @@ class ModelRunner:
         with forward_context(batch.metadata):
             if self.fused_decode is not None and self.fused_decode.takes(batch.metadata):
                 return self.fused_decode(batch.input_ids, batch.positions, batch.metadata)
+            if batch.token_type_ids is not None:
+                return self.model(batch.input_ids, batch.positions, token_type_ids=batch.token_type_ids)
             return self.model(batch.input_ids, batch.positions)
 
     def _sampling_metadata(self, logits: torch.Tensor, requests: list[Request]):
@@ -247,13 +273,17 @@ class ModelRunner:
         """One prefill and one decode step, so the first request does not pay for lazy
         initialisation; the blocks and cache entries used are freed."""
         tokens = min(16, max_model_len - 2)
-        request = Request("__warmup__", [0] * (tokens + 1), SamplingParams(max_tokens=1))
+        generates = hasattr(self.model, "compute_logits")
+        params = SamplingParams(max_tokens=1) if generates else PoolingParams(self.pooling.setup.tasks[0])
+        request = Request("__warmup__", [0] * (tokens + 1), params, whole_prompt=not generates)
         if not kv.allocate_slots(request, tokens + 1):
             return
-        for count in (tokens, 1):
+        for count in ((tokens, 1) if generates else (tokens + 1,)):
             self.execute(SchedulerOutput({request.request_id: count}, count), {request.request_id: request}, kv)
             request.num_computed_tokens += count
         self.sampling.remove(request.request_id)
+        if self.pooling is not None:
+            self.pooling.forget(request.request_id)
         kv.forget(request)
         kv.pool.reset_prefix_cache()
 

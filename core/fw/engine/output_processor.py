@@ -1,7 +1,8 @@
 """Turns sampled tokens into what clients see: text (incrementally detokenized), stop
 strings, logprobs with their token texts, and RequestOutputs in the shape each request
 asked for (cumulative, deltas, or final only). A request with n > 1 is one parent whose
-children are separate sequences; its outputs carry every child's index."""
+children are separate sequences; its outputs carry every child's index. A pooling request
+gets one PoolingRequestOutput, when its prompt has been pooled (or it ended otherwise)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from fw.engine.detokenizer import IncrementalDetokenizer, TokenTexts
-from fw.engine.outputs import CompletionOutput, RequestMetrics, RequestOutput
+from fw.engine.outputs import CompletionOutput, PoolingOutput, PoolingRequestOutput, RequestMetrics, RequestOutput
 from fw.engine.request import Request
 from fw.engine.sampling_params import RequestOutputKind, SamplingParams
 from fw.engine.step_output import StepOutput
@@ -47,6 +48,11 @@ class OutputProcessor:
         self.texts = TokenTexts(tokenizer) if tokenizer is not None else None
         self.parents: dict[str, _Parent] = {}
         self.child_parent: dict[str, str] = {}
+        #: pooling request id -> (prompt text, the request)
+        self.pooling: dict[str, tuple[str | None, Request]] = {}
+
+    def add_pooling(self, request: Request, prompt: str | None) -> None:
+        self.pooling[request.request_id] = (prompt, request)
 
     def add(self, request_id: str, prompt: str | None, prompt_token_ids: list[int],
             params: SamplingParams, children: list[Request], *, keep_special_ids=frozenset(),
@@ -64,9 +70,11 @@ class OutputProcessor:
             self.child_parent[child.request_id] = request_id
 
     def has(self, request_id: str) -> bool:
-        return request_id in self.parents
+        return request_id in self.parents or request_id in self.pooling
 
     def children(self, request_id: str) -> list[Request]:
+        if request_id in self.pooling:
+            return [self.pooling[request_id][1]]
         parent = self.parents.get(request_id)
         return [c.request for c in parent.children] if parent else []
 
@@ -77,7 +85,11 @@ class OutputProcessor:
         record the step's logprobs, and build outputs for every parent that changed (with
         the error of a parent the step failed)."""
         touched: dict[str, _Parent] = {}
+        outputs: list = []
         for request in changed:
+            if request.pooling is not None:
+                outputs.extend(self._pooled(request, step))
+                continue
             parent = self._parent_of(request)
             if parent is None:
                 continue
@@ -92,7 +104,6 @@ class OutputProcessor:
                     on_stop(request)
             touched[parent.request_id] = parent
         self._record_logprobs(step)
-        outputs = []
         for parent in touched.values():
             output = self._make_output(parent)
             if output is not None:
@@ -101,6 +112,19 @@ class OutputProcessor:
             if parent.finished:
                 self._drop(parent)
         return outputs
+
+    def _pooled(self, request: Request, step: StepOutput) -> list[PoolingRequestOutput]:
+        """The output of a pooling request that finished (pooled, failed or aborted)."""
+        if not request.status.finished or request.request_id not in self.pooling:
+            return []
+        prompt, _ = self.pooling.pop(request.request_id)
+        data = step.pooled.get(request.request_id)
+        return [PoolingRequestOutput(
+            request_id=request.request_id, prompt=prompt, prompt_token_ids=request.prompt_token_ids,
+            outputs=None if data is None else PoolingOutput(data.numpy()),
+            error=step.failed.get(request.parent_id),
+            metrics=RequestMetrics(request.arrival_time, request.first_scheduled_time, None, None,
+                                   request.finished_time))]
 
     def aborted(self, requests: list[Request]) -> list[RequestOutput]:
         """The final outputs of requests ended outside a step (aborts)."""

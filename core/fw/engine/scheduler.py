@@ -6,6 +6,9 @@ request advances — so prefill and decode share one step under one token budget
 When KV blocks run out, the lowest-priority running request is preempted by recompute:
 its blocks are freed and it goes back to the front of the waiting queue, to be
 recomputed (mostly from the prefix cache) later with its generated tokens kept.
+Pooling requests share the queue and the budget: they advance through their prompt and
+finish when the step that completes it has pooled them; an encoder's prompt is scheduled
+whole or not at all.
 """
 
 from __future__ import annotations
@@ -159,7 +162,7 @@ class Scheduler:
                 continue
             computed, num_cached = self.kv.get_computed_blocks(request)
             num_new = self._step_tokens(request, num_cached)
-            if num_new > budget and not self.chunked_prefill:
+            if num_new > budget and (not self.chunked_prefill or request.whole_prompt):
                 break
             num_new = min(num_new, budget)
             prefills.add(long)
@@ -189,7 +192,7 @@ class Scheduler:
         """Tokens ``request`` may advance from ``computed``: the rest, but a prompt by at
         most --long-prefill-token-threshold a step."""
         remaining = request.num_tokens - computed
-        if self.long_threshold > 0 and computed < request.num_prompt_tokens:
+        if self.long_threshold > 0 and computed < request.num_prompt_tokens and not request.whole_prompt:
             return min(remaining, self.long_threshold)
         return remaining
 
@@ -220,6 +223,10 @@ class Scheduler:
                 continue
             proposed, accepted = step.speculated.get(request_id, (0, 0))
             request.num_computed_tokens += num_tokens - (proposed - accepted)  # rejected proposals' KV is stale
+            if request_id in step.pooled:
+                self.finish(request, RequestStatus.FINISHED_STOPPED)
+                changed.append(request)
+                continue
             new_tokens = step.sampled.get(request_id)
             if not new_tokens:
                 continue

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from fw.engine.outputs import Logprob
 from fw.errors import FwError
 
@@ -22,6 +24,8 @@ class StepOutput:
     prompt_logprobs: dict[str, tuple[int, list[dict[int, Logprob]]]] = field(default_factory=dict)
     #: requests whose structured-output grammar is complete after this step's token
     grammar_ended: set[str] = field(default_factory=set)
+    #: pooling request id -> its output (float32), once the step completed its prompt
+    pooled: dict[str, torch.Tensor] = field(default_factory=dict)
     #: parent request id -> why all of its sequences end now (an adapter that cannot be read)
     failed: dict[str, FwError] = field(default_factory=dict)
     #: request id -> (tokens proposed, tokens accepted) of a speculating request; the KV

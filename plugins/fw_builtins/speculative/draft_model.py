@@ -41,7 +41,10 @@ class _Sequence:
     # the view the runner reads while drafting
     all_token_ids: list[int] = field(default_factory=list)
     num_computed_tokens: int = 0
-    params = _PARAMS  # a class attribute: the runner reads it, no sequence changes it
+    # class attributes the runner reads: no prompt logprobs, no pooling, no token types
+    params = _PARAMS
+    pooling = None
+    token_type_ids = None
 
     @property
     def num_tokens(self) -> int:
