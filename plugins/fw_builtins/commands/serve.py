@@ -69,8 +69,9 @@ def run_server(config: ServeConfig, engine_factory: EngineFactory = build_engine
     ServeConfig, name="serve", positional="model",
     help="Start the OpenAI-compatible API server. It listens on 127.0.0.1:8000 unless told "
          "otherwise (--host 0.0.0.0 exposes it to the network).",
-    positional_help="The model to serve: a Hugging Face model folder or a .gguf file "
-                    "(default: the embedded SmolLM2-135M-Instruct).",
+    positional_help="The model to serve: a Hugging Face model folder, a .gguf file, or a hub id "
+                    "(ORG/NAME, ORG/NAME:Q4_K_M for a GGUF repo's file; from the Hugging Face cache, "
+                    "else downloaded) (default: the embedded SmolLM2-135M-Instruct).",
 )
 def serve(config: ServeConfig) -> None:
     try:
