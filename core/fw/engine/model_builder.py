@@ -115,11 +115,12 @@ def _quantization(config: EngineConfig, loader: Any, device: torch.device, dtype
 
 
 def build_model(config: EngineConfig, device: torch.device | None = None) -> LoadedModel:
-    from fw.model_loader.select import get_loader, resolve_model_path
+    from fw.model_loader.select import get_loader, resolve_model
 
     device = device or resolve_device()
-    path = resolve_model_path(config.model.model)
-    loader = get_loader(path, config.load, config.model)
+    resolved = resolve_model(config.model, config.load)  # hub ids: from the cache or downloaded
+    path = resolved.path
+    loader = get_loader(path, config.load, resolved.model_config)
     hf_config = loader.hf_config()
     _apply_overrides(hf_config, config)
     architectures = list(getattr(hf_config, "architectures", None) or [])
