@@ -18,6 +18,7 @@ from fw.config import EngineConfig
 from fw.errors import FwError
 from fw.layers.embedding import LMHead
 from fw.model_loader.base import ModelLoadError
+from fw.model_loader.int4_grids import attach_int4_grids
 from fw.models.interface import ModelContext
 
 logger = logging.getLogger("fw.engine")
@@ -140,6 +141,7 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
     with torch.device(device):
         model = model_cls(hf_config, context)
     _fill_weights(model, loader, path)
+    attach_int4_grids(model, loader.int4_grids)  # a GPTQ/AWQ checkpoint's own 4-bit grid, for the int4 method
     int8_head = bool(getattr(quantization, "int8_lm_head", False))
     for module in model.modules():
         if isinstance(module, LMHead):
