@@ -8,7 +8,9 @@ two copies are kept and each step picks by its number of rows: int4 blocks, and 
 weights per output column for fw's W8A8 GEMM (bf16 on CPUs without VNNI, where that GEMM
 is not built). For a GGUF file of Q4_1 tensors the int4 copy is lossless: every Q4_1
 block holds its minimum at level 0 and its maximum at level 15, so min-max quantization
-recovers the file's own levels; the 8-bit copy rounds them to 1/254 of a row's range.
+recovers the file's own levels; the 8-bit copy rounds them to 1/254 of a row's range. A
+GPTQ or AWQ checkpoint brings its own grid (``layer.int4_grid``), onto which its levels
+and scales are packed as they are (``int4_groups``).
 
 The GEMV is fw's own CPU kernel (``fw_kernels.cpu``); where that cannot be built, torch's
 int4-pack kernel (bf16 scales) takes its place.
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 
 from fw.layers.quantization import QuantizationMethod
+from fw_builtins.quantization.int4_groups import pack_on_grid
 from fw_kernels import cpu
 from fw_kernels.cpu import packing
 
@@ -52,11 +55,12 @@ class Int4WeightOnly(QuantizationMethod):
         weight = layer.weight.data
         if weight.device.type != "cpu" or weight.dtype not in (torch.bfloat16, torch.float32):
             raise ValueError("the int4 quantization method runs on the CPU, in bfloat16 or float32")
+        grid = layer.__dict__.pop("int4_grid", None)  # a GPTQ/AWQ checkpoint's own grid (fw.model_loader.int4_grids)
         if weight.shape[1] % GROUP:
             super().process_weights_after_loading(layer)  # too narrow to group: plain
             return
         if cpu.supports(weight):
-            layer.int4_blocks = packing.pack_int4(weight)
+            layer.int4_blocks = packing.pack_int4(weight) if grid is None else pack_on_grid(weight, grid)
         else:
             layer.int4_weight, layer.int4_scales = quantize_int4(weight)
         if weight.dtype == torch.bfloat16 and cpu.int8_gemm_available():
