@@ -37,3 +37,19 @@ def test_small_buffers_and_other_systems_get_plain_zeros(monkeypatch):
     assert libc.calls == []  # no whole huge page inside
     monkeypatch.setattr(huge_pages, "_libc", lambda: None)
     assert not huge_pages.zeros(3 << 20, dtype=torch.uint8).any()
+
+
+def test_nothing_is_written_up_front():
+    # A 1 GiB cache costs no memory until requests write into it, and reads as zeros.
+    def resident() -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * 4096
+
+    if huge_pages._libc() is None:
+        return
+    before = resident()
+    tensor = huge_pages.zeros(2, 256, 1 << 20, dtype=torch.bfloat16)
+    assert resident() - before < 64 << 20
+    tensor[1, 255, -1] = 3
+    assert tensor.data_ptr() % huge_pages.HUGE_PAGE == 0
+    assert tensor[0, :4].sum() == 0 and tensor[1, 255, -1] == 3 and tensor.shape == (2, 256, 1 << 20)
