@@ -3,18 +3,55 @@
 Chosen automatically on CUDA. On the CPU it runs only under ``TRITON_INTERPRET=1`` (set
 before ``fw_kernels`` is imported) and ranks below the torch backend there: the
 interpreter is for checking the kernels, not for serving.
+
+Triton is imported when a kernel first runs, not when the backend is asked whether it
+runs here: choosing the torch backend on a CPU should not cost Triton's import (0.3-1 s
+of start-up).
 """
 
 from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
 
 import torch
 
 from fw.attention.backend import AttentionBackend
 from fw.attention.metadata import AttentionMetadata
-from fw_kernels.common import INTERPRETED
-from fw_kernels.decode import paged_attention_decode
-from fw_kernels.kv_write import write_kv
-from fw_kernels.prefill import paged_attention_prefill
+
+# Bound by _load_kernels() on first use (tests may bind their own first).
+write_kv: Callable
+paged_attention_decode: Callable
+paged_attention_prefill: Callable
+#: module-level names of the kernels -> their modules
+_KERNELS = {"write_kv": "fw_kernels.kv_write", "paged_attention_decode": "fw_kernels.decode",
+            "paged_attention_prefill": "fw_kernels.prefill"}
+
+
+def _load_kernels() -> None:
+    import importlib
+
+    for name, module in _KERNELS.items():
+        if name not in globals():
+            globals()[name] = getattr(importlib.import_module(module), name)
+
+
+def interpreted() -> bool:
+    """Whether the kernels run on Triton's CPU interpreter; without TRITON_INTERPRET in the
+    environment (and fw_kernels not yet imported) they cannot, and Triton stays unloaded."""
+    if "fw_kernels.common" not in sys.modules and not os.environ.get("TRITON_INTERPRET"):
+        return False
+    from fw_kernels.common import INTERPRETED
+
+    return INTERPRETED
+
+
+def __getattr__(name: str):
+    if name in _KERNELS:
+        _load_kernels()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TritonAttentionBackend(AttentionBackend):
@@ -23,7 +60,7 @@ class TritonAttentionBackend(AttentionBackend):
     @classmethod
     def supports(cls, device: torch.device) -> bool:
         device = torch.device(device)
-        return device.type == "cuda" or (device.type == "cpu" and INTERPRETED)
+        return device.type == "cuda" or (device.type == "cpu" and interpreted())
 
     @classmethod
     def priority(cls, device: torch.device) -> int:
@@ -38,6 +75,7 @@ class TritonAttentionBackend(AttentionBackend):
         kv_cache: torch.Tensor,
         metadata: AttentionMetadata,
     ) -> torch.Tensor:
+        _load_kernels()
         key_cache, value_cache = kv_cache[0], kv_cache[1]
         write_kv(key, value, key_cache, value_cache, metadata.slot_mapping)
         if metadata.is_pure_decode:
