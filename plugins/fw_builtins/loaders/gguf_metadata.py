@@ -89,13 +89,10 @@ def config_dict(gguf: "GGUFFile") -> dict[str, Any]:
 
 
 def hf_config(gguf: "GGUFFile"):
-    from transformers import AutoConfig
+    """The model config (a ``GGUFConfig``: transformers' config classes cost seconds to import)."""
+    from fw_builtins.loaders.gguf_config import GGUFConfig
 
-    values = config_dict(gguf)
-    try:
-        return AutoConfig.for_model(**values)
-    except (ValueError, TypeError) as exc:
-        raise ModelLoadError(gguf.path, f"its metadata does not make a valid config: {exc}") from exc
+    return GGUFConfig(config_dict(gguf), gguf.path)
 
 
 # -- the tokenizer -------------------------------------------------------------------
