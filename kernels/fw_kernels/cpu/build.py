@@ -4,8 +4,10 @@ with ctypes.
 The library is built with the system C compiler at first use, for this CPU
 (``-march=native``, or ``$FW_CPU_MARCH``), into ``$FW_CACHE_DIR/kernels`` (default
 ``~/.cache/fw``); the file name hashes the sources, the flags and the CPU's feature
-flags, so an edit or another machine sharing the home directory gets its own build. Building takes about a second and
-needs no torch headers.
+flags, so an edit or another machine sharing the home directory gets its own build. It
+needs no torch headers; the sources compile in parallel, one compiler per core (~7 CPU
+seconds in all), and ``start()`` begins that in the background so that an engine can
+load its model meanwhile: ``library()`` waits for it.
 
 Where no compiler works the kernels are simply unavailable: callers keep their plain
 torch path, and the reason is logged once. ``FW_CPU_KERNELS=0`` turns them off.
@@ -21,6 +23,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch  # noqa: F401  (loads the libgomp the library must share)
@@ -66,21 +70,74 @@ def _sources() -> list[Path]:
     return sorted(HERE.glob("*.c"))
 
 
-def _build(compiler: str) -> Path:
+def _target(compiler: str) -> Path:
     text = b"".join(path.read_bytes() for path in [HEADER, *_sources()])
     digest = hashlib.sha256(text + " ".join([compiler, *_flags(), _cpu_flags()]).encode()).hexdigest()[:16]
-    target = _cache_dir() / f"fw_cpu-{digest}.so"
+    return _cache_dir() / f"fw_cpu-{digest}.so"
+
+
+def _build(compiler: str) -> Path:
+    target = _target(compiler)
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    flags = [f for f in _flags() if f != "-shared"]
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        objects = [Path(tmp) / f"{source.stem}.o" for source in _sources()]
+
+        def compile_one(pair: tuple[Path, Path]) -> subprocess.CompletedProcess:
+            source, obj = pair
+            return subprocess.run([compiler, *flags, "-c", str(source), "-o", str(obj)], capture_output=True, text=True)
+
+        with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+            results = list(pool.map(compile_one, zip(_sources(), objects)))
         built = Path(tmp) / target.name
-        result = subprocess.run([compiler, *_flags(), *map(str, _sources()), "-o", str(built), "-lm"],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[-2000:]}")
+        if all(r.returncode == 0 for r in results):
+            results.append(subprocess.run([compiler, *_flags(), *map(str, objects), "-o", str(built), "-lm"],
+                                          capture_output=True, text=True))
+        failed = next((r for r in results if r.returncode != 0), None)
+        if failed is not None:
+            raise RuntimeError(f"{compiler} failed: {failed.stderr.strip()[-2000:]}")
         os.replace(built, target)  # atomic: concurrent builders never load half a file
     return target
+
+
+_started: dict[str, object] = {}
+_lock = threading.Lock()
+
+
+def start() -> None:
+    """Begin building the library in the background (a no-op if it is built, turned off,
+    or already under way); ``library()`` waits for it."""
+    if os.environ.get("FW_CPU_KERNELS", "1").lower() in ("0", "false", "no", "off"):
+        return
+    compiler = _compiler()
+    with _lock:
+        if compiler is None or "build" in _started or _target(compiler).exists():
+            return
+        outcome: dict[str, object] = {}
+
+        def run() -> None:
+            try:
+                outcome["path"] = _build(compiler)
+            except (OSError, RuntimeError) as exc:
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=run, name="fw-kernel-build", daemon=True)
+        _started["build"] = (thread, outcome)
+        thread.start()
+
+
+def _built(compiler: str) -> Path:
+    with _lock:
+        started = _started.pop("build", None)
+    if started is not None:
+        thread, outcome = started
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["path"]
+    return _build(compiler)
 
 
 @functools.cache
@@ -93,7 +150,7 @@ def library() -> ctypes.CDLL | None:
         logger.warning("no C compiler found: fw runs its plain-torch CPU path (slower); install gcc to fix")
         return None
     try:
-        return ctypes.CDLL(str(_build(compiler)))
+        return ctypes.CDLL(str(_built(compiler)))
     except (OSError, RuntimeError) as exc:
         logger.warning("fw's CPU kernels could not be built, using the plain-torch path: %s", exc)
         return None
