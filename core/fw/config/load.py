@@ -16,6 +16,13 @@ class LoadConfig(ConfigGroup):
         '"dummy" (random weights from the config, for profiling). Plugins add more.',
     )
     use_tqdm_on_load: bool = option(True, "Show a progress bar while loading model weights.")
+    weights_cache: bool = option(
+        True,
+        "Keep the weights as fw prepares them for its kernels (dequantized, packed) under "
+        "$FW_CACHE_DIR/weights, keyed by the checkpoint's content hash and fw's version, "
+        "and map them from there at the next start instead of preparing them again "
+        "(checkpoints of 32 MiB and more; the 3 most recent are kept).",
+    )
     download_dir: str | None = option(
         None,
         "The folder hub models are looked up in and downloaded to (a Hugging Face cache "
