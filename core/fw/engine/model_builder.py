@@ -15,6 +15,7 @@ from torch import nn
 
 from fw import plugins
 from fw.config import EngineConfig
+from fw.engine import prepared_state, weight_cache
 from fw.errors import FwError
 from fw.layers.embedding import LMHead
 from fw.model_loader.base import ModelLoadError
@@ -119,6 +120,10 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
     from fw.model_loader.select import get_loader, resolve_model
 
     device = device or resolve_device()
+    if device.type == "cpu":
+        from fw_kernels.cpu import build
+
+        build.start()  # a first start compiles fw's CPU kernels meanwhile
     resolved = resolve_model(config.model, config.load)  # hub ids: from the cache or downloaded
     path = resolved.path
     loader = get_loader(path, config.load, resolved.model_config)
@@ -140,18 +145,27 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
     start = time.perf_counter()
     with torch.device(device):
         model = model_cls(hf_config, context)
-    _fill_weights(model, loader, path)
-    attach_int4_grids(model, loader.int4_grids)  # a GPTQ/AWQ checkpoint's own 4-bit grid, for the int4 method
     int8_head = bool(getattr(quantization, "int8_lm_head", False))
     for module in model.modules():
         if isinstance(module, LMHead):
             module.int8_weights = int8_head
-        if callable(getattr(module, "post_load", None)):
-            module.post_load()  # repacking for the kernels that run them (quantization, fw's CPU kernels, oneDNN)
+    tokenizer = loader.tokenizer()  # before the kernels are needed: a first start converts it while they compile
+    cache = weight_cache.for_model(config, loader, model, context)
+    cached = cache is not None and cache.restore(model)  # the weights as last prepared, memory-mapped
+    if not cached:
+        before = prepared_state.watch(model)
+        _fill_weights(model, loader, path)
+        if quantization is not None:
+            attach_int4_grids(model, loader.int4_grids)  # a GPTQ/AWQ checkpoint's own 4-bit grid, for int4
+        for module in model.modules():
+            if callable(getattr(module, "post_load", None)):
+                module.post_load()  # repacking for the kernels that run them (quantization, fw's CPU kernels, oneDNN)
+        if cache is not None:
+            cache.save(model, before)
     model.eval()
-    logger.info("loaded %s (%s, %s, %s attention) in %.1fs", arch, path.name, str(dtype).removeprefix("torch."),
-                backend.name, time.perf_counter() - start)
-    return LoadedModel(model=model, hf_config=hf_config, tokenizer=loader.tokenizer(), path=path, dtype=dtype,
+    logger.info("loaded %s (%s, %s, %s attention) in %.1fs%s", arch, path.name, str(dtype).removeprefix("torch."),
+                backend.name, time.perf_counter() - start, " (prepared weights from the cache)" if cached else "")
+    return LoadedModel(model=model, hf_config=hf_config, tokenizer=tokenizer, path=path, dtype=dtype,
                        device=device, max_model_len=max_model_len, attention_backend=backend.name,
                        generation_config=loader.generation_config())
 
