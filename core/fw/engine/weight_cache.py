@@ -9,7 +9,7 @@ checkpoint's weights are not even read.
 KEY hashes what the prepared weights depend on: the checkpoint's content (a SHA-256 of
 its files, remembered per path, size, inode and mtime so it is computed once per file),
 fw's version and the source of the code that prepares weights, torch's version, the
-model class, dtype, device, quantization method, the CPU kernels this machine has, and
+model class, dtype, device, quantization method, the CPU kernels this machine builds, and
 the options that change the model (max length, RoPE, config overrides). Anything else
 changes the key, never the meaning of an entry. Only checkpoints of ``MIN_BYTES`` and
 more are cached (a small one prepares faster than it maps); the newest ``KEEP`` entries
@@ -163,7 +163,7 @@ def for_model(config: Any, loader: Any, model: nn.Module, context: Any) -> Weigh
         "loader": type(loader).__qualname__, "env": [os.environ.get(k) for k in ("FW_CPU_KERNELS", "FW_CPU_MARCH")],
     }
     if context.device.type == "cpu":
-        from fw_kernels import cpu
+        from fw_kernels.cpu import build
 
-        parts["kernels"] = (cpu.available(), cpu.dense_available(), cpu.int8_gemm_available())
+        parts["kernels"] = build.identity()  # not the build itself: a first start prepares weights meanwhile
     return WeightCache.open(checkpoint_files(loader.path), parts, [type(model), context.quantization, type(loader)])

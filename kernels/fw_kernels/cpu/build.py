@@ -5,9 +5,10 @@ The library is built with the system C compiler at first use, for this CPU
 (``-march=native``, or ``$FW_CPU_MARCH``), into ``$FW_CACHE_DIR/kernels`` (default
 ``~/.cache/fw``); the file name hashes the sources, the flags and the CPU's feature
 flags, so an edit or another machine sharing the home directory gets its own build. It
-needs no torch headers; the sources compile in parallel, one compiler per core (~7 CPU
-seconds in all), and ``start()`` begins that in the background so that an engine can
-load its model meanwhile: ``library()`` waits for it.
+needs no torch headers (nor torch: this module imports it only to load the library); the
+sources compile in parallel, one compiler per core (~7 CPU seconds in all), and
+``start()`` begins that in the background so that the process can import torch and load
+its model meanwhile: ``library()`` waits for it.
 
 Where no compiler works the kernels are simply unavailable: callers keep their plain
 torch path, and the reason is logged once. ``FW_CPU_KERNELS=0`` turns them off.
@@ -26,8 +27,6 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import torch  # noqa: F401  (loads the libgomp the library must share)
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +101,16 @@ def _build(compiler: str) -> Path:
     return target
 
 
+def identity() -> str | None:
+    """The name of the library this machine builds (it hashes the sources, the flags and
+    the CPU's features), or None where the kernels are off or no compiler exists: what a
+    cache of weights packed by these kernels depends on, known before the build ends."""
+    if os.environ.get("FW_CPU_KERNELS", "1").lower() in ("0", "false", "no", "off"):
+        return None
+    compiler = _compiler()
+    return None if compiler is None else _target(compiler).name
+
+
 _started: dict[str, object] = {}
 _lock = threading.Lock()
 
@@ -149,6 +158,8 @@ def library() -> ctypes.CDLL | None:
     if compiler is None:
         logger.warning("no C compiler found: fw runs its plain-torch CPU path (slower); install gcc to fix")
         return None
+    import torch  # noqa: F401  (loads the libgomp the library must share, before the library)
+
     try:
         return ctypes.CDLL(str(_built(compiler)))
     except (OSError, RuntimeError) as exc:
