@@ -23,6 +23,9 @@ EngineFactory = Callable[[ServeConfig], Any]
 
 def build_engine(config: ServeConfig) -> Any:
     """The real engine (blocking: loads the weights and sizes the KV cache)."""
+    import fw_kernels
+
+    fw_kernels.start_cpu_build()  # a first start compiles fw's CPU kernels while torch imports
     from fw.engine.async_engine import AsyncEngine
 
     return AsyncEngine.from_config(config.engine_config())
