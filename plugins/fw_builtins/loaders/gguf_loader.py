@@ -71,7 +71,7 @@ class GGUFLoader(WeightLoader):
 
         override = self.model_config.tokenizer
         if override is None:
-            return load_gguf_tokenizer(self.path)
+            return load_gguf_tokenizer(self.path, self.__dict__.get("file"))  # the header, if already read
         if Path(override).is_file():
             return load_gguf_tokenizer(Path(override))
         from fw.model_loader.tokenizer import load_hf_tokenizer

@@ -111,12 +111,13 @@ def tokenizer_cache_dir(path: Path) -> Path:
     return cache_root() / "gguf-tokenizers" / f"{path.stem}-{digest}"
 
 
-def load_gguf_tokenizer(path: Path) -> "PreTrainedTokenizerBase":
-    """The tokenizer stored in GGUF ``path``: from the cache, or converted and cached."""
+def load_gguf_tokenizer(path: Path, parsed: "GGUFFile | None" = None) -> "PreTrainedTokenizerBase":
+    """The tokenizer stored in GGUF ``path``: from the cache, or converted (from ``parsed``,
+    the file's header if already read) and cached."""
     folder = tokenizer_cache_dir(path)
     if folder.is_dir():
         return load_hf_tokenizer(folder)
-    tokenizer = convert_tokenizer(path)
+    tokenizer = convert_tokenizer(path, parsed)
     try:
         _save_atomically(tokenizer, folder)
     except OSError as exc:
@@ -126,7 +127,7 @@ def load_gguf_tokenizer(path: Path) -> "PreTrainedTokenizerBase":
     return load_hf_tokenizer(folder)
 
 
-def convert_tokenizer(path: Path) -> "PreTrainedTokenizerBase":
+def convert_tokenizer(path: Path, parsed: "GGUFFile | None" = None) -> "PreTrainedTokenizerBase":
     """Build the tokenizer from the metadata with transformers' GGUF converter.
 
     The inputs are gathered as transformers' ``get_gguf_tokenizer`` gathers them, but from
@@ -137,7 +138,7 @@ def convert_tokenizer(path: Path) -> "PreTrainedTokenizerBase":
 
     from fw_builtins.loaders.gguf_reader import GGUFFile
 
-    meta = GGUFFile(path).metadata
+    meta = (parsed or GGUFFile(path)).metadata
     tokenizer_dict, tokenizer_config = (
         {name: meta[f"tokenizer.{key}"] for key, name in GGUF_TOKENIZER_MAPPING[group].items()
          if f"tokenizer.{key}" in meta}
