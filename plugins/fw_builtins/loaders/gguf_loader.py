@@ -128,11 +128,16 @@ class GGUFLoader(WeightLoader):
         from gguf import GGMLQuantizationType as T
         from gguf.quants import dequantize
 
+        from fw_builtins.loaders.gguf_dequant import dequantize_blocks
+
         raw = self.file.raw(info)
         shape = info.torch_shape
         if unpermute_heads is not None:
             rows = torch.from_numpy(raw.reshape(shape[0], -1).copy())
             raw = unpermute(rows, unpermute_heads).numpy()
+        fast = dequantize_blocks(raw, info.type)
+        if fast is not None:
+            return torch.from_numpy(fast.reshape(shape))
         if info.type == T.F16:
             return torch.from_numpy(raw.view(np.float16).reshape(shape).copy())
         if info.type == T.BF16:
