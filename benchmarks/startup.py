@@ -3,14 +3,16 @@ answer GET /health with 200 on the same GGUF file, alternated round by round.
 
     python benchmarks/startup.py --llama-server /path/to/llama-server          # warm caches
     python benchmarks/startup.py --llama-server ... --cold                      # fw's first-ever start
+    python benchmarks/startup.py --llama-server ... --cold --keep-kernels       # ... after `make setup`
     python benchmarks/startup.py --rounds 5 --model /path/to/model.gguf
 
 Each round starts fw, then llama-server (so both meet the same machine load), from a
 fresh process to the first 200 on /health. Warm: fw's caches ($FW_CACHE_DIR: kernels,
 converted tokenizer, prepared weights) are filled by an unmeasured start first. Cold:
 each fw start gets an empty $FW_CACHE_DIR (its kernels compile, the tokenizer converts,
-the weights are prepared), as on a machine that never ran fw. The OS file cache is warm
-either way. fw's phases come from its start-up log: model load, KV cache, warm-up, and
+the weights are prepared), as on a machine that never ran fw; with --keep-kernels the
+compiled CPU kernels are there already, as `make setup` leaves them. The OS file cache is
+warm either way. fw's phases come from its start-up log: model load, KV cache, warm-up, and
 "other" (imports, tokenizer, server start). "cpu s" is the CPU time the server process
 and its children used until ready: on a busy machine it shows the work, where the wall
 time also shows the wait. Without --llama-server (or $LLAMA_SERVER) only fw runs.
@@ -86,6 +88,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--model", help="a .gguf file (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--llama-server", default=os.environ.get("LLAMA_SERVER"), help="llama-server's path")
     parser.add_argument("--cold", action="store_true", help="fw's first-ever start: an empty $FW_CACHE_DIR each round")
+    parser.add_argument("--keep-kernels", action="store_true", help="with --cold: the CPU kernels compiled already")
     parser.add_argument("--fw-arg", action="append", default=[], help="an extra `fw serve` argument (repeatable)")
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args(argv)
@@ -100,10 +103,13 @@ def main(argv: list[str]) -> None:
     llama = [args.llama_server, "-m", args.model] if args.llama_server else None
     env = {**os.environ, "FW_CACHE_DIR": str(workdir / "fw-cache")}
     try:
-        if not args.cold:  # fill fw's caches, unmeasured
+        if not args.cold or args.keep_kernels:  # fill fw's caches, unmeasured
             port = free_port()
             time_to_ready([*fw, "--port", str(port)], port, env, workdir / "fill.log", args.timeout)
-        print(f"model: {args.model}; fw {'first-ever (empty caches)' if args.cold else 'warm caches'}; "
+        state = "warm caches"
+        if args.cold:
+            state = "first-ever (empty caches" + (", kernels compiled)" if args.keep_kernels else ")")
+        print(f"model: {args.model}; fw {state}; "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
         print("| round | fw ready s | fw cpu s | load s | kv s | warm-up s | other s | llama-server ready s "
               "| llama-server cpu s | fw / llama-server |")
@@ -113,6 +119,8 @@ def main(argv: list[str]) -> None:
             round_env = env
             if args.cold:
                 round_env = {**env, "FW_CACHE_DIR": str(workdir / f"cold-{round_}")}
+                if args.keep_kernels:
+                    shutil.copytree(workdir / "fw-cache" / "kernels", workdir / f"cold-{round_}" / "kernels")
             port = free_port()
             log = workdir / f"fw-{round_}.log"
             ready, cpu = time_to_ready([*fw, "--port", str(port)], port, round_env, log, args.timeout)
