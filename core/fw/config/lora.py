@@ -86,8 +86,17 @@ class LoRAConfig(ConfigGroup):
               "dropped beyond it and read from disk again when a request needs it. Must be >= "
               "--max-loras; defaults to it.", ge=1)
     fully_sharded_loras: bool = option(
-        False, "Shard the whole LoRA computation under tensor parallelism. Accepted for "
-               "compatibility with vLLM; fw runs on one device, where it changes nothing.")
+        False, "Shard the whole LoRA computation (not only half of it) under tensor parallelism.",
+        unsupported="fw runs LoRA unsharded on one device; drop the option")
+    enable_lora_bias: bool = option(
+        False, "Serve adapters that train biases (deprecated in vLLM).",
+        unsupported="fw applies LoRA's A and B matrices only and refuses adapters with biases")
+    lora_extra_vocab_size: int = option(
+        0, "Tokens an adapter may add to the vocabulary (deprecated in vLLM).",
+        unsupported="fw's adapters cannot add tokens to the vocabulary; drop the option")
+    default_mm_loras: dict[str, str] | None = option(
+        None, "Adapters applied by default per input modality (JSON).", json=True,
+        unsupported="fw serves text-only models")
     lora_modules: list[LoRAModulePath] = option(
         [], "LoRA adapters to serve, registered at start-up: 'name=path', the JSON form "
             '\'{"name": "sql", "path": "/adapters/sql", "base_model_name": "base"}\', or a JSON '

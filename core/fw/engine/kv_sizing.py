@@ -1,8 +1,11 @@
 """How many KV blocks to allocate, and the allocation itself.
 
-Without ``--kv-cache-memory-bytes`` fw takes a quarter of the memory available after
-loading the model (at most 2 GiB on a CPU, 90% of free memory on a GPU), and never more
-than ``max_num_seqs`` full-length sequences could use.
+Without ``--kv-cache-memory-bytes`` fw takes, on a CPU, a quarter of the memory available
+after loading the model (at most 2 GiB); on a GPU, what is left of
+``--gpu-memory-utilization`` (0.9) of the device's memory once the model is loaded (vLLM's
+meaning: the fraction fw may fill in all). Never more than ``max_num_seqs`` full-length
+sequences could use. On a CPU, a given ``--gpu-memory-utilization`` is accepted with a
+notice that ``--kv-cache-memory-bytes`` governs, as on vLLM's CPU backend.
 """
 
 from __future__ import annotations
@@ -40,10 +43,15 @@ class KVPlan:
         return self.num_blocks * self.bytes_per_block
 
 
-def _available_memory(device: torch.device) -> int:
+def _available_memory(device: torch.device, gpu_memory_utilization: float | None = None) -> int:
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * GPU_DEFAULT_FRACTION)
+        free, total = torch.cuda.mem_get_info(device)
+        fraction = GPU_DEFAULT_FRACTION if gpu_memory_utilization is None else gpu_memory_utilization
+        # the share fw may fill, less what is in use already (the weights, other processes)
+        return max(0, int(fraction * total) - (total - free))
+    if gpu_memory_utilization is not None:
+        logger.info("--gpu-memory-utilization applies to GPU memory; on a CPU the KV cache is sized by "
+                    "--kv-cache-memory-bytes (else a quarter of the available memory, at most 2 GiB)")
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
@@ -61,14 +69,14 @@ def attention_layers(model: nn.Module) -> list[Attention]:
 
 def plan_kv_cache(model: nn.Module, dtype: torch.dtype, device: torch.device, *, block_size: int,
                   memory_bytes: int | None, num_blocks_override: int | None, max_model_len: int,
-                  max_num_seqs: int) -> KVPlan:
+                  max_num_seqs: int, gpu_memory_utilization: float | None = None) -> KVPlan:
     layers = attention_layers(model)
     element = torch.empty((), dtype=dtype).element_size()
     per_block = sum(2 * block_size * layer.num_kv_heads * layer.head_size * element for layer in layers)
     if num_blocks_override is not None:
         num_blocks = num_blocks_override
     else:
-        budget = memory_bytes if memory_bytes is not None else _available_memory(device)
+        budget = memory_bytes if memory_bytes is not None else _available_memory(device, gpu_memory_utilization)
         num_blocks = budget // per_block
         if memory_bytes is None:
             num_blocks = min(num_blocks, max_num_seqs * cdiv(max_model_len, block_size) + 1)

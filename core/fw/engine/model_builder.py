@@ -16,9 +16,7 @@ from torch import nn
 from fw import plugins
 from fw.config import EngineConfig
 from fw.engine import prepared_state, weight_cache
-from fw.errors import FwError
-from fw.layers.embedding import LMHead
-from fw.model_loader.base import ModelLoadError
+from fw.errors import ConfigurationError, ModelLoadError
 from fw.model_loader.int4_grids import attach_int4_grids
 from fw.models.interface import ModelContext
 
@@ -28,14 +26,11 @@ _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "half": torch.f
            "float32": torch.float32, "float": torch.float32}
 
 
-class ConfigurationError(FwError):
-    """Options that cannot work together or with this model (start-up only)."""
-
-
 @dataclass
 class LoadedModel:
     model: nn.Module
     hf_config: Any
+    #: None with --skip-tokenizer-init
     tokenizer: Any
     path: Path
     dtype: torch.dtype
@@ -88,19 +83,45 @@ def _apply_overrides(hf_config: Any, config: EngineConfig) -> None:
             hf_config.rope_parameters = params
 
 
-def resolve_max_model_len(requested: int | None, hf_config: Any) -> int:
+def resolve_max_model_len(requested: int | None, hf_config: Any, *, cap: int | None = None) -> int:
+    """``cap``: the sliding window, when --disable-sliding-window runs full attention."""
     derived = getattr(hf_config, "max_position_embeddings", None) or 2048
     scaling = getattr(hf_config, "rope_scaling", None) or {}
     if scaling.get("factor") and scaling.get("rope_type", scaling.get("type")) in ("linear", "dynamic", "llama3"):
         derived = int(derived * float(scaling["factor"]))
+    if cap is not None and cap < derived:
+        derived, why = cap, "its sliding window, with --disable-sliding-window"
+    else:
+        why = "max_position_embeddings, times the rope scaling factor if any"
     if requested is None:
         return int(derived)
     if requested > derived:
         raise ConfigurationError(
-            f"--max-model-len {requested} exceeds the model's context of {derived} tokens "
-            f"(max_position_embeddings, times the rope scaling factor if any)"
+            f"--max-model-len {requested} exceeds the model's context of {derived} tokens ({why})"
         )
     return requested
+
+
+def _hf_config(loader: Any, config: EngineConfig) -> Any:
+    """The model's config, or the one --hf-config-path names."""
+    folder = config.model.hf_config_path
+    if folder is None:
+        return loader.hf_config()
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(Path(folder).expanduser(), trust_remote_code=config.model.trust_remote_code)
+    except (ValueError, OSError) as exc:
+        raise ModelLoadError(folder, f"--hf-config-path: no usable config.json: {exc}") from exc
+
+
+def _drop_sliding_window(hf_config: Any) -> int | None:
+    """--disable-sliding-window: full attention; returns the window the context is capped at."""
+    window = getattr(hf_config, "sliding_window", None)
+    if not isinstance(window, int) or getattr(hf_config, "use_sliding_window", True) is False:
+        return None
+    hf_config.sliding_window = None
+    return window
 
 
 def _quantization(config: EngineConfig, loader: Any, device: torch.device, dtype: torch.dtype) -> Any:
@@ -127,8 +148,9 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
     resolved = resolve_model(config.model, config.load)  # hub ids: from the cache or downloaded
     path = resolved.path
     loader = get_loader(path, config.load, resolved.model_config)
-    hf_config = loader.hf_config()
+    hf_config = _hf_config(loader, config)
     _apply_overrides(hf_config, config)
+    window = _drop_sliding_window(hf_config) if config.model.disable_sliding_window else None
     architectures = list(getattr(hf_config, "architectures", None) or [])
     registry = plugins.registry("model")
     arch = next((a for a in architectures if a in registry), None)
@@ -137,19 +159,16 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
                                    f"supported: {', '.join(registry.names())}")
     model_cls = registry.load(arch)
     dtype = resolve_dtype(config.model.dtype, device)
-    max_model_len = resolve_max_model_len(config.model.max_model_len, hf_config)
+    max_model_len = resolve_max_model_len(config.model.max_model_len, hf_config, cap=window)
     backend = select_attention_backend(config.model.attention_backend, device)
     quantization = _quantization(config, loader, device, dtype)
     context = ModelContext(dtype=dtype, device=device, attention_backend=backend, quantization=quantization,
-                           extra={"max_model_len": max_model_len, "engine_config": config})
+                           extra={"max_model_len": max_model_len})
     start = time.perf_counter()
     with torch.device(device):
         model = model_cls(hf_config, context)
-    int8_head = bool(getattr(quantization, "int8_lm_head", False))
-    for module in model.modules():
-        if isinstance(module, LMHead):
-            module.int8_weights = int8_head
-    tokenizer = loader.tokenizer()  # before the kernels are needed: a first start converts it while they compile
+    # Before the kernels are needed: a first start converts a GGUF tokenizer while they compile.
+    tokenizer = None if config.model.skip_tokenizer_init else loader.tokenizer()
     cache = weight_cache.for_model(config, loader, model, context)
     cached = cache is not None and cache.restore(model)  # the weights as last prepared, memory-mapped
     if not cached:
@@ -159,7 +178,7 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
             attach_int4_grids(model, loader.int4_grids)  # a GPTQ/AWQ checkpoint's own 4-bit grid, for int4
         for module in model.modules():
             if callable(getattr(module, "post_load", None)):
-                module.post_load()  # repacking for the kernels that run them (quantization, fw's CPU kernels, oneDNN)
+                module.post_load()  # packing for the kernels that run them (fw.layers.packed)
         if cache is not None:
             cache.save(model, before)
     model.eval()

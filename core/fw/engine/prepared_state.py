@@ -8,9 +8,11 @@ taken before); ``write`` stores them, each aligned, with a JSON index; ``read`` 
 file copy-on-write and puts every tensor back into a freshly built model of the same
 shape, without copying a byte.
 
-A model is capturable when what loading left behind is tensors, tuples of tensors and
-plain values (None, numbers, strings): ``capture`` returns None for anything else (an
-opaque oneDNN tensor, an object), and the model is simply prepared again next time.
+A model is capturable when what loading left behind is tensors, plain values (None,
+numbers, strings), tuples and lists of them, and packed weights (``fw.layers.packed``:
+a ``PackedWeight`` and its layouts, stored as their attributes and rebuilt as the same
+classes): ``capture`` returns None for anything else (an opaque oneDNN tensor, another
+object), and the model is simply prepared again next time.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from fw.layers.packed import PackedLayout, PackedWeight
+
 ALIGN = 64
+#: the objects a capture may hold: packed weights and their layouts
+OBJECTS = (PackedWeight, PackedLayout)
 _PLAIN = (type(None), bool, int, float, str)
 _DTYPES = {str(d).removeprefix("torch."): d for d in (torch.float32, torch.float16, torch.bfloat16, torch.int8,
                                                       torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool)}
@@ -59,11 +65,17 @@ def capture(model: nn.Module, before: Watch) -> dict[str, dict[str, Any]] | None
     return state
 
 
-def _storable(value: Any) -> bool:
+def _storable(value: Any, seen: set[int] | None = None) -> bool:
+    seen = set() if seen is None else seen
     if isinstance(value, torch.Tensor):
         return value.layout == torch.strided and value.device.type == "cpu" and str(value.dtype)[6:] in _DTYPES
     if isinstance(value, (tuple, list)):
-        return all(_storable(v) for v in value)
+        return all(_storable(v, seen) for v in value)
+    if isinstance(value, OBJECTS):
+        if id(value) in seen:
+            return True
+        seen.add(id(value))
+        return all(_storable(v, seen) for v in vars(value).values())
     return isinstance(value, _PLAIN)
 
 
@@ -71,6 +83,8 @@ def write(state: dict[str, dict[str, Any]], folder: Path) -> int:
     """``state`` into ``folder``/tensors.bin + index.json; returns the bytes written."""
     tensors: list[torch.Tensor] = []
     seen: dict[tuple, int] = {}
+    objects: list[dict] = []
+    object_ids: dict[int, int] = {}
 
     def ref(t: torch.Tensor) -> int:
         key = (t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
@@ -84,6 +98,13 @@ def write(state: dict[str, dict[str, Any]], folder: Path) -> int:
             return {"tensor": ref(value)}
         if isinstance(value, (tuple, list)):
             return {"tuple" if isinstance(value, tuple) else "list": [encode(v) for v in value]}
+        if isinstance(value, OBJECTS):
+            if id(value) not in object_ids:  # shared objects stay shared
+                object_ids[id(value)] = len(objects)
+                entry = {"class": f"{type(value).__module__}:{type(value).__qualname__}"}
+                objects.append(entry)
+                entry["state"] = {k: encode(v) for k, v in vars(value).items()}
+            return {"object": object_ids[id(value)]}
         return {"value": value}
 
     index = {name: {kind: {k: encode(v) for k, v in entry[kind].items()} for kind in entry}
@@ -99,7 +120,7 @@ def write(state: dict[str, dict[str, Any]], folder: Path) -> int:
                 out.write(memoryview(data.reshape(-1).view(torch.uint8).numpy()))
             layout.append({"dtype": str(data.dtype)[6:], "shape": list(data.shape), "offset": offset, "nbytes": nbytes})
             offset += nbytes
-    (folder / "index.json").write_text(json.dumps({"tensors": layout, "modules": index}))
+    (folder / "index.json").write_text(json.dumps({"tensors": layout, "objects": objects, "modules": index}))
     return offset
 
 
@@ -123,6 +144,8 @@ def read(model: nn.Module, folder: Path) -> bool:
     tensors = [whole[t["offset"]:t["offset"] + t["nbytes"]].view(_DTYPES[t["dtype"]]).view(t["shape"])
                for t in index["tensors"]]
 
+    objects = [_instance(entry["class"]) for entry in index.get("objects", [])]
+
     def decode(spec: dict) -> Any:
         if "tensor" in spec:
             return tensors[spec["tensor"]]
@@ -130,7 +153,12 @@ def read(model: nn.Module, folder: Path) -> bool:
             return tuple(decode(v) for v in spec["tuple"])
         if "list" in spec:
             return [decode(v) for v in spec["list"]]
+        if "object" in spec:
+            return objects[spec["object"]]
         return spec["value"]
+
+    for obj, entry in zip(objects, index.get("objects", [])):
+        obj.__dict__.update({k: decode(v) for k, v in entry["state"].items()})
 
     for name, entry in index["modules"].items():
         module = modules[name]
@@ -145,3 +173,17 @@ def read(model: nn.Module, folder: Path) -> bool:
         for key, spec in entry["attrs"].items():
             module.__dict__[key] = decode(spec)
     return True
+
+
+def _instance(path: str) -> Any:
+    """An empty instance of the packed-weight class ``module:qualname`` (its attributes
+    are set from the file); any other class is refused."""
+    import importlib
+
+    module, _, qualname = path.partition(":")
+    cls: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    if not (isinstance(cls, type) and issubclass(cls, OBJECTS)):
+        raise TypeError(f"{path} is not a packed weight")
+    return cls.__new__(cls)

@@ -70,7 +70,7 @@ class WeightCache:
             return False
         try:
             restored = prepared_state.read(model, self.folder)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, ImportError, AttributeError) as exc:
             logger.warning("the prepared weights in %s cannot be read (%s); preparing them again", self.folder, exc)
             return False
         if restored:
@@ -160,6 +160,7 @@ def for_model(config: Any, loader: Any, model: nn.Module, context: Any) -> Weigh
         "fw": __version__, "model": type(model).__qualname__, "dtype": context.dtype, "device": context.device,
         "quantization": type(context.quantization).__qualname__, "max_model_len": context.extra.get("max_model_len"),
         "hf_overrides": config.model.hf_overrides, "rope": (config.model.rope_scaling, config.model.rope_theta),
+        "config": (config.model.hf_config_path, config.model.disable_sliding_window),
         "loader": type(loader).__qualname__, "env": [os.environ.get(k) for k in ("FW_CPU_KERNELS", "FW_CPU_MARCH")],
     }
     if context.device.type == "cpu":

@@ -9,10 +9,15 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from fw.layers.packed import PackedWeight
 from fw.layers.quantization import UNQUANTIZED, QuantizationMethod
 
 
 class Linear(nn.Module):
+    """``x @ W.T (+ bias)``. The quantization method registers the parameters a checkpoint
+    fills; once they are loaded, ``post_load`` turns them into the ``PackedWeight`` every
+    forward pass runs from."""
+
     def __init__(self, in_features: int, out_features: int, *, bias: bool = False,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
                  quant_method: QuantizationMethod | None = None):
@@ -23,23 +28,23 @@ class Linear(nn.Module):
         self.quant_method.create_weights(self, in_features, out_features, dtype, torch.device(device))
         self.bias = (nn.Parameter(torch.empty(out_features, dtype=dtype, device=device), requires_grad=False)
                      if bias else None)
+        #: the weight the forward pass runs from, set by ``post_load``
+        self.packed: PackedWeight | None = None
         #: optional LoRA wrapper hook: fn(x, base_output) -> output
         self.lora = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.quant_method.apply(self, x, self.bias)
+        out = self.packed.matmul(x, self.bias)
         if self.lora is not None:
             out = self.lora(x, out)
         return out
 
-    def load_full(self, param: nn.Parameter, tensor: torch.Tensor) -> None:
-        """Copy a checkpoint tensor into ``param`` (weight or bias), checking the shape."""
-        if param.shape != tensor.shape:
-            raise ValueError(f"shape mismatch: parameter {tuple(param.shape)} vs checkpoint {tuple(tensor.shape)}")
-        param.data.copy_(tensor)
-
     def post_load(self) -> None:
-        self.quant_method.process_weights_after_loading(self)
+        """Pack the loaded parameters; their checkpoint-shaped data is dropped."""
+        self.packed = self.quant_method.process_weights_after_loading(self)
+        for name, param in self.named_parameters(recurse=False):
+            if name != "bias":
+                param.data = param.data.new_empty(0)
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}"

@@ -27,10 +27,9 @@ import torch
 from torch import nn
 
 from fw.config.lora import LoRAConfig
-from fw.engine.model_builder import ConfigurationError
-from fw.errors import InvalidParameterError, ModelNotFoundError
+from fw.errors import ConfigurationError, InvalidParameterError, LoRAAdapterError, ModelNotFoundError
 from fw.layers.lora import LoRABatch, LoRAStep
-from fw.lora.peft import LoRAAdapterError, read_peft_adapter
+from fw.lora.peft import read_peft_adapter
 from fw.lora.request import LoRARequest
 from fw.lora.targets import LoRAWeights, attach_lora_layers, find_targets, fit_adapter
 

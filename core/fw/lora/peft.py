@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from fw.errors import FwError
+from fw.errors import LoRAAdapterError
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -34,17 +34,6 @@ _UNSUPPORTED_FLAGS = {
     "use_bdlora": "BD-LoRA (use_bdlora)", "layer_replication": "layer replication",
     "trainable_token_indices": "trainable tokens (trainable_token_indices)",
 }
-
-
-class LoRAAdapterError(FwError, ValueError):
-    """An adapter fw cannot serve; the message names the adapter and the reason (HTTP 400)."""
-
-    param = "lora_path"
-
-    def __init__(self, name: str, path: str | Path, reason: str):
-        super().__init__(f"LoRA adapter {name!r} ({path}): {reason}")
-        self.adapter_name = name
-        self.reason = reason
 
 
 @dataclass

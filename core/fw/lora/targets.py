@@ -16,7 +16,8 @@ from torch import nn
 
 from fw.layers.linear import Linear, MergedLinear
 from fw.layers.lora import LoRALinear, LoRAStep
-from fw.lora.peft import LoRAAdapterError, PeftAdapter
+from fw.lora.peft import PeftAdapter
+from fw.errors import LoRAAdapterError
 
 #: merged-layer names whose shards need no ``shard_names`` (vLLM's convention too)
 CONVENTIONAL_SHARDS = {

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from fw.model_loader.base import ModelLoadError
+from fw.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from fw.config import LoadConfig, ModelConfig

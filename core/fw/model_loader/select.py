@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fw.errors import ModelLoadError
 from fw.model_loader import hub
-from fw.model_loader.base import ModelLoadError, WeightLoader
+from fw.model_loader.base import WeightLoader
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -2,17 +2,20 @@
 
 Every error a request can meet (fw's taxonomy in ``fw.errors``, request-body validation,
 malformed JSON, unknown routes, a wrong API key, anything unexpected) is turned into a
-status and OpenAI's body ``{"error": {"message", "type", "param", "code"}}`` here, so
-clients see one shape and a client mistake is never a 500. Messages are bounded in size
-so an error never echoes a huge request back.
+status and a body here, so a client mistake is never a 500. The body has the shape of
+the API that was called: OpenAI's ``{"error": {"message", "type", "param", "code"}}``,
+or under ``/v1/messages`` Anthropic's ``{"type": "error", "error": {"type", "message"}}``.
+Messages are bounded in size so an error never echoes a huge request back.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,14 +23,34 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from fw.errors import (
-    ContextLengthError, EngineDeadError, FwError, InvalidParameterError, ModelNotFoundError,
+    ContextLengthError, EngineDeadError, FwError, InvalidParameterError, ModelNotFoundError, NotFoundError,
     NotSupportedError, OverloadedError,
 )
+from starlette.types import Scope
 
 logger = logging.getLogger("fw.server")
 
 MAX_MESSAGE_CHARS = 2000
 MAX_PARAM_CHARS = 200
+
+Shape = Literal["openai", "anthropic"]
+
+#: Anthropic's error types by status (its SDK picks the exception class by status)
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                    503: "overloaded_error", 529: "overloaded_error"}
+
+
+def route_path(scope: Scope) -> str:
+    """The path below --root-path, as the routes see it."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+def error_shape(scope: Scope) -> Shape:
+    """Whose error body a request gets: Anthropic's for the Messages API, else OpenAI's."""
+    path = route_path(scope)
+    return "anthropic" if path == "/v1/messages" or path.startswith("/v1/messages/") else "openai"
 
 
 @dataclass
@@ -39,7 +62,10 @@ class ApiError:
     code: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
-    def body(self) -> dict[str, Any]:
+    def body(self, shape: Shape = "openai") -> dict[str, Any]:
+        if shape == "anthropic":
+            kind = _ANTHROPIC_TYPES.get(self.status, "api_error" if self.status >= 500 else "invalid_request_error")
+            return {"type": "error", "error": {"type": kind, "message": _bound(self.message, MAX_MESSAGE_CHARS)}}
         return {"error": {
             "message": _bound(self.message, MAX_MESSAGE_CHARS),
             "type": self.type,
@@ -47,8 +73,8 @@ class ApiError:
             "code": self.code,
         }}
 
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+    def response(self, shape: Shape = "openai") -> JSONResponse:
+        return JSONResponse(self.body(shape), status_code=self.status, headers=self.headers)
 
     def sse_event(self) -> str:
         """The error as a server-sent event, for failures after a stream has started."""
@@ -57,6 +83,34 @@ class ApiError:
 
 def _bound(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 15] + "… (truncated)"
+
+
+def rename_param(exc: FwError, names: dict[str, str]) -> FwError:
+    """``exc`` with its parameter named as the API that was called spells it: the engine
+    checks ``max_tokens`` where the chat API took ``max_completion_tokens`` (and the
+    Responses API ``max_output_tokens``), the ``prompt`` it rendered from ``messages``.
+    The message follows: its leading name, and elsewhere the old name when it is an
+    identifier (``prompt`` in prose stays). Unchanged if the parameter is not listed."""
+    new = names.get(exc.param or "")
+    if new is None:
+        return exc
+    old, message = exc.param, exc.message
+    if message.startswith(f"{old}:"):
+        message = new + message[len(old):]
+    if "_" in old:
+        message = re.sub(rf"\b{re.escape(old)}\b", new, message)
+    exc.param, exc.message, exc.args = new, message, (message,)
+    return exc
+
+
+@contextmanager
+def api_param_names(names: dict[str, str]) -> Iterator[None]:
+    """Errors raised inside name their parameter as this API does (``rename_param``)."""
+    try:
+        yield
+    except FwError as exc:
+        rename_param(exc, names)
+        raise
 
 
 def from_fw_error(exc: FwError) -> ApiError:
@@ -69,6 +123,8 @@ def from_fw_error(exc: FwError) -> ApiError:
         return ApiError(400, exc.message, param=exc.param, code="not_supported")
     if isinstance(exc, ModelNotFoundError):
         return ApiError(404, exc.message, param=exc.param or "model", code="model_not_found")
+    if isinstance(exc, NotFoundError):
+        return ApiError(404, exc.message, param=exc.param, code="not_found")
     if isinstance(exc, OverloadedError):
         return ApiError(503, exc.message, type="server_error", code="overloaded",
                         headers={"Retry-After": str(max(1, int(exc.retry_after)))})
@@ -133,8 +189,8 @@ def from_exception(exc: BaseException) -> ApiError:
 
 
 def log_error(exc: BaseException, error: ApiError, *, stack: bool) -> None:
-    if error.status >= 500:
-        logger.error("%s: %s", error.code, error.message, exc_info=exc)
+    if error.status >= 500:  # fw's own errors say what happened; anything else needs its stack
+        logger.error("%s: %s", error.code, error.message, exc_info=None if isinstance(exc, FwError) else exc)
     elif stack:
         logger.warning("%d %s: %s", error.status, error.code, error.message, exc_info=exc)
 
@@ -143,7 +199,7 @@ def install_error_handlers(app: FastAPI, *, log_error_stack: bool) -> None:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         error = from_exception(exc)
         log_error(exc, error, stack=log_error_stack)
-        return error.response()
+        return error.response(error_shape(request.scope))
 
     for kind in (FwError, RequestValidationError, HTTPException, Exception):
         app.add_exception_handler(kind, handle)

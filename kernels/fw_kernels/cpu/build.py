@@ -16,7 +16,9 @@ torch path, and the reason is logged once. ``FW_CPU_KERNELS=0`` turns them off.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import fcntl
 import functools
 import hashlib
 import logging
@@ -80,25 +82,53 @@ def _build(compiler: str) -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    # One builder at a time, across processes (an API server and its engine cores may all
+    # start at once): the others wait here and find the library built.
+    with open(target.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.exists():
+            _compile(compiler, target)
+    return target
+
+
+def _compile(compiler: str, target: Path) -> None:
     flags = [f for f in _flags() if f != "-shared"]
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         objects = [Path(tmp) / f"{source.stem}.o" for source in _sources()]
 
         def compile_one(pair: tuple[Path, Path]) -> subprocess.CompletedProcess:
             source, obj = pair
-            return subprocess.run([compiler, *flags, "-c", str(source), "-o", str(obj)], capture_output=True, text=True)
+            return _run([compiler, *flags, "-c", str(source), "-o", str(obj)])
 
         with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
             results = list(pool.map(compile_one, zip(_sources(), objects)))
         built = Path(tmp) / target.name
         if all(r.returncode == 0 for r in results):
-            results.append(subprocess.run([compiler, *_flags(), *map(str, objects), "-o", str(built), "-lm"],
-                                          capture_output=True, text=True))
+            results.append(_run([compiler, *_flags(), *map(str, objects), "-o", str(built), "-lm"]))
         failed = next((r for r in results if r.returncode != 0), None)
         if failed is not None:
             raise RuntimeError(f"{compiler} failed: {failed.stderr.strip()[-2000:]}")
-        os.replace(built, target)  # atomic: concurrent builders never load half a file
-    return target
+        os.replace(built, target)  # atomic: a reader never loads half a file
+
+
+#: compilers running now; stopped if this process exits first (they must not outlive it)
+_running: set[subprocess.Popen] = set()
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _running.add(process)
+    try:
+        out, err = process.communicate()
+    finally:
+        _running.discard(process)
+    return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+
+@atexit.register
+def _stop_compilers() -> None:
+    for process in list(_running):
+        process.kill()
 
 
 def identity() -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fw.model_loader.base import ModelLoadError
+from fw.errors import ModelLoadError
 
 #: attributes fw's model plugins read that a GGUF file does not hold, as transformers'
 #: Llama/Qwen2/Qwen3 configs set them (or as the plugins' own getattr defaults, where

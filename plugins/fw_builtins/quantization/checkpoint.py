@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from fw.model_loader.base import ModelLoadError
+from fw.errors import ModelLoadError
 
 if TYPE_CHECKING:
     import torch

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from fw.model_loader.int4_grids import GROUP, Int4Grid
-from fw_kernels.cpu.packing import BLOCK
+from fw_kernels.cpu import packing
 
 #: float16's unit roundoff (11 significant bits)
 FP16_EPS = 2.0**-11
@@ -92,22 +92,10 @@ def levels_on_grid(weight: torch.Tensor, grid: Int4Grid) -> torch.Tensor:
 
 
 def pack_on_grid(weight: torch.Tensor, grid: Int4Grid) -> tuple[torch.Tensor, torch.Tensor]:
-    """``weight`` on ``grid`` in the layout of ``packing.pack_int4`` (rows padded to
-    ``BLOCK``, blocks of ``BLOCK`` rows interleaved group by group): (uint8 [rows / BLOCK,
-    groups, BLOCK, 16], float16 [rows / BLOCK, groups, BLOCK, 2])."""
-    rows, columns = weight.shape
-    padded_rows = -(-rows // BLOCK) * BLOCK
-    levels = torch.zeros(padded_rows, columns // GROUP, GROUP, dtype=torch.uint8)
-    levels[:rows] = levels_on_grid(weight, grid).view(rows, -1, GROUP)
-    params = torch.zeros(padded_rows, columns // GROUP, 2, dtype=torch.float16)
-    params[:rows, :, 0], params[:rows, :, 1] = grid.scales, grid.mins
-    packed = levels[..., :16] | (levels[..., 16:] << 4)
-    return _interleave(packed), _interleave(params)
-
-
-def _interleave(per_row: torch.Tensor) -> torch.Tensor:
-    """[padded rows, groups, ...] -> [padded rows / BLOCK, groups, BLOCK, ...]."""
-    return per_row.unflatten(0, (-1, BLOCK)).transpose(1, 2).contiguous()
+    """``weight`` on ``grid`` in ``packing.pack_int4``'s layout (that of ``Int4Blocks``):
+    (uint8 [rows / BLOCK, groups, BLOCK, 16], float16 [rows / BLOCK, groups, BLOCK, 2])."""
+    params = torch.stack([grid.scales, grid.mins], dim=-1)
+    return packing.pack_int4_parts(levels_on_grid(weight, grid), params)
 
 
 def grid_error_bound(groups: QuantGroups) -> torch.Tensor:

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from fw.lora.peft import LoRAAdapterError, read_peft_adapter
+from fw.lora.peft import read_peft_adapter
+from fw.errors import LoRAAdapterError
 from tests.core.lora.toy import layer0_shapes, write_adapter
 
 Q = "model.layers.0.self_attn.q_proj"

@@ -10,7 +10,7 @@ import pytest
 
 from fw.config import LoadConfig, ModelConfig
 from fw.model_loader import hub
-from fw.model_loader.base import ModelLoadError
+from fw.errors import ModelLoadError
 from fw.model_loader.select import load_tokenizer, resolve_model, resolve_model_path
 from tests.fake_hub import FakeHub, folder_files, lay_out_cache
 from tests.tiny_gguf import make_tiny_gguf

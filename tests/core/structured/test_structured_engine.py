@@ -10,7 +10,7 @@ import re
 import pytest
 
 from fw import SamplingParams
-from fw.engine.sampling_params import StructuredOutputsParams as Constraint
+from fw.structured.params import StructuredOutputsParams as Constraint
 from fw.errors import InvalidParameterError
 
 PROMPT = "Answer:"
@@ -67,7 +67,7 @@ def test_every_sample_is_constrained(llm):
 @pytest.mark.parametrize("constraint,param,fragment", [
     (Constraint(json="{not json", source="response_format"), "response_format", "not valid JSON"),
     (Constraint(regex="(((", source="guided_regex"), "guided_regex", "parenthesis"),
-    (Constraint(grammar="root ::= ", source="guided_grammar"), "guided_grammar", "EBNF"),
+    (Constraint(grammar='root ::= ("a"', source="guided_grammar"), "guided_grammar", "EBNF"),
     (Constraint(choice=[], source="guided_choice"), "guided_choice", "non-empty"),
 ])
 def test_invalid_constraints_name_the_parameter(llm, constraint, param, fragment):

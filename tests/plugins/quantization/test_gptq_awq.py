@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fw.model_loader.base import ModelLoadError
+from fw.errors import ModelLoadError
 from fw_builtins.quantization.awq import unpack_awq
 from fw_builtins.quantization.checkpoint import read_quantization_config
 from fw_builtins.quantization.gptq import FormatError, unpack_gptq

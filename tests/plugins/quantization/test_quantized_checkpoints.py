@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from fw.layers.linear import Linear
-from fw.model_loader.base import ModelLoadError
+from fw.errors import ModelLoadError
 from fw_builtins.quantization.int4_groups import FP16_EPS
+from fw.layers.packed import Int4Blocks
 from fw_kernels import cpu
-from fw_kernels.cpu import packing
 from tests.core.engine.conftest import hf_greedy, hf_logprobs
 from tests.quantized_checkpoints import dense_twin, make_quantized_checkpoint
 
@@ -58,7 +58,9 @@ def test_bfloat16_packs_the_checkpoints_own_levels(quantized):
     assert {type(m.quant_method).__name__ for m in layers.values()} == {"Int4WeightOnly"}
     q, k, v = (reference[f"model.layers.0.self_attn.{p}_proj"] for p in "qkv")
     expected = torch.cat([q, k, v])
-    served = packing.unpack_int4(*layers["model.layers.0.self_attn.qkv_proj"].int4_blocks, expected.shape[0])
+    blocks = layers["model.layers.0.self_attn.qkv_proj"].packed.layout_for(1)
+    assert isinstance(blocks, Int4Blocks)
+    served = blocks.dequantize()
     error = (served - expected).abs().max().item()
     if "act-order" in name:  # no grid: fw's min-max packing, within half a level of each 32-group
         assert error < expected.abs().max().item() / 15

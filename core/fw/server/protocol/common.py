@@ -52,7 +52,7 @@ class SamplingRequest(RequestModel):
     presence_penalty: float | None = 0.0
     logit_bias: dict[str, float] | None = None
     n: int = Field(1, description="How many choices to generate for each prompt.")
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1, description="A 64-bit signed integer, as OpenAI's.")
     stop: str | list[str] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
@@ -88,7 +88,9 @@ class SamplingRequest(RequestModel):
     guided_regex: str | None = None
     guided_choice: list[str] | None = None
     guided_grammar: str | None = None
-    guided_decoding_backend: str | None = Field(None, description="Accepted; the server's backend is used.")
+    guided_decoding_backend: str | None = Field(
+        None, description="The structured-output backend for this request: xgrammar, guidance, auto, or a "
+                          "plugin's (default: the server's --guided-decoding-backend).")
     guided_whitespace_pattern: str | None = None
     structured_outputs: StructuredOutputsSpec | None = None
 

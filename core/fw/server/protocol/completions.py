@@ -19,6 +19,9 @@ class CompletionRequest(SamplingRequest):
     logprobs: int | None = Field(None, description="Log probabilities of this many top tokens per position.")
     suffix: str | None = Field(None, description="Not supported: fill-in-the-middle is not implemented.")
     add_special_tokens: bool = Field(True, description="Add the tokenizer's special tokens (BOS) to text prompts.")
+    return_token_ids: bool | None = Field(
+        None, description="Add the prompt's and the completion's token ids to each choice (always on with "
+                          "--skip-tokenizer-init).")
 
 
 class CompletionLogprobs(BaseModel):
@@ -37,6 +40,9 @@ class CompletionChoice(BaseModel):
     stop_reason: int | str | None = None
     #: per prompt token, when the request set prompt_logprobs (vLLM's extra)
     prompt_logprobs: list[dict[str, dict[str, Any]] | None] | None = None
+    #: with return_token_ids (vLLM's extra): the prompt's ids (first chunk), the choice's (or delta's) ids
+    prompt_token_ids: list[int] | None = None
+    token_ids: list[int] | None = None
 
 
 class CompletionResponse(BaseModel):

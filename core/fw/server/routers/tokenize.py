@@ -7,9 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from fw.chat import resolve_chat_template
+from fw.errors import InvalidParameterError
 from fw.server.chat_prompt import message_dicts, render_messages
 from fw.server.context import ServerContext, get_context
-from fw.server.prompts import check_token_ids, encode
+from fw.server.prompts import encode
 from fw.server.protocol.models import (
     DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse,
 )
@@ -38,14 +39,17 @@ async def tokenize(body: TokenizeRequest, ctx: ServerContext = Depends(get_conte
 @router.post("/detokenize", response_model=DetokenizeResponse, responses=ERROR_RESPONSES)
 async def detokenize(body: DetokenizeRequest, ctx: ServerContext = Depends(get_context)) -> DetokenizeResponse:
     ctx.resolve_model(body.model)
-    check_token_ids(body.tokens, ctx.model_info.vocab_size, "tokens")
-    return DetokenizeResponse(prompt=ctx.tokenizer.decode(body.tokens))
+    vocab = ctx.model_info.vocab_size
+    bad = next((t for t in body.tokens if not 0 <= t < vocab), None)
+    if bad is not None:
+        raise InvalidParameterError("tokens", f"token id {bad} is outside the vocabulary (0..{vocab - 1})")
+    return DetokenizeResponse(prompt=ctx.require_tokenizer("tokens").decode(body.tokens))
 
 
 @info_router.get("/get_tokenizer_info")
 async def tokenizer_info(ctx: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """The tokenizer's configuration, chat template included (--enable-tokenizer-info-endpoint)."""
-    tok = ctx.tokenizer
+    tok = ctx.require_tokenizer("tokenizer")
     info: dict[str, Any] = {
         "tokenizer_class": type(tok).__name__,
         "vocab_size": ctx.model_info.vocab_size,
