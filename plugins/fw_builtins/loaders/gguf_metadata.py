@@ -11,6 +11,8 @@ mtime: later loads read that folder, which needs neither the GGUF file nor torch
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import logging
@@ -18,7 +20,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from fw.errors import ModelLoadError
 from fw.model_loader.tokenizer import load_hf_tokenizer
@@ -117,14 +119,32 @@ def load_gguf_tokenizer(path: Path, parsed: "GGUFFile | None" = None) -> "PreTra
     folder = tokenizer_cache_dir(path)
     if folder.is_dir():
         return load_hf_tokenizer(folder)
-    tokenizer = convert_tokenizer(path, parsed)
-    try:
-        _save_atomically(tokenizer, folder)
-    except OSError as exc:
-        logger.warning("cannot cache the tokenizer of %s in %s (%s); it is converted again next time",
-                       path, folder, exc)
-        return tokenizer
+    with _converting(folder):  # `fw serve`'s API server and engine core both want it: one converts
+        if folder.is_dir():
+            return load_hf_tokenizer(folder)
+        tokenizer = convert_tokenizer(path, parsed)
+        try:
+            _save_atomically(tokenizer, folder)
+        except OSError as exc:
+            logger.warning("cannot cache the tokenizer of %s in %s (%s); it is converted again next time",
+                           path, folder, exc)
+            return tokenizer
     return load_hf_tokenizer(folder)
+
+
+@contextlib.contextmanager
+def _converting(folder: Path) -> Iterator[None]:
+    """One process at a time converts into ``folder`` (an exclusive lock beside it); where
+    the lock cannot be had (a read-only cache), each converts on its own."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(folder.parent / f".{folder.name}.lock", "w")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def convert_tokenizer(path: Path, parsed: "GGUFFile | None" = None) -> "PreTrainedTokenizerBase":

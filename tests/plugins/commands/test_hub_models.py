@@ -64,7 +64,8 @@ def test_fw_serve_downloads_a_revision_with_progress_then_serves_it(tiny_llama, 
             server.wait(10)
         hub.stop()
     text = log.read_text()
-    assert "model.safetensors" in text and "100%" in text, text[-3000:]  # the download's progress bar
+    assert "org/tiny: downloading to" in text and "Fetching 6 files: 100%" in text, text[-3000:]  # with progress
+    assert "from the Hugging Face cache" in text  # the engine core finds what the API server fetched
     assert (tmp_path / "hf" / "hub" / "models--org--tiny" / "snapshots" / wanted / "model.safetensors").is_file()
 
 
