@@ -87,10 +87,10 @@ class ParallelConfig(ConfigGroup):
                                          unsupported=_EPLB)
     expert_placement_strategy: Literal["linear", "round_robin"] = option(
         "linear", "Placement of experts across expert-parallel ranks.", unsupported=_EPLB)
-    num_redundant_experts: int | None = option(None, "Deprecated in vLLM.", hidden=True, unsupported=_EPLB)
-    eplb_window_size: int | None = option(None, "Deprecated in vLLM.", hidden=True, unsupported=_EPLB)
-    eplb_step_interval: int | None = option(None, "Deprecated in vLLM.", hidden=True, unsupported=_EPLB)
-    eplb_log_balancedness: bool | None = option(None, "Deprecated in vLLM.", hidden=True, unsupported=_EPLB)
+    num_redundant_experts: int | None = option(None, "Deprecated in vLLM.", unsupported=_EPLB)
+    eplb_window_size: int | None = option(None, "Deprecated in vLLM.", unsupported=_EPLB)
+    eplb_step_interval: int | None = option(None, "Deprecated in vLLM.", unsupported=_EPLB)
+    eplb_log_balancedness: bool | None = option(None, "Deprecated in vLLM.", unsupported=_EPLB)
     max_parallel_loading_workers: int | None = option(
         None, "At most this many tensor parallel ranks read the checkpoint at the same time (bounds peak "
               "memory while loading).", ge=1)
@@ -112,6 +112,16 @@ class ParallelConfig(ConfigGroup):
                              f"--tensor-parallel-size {self.tensor_parallel_size}")
         if self.node_rank >= self.nnodes:
             raise ValueError(f"--node-rank {self.node_rank} must be below --nnodes {self.nnodes}")
+        if self.nnodes > 1:
+            if self.distributed_executor_backend == "ray":
+                raise ValueError("--nnodes is for the mp backend; with --distributed-executor-backend ray, Ray "
+                                 "places the ranks across its cluster (start fw on one node)")
+            if self.tensor_parallel_size % self.nnodes:
+                raise ValueError(f"--tensor-parallel-size {self.tensor_parallel_size} does not split evenly over "
+                                 f"--nnodes {self.nnodes} (every node runs as many ranks)")
+            if self.master_port is None:
+                raise ValueError(f"--master-port is required with --nnodes {self.nnodes}: every node names the "
+                                 "port of node 0")
         return self
 
     @property

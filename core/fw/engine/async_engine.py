@@ -88,7 +88,10 @@ class AsyncEngine(EngineClient):
             return
         finally:
             ready.set()
-        self._loop()
+        try:
+            self._loop()
+        finally:
+            self.engine.shutdown()  # on this thread: it may talk to tensor-parallel workers
 
     # -- the loop thread -----------------------------------------------------------------
 

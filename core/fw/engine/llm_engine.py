@@ -106,7 +106,16 @@ class LLMEngine:
         torch.manual_seed(config.model.seed)
         if on_phase is not None:
             on_phase("loading the model")
-        return cls(config, build_model(config), on_phase)
+        loaded = build_model(config)
+        try:
+            return cls(config, loaded, on_phase)
+        except BaseException:
+            loaded.shutdown()
+            raise
+
+    def shutdown(self) -> None:
+        """Stop what the engine started besides itself (tensor-parallel workers)."""
+        self.loaded.shutdown()
 
     # -- facts -------------------------------------------------------------------------
 

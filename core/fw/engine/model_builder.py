@@ -1,6 +1,7 @@
 """From an EngineConfig to a model in memory: find the files, pick the loader, the
 architecture, the dtype, the attention backend and the quantization method, build the
-model and fill it with weights."""
+model and fill it with weights. With ``--tensor-parallel-size`` above 1 the model is split
+across ranks (``fw.distributed``), and the engine gets rank 0's view of it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -38,6 +39,8 @@ class LoadedModel:
     max_model_len: int
     attention_backend: str
     generation_config: dict
+    #: stops what loading started (tensor-parallel workers); the engine calls it on shutdown
+    shutdown: Callable[[], None] = lambda: None
 
 
 def resolve_device() -> torch.device:
@@ -138,18 +141,37 @@ def _quantization(config: EngineConfig, loader: Any, device: torch.device, dtype
 
 
 def build_model(config: EngineConfig, device: torch.device | None = None) -> LoadedModel:
+    """The model the engine runs: loaded here, or split across tensor-parallel ranks with
+    this process as rank 0."""
+    if config.parallel.tensor_parallel_size > 1 or config.parallel.nnodes > 1:
+        from fw.distributed.launch import build_tensor_parallel_model
+
+        return build_tensor_parallel_model(config, device or resolve_device())
+    return load_model(config, device)
+
+
+def model_files(config: EngineConfig) -> tuple[Path, Any, Any]:
+    """The model's path, its loader and its Hugging Face config (with the overrides)."""
     from fw.model_loader.select import get_loader, resolve_model
 
-    device = device or resolve_device()
-    if device.type == "cpu":
-        from fw_kernels.cpu import build
-
-        build.start()  # a first start compiles fw's CPU kernels meanwhile
     resolved = resolve_model(config.model, config.load)  # hub ids: from the cache or downloaded
     path = resolved.path
     loader = get_loader(path, config.load, resolved.model_config)
     hf_config = _hf_config(loader, config)
     _apply_overrides(hf_config, config)
+    return path, loader, hf_config
+
+
+def load_model(config: EngineConfig, device: torch.device | None = None, *,
+               shard: Callable[[nn.Module], None] | None = None) -> LoadedModel:
+    """Build and load the whole model here; ``shard`` (tensor parallelism) then cuts the
+    packed model down to this rank's part."""
+    device = device or resolve_device()
+    if device.type == "cpu":
+        from fw_kernels.cpu import build
+
+        build.start()  # a first start compiles fw's CPU kernels meanwhile
+    path, loader, hf_config = model_files(config)
     window = _drop_sliding_window(hf_config) if config.model.disable_sliding_window else None
     architectures = list(getattr(hf_config, "architectures", None) or [])
     registry = plugins.registry("model")
@@ -180,7 +202,9 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
             if callable(getattr(module, "post_load", None)):
                 module.post_load()  # packing for the kernels that run them (fw.layers.packed)
         if cache is not None:
-            cache.save(model, before)
+            cache.save(model, before)  # the whole model, before any tensor-parallel cut
+    if shard is not None:
+        shard(model)  # after packing: shards are cut from the packed weights, exactly
     model.eval()
     logger.info("loaded %s (%s, %s, %s attention) in %.1fs%s", arch, path.name, str(dtype).removeprefix("torch."),
                 backend.name, time.perf_counter() - start, " (prepared weights from the cache)" if cached else "")

@@ -95,6 +95,9 @@ class RequestTracer:
             "gen_ai.latency.e2e": (now_ns - start_ns) / 1e9,
         }
         attributes.update(_latencies(last))
+        # A sampling field the request left to the model's defaults is None here (the
+        # engine's admission resolved it): the span leaves it out rather than guess.
+        attributes = {key: value for key, value in attributes.items() if value is not None}
         span = self.tracer.start_span(SPAN_NAME, context=parent, kind=SpanKind.SERVER, start_time=start_ns,
                                       attributes=attributes)
         span.end(end_time=now_ns)

@@ -77,6 +77,17 @@ def run_server(config: ServeConfig, engine_factory: EngineFactory = build_engine
         raise failure
 
 
+def run_worker_node(config: ServeConfig) -> int:
+    """A tensor-parallel worker node (``--nnodes M --node-rank K --headless``): no API
+    server, only this node's ranks, until node 0's engine stops them."""
+    if not config.options.headless:
+        raise FwError(f"--node-rank {config.parallel.node_rank} runs only tensor-parallel ranks: add --headless "
+                      "(node 0 serves the API)")
+    from fw.distributed.launch import run_worker_node as run_node
+
+    return run_node(config.engine_config())
+
+
 @config_command(
     ServeConfig, name="serve", positional="model",
     help="Start the OpenAI-compatible API server. It listens on 127.0.0.1:8000 unless told "
@@ -87,6 +98,8 @@ def run_server(config: ServeConfig, engine_factory: EngineFactory = build_engine
 )
 def serve(config: ServeConfig) -> None:
     try:
+        if config.parallel.nnodes > 1 and (config.parallel.node_rank > 0 or config.options.headless):
+            raise SystemExit(run_worker_node(config))
         if config.options.headless or config.options.api_server_count > 1:
             from fw.server.api_servers import serve_headless, serve_with_api_servers
 

@@ -138,15 +138,15 @@ class LlamaForCausalLM(nn.Module):
         return self.model(input_ids, positions)
 
     def describe_decoder(self) -> DecoderDescription | None:
-        """The stack for fw's fused decode step (``fw.models.description``)."""
-        if self.model.layers[0].mlp.act_name not in ("silu", "swish"):
-            return None
+        """The stack, for fw's fused decode step and tensor parallelism (``fw.models.description``)."""
+        act = self.model.layers[0].mlp.act_name
         return DecoderDescription(
             embedding=self.model.embed_tokens, final_norm=self.model.norm,
             layers=[DecoderLayerDescription(
                 input_norm=layer.input_layernorm, post_attention_norm=layer.post_attention_layernorm,
                 qkv=layer.self_attn.qkv_proj, o=layer.self_attn.o_proj, gate_up=layer.mlp.gate_up_proj,
                 down=layer.mlp.down_proj, attention=layer.self_attn.attn, rotary=layer.self_attn.rotary,
+                activation="silu" if act in ("silu", "swish") else act,
                 q_norm=layer.self_attn.q_norm, k_norm=layer.self_attn.k_norm,
             ) for layer in self.model.layers],
         )

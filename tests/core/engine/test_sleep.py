@@ -50,8 +50,10 @@ def tokens(engine) -> list[int]:
 
 
 def weight_bytes(engine) -> int:
+    """Parameters, buffers and the packed weights the layers run from."""
     model = engine.engine.runner.model
-    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    packed = sum(m.packed.nbytes for m in model.modules() if getattr(m, "packed", None) is not None)
+    return packed + sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
 
 def test_sleep_frees_memory_and_waking_answers_the_same(engine):

@@ -28,13 +28,12 @@ REFERENCE_NAME = Path("shared") / "reference" / "vllm-cli-arguments.md"
 
 #: options other issues build as real features (option -> issue)
 OWNED_ELSEWHERE = {
-    **dict.fromkeys(["--headless", "--api-server-count", "--disable-frontend-multiprocessing"], 17),
     **dict.fromkeys(["--runner", "--convert", "--task", "--pooler-config", "--override-pooler-config"], 20),
     **dict.fromkeys(["--kv-cache-dtype", "--calculate-kv-scales"], 22),
     **dict.fromkeys(["--speculative-config", "--num-lookahead-slots"], 23),
 }
 #: a whole option group another issue owns (reference heading -> issue)
-GROUPS_ELSEWHERE = {"ParallelConfig": 17}
+GROUPS_ELSEWHERE: dict[str, int] = {}
 
 
 def parse_reference(text: str) -> list[tuple[str, str]]:

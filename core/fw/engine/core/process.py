@@ -423,3 +423,5 @@ class EngineCore:
         for thread in getattr(self, "threads", ()):
             thread.join(5)
         self.compiler.shutdown(wait=False, cancel_futures=True)
+        if self.engine is not None:
+            self.engine.shutdown()  # its tensor-parallel ranks, on the thread that ran the steps

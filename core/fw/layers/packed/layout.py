@@ -34,6 +34,11 @@ class PackedLayout(ABC):
     def dequantize(self) -> torch.Tensor:
         """The float32 matrix this layout stands for (tests, references)."""
 
+    @property
+    def nbytes(self) -> int:
+        """The memory its stored tensors take."""
+        return sum(t.numel() * t.element_size() for t in vars(self).values() if isinstance(t, torch.Tensor))
+
     def rows(self, ranges: RowRanges) -> "PackedLayout":
         """The layout of the matrix made of these output rows."""
         raise NotImplementedError(f"{type(self).__name__} weights cannot be sharded")

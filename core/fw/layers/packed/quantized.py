@@ -65,7 +65,8 @@ class Int4Blocks(_LevelLayout):
         return packing.int4_parts(self.packed, self.params, self.out_features)
 
     def matmul(self, x, bias, float_output):
-        return cpu.int4_gemv(x.contiguous(), self.packed, self.params, bias, self.out_features)
+        return cpu.int4_gemv(x.contiguous(), self.packed, self.params, bias, self.out_features,
+                             float_output=float_output)
 
     def dequantize(self):
         return packing.unpack_int4(self.packed, self.params, self.out_features)

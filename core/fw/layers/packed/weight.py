@@ -32,6 +32,11 @@ class PackedWeight:
     def shape(self) -> tuple[int, int]:
         return self.out_features, self.in_features
 
+    @property
+    def nbytes(self) -> int:
+        """The memory of every layout it keeps."""
+        return sum(layout.nbytes for layout in self.layouts)
+
     def layout_for(self, rows: int) -> PackedLayout:
         for limit, layout in self._limits:
             if rows <= limit:

@@ -121,30 +121,38 @@ class Served:
         except subprocess.TimeoutExpired:
             return None
 
-    def stop(self) -> None:
-        """Stop the server and everything it started, by pid."""
-        self._track()
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            self.wait_exit(30)
+    def _running(self) -> list[psutil.Process]:
+        alive = []
         for proc in self.seen.values():
             try:
                 if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    proc.kill()
+                    alive.append(proc)
             except psutil.Error:
                 pass
+        return alive
+
+    def stop(self, grace: float = 20.0) -> None:
+        """Stop the server (SIGTERM) and wait ``grace`` seconds for its whole tree to end on
+        its own; what is still running then is recorded in ``outlived`` and killed, by pid."""
+        self._track()
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            self.wait_exit(grace + 15)
+        deadline = time.monotonic() + grace
+        while self._running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.outlived = [f"{p.pid} {' '.join(p.cmdline())[:80]}" for p in self._running()]
+        for proc in self._running():
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(self._running(), timeout=15)
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
         self._log.close()
 
     def leftovers(self) -> list[int]:
-        """Processes of the tree still running (after ``stop`` or the server's own exit)."""
-        alive = []
-        for pid, proc in self.seen.items():
-            try:
-                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(pid)
-            except psutil.Error:
-                pass
-        return alive
+        """Processes of the tree still running now."""
+        return [p.pid for p in self._running()]

@@ -38,7 +38,8 @@ def serve(tmp_path):
     yield start
     for served in started:
         served.stop()
-        assert served.leftovers() == [], f"processes outlived fw serve: {served.leftovers()}"
+    for served in started:
+        assert served.outlived == [], f"processes outlived fw serve: {served.outlived}"
 
 
 def test_the_engine_core_process_answers_as_the_in_process_engine(model, serve):
