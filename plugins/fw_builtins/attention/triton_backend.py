@@ -13,28 +13,20 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
 
 import torch
 
 from fw.attention.backend import AttentionBackend
 from fw.attention.metadata import AttentionMetadata
 
-# Bound by _load_kernels() on first use (tests may bind their own first).
-write_kv: Callable
-paged_attention_decode: Callable
-paged_attention_prefill: Callable
-#: module-level names of the kernels -> their modules
+#: the kernels' names -> their modules; imported on first use, as attributes of this
+#: module (tests may set their own first)
 _KERNELS = {"write_kv": "fw_kernels.kv_write", "paged_attention_decode": "fw_kernels.decode",
             "paged_attention_prefill": "fw_kernels.prefill"}
 
 
-def _load_kernels() -> None:
-    import importlib
-
-    for name, module in _KERNELS.items():
-        if name not in globals():
-            globals()[name] = getattr(importlib.import_module(module), name)
+def _kernel(name: str):
+    return getattr(sys.modules[__name__], name)
 
 
 def interpreted() -> bool:
@@ -49,8 +41,11 @@ def interpreted() -> bool:
 
 def __getattr__(name: str):
     if name in _KERNELS:
-        _load_kernels()
-        return globals()[name]
+        import importlib
+
+        value = getattr(importlib.import_module(_KERNELS[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -75,16 +70,15 @@ class TritonAttentionBackend(AttentionBackend):
         kv_cache: torch.Tensor,
         metadata: AttentionMetadata,
     ) -> torch.Tensor:
-        _load_kernels()
         key_cache, value_cache = kv_cache[0], kv_cache[1]
-        write_kv(key, value, key_cache, value_cache, metadata.slot_mapping)
+        _kernel("write_kv")(key, value, key_cache, value_cache, metadata.slot_mapping)
         if metadata.is_pure_decode:
-            return paged_attention_decode(
+            return _kernel("paged_attention_decode")(
                 query, key_cache, value_cache, metadata.block_table, metadata.seq_lens, self.scale,
                 sliding_window=self.sliding_window, soft_cap=self.logits_soft_cap,
                 max_seq_len=metadata.max_seq_len,
             )
-        return paged_attention_prefill(
+        return _kernel("paged_attention_prefill")(
             query, key_cache, value_cache, metadata.block_table, metadata.query_start_loc,
             metadata.seq_lens, self.scale, sliding_window=self.sliding_window,
             soft_cap=self.logits_soft_cap, max_query_len=metadata.max_query_len,

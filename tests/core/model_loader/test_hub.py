@@ -176,6 +176,6 @@ def test_the_tokenizer_from_the_hub_fetches_only_tokenizer_files(tiny_llama, tmp
 def test_hub_options_for_a_local_model_are_refused(tiny_llama, option, flag):
     model = {k: v for k, v in option.items() if k in ModelConfig.model_fields}
     load = {k: v for k, v in option.items() if k in LoadConfig.model_fields}
-    with pytest.raises(ModelLoadError, match=f"applies only to a hub id") as error:
+    with pytest.raises(ModelLoadError, match="applies only to a hub id") as error:
         resolve_model(ModelConfig(model=str(tiny_llama), **model), LoadConfig(**load))
     assert flag in str(error.value)
