@@ -94,8 +94,15 @@ class FrontendConfig(ConfigGroup):
         None,
         "If given, requests to /v1/* must carry one of these keys as 'Authorization: Bearer "
         "KEY' (repeat the option for several keys; FW_API_KEY may hold several separated by "
-        "spaces). /health, /metrics and /docs stay open.",
+        "spaces). /tokenize, /detokenize and /get_tokenizer_info need it too (see "
+        "--tokenize-without-api-key); /health, /version, /metrics and /docs stay open.",
         env="FW_API_KEY",
+    )
+    tokenize_without_api_key: bool = option(
+        False,
+        "Let /tokenize, /detokenize and /get_tokenizer_info answer without --api-key, as "
+        "vLLM's do. Off by default: they run the tokenizer and chat templates for whoever "
+        "calls them.",
     )
     chat_template: str | None = option(
         None,
@@ -212,7 +219,33 @@ class FrontendConfig(ConfigGroup):
         3600.0, "Responses API: seconds a stored response is kept after it was stored.", gt=0,
     )
     log_error_stack: bool = option(
-        False, "Log the stack trace of every error response, not only of internal errors."
+        False,
+        "Log the stack trace of every error response. Without it a 4xx is not logged and an "
+        "internal error (500) is one line: its request id, the exception and where it was raised.",
+    )
+    max_request_body_bytes: int = option(
+        16 * 1024 * 1024,
+        "Largest request body accepted, in bytes (413 beyond; a Content-Length above it is "
+        "refused before the body is read). Accepts k/K/m/M suffixes.",
+        size=True, ge=1,
+    )
+    preprocess_workers: int = option(
+        2,
+        "Threads that parse large request bodies, render chat templates and tokenize "
+        "prompts, so that this work never holds up the event loop (health checks, streams).",
+        ge=1,
+    )
+    preprocess_queue_size: int = option(
+        64,
+        "Requests that may wait for a --preprocess-workers thread; beyond that a request is "
+        "refused with 503 and Retry-After before any of its work is done.",
+        ge=0,
+    )
+    expose_model_paths: bool = option(
+        False,
+        "Show the model's and the LoRA adapters' file-system paths as `root` in /v1/models "
+        "(vLLM's behaviour). By default `root` is the model's name, so clients do not learn "
+        "the server's folder layout.",
     )
     disable_frontend_multiprocessing: bool = option(
         False, "Run the engine in the API server's process (on a thread) instead of its own process."

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fw.engine.constraints import check_admissible
 from fw.engine.protocol import PromptInput
 from fw.engine.sampling_params import SamplingParams
 from fw.errors import ContextLengthError, InvalidParameterError
@@ -80,6 +81,9 @@ class Admission:
     defaults: dict[str, Any]
     #: compiles a structured-output constraint, raising for an invalid one
     compile_constraint: Any = None
+    #: a constraint's allowed first tokens (bool [vocab]), to refuse contradictions
+    first_tokens: Any = None
+    eos_token_ids: tuple[int, ...] = ()
 
     def admit(self, prompt: str | None, prompt_ids: list[int],
               params: SamplingParams) -> tuple[str | None, list[int], SamplingParams]:
@@ -117,6 +121,7 @@ class Admission:
                               "reduce max_tokens or start the server with a larger --kv-cache-memory-bytes")
         if params.bad_words:
             params._bad_words_token_ids = _bad_words_ids(self.tokenizer, params.bad_words)
+        check_admissible(params, self.eos_token_ids, self.first_tokens)
         return prompt, prompt_ids, params
 
     def _with_defaults(self, params: SamplingParams, prompt_len: int) -> SamplingParams:

@@ -129,11 +129,14 @@ class AsyncEngine(EngineClient):
                 loop.call_soon_threadsafe(callback, error)
             while self._commands:
                 _, future = self._commands.popleft()
-                future.set_exception(error)
+                if future.set_running_or_notify_cancel():
+                    future.set_exception(error)
 
     def _run_commands(self) -> None:
         while self._commands:
             fn, future = self._commands.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue  # its caller went away first (cancelled): setting a result would kill the loop
             try:
                 future.set_result(fn())
             except Exception as exc:  # noqa: BLE001 - handed back to the caller
@@ -174,7 +177,13 @@ class AsyncEngine(EngineClient):
                                     keep_special_ids=keep_special_ids, reasoning_end_ids=reasoning_end_ids)
             self._streams[request_id] = stream
 
-        await asyncio.wrap_future(self._call(add))
+        try:
+            await asyncio.wrap_future(self._call(add))
+        except asyncio.CancelledError:
+            # the caller left while the request was being added: it may have been added
+            # anyway (the loop had started the command), so take it out again
+            self._call(lambda: self._abort_now(request_id))
+            raise
         finished = False
         try:
             while True:

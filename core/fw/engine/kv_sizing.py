@@ -6,6 +6,9 @@ after loading the model (at most 2 GiB); on a GPU, what is left of
 meaning: the fraction fw may fill in all). Never more than ``max_num_seqs`` full-length
 sequences could use. On a CPU, a given ``--gpu-memory-utilization`` is accepted with a
 notice that ``--kv-cache-memory-bytes`` governs, as on vLLM's CPU backend.
+
+A cache that cannot hold one request of ``max_model_len`` tokens is caught at start-up
+(``fit_max_model_len``), not by every later request that leaves max_tokens unset.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from torch import nn
 
 from fw.engine import huge_pages
 from fw.engine.kv_cache_manager import cdiv
-from fw.errors import FwError
+from fw.errors import ConfigurationError, FwError
 from fw.layers.attention import Attention
 
 logger = logging.getLogger("fw.engine")
@@ -96,3 +99,21 @@ def allocate_kv_caches(model: nn.Module, plan: KVPlan, dtype: torch.dtype, devic
                          dtype=dtype, device=device)
         for layer in attention_layers(model)
     ]
+
+
+def fit_max_model_len(plan: KVPlan, max_model_len: int, *, explicit: bool) -> int:
+    """The context length the cache can serve. When one request of ``max_model_len``
+    tokens does not fit: a start-up error naming the numbers if --max-model-len was given,
+    else the cache's size, with a warning saying so (as vLLM does)."""
+    if plan.num_tokens >= max_model_len:
+        return max_model_len
+    size = f"{plan.num_tokens} tokens ({plan.num_blocks} blocks of {plan.block_size}, {plan.total_bytes / 2**20:.1f} MiB)"
+    if explicit:
+        raise ConfigurationError(
+            f"--max-model-len {max_model_len}: the KV cache holds {size}, less than one request of that "
+            f"length needs; lower --max-model-len to at most {plan.num_tokens} or give the cache more memory "
+            "(--kv-cache-memory-bytes)")
+    logger.warning("the KV cache holds %s, less than the model's context length of %d tokens; serving with "
+                   "--max-model-len %d (give the cache more memory with --kv-cache-memory-bytes)",
+                   size, max_model_len, plan.num_tokens)
+    return plan.num_tokens

@@ -18,7 +18,7 @@ from fw.config import EngineConfig
 from fw.engine.admission import Admission, tokenize_prompt
 from fw.engine.generation_config import sampling_defaults
 from fw.engine.kv_cache_manager import KVCacheManager
-from fw.engine.kv_sizing import allocate_kv_caches, plan_kv_cache
+from fw.engine.kv_sizing import allocate_kv_caches, fit_max_model_len, plan_kv_cache
 from fw.engine.loras import EngineLoRAs
 from fw.engine.model_builder import LoadedModel, build_model
 from fw.engine.model_runner import ModelRunner
@@ -69,6 +69,7 @@ class LLMEngine:
                              num_blocks_override=cache.num_gpu_blocks_override,
                              max_model_len=self.max_model_len, max_num_seqs=scheduler_config.max_num_seqs,
                              gpu_memory_utilization=cache.gpu_memory_utilization)
+        self.max_model_len = fit_max_model_len(plan, self.max_model_len, explicit=config.model.max_model_len is not None)
         kv_caches = allocate_kv_caches(loaded.model, plan, loaded.dtype, loaded.device)
         self.kv = KVCacheManager(plan.num_blocks, cache.block_size, cache.enable_prefix_caching,
                                  hash_algo=cache.prefix_caching_hash_algo)
@@ -94,6 +95,7 @@ class LLMEngine:
             max_model_len=self.max_model_len, vocab_size=vocab_size, max_num_seqs=scheduler_config.max_num_seqs,
             max_logprobs=model.max_logprobs, num_kv_blocks=plan.num_blocks, block_size=cache.block_size,
             tokenizer=self.tokenizer, compile_constraint=self.structured.compile,
+            first_tokens=self.structured.first_token_mask, eos_token_ids=self.eos_token_ids,
             defaults=sampling_defaults(model.generation_config, model.override_generation_config,
                                        loaded.generation_config))
         on_phase("warming up")

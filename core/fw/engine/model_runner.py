@@ -16,6 +16,7 @@ from torch import nn
 from fw.attention.context import forward_context
 from fw.attention.metadata import AttentionMetadata
 from fw.engine import fused_decode
+from fw.engine.constraints import no_token_error
 from fw.engine.kv_cache_manager import KVCacheManager
 from fw.engine.request import Request
 from fw.engine.sampler import prompt_logprob_entries, sample
@@ -151,9 +152,14 @@ class ModelRunner:
             if request.request_id not in self.sampling:
                 self.sampling.add(request.request_id, request.params, request.prompt_token_ids,
                                   request.output_token_ids, request.generator, request.eos_token_ids)
-        result = sample(logits, self.sampling.metadata([r.request_id for r in requests]))
+        masked = {row for row, r in enumerate(requests) if r.grammar is not None and r.grammar_active}
+        result = sample(logits, self.sampling.metadata([r.request_id for r in requests]), masked)
+        stuck = set(result.no_token)
         for row, (request, token) in enumerate(zip(requests, result.token_ids)):
             request_id = request.request_id
+            if row in stuck:  # its constraints left no token: it ends with the reason, not this token
+                step.failed.setdefault(request.parent_id, no_token_error(request))
+                continue
             step.sampled[request_id] = [token]
             self.sampling.append(request_id, token)
             if result.logprobs[row] is not None:

@@ -82,8 +82,7 @@ class LoRAManager:
             if _same_path(existing.request.lora_path, request.lora_path):
                 return False
             raise LoRAAdapterError(request.lora_name, request.lora_path,
-                                   f"an adapter of that name is already loaded from {existing.request.lora_path}; "
-                                   "unload it first")
+                                   "an adapter of that name is already loaded from another folder; unload it first")
         adapter = Adapter(request, next(self._uids))
         self._weights(adapter)
         self.adapters[request.lora_name] = adapter
@@ -213,4 +212,4 @@ class LoRAManager:
 
 
 def _same_path(a: str, b: str) -> bool:
-    return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
+    return os.path.realpath(a) == os.path.realpath(b)

@@ -3,8 +3,9 @@
 Middleware, outermost first: ``--middleware`` entries, the header-count limit, the load
 count (--enable-server-load-tracking), the trace context (--otlp-traces-endpoint), CORS
 (outside the key check, so preflights and 401s carry CORS headers), X-Request-Id, the API
-key check. Plugins' ``fw_asgi_middleware`` wrappers go around all of it
-(``fw.server.middleware.apply_asgi_hooks``, applied by the launcher).
+key check, the body-size limit (after the key check: a stranger's body is never read),
+and the last-resort 500 handler. Plugins' ``fw_asgi_middleware`` wrappers go around all
+of it (``fw.server.middleware.apply_asgi_hooks``, applied by the launcher).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from fastapi.responses import Response
 from fw.config.serve import ServeConfig
 from fw.engine.protocol import EngineClient
 from fw.server.auth import APIKeyMiddleware
+from fw.server.body_limit import BodyLimitMiddleware
 from fw.server.context import ServerContext
 from fw.server.docs import install_docs
-from fw.server.errors import install_error_handlers
+from fw.server.errors import InternalErrorMiddleware, install_error_handlers
 from fw.server.headers import HeaderLimitMiddleware, RequestIdMiddleware
 from fw.server.load import LoadTrackingMiddleware
 from fw.server.load import router as load_router
 from fw.server.middleware import add_user_middleware
+from fw.server.openapi import describe_real_answers
 from fw.server.routers import (
     chat, completions, health, lora, messages, metrics, models, responses, sleep, tokenize,
 )
@@ -57,6 +60,7 @@ def build_app(engine: EngineClient, config: ServeConfig) -> FastAPI:
             await ctx.responses.aclose()
             if ctx.tracer is not None:
                 ctx.tracer.shutdown()
+            ctx.preprocess.shutdown()
 
     docs = not frontend.disable_fastapi_docs
     app = FastAPI(
@@ -78,10 +82,14 @@ def build_app(engine: EngineClient, config: ServeConfig) -> FastAPI:
         app.include_router(sleep.router)
     if docs:
         install_docs(app)
+    describe_real_answers(app)
 
     # add_middleware puts each new one outside the previous ones
+    app.add_middleware(InternalErrorMiddleware, log_error_stack=frontend.log_error_stack)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=frontend.max_request_body_bytes)
     if frontend.api_key:
-        app.add_middleware(APIKeyMiddleware, keys=frontend.api_key)
+        app.add_middleware(APIKeyMiddleware, keys=frontend.api_key,
+                           tokenizer_paths_open=frontend.tokenize_without_api_key)
     if frontend.enable_request_id_headers:
         app.add_middleware(RequestIdMiddleware)
     app.add_middleware(

@@ -15,11 +15,12 @@ from fastapi import Request
 
 from fw.errors import InvalidParameterError
 from fw.parsing.pipeline import OutputParser
-from fw.server.chat_prompt import message_dicts, render_messages
+from fw.server.chat_prompt import message_dicts
 from fw.server.context import ServedModel, ServerContext
 from fw.server.errors import api_param_names
 from fw.server.generation import Outputs, Submission
-from fw.server.prompts import Prompt, encode
+from fw.server.preprocess import check_sequences, render, tokenize
+from fw.server.prompts import Prompt
 from fw.server.protocol.chat import ChatCompletionRequest
 from fw.server.sampling import reject_unsupported, sampling_params
 from fw.server.sse import until_disconnected
@@ -50,16 +51,20 @@ class ChatRun:
     outputs: Outputs
 
 
-def render_chat_request(ctx: ServerContext, body: ChatCompletionRequest) -> RenderedChat:
-    """Tools planned, messages rendered by the chat template, prompt tokenized."""
+async def render_chat_request(ctx: ServerContext, body: ChatCompletionRequest) -> RenderedChat:
+    """Tools planned, messages rendered by the chat template, prompt tokenized (both on
+    the preprocess threads, the text checked against the context's character bound in
+    between)."""
     frontend = ctx.config.frontend
     plan = plan_tools(body.tools, body.tool_choice, parallel_tool_calls=body.parallel_tool_calls,
                       auto_enabled=frontend.enable_auto_tool_choice, parser=frontend.tool_call_parser,
                       exclude_when_none=frontend.exclude_tools_when_tool_choice_none)
+    check_sequences(ctx, 1, body.n)
     messages = message_dicts(body)
     extra = {"reasoning_effort": body.reasoning_effort} if body.reasoning_effort else None
-    text = render_messages(ctx, body, messages, extra, tools=plan.template_tools)
-    return RenderedChat(plan, messages, text, Prompt(text, encode(ctx, text, body.add_special_tokens)))
+    text = await render(ctx, body, messages, extra, tools=plan.template_tools)
+    ids = await tokenize(ctx, text, body.add_special_tokens, param="messages", truncate=body.truncate_prompt_tokens)
+    return RenderedChat(plan, messages, text, Prompt(text, ids))
 
 
 async def start_chat(ctx: ServerContext, body: ChatCompletionRequest, request: Request | None,
@@ -70,7 +75,7 @@ async def start_chat(ctx: ServerContext, body: ChatCompletionRequest, request: R
     served = ctx.resolve_model(body.model)
     reject_unsupported(body)
     top_n = (body.top_logprobs or 0) if body.logprobs else None
-    rendered = render_chat_request(ctx, body)
+    rendered = await render_chat_request(ctx, body)
     prompt, plan = rendered.prompt, rendered.plan
     asked, param = ((body.max_completion_tokens, "max_completion_tokens")
                     if body.max_completion_tokens is not None else (body.max_tokens, "max_tokens"))

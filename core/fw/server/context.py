@@ -17,9 +17,11 @@ from fw.server.chat_parsing import ChatParsing
 from fw.server.lifecycle import Lifecycle
 from fw.server.logprobs import TokenText
 from fw.server.metrics import ServerMetrics
+from fw.server.preprocess import longest_token_chars
 from fw.server.protocol.chat import ChatTemplateFields
 from fw.server.protocol.models import TokenizeRequest
 from fw.server.request_log import RequestLogger
+from fw.server.workers import PreprocessPool
 from fw.server.response_store import ResponseStore
 from fw.server.responses_service import ResponsesService
 from fw.server.tracing import RequestTracer
@@ -48,6 +50,10 @@ class ServerContext:
     lifecycle: Lifecycle
     #: the Responses API's store and background runs
     responses: ResponsesService
+    #: where bodies are parsed, templates rendered and prompts tokenized
+    preprocess: PreprocessPool
+    #: the longest text that could fit the context (``fw.server.preprocess``)
+    max_prompt_chars: int
     #: spans of finished requests (--otlp-traces-endpoint), else None
     tracer: RequestTracer | None = None
 
@@ -74,6 +80,8 @@ class ServerContext:
             responses=ResponsesService(ResponseStore(
                 max_entries=frontend.responses_store_max_entries, max_bytes=frontend.responses_store_max_bytes,
                 ttl=frontend.responses_store_ttl)),
+            preprocess=PreprocessPool(frontend.preprocess_workers, frontend.preprocess_queue_size),
+            max_prompt_chars=info.max_model_len * longest_token_chars(engine.tokenizer),
             tracer=RequestTracer(endpoint) if (endpoint := config.options.otlp_traces_endpoint) else None,
         )
 

@@ -6,6 +6,11 @@ status and a body here, so a client mistake is never a 500. The body has the sha
 the API that was called: OpenAI's ``{"error": {"message", "type", "param", "code"}}``,
 or under ``/v1/messages`` Anthropic's ``{"type": "error", "error": {"type", "message"}}``.
 Messages are bounded in size so an error never echoes a huge request back.
+
+An exception nobody expected is answered by ``InternalErrorMiddleware``: a 500 whose
+message carries the request id, and one log line with the same id (the stack trace too
+under --log-error-stack). Starlette's own last-resort handler would re-raise it to
+uvicorn, which logs a second traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import traceback
+import uuid
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
@@ -21,12 +29,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fw.errors import (
     ContextLengthError, EngineDeadError, FwError, InvalidParameterError, ModelNotFoundError, NotFoundError,
     NotSupportedError, OverloadedError,
 )
-from starlette.types import Scope
 
 logger = logging.getLogger("fw.server")
 
@@ -51,6 +59,10 @@ def error_shape(scope: Scope) -> Shape:
     """Whose error body a request gets: Anthropic's for the Messages API, else OpenAI's."""
     path = route_path(scope)
     return "anthropic" if path == "/v1/messages" or path.startswith("/v1/messages/") else "openai"
+
+
+#: the id of the HTTP request being served (set by InternalErrorMiddleware), for 500s
+current_request_id: ContextVar[str | None] = ContextVar("fw_request_id", default=None)
 
 
 @dataclass
@@ -171,35 +183,92 @@ def from_validation_error(exc: RequestValidationError) -> ApiError:
 
 
 def from_http_exception(exc: HTTPException) -> ApiError:
-    code = {401: "invalid_api_key", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    code = {401: "invalid_api_key", 404: "not_found", 405: "method_not_allowed",
+            413: "request_too_large"}.get(exc.status_code)
     return ApiError(exc.status_code, str(exc.detail), code=code,
                     headers=dict(exc.headers or {}))
 
 
 def from_exception(exc: BaseException) -> ApiError:
-    """Any exception as an API error; the unexpected ones are a 500 without details."""
+    """Any exception as an API error; the unexpected ones are a 500 without details
+    beyond the request id to look for in the log."""
     if isinstance(exc, FwError):
-        return from_fw_error(exc)
-    if isinstance(exc, RequestValidationError):
-        return from_validation_error(exc)
-    if isinstance(exc, HTTPException):
-        return from_http_exception(exc)
-    return ApiError(500, "internal server error; the server log has the details",
-                    type="server_error", code="internal_error")
+        error = from_fw_error(exc)
+    elif isinstance(exc, RequestValidationError):
+        error = from_validation_error(exc)
+    elif isinstance(exc, HTTPException):
+        error = from_http_exception(exc)
+    else:
+        error = ApiError(500, "internal server error; the server log has the details",
+                         type="server_error", code="internal_error")
+    request_id = current_request_id.get()
+    if error.status >= 500 and request_id:
+        error.message = f"{error.message} (request id {request_id})"
+        error.headers.setdefault("X-Request-Id", request_id)
+    return error
+
+
+def _origin(exc: BaseException) -> str:
+    """Where ``exc`` was raised: the innermost frame, as ``file:line in function``."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown location"
+    last = frames[-1]
+    return f"{last.filename}:{last.lineno} in {last.name}"
 
 
 def log_error(exc: BaseException, error: ApiError, *, stack: bool) -> None:
-    if error.status >= 500:  # fw's own errors say what happened; anything else needs its stack
-        logger.error("%s: %s", error.code, error.message, exc_info=None if isinstance(exc, FwError) else exc)
+    """One log record per failed request: for a 5xx one line naming the request id, the
+    exception and where it was raised (its stack trace too when ``stack``)."""
+    if error.status >= 500:
+        logger.error("%d %s (request id %s): %s: %s, at %s", error.status, error.code, current_request_id.get(),
+                     type(exc).__name__, exc, _origin(exc), exc_info=exc if stack else None)
     elif stack:
         logger.warning("%d %s: %s", error.status, error.code, error.message, exc_info=exc)
 
 
 def install_error_handlers(app: FastAPI, *, log_error_stack: bool) -> None:
+    """Handlers for fw's taxonomy and the framework's errors. Anything else reaches
+    ``InternalErrorMiddleware`` (which build_app adds innermost)."""
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         error = from_exception(exc)
         log_error(exc, error, stack=log_error_stack)
         return error.response(error_shape(request.scope))
 
-    for kind in (FwError, RequestValidationError, HTTPException, Exception):
+    for kind in (FwError, RequestValidationError, HTTPException):
         app.add_exception_handler(kind, handle)
+
+
+class InternalErrorMiddleware:
+    """Gives every HTTP request an id (the X-Request-Id middleware's, the client's header,
+    or a fresh one) and turns an exception that escaped every handler into a 500 with
+    that id and a single log line. It does not re-raise: the server logs nothing more."""
+
+    def __init__(self, app: ASGIApp, *, log_error_stack: bool = False):
+        self.app = app
+        self.log_error_stack = log_error_stack
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
+        request_id = scope.get("fw.request_id") or (given.decode("latin-1") if given else uuid.uuid4().hex)
+        scope["fw.request_id"] = request_id
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        token = current_request_id.set(request_id)
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception as exc:  # noqa: BLE001 - the last resort: answered and logged once
+            error = from_exception(exc)
+            log_error(exc, error, stack=self.log_error_stack)
+            if not started:
+                await error.response(error_shape(scope))(scope, receive, send)
+        finally:
+            current_request_id.reset(token)

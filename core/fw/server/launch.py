@@ -48,6 +48,9 @@ def check_options(config: ServeConfig) -> None:
         value = getattr(fe, name)
         if value is not None and not os.path.isfile(value):
             raise ValueError(f"--{name.replace('_', '-')}: no such file {value!r}")
+    for root in config.lora.lora_path_roots:
+        if not os.path.isdir(root):
+            raise ValueError(f"--lora-path-roots: no such folder {root!r}")
 
 
 def uvicorn_config(app: Any, config: ServeConfig) -> uvicorn.Config:

@@ -131,6 +131,16 @@ class StructuredOutputManager:
             logger.warning("request %s: token %d rejected by its grammar", request.request_id, token)
         return request.grammar.is_terminated()
 
+    def first_token_mask(self, params: StructuredOutputsParams) -> torch.Tensor:
+        """A bool [vocab] tensor: the tokens the constraint allows as its first."""
+        bound = self.new_matcher(params)
+        backend = bound.backend
+        bitmask = backend.allocate_bitmask(1)
+        backend.fill_bitmasks([bound.matcher], bitmask, [0])
+        logits = torch.zeros(1, self.vocab_size)
+        backend.apply_bitmask(logits, bitmask, [0])
+        return torch.isfinite(logits[0])
+
     def apply(self, logits: torch.Tensor, requests: list["Request"]) -> None:
         """Mask ``logits`` rows of constrained sequences whose grammar is active."""
         groups: dict[int, tuple[StructuredOutputBackend, list[Any], list[int]]] = {}

@@ -191,9 +191,10 @@ class EngineCoreClient(EngineClient):
             params=params, arrival_time=time.monotonic(), priority=priority, lora_request=lora_request,
             keep_special_ids=sorted(keep_special_ids),
             reasoning_end_ids=list(reasoning_end_ids) if reasoning_end_ids else None)
-        await engine.socket.send(m.encoder.encode(message), copy=False)
         finished = False
         try:
+            # inside the try: a caller cancelled while sending still aborts what was sent
+            await engine.socket.send(m.encoder.encode(message), copy=False)
             while True:
                 item = await stream.queue.get()
                 if isinstance(item, BaseException):

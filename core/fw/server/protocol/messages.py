@@ -12,12 +12,12 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field
 
-from fw.server.protocol.common import RequestModel
+from fw.server.protocol.common import Int64, RequestModel
 
 
 class ThinkingConfig(RequestModel):
     type: Literal["enabled", "disabled", "adaptive"]
-    budget_tokens: int | None = Field(
+    budget_tokens: Int64 | None = Field(
         None, description="Checked as Anthropic checks it (at least 1024, below max_tokens); the "
                           "thinking is bounded by max_tokens.")
     display: Literal["summarized", "omitted"] | None = Field(None, description='Only "summarized" (the '
@@ -52,12 +52,12 @@ class CountTokensRequest(RequestModel):
 
 
 class MessagesRequest(CountTokensRequest):
-    max_tokens: int = Field(..., description="Tokens to generate at most.")
+    max_tokens: Int64 = Field(..., description="Tokens to generate at most.")
     stop_sequences: list[str] | None = None
     stream: bool = False
     temperature: float | None = None
     top_p: float | None = None
-    top_k: int | None = None
+    top_k: Int64 | None = None
     metadata: dict[str, Any] | None = Field(None, description="{user_id}: accepted, not used.")
     service_tier: Literal["auto", "standard_only"] | None = Field(None, description="Accepted, not used.")
     # fw's sampling extras (vLLM's names)
@@ -65,10 +65,10 @@ class MessagesRequest(CountTokensRequest):
     repetition_penalty: float | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     ignore_eos: bool = False
-    min_tokens: int = 0
-    priority: int = Field(0, description="Lower runs first under --scheduling-policy priority.")
+    min_tokens: Int64 = 0
+    priority: Int64 = Field(0, description="Lower runs first under --scheduling-policy priority.")
     request_id: str | None = Field(None, description="The id the server uses for this request.")
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, field_validator
 
-from fw.server.protocol.common import RequestModel
+from fw.server.protocol.common import Int64, RequestModel
 
 
 class TextFormat(RequestModel):
@@ -47,7 +47,7 @@ class ResponsesRequest(RequestModel):
                          "developer), function_call, function_call_output, reasoning.")
     instructions: str | None = Field(None, description="A system message put first (not carried over "
                                                        "by previous_response_id).")
-    max_output_tokens: int | None = Field(None, description="Tokens to generate; null fills the context.")
+    max_output_tokens: Int64 | None = Field(None, description="Tokens to generate; null fills the context.")
     temperature: float | None = None
     top_p: float | None = None
     tools: list[dict[str, Any]] | None = Field(None, description="Function tools: {type, name, parameters, "
@@ -65,9 +65,9 @@ class ResponsesRequest(RequestModel):
     stream: bool | None = False
     stream_options: ResponsesStreamOptions | None = None
     include: list[str] | None = Field(None, description="Not supported (no value is).")
-    top_logprobs: int | None = Field(None, description="Not supported.")
+    top_logprobs: Int64 | None = Field(None, description="Not supported.")
     truncation: Literal["auto", "disabled"] | None = Field(None, description='Only "disabled".')
-    max_tool_calls: int | None = Field(None, description="Not supported.")
+    max_tool_calls: Int64 | None = Field(None, description="Not supported.")
     conversation: Any = Field(None, description="Not supported; use previous_response_id.")
     prompt: Any = Field(None, description="Not supported (stored prompt templates).")
     user: str | None = Field(None, description="Accepted for compatibility; not used.")
@@ -75,17 +75,17 @@ class ResponsesRequest(RequestModel):
     prompt_cache_key: str | None = Field(None, description="Accepted; fw's prefix cache needs no key.")
     service_tier: str | None = Field(None, description="Accepted for compatibility; not used.")
     # fw's sampling extras (vLLM's names)
-    top_k: int | None = None
+    top_k: Int64 | None = None
     min_p: float | None = None
     repetition_penalty: float | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     stop: str | list[str] | None = None
     ignore_eos: bool = False
-    min_tokens: int = 0
+    min_tokens: Int64 = 0
     chat_template_kwargs: dict[str, Any] | None = Field(None, description="Extra variables for the template.")
-    priority: int = Field(0, description="Lower runs first under --scheduling-policy priority.")
+    priority: Int64 = Field(0, description="Lower runs first under --scheduling-policy priority.")
     request_id: str | None = Field(None, description="The id the server uses for this request.")
 
     @field_validator("metadata")

@@ -16,6 +16,7 @@ from fw.server.chat_parsing import feed_parser
 from fw.server.chat_pipeline import start_chat
 from fw.server.context import ServerContext, base_request_id, get_context
 from fw.server.generation import Outputs
+from fw.server.json_body import StrictJSONRoute
 from fw.server.logprobs import chat_logprobs
 from fw.server.prompts import Prompt
 from fw.server.protocol.chat import (
@@ -23,10 +24,10 @@ from fw.server.protocol.chat import (
     ChatResponseMessage, ChatStreamChoice, DeltaMessage,
 )
 from fw.server.response_options import response_options
-from fw.server.routers import ERROR_RESPONSES
+from fw.server.routers import ERROR_RESPONSES, STREAM_RESPONSE
 from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
 
-router = APIRouter(tags=["OpenAI"])
+router = APIRouter(tags=["OpenAI"], route_class=StrictJSONRoute)
 
 #: OpenAI features fw does not have: refused when set, rather than silently ignored
 _UNSUPPORTED = ("audio", "prediction", "web_search_options", "functions", "function_call", "verbosity")
@@ -44,7 +45,8 @@ def _reject_unsupported_chat(body: ChatCompletionRequest) -> None:
         raise InvalidParameterError("stream_options", "only allowed when stream is true")
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=ERROR_RESPONSES)
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse,
+             responses={**ERROR_RESPONSES, **STREAM_RESPONSE})
 async def create_chat_completion(body: ChatCompletionRequest, request: Request,
                                  ctx: ServerContext = Depends(get_context)):
     """Answer a conversation, rendered into a prompt by the model's chat template."""

@@ -11,20 +11,22 @@ from fw.errors import InvalidParameterError, NotSupportedError
 from fw.server.accumulate import Accumulator, Choice, prompt_logprobs_json
 from fw.server.context import ServerContext, base_request_id, get_context
 from fw.server.generation import Outputs, Submission
+from fw.server.json_body import StrictJSONRoute
 from fw.server.logprobs import completion_logprobs, merge_completion_logprobs
+from fw.server.preprocess import check_sequences, count_prompts
 from fw.server.prompts import Prompt, completion_prompts
 from fw.server.protocol.completions import (
     CompletionChoice, CompletionChunk, CompletionLogprobs, CompletionRequest, CompletionResponse,
 )
 from fw.server.response_options import response_options
-from fw.server.routers import ERROR_RESPONSES
+from fw.server.routers import ERROR_RESPONSES, STREAM_RESPONSE
 from fw.server.sampling import reject_unsupported, sampling_params
 from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
 
-router = APIRouter(tags=["OpenAI"])
+router = APIRouter(tags=["OpenAI"], route_class=StrictJSONRoute)
 
 
-@router.post("/v1/completions", response_model=CompletionResponse, responses=ERROR_RESPONSES)
+@router.post("/v1/completions", response_model=CompletionResponse, responses={**ERROR_RESPONSES, **STREAM_RESPONSE})
 async def create_completion(body: CompletionRequest, request: Request,
                             ctx: ServerContext = Depends(get_context)):
     """Complete one prompt or a batch of prompts (OpenAI's legacy completions API)."""
@@ -35,7 +37,8 @@ async def create_completion(body: CompletionRequest, request: Request,
     if body.stream_options is not None and not body.stream:
         raise InvalidParameterError("stream_options", "only allowed when stream is true")
     reject_unsupported(body)
-    prompts = completion_prompts(ctx, body.prompt, body.add_special_tokens)
+    check_sequences(ctx, count_prompts(body.prompt), body.n)
+    prompts = await completion_prompts(ctx, body.prompt, body.add_special_tokens, truncate=body.truncate_prompt_tokens)
     request_id = f"cmpl-{base_request_id(request, body.request_id)}"
     prompt_logprobs = body.prompt_logprobs
     if body.echo and body.logprobs is not None and prompt_logprobs is None:

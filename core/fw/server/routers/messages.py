@@ -16,13 +16,14 @@ from fw.server.errors import rename_param
 from fw.server.context import ServerContext, base_request_id, get_context
 from fw.server.convert.messages_output import MessageView, error_events, new_message_id
 from fw.server.convert.messages_request import chat_request_of
+from fw.server.json_body import StrictJSONRoute
 from fw.server.protocol.messages import (
     AnthropicErrorResponse, CountTokensRequest, MessageResponse, MessagesRequest, TokenCount,
 )
 from fw.server.sse import SSEResponse, guard_stream, until_disconnected
 from fw.server.turn import Turn
 
-router = APIRouter(tags=["Anthropic"])
+router = APIRouter(tags=["Anthropic"], route_class=StrictJSONRoute)
 
 #: the chat pipeline's parameter names as the Messages API calls them, for errors
 PARAM_NAMES = {"max_completion_tokens": "max_tokens", "response_format": "output_config.format",
@@ -56,7 +57,7 @@ async def count_tokens(body: CountTokensRequest, ctx: ServerContext = Depends(ge
     with the same system, messages and tools would have."""
     try:
         ctx.resolve_model(body.model)
-        rendered = render_chat_request(ctx, chat_request_of(body))
+        rendered = await render_chat_request(ctx, chat_request_of(body))
     except FwError as exc:
         raise rename_param(exc, PARAM_NAMES) from None
     return TokenCount(input_tokens=len(rendered.prompt.token_ids))

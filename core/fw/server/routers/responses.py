@@ -19,13 +19,14 @@ from fw.server.context import ServerContext, base_request_id, get_context
 from fw.server.convert.responses_output import ResponseView
 from fw.server.convert.responses_request import chat_request_of, input_items
 from fw.server.errors import from_exception, log_error, rename_param
+from fw.server.json_body import StrictJSONRoute
 from fw.server.protocol.chat import ChatCompletionRequest
 from fw.server.protocol.responses import DeletedResponse, ResponseObject, ResponsesRequest
 from fw.server.routers import ERROR_RESPONSES
 from fw.server.sse import SSEResponse, guard_stream, until_disconnected
 from fw.server.turn import Turn
 
-router = APIRouter(tags=["OpenAI Responses"])
+router = APIRouter(tags=["OpenAI Responses"], route_class=StrictJSONRoute)
 
 #: the chat pipeline's parameter names as the Responses API calls them, for errors
 PARAM_NAMES = {"max_completion_tokens": "max_output_tokens", "max_tokens": "max_output_tokens",
@@ -49,7 +50,7 @@ async def create_response(body: ResponsesRequest, request: Request, ctx: ServerC
     try:
         chat = chat_request_of(body, history)
         if body.background:
-            return _start_background(ctx, body, chat, response_id, conversation)
+            return await _start_background(ctx, body, chat, response_id, conversation)
         run = await start_chat(ctx, chat, request, response_id)
     except FwError as exc:
         raise rename_param(exc, PARAM_NAMES) from None
@@ -70,12 +71,12 @@ async def create_response(body: ResponsesRequest, request: Request, ctx: ServerC
     return response
 
 
-def _start_background(ctx: ServerContext, body: ResponsesRequest, chat: ChatCompletionRequest,
-                      response_id: str, conversation: list[dict[str, Any]]) -> ResponseObject:
+async def _start_background(ctx: ServerContext, body: ResponsesRequest, chat: ChatCompletionRequest,
+                            response_id: str, conversation: list[dict[str, Any]]) -> ResponseObject:
     """Check what can be checked now (model, template, tools), store a queued response
     and run the rest as a task."""
     served = ctx.resolve_model(chat.model)
-    render_chat_request(ctx, chat)
+    await render_chat_request(ctx, chat)
     service = ctx.responses
     view = ResponseView(body, None, response_id=response_id, model=served.name, store=True)
 
