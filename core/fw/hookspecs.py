@@ -140,6 +140,20 @@ def fw_register_structured_output_backends(register):
     """
 
 
+@hookspec
+def fw_register_proposers(register):
+    """Register speculative-decoding proposers, selectable with
+    ``--speculative-config.method NAME``.
+
+    Read in the engine process when speculative decoding is configured. The target is
+    a class following ``fw.speculative.proposer.Proposer``: each step it guesses the
+    next tokens of running requests, which the model then checks in one forward pass
+    (the engine keeps only what the model itself would have produced).
+
+    :param register: ``register(name, target, *, aliases=())``.
+    """
+
+
 # --- HTTP server ---------------------------------------------------------------------------
 
 

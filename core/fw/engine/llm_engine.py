@@ -32,6 +32,8 @@ from fw.engine.step_timing import StepTiming
 from fw.errors import ConfigurationError, InvalidParameterError
 from fw.lora.manager import LoRAManager
 from fw.lora.request import LoRARequest
+from fw.speculative.manager import Speculation
+from fw.speculative.proposer import ProposerContext
 from fw.structured.manager import StructuredOutputManager
 
 logger = logging.getLogger("fw.engine")
@@ -61,6 +63,11 @@ class LLMEngine:
         # LoRA slots are allocated before the KV cache is sized from the memory left.
         lora = (LoRAManager(config.lora, loaded.model, loaded.dtype, loaded.device)
                 if config.lora.enable_lora else None)
+        settings = config.speculative.settings()
+        if settings is not None:
+            on_phase("loading the speculative proposer")
+        self.speculation = None if settings is None else Speculation(
+            settings, ProposerContext(settings, config, self.tokenizer, loaded))
         on_phase("allocating the KV cache")
         start = time.perf_counter()
         cache = config.cache
@@ -68,11 +75,14 @@ class LLMEngine:
                              memory_bytes=cache.kv_cache_memory_bytes,
                              num_blocks_override=cache.num_gpu_blocks_override,
                              max_model_len=self.max_model_len, max_num_seqs=scheduler_config.max_num_seqs,
-                             gpu_memory_utilization=cache.gpu_memory_utilization)
+                             gpu_memory_utilization=cache.gpu_memory_utilization,
+                             extra_layers=self.speculation.proposer.kv_layers() if self.speculation else ())
         self.max_model_len = fit_max_model_len(plan, self.max_model_len, explicit=config.model.max_model_len is not None)
         kv_caches = allocate_kv_caches(loaded.model, plan, loaded.dtype, loaded.device)
         self.kv = KVCacheManager(plan.num_blocks, cache.block_size, cache.enable_prefix_caching,
                                  hash_algo=cache.prefix_caching_hash_algo)
+        if self.speculation is not None:
+            self.speculation.bind(self.kv, plan, self.max_model_len)
         logger.info(
             "KV cache: %d blocks of %d tokens = %d tokens (%.1f MiB); max concurrency at %d tokens per "
             "request: %.1fx (sized in %.2fs)", plan.num_blocks, plan.block_size, plan.num_tokens,
@@ -141,11 +151,16 @@ class LLMEngine:
         return SamplingParams(**self.admission.defaults)
 
     def stats(self) -> EngineStats:
+        spec = self.speculation
         return EngineStats(
             num_running=self.scheduler.num_running, num_waiting=self.scheduler.num_waiting,
             kv_cache_usage=self.kv.usage(), num_blocks=self.kv.num_blocks,
             num_free_blocks=self.kv.pool.num_free_blocks, prefix_cache_queries=self.kv.prefix_queries,
             prefix_cache_hits=self.kv.prefix_hits, num_preemptions=self.scheduler.num_preemptions,
+            **({} if spec is None else dict(
+                spec_num_drafts=spec.num_drafts, spec_num_draft_tokens=spec.num_draft_tokens,
+                spec_num_accepted_tokens=spec.num_accepted_tokens,
+                spec_accepted_per_position=list(spec.accepted_per_position))),
         )
 
     # -- requests ----------------------------------------------------------------------
@@ -202,13 +217,20 @@ class LLMEngine:
         out = self.scheduler.schedule()
         if out.is_empty:
             return []
+        if self.speculation is not None:
+            self.speculation.forget(out.finished_ids, out.preempted)
         if self.timing is not None:
             result = self.timing.run(lambda: self.runner.execute(out, self.scheduler.requests, self.kv),
                                      [self.scheduler.requests[rid] for rid in out.num_scheduled_tokens])
         else:
             result = self.runner.execute(out, self.scheduler.requests, self.kv)
         changed = self.scheduler.update_from_output(out, result)
-        return self.output.process(changed, result, on_stop=self._finish_stopped)
+        outputs = self.output.process(changed, result, on_stop=self._finish_stopped)
+        if self.speculation is not None:
+            for proposed, accepted in result.speculated.values():
+                self.speculation.record(proposed, accepted)
+            self.speculation.propose(self.scheduler.running)
+        return outputs
 
     def _finish_stopped(self, request: Request) -> None:
         self.scheduler.finish(request, RequestStatus.FINISHED_STOPPED)

@@ -72,10 +72,10 @@ class OutputProcessor:
 
     def process(self, changed: list[Request], step: StepOutput, *,
                 on_stop: Callable[[Request], None]) -> list[RequestOutput]:
-        """Record the step's logprobs, detokenize the tokens each changed child got, finish
-        children that hit a stop string (``on_stop``), and build outputs for every parent
-        that changed (with the error of a parent the step failed)."""
-        self._record_logprobs(step)
+        """Detokenize the tokens each changed child got, finish children that hit a stop
+        string (``on_stop``; tokens a speculative step made after the stop are dropped),
+        record the step's logprobs, and build outputs for every parent that changed (with
+        the error of a parent the step failed)."""
         touched: dict[str, _Parent] = {}
         for request in changed:
             parent = self._parent_of(request)
@@ -84,9 +84,14 @@ class OutputProcessor:
             child = parent.children[request.index]
             count = len(step.sampled.get(request.request_id, ()))
             if child.detok is not None and count:
-                if self._detokenize(child, request.output_token_ids[-count:], parent.params):
+                kept = self._detokenize(child, request.output_token_ids[-count:], parent.params)
+                if kept is not None:
+                    if kept < count:
+                        del request.all_token_ids[kept - count:]
+                        step.truncate(request.request_id, kept)
                     on_stop(request)
             touched[parent.request_id] = parent
+        self._record_logprobs(step)
         outputs = []
         for parent in touched.values():
             output = self._make_output(parent)
@@ -126,29 +131,34 @@ class OutputProcessor:
         parent_id = self.child_parent.get(request.request_id)
         return self.parents.get(parent_id) if parent_id else None
 
-    def _detokenize(self, child: _Child, new_tokens: list[int], params: SamplingParams) -> bool:
-        """Returns True when a stop string ended the child."""
+    def _detokenize(self, child: _Child, new_tokens: list[int], params: SamplingParams) -> int | None:
+        """Feed the tokens; when a stop string ends the child, how many of them it keeps
+        (those up to the one completing the stop), else None."""
         request = child.request
-        for token in new_tokens:
-            child.detok.add(token)
-        full = child.detok.text
         stops = params.stop
         if not stops or request.status.finished:
-            child.text = full
-            return False
+            for token in new_tokens:
+                child.detok.add(token)
+            child.text = child.detok.text
+            return None
         longest = max(len(s) for s in stops)
-        if request.num_output_tokens >= params.min_tokens:
-            search_from = max(0, len(child.text) - longest)
-            found = min(((at, stop) for stop in stops if (at := full.find(stop, search_from)) != -1), default=None)
-            if found is not None:
-                at, stop = found
-                child.text = full[: at + len(stop)] if params.include_stop_str_in_output else full[:at]
-                request.stop_reason = stop
-                return True
-        # Hold back what could be the start of a stop string.
-        held = 0 if params.include_stop_str_in_output else longest - 1
-        child.text = full[: max(len(child.text), len(full) - held)]
-        return False
+        before = request.num_output_tokens - len(new_tokens)
+        for kept, token in enumerate(new_tokens, start=1):
+            child.detok.add(token)
+            full = child.detok.text
+            if before + kept >= params.min_tokens:
+                search_from = max(0, len(child.text) - longest)
+                found = min(((at, stop) for stop in stops if (at := full.find(stop, search_from)) != -1),
+                            default=None)
+                if found is not None:
+                    at, stop = found
+                    child.text = full[: at + len(stop)] if params.include_stop_str_in_output else full[:at]
+                    request.stop_reason = stop
+                    return kept
+            # Hold back what could be the start of a stop string.
+            held = 0 if params.include_stop_str_in_output else longest - 1
+            child.text = full[: max(len(child.text), len(full) - held)]
+        return None
 
     def _make_output(self, parent: _Parent) -> RequestOutput | None:
         kind = parent.params.output_kind

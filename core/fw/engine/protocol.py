@@ -7,7 +7,7 @@ object that does.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, TypedDict, Union
 
 from fw.engine.outputs import RequestOutput
@@ -62,6 +62,12 @@ class EngineStats:
     prefix_cache_queries: int = 0
     prefix_cache_hits: int = 0
     num_preemptions: int = 0
+    #: speculative decoding (vLLM's counters): proposals, tokens proposed, tokens accepted,
+    #: accepted tokens by their position in the proposal
+    spec_num_drafts: int = 0
+    spec_num_draft_tokens: int = 0
+    spec_num_accepted_tokens: int = 0
+    spec_accepted_per_position: list[int] = field(default_factory=list)
 
 
 class EngineClient(ABC):

@@ -64,6 +64,8 @@ class Request:
         if params.seed is not None:
             self.generator = torch.Generator()
             self.generator.manual_seed(params.seed + index)
+        #: tokens a proposer guessed for the next step (speculative decoding), checked by the model then
+        self.spec_tokens: list[int] = []
         #: the structured-output matcher, and the token ids that end reasoning (the
         #: constraint applies only after them, when set)
         self.grammar = None

@@ -73,6 +73,24 @@ class EngineStatsCollector(Collector):
                      lambda s: s.prefix_cache_hits)
         yield family(CounterMetricFamily, "fw:num_preemptions", "Requests preempted (their KV cache dropped).",
                      lambda s: s.num_preemptions)
+        if any(stats is not None and stats.spec_accepted_per_position for stats in per_engine.values()):
+            yield from self._speculative(per_engine, family)
+
+    def _speculative(self, per_engine: dict[int, Any], family) -> Iterator:
+        """vLLM's speculative-decoding counters (only when speculative decoding is on)."""
+        yield family(CounterMetricFamily, "fw:spec_decode_num_drafts", "Proposals checked (one per request and step).",
+                     lambda s: s.spec_num_drafts)
+        yield family(CounterMetricFamily, "fw:spec_decode_num_draft_tokens", "Proposed tokens checked.",
+                     lambda s: s.spec_num_draft_tokens)
+        yield family(CounterMetricFamily, "fw:spec_decode_num_accepted_tokens", "Proposed tokens the model accepted.",
+                     lambda s: s.spec_num_accepted_tokens)
+        per_position = CounterMetricFamily(
+            "fw:spec_decode_num_accepted_tokens_per_pos", "Accepted tokens by their position in the proposal.",
+            labels=["model_name", "engine", "position"])
+        for rank, stats in per_engine.items():
+            for position, count in enumerate(stats.spec_accepted_per_position if stats is not None else ()):
+                per_position.add_metric([self.model_name, str(rank), str(position)], count)
+        yield per_position
 
 
 class ServerMetrics:

@@ -240,7 +240,12 @@ class EngineCoreClient(EngineClient):
         for engine in self.engines.values():
             if engine.alive:
                 for name, value in vars(engine.load.stats).items():
-                    setattr(total, name, getattr(total, name) + value)
+                    current = getattr(total, name)
+                    if isinstance(value, list):  # counts by position: added position by position
+                        value = [a + b for a, b in itertools.zip_longest(current, value, fillvalue=0)]
+                    else:
+                        value = current + value
+                    setattr(total, name, value)
         alive = sum(e.alive for e in self.engines.values())
         total.kv_cache_usage /= max(alive, 1)
         return total
