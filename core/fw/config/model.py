@@ -20,9 +20,11 @@ class ModelConfig(ConfigGroup):
 
     model: str | None = option(
         None,
-        "Path of the model to serve: a Hugging Face model folder or a .gguf file. "
-        "If unspecified, the embedded default SmolLM2-135M-Instruct (Q4_1 GGUF) is used. "
-        "fw never downloads weights.",
+        "The model to serve: a Hugging Face model folder, a .gguf file, or a Hugging Face "
+        "hub id (ORG/NAME; ORG/NAME:QUANT picks that GGUF file of a repo, e.g. "
+        ":Q4_K_M), looked up in the local Hugging Face cache first and downloaded if "
+        "missing (unless HF_HUB_OFFLINE=1). If unspecified, the embedded default "
+        "SmolLM2-135M-Instruct (Q4_1 GGUF) is used.",
     )
     runner: Runner = option(
         "auto",
@@ -49,7 +51,31 @@ class ModelConfig(ConfigGroup):
                               "--speculative-config"},
     )
     tokenizer: str | None = option(
-        None, "Path of the Hugging Face tokenizer to use. If unspecified, the model's is used."
+        None,
+        "The tokenizer to use: a Hugging Face tokenizer folder, a .gguf file, or a hub id "
+        "(only its tokenizer files are downloaded). If unspecified, the model's is used.",
+    )
+    revision: str | None = option(
+        None,
+        "The revision of a hub model to use: a branch name, a tag name, or a commit id. "
+        "If unspecified, the default branch.",
+    )
+    code_revision: str | None = option(
+        None,
+        "The revision of a hub model's own code (with --trust-remote-code).",
+        unsupported="fw reads a hub model's code from the same revision as its weights; give that "
+                    "revision with --revision",
+    )
+    tokenizer_revision: str | None = option(
+        None,
+        "The revision of the hub tokenizer (--tokenizer, else the model's repo): a branch "
+        "name, a tag name, or a commit id. If unspecified, the default branch for "
+        "--tokenizer, the model's own files otherwise.",
+    )
+    hf_token: str | None = option(
+        None,
+        "The token sent to the Hugging Face hub (private and gated repos). If unspecified, "
+        "HF_TOKEN or the token `hf auth login` saved is used.",
     )
     trust_remote_code: bool = option(
         False, "Trust remote code in the model folder when loading its config and tokenizer."

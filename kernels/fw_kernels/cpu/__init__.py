@@ -28,6 +28,9 @@ _SIGNATURES = {
     "dense_gemm": [_P, _P, _I, _P, _P, _I, _I, _I, _I],
     "int8_gemm": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
     "argmax": [_P, _I, _I, _P],
+    "pack_int4": [_P, _I, _I, _P, _P],
+    "pack_int8": [_P, _I, _I, _P, _P],
+    "pack_int8_panels": [_P, _I, _I, _P, _P],
 }
 #: the most input rows the quantized GEMV kernels take in one call
 MAX_GEMV_ROWS = 8

@@ -28,8 +28,6 @@ REFERENCE_NAME = Path("shared") / "reference" / "vllm-cli-arguments.md"
 
 #: options other issues build as real features (option -> issue)
 OWNED_ELSEWHERE = {
-    **dict.fromkeys(["--revision", "--code-revision", "--tokenizer-revision", "--download-dir", "--hf-token",
-                     "--ignore-patterns"], 19),
     **dict.fromkeys(["--kv-cache-dtype", "--calculate-kv-scales"], 22),
 }
 #: a whole option group another issue owns (reference heading -> issue)
