@@ -33,6 +33,9 @@ class InputBuffers:
         self.numpy: dict[str, np.ndarray] = {}
         self.on_device: dict[str, torch.Tensor] = {}
         self._tokens, self._seqs, self._width = 0, 0, 0
+        #: the last step's host-to-device copies (CUDA): the host buffers are not written
+        #: again before they are done, even by a step that never waits for the device
+        self._copied = None
         #: per block-table row: (its owner, the block list written, how many of it); an
         #: owner is (request id, j), j > 0 for the further rows of a request decoded as
         #: rows (``fw.engine.flat_batch.rows_as_sequences``)
@@ -63,6 +66,9 @@ class InputBuffers:
 
     def reserve(self, tokens: int, seqs: int, width: int) -> None:
         """Make room before a step is written (the step's totals are known up front)."""
+        if self._copied is not None:
+            self._copied.synchronize()
+            self._copied = None
         self._ensure(tokens, seqs, width)
 
     # -- block tables ------------------------------------------------------------------
@@ -100,6 +106,9 @@ class InputBuffers:
             target = self.on_device[name][:size]
             target.copy_(self.host[name][:size], non_blocking=True)
             out[name] = target
+        if self.device.type == "cuda":
+            self._copied = torch.cuda.Event()
+            self._copied.record()
         return out
 
 

@@ -50,6 +50,8 @@ class ModelRunner:
         self.device = device
         #: the sampling state of the requests that are running
         self.sampling = SamplingBatch(max_num_seqs, vocab_size)
+        #: the last sampling metadata and its copy on the logits' device
+        self._on_device = None
         #: the step's inputs, written into buffers that persist from step to step
         self.batches = BatchBuilder(block_size, device, max_num_seqs)
         #: captured decode steps (CUDA graphs; ``capture_graphs``), else None
@@ -139,7 +141,10 @@ class ModelRunner:
             if request.request_id not in self.sampling:
                 self.sampling.add(request.request_id, request.params, request.prompt_token_ids,
                                   request.output_token_ids, request.generator, request.eos_token_ids)
-        return self.sampling.metadata([r.request_id for r in requests]).to(logits.device)
+        meta = self.sampling.metadata([r.request_id for r in requests])
+        if self._on_device is None or self._on_device[0] is not meta:  # reused metadata is moved once
+            self._on_device = (meta, meta.to(logits.device))
+        return self._on_device[1]
 
     def _sample(self, logits: torch.Tensor, requests: list[Request], step: StepOutput) -> None:
         metadata = self._sampling_metadata(logits, requests)
