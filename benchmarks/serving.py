@@ -179,4 +179,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    # a SIGTERM unwinds through measure()'s finally, so the server it started is stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     main(sys.argv[1:])
