@@ -94,7 +94,11 @@ def bench(url: str, concurrency: int, prompts: int, tokenizer: Path, out_dir: Pa
                "--num-prompts", str(prompts), "--max-concurrency", str(concurrency), "--ignore-eos",
                "--disable-tqdm", "--save-result", "--result-dir", str(out_dir), "--result-filename", filename]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return json.loads((out_dir / filename).read_text())
+    result = json.loads((out_dir / filename).read_text())
+    if result["failed"]:  # a figure over failed requests would compare nothing
+        raise SystemExit(f"{label}: {result['failed']} of {prompts} requests failed at concurrency {concurrency}; "
+                         f"the first: {next(e for e in result['errors'] if e)}")
+    return result
 
 
 def stop(process: subprocess.Popen) -> None:
