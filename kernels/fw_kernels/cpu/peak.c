@@ -9,6 +9,9 @@
  */
 #include "fw_cpu.h"
 
+#include <omp.h>
+#include <time.h>
+
 #if defined(__AVX512VNNI__)
 /* One round: vpdpbusd into accumulators zmm0.. from the same two sources (their values do
  * not matter: integer dot products take the same time for any bytes). Written in assembly
@@ -37,9 +40,18 @@ DEFINE_LOOP(8)
 DEFINE_LOOP(12)
 DEFINE_LOOP(16)
 
+static double thread_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 /* Runs the loop on `threads` OpenMP threads at once; returns the operations done (each
- * vpdpbusd is 128, on each thread that ran), or 0 for an accumulator count not built (1, 2, 4, 8, 12, 16 are). */
-int64_t fw_int8_peak(int64_t iterations, int64_t accumulators, int64_t threads) {
+ * vpdpbusd is 128, on each thread that ran), or 0 for an accumulator count not built (1,
+ * 2, 4, 8, 12, 16 are). seconds[i] (room for `threads`) receives the CPU time thread i ran
+ * its loop: on a shared machine wall time also counts the time a thread waited for a
+ * core, CPU time only what the core did. */
+int64_t fw_int8_peak(int64_t iterations, int64_t accumulators, int64_t threads, double *seconds) {
     if (iterations < 1 || threads < 1) return 0;
     if (accumulators != 1 && accumulators != 2 && accumulators != 4 && accumulators != 8 &&
         accumulators != 12 && accumulators != 16)
@@ -48,6 +60,7 @@ int64_t fw_int8_peak(int64_t iterations, int64_t accumulators, int64_t threads) 
     _Pragma("omp parallel num_threads(threads) reduction(+ : team)")
     {
         team += 1;
+        const double start = thread_seconds();
         switch (accumulators) {
         case 1: peak_loop_1(iterations); break;
         case 2: peak_loop_2(iterations); break;
@@ -56,14 +69,15 @@ int64_t fw_int8_peak(int64_t iterations, int64_t accumulators, int64_t threads) 
         case 12: peak_loop_12(iterations); break;
         default: peak_loop_16(iterations); break;
         }
+        seconds[omp_get_thread_num()] = thread_seconds() - start;
     }
     return iterations * accumulators * team * 128;
 }
 
 int fw_int8_peak_available(void) { return 1; }
 #else
-int64_t fw_int8_peak(int64_t iterations, int64_t accumulators, int64_t threads) {
-    (void)iterations; (void)accumulators; (void)threads;
+int64_t fw_int8_peak(int64_t iterations, int64_t accumulators, int64_t threads, double *seconds) {
+    (void)iterations; (void)accumulators; (void)threads; (void)seconds;
     return 0;
 }
 

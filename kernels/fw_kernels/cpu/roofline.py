@@ -6,7 +6,7 @@ KV cache read) are compared against, in ``benchmarks/int8_peak.py``,
 ``benchmarks/gemm_peak.py`` and ``fw bench``.
 
 The int8 peak is a loop of ``vpdpbusd`` over enough independent accumulators to hide the
-instruction's latency (``peak.c``); the bandwidth is a large tensor copy (bytes read plus
+instruction's latency (``peak.c``), timed by each thread's CPU time; the bandwidth is a large tensor copy (bytes read plus
 bytes written per second), the traffic pattern of a step that streams weights or KV blocks
 through the cores.
 """
@@ -35,7 +35,7 @@ def _peak_function():
     if not available():
         return None
     fn = lib.fw_int8_peak
-    fn.argtypes = [ctypes.c_int64] * 3
+    fn.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p]
     fn.restype = ctypes.c_int64
     return fn
 
@@ -45,28 +45,37 @@ def int8_peak_available() -> bool:
     return _peak_function() is not None
 
 
-def int8_peak(threads: int = 1, accumulators: int = PEAK_ACCUMULATORS, seconds: float = 0.3,
-              repeats: int = 3) -> float:
-    """GOP/s of ``vpdpbusd`` on ``threads`` threads at once (the best of ``repeats`` runs of
-    about ``seconds`` each); raises RuntimeError where the probe is not built."""
+def run_probe(iterations: int, accumulators: int, threads: int) -> tuple[int, list[float]]:
+    """One run of the loop: (operations done, each thread's CPU seconds in its loop)."""
     fn = _peak_function()
     if fn is None:
         raise RuntimeError("the int8 peak probe needs fw's CPU kernels built with AVX512-VNNI")
     if accumulators not in ACCUMULATORS:
         raise ValueError(f"accumulators must be one of {ACCUMULATORS}, not {accumulators}")
-    iterations = 1 << 16
+    seconds = (ctypes.c_double * threads)()
+    ops = fn(iterations, accumulators, threads, ctypes.addressof(seconds))
+    return ops, [s for s in seconds if s > 0]
+
+
+def int8_peak(threads: int = 1, accumulators: int = PEAK_ACCUMULATORS, seconds: float = 0.3,
+              repeats: int = 3) -> float:
+    """GOP/s of ``vpdpbusd`` on ``threads`` threads at once: the sum of each thread's
+    operations over the CPU time it ran (the best of ``repeats`` runs of about ``seconds``).
+
+    CPU time, not wall time: on a shared machine a thread also waits for a core, which
+    would read as a lower peak; the threads run at once, so their rates add up."""
+    iterations = 1 << 14
     while True:  # calibrate: double until one run takes a tenth of the target
-        start = time.perf_counter()
-        fn(iterations, accumulators, threads)
-        if time.perf_counter() - start >= seconds / 10:
+        _, spent = run_probe(iterations, accumulators, threads)
+        if max(spent) >= seconds / 10:
             break
         iterations *= 2
-    iterations = int(iterations * 10)
+    iterations *= 10
     best = 0.0
     for _ in range(repeats):
-        start = time.perf_counter()
-        ops = fn(iterations, accumulators, threads)
-        best = max(best, ops / (time.perf_counter() - start) / 1e9)
+        ops, spent = run_probe(iterations, accumulators, threads)
+        per_thread = ops / len(spent)
+        best = max(best, sum(per_thread / s for s in spent) / 1e9)
     return best
 
 

@@ -15,14 +15,15 @@ needs_probe = pytest.mark.skipif(not roofline.int8_peak_available(),
 @pytest.mark.parametrize("accumulators", roofline.ACCUMULATORS)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_counts_128_operations_per_vpdpbusd_on_each_thread(accumulators, threads):
-    fn = roofline._peak_function()
-    assert fn(1000, accumulators, threads) == 1000 * accumulators * threads * 128
+    ops, seconds = roofline.run_probe(1000, accumulators, threads)
+    assert ops == 1000 * accumulators * threads * 128
+    assert len(seconds) == threads and all(s > 0 for s in seconds)
     assert roofline.int8_peak(threads, accumulators, seconds=0.01, repeats=1) > 0
 
 
 @needs_probe
 def test_refuses_an_accumulator_count_it_has_no_loop_for():
-    assert roofline._peak_function()(1000, 3, 1) == 0
+    assert roofline._peak_function()(1000, 3, 1, None) == 0
     with pytest.raises(ValueError, match="accumulators must be one of"):
         roofline.int8_peak(1, 3)
 
