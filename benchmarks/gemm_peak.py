@@ -4,6 +4,7 @@ method runs at that row count, beside the measured ``vpdpbusd`` peak on as many 
 
     python benchmarks/gemm_peak.py
     python benchmarks/gemm_peak.py --rows 32 --layers 4
+    python benchmarks/gemm_peak.py --threads 1   # per core, by CPU time (a busy machine)
 
 Each shape gets ``--layers`` distinct random weight matrices (30 by default, so that
 weights stream from memory as in a real step) and is timed as the fastest of the calls made in ``--seconds``.
@@ -22,14 +23,14 @@ SHAPES = [("qkv", 960, 576), ("o", 576, 576), ("gate_up", 3072, 576), ("down", 5
           ("lm_head", 49152, 576)]
 
 
-def best_time(fn, budget: float) -> float:
+def best_time(fn, budget: float, clock=time.perf_counter) -> float:
     """The fastest of repeated calls over about ``budget`` seconds (at least 3 calls)."""
     fn()
     best, spent, calls = float("inf"), 0.0, 0
     while calls < 3 or spent < budget:
-        start = time.perf_counter()
+        start = clock()
         fn()
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         best, spent, calls = min(best, elapsed), spent + elapsed, calls + 1
     return best
 
@@ -40,6 +41,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--layers", type=int, default=30, help="distinct weight matrices per shape (LM head: 1)")
     parser.add_argument("--peak", type=float, help="the int8 peak in GOP/s (default: measured now)")
     parser.add_argument("--seconds", type=float, default=0.5, help="time spent on each shape and row count")
+    parser.add_argument("--threads", type=int, help="threads for the kernels and the probe (default: torch's); "
+                        "with 1, both are timed by the thread's CPU time, which a shared machine does not distort")
     args = parser.parse_args(argv)
 
     import torch
@@ -50,11 +53,14 @@ def main(argv: list[str]) -> None:
 
     if not cpu.available():
         sys.exit("fw's CPU kernels could not be built here")
+    if args.threads:
+        torch.set_num_threads(args.threads)  # also the OpenMP team of fw's kernels
     threads = torch.get_num_threads()
+    clock = time.thread_time if threads == 1 else time.perf_counter
     peak = args.peak or (roofline.int8_peak(threads) if roofline.int8_peak_available() else None)
     method = Int4WeightOnly()
     torch.manual_seed(0)
-    print(f"int8 peak on {threads} thread{'s' * (threads > 1)}: "
+    print(f"int8 peak on {threads} thread{'s' * (threads > 1)} ({'CPU' if threads == 1 else 'wall'} time): "
           + (f"{peak:.0f} GOP/s" if peak else "unknown (no AVX512-VNNI probe)"))
     print("| rows | shape | N x K | layout | GOP/s | % of peak |")
     print("|---:|---|---|---|---:|---:|")
@@ -64,7 +70,7 @@ def main(argv: list[str]) -> None:
             weights = [torch.randn(n, k).mul(0.05).bfloat16() for _ in range(layers)]
             packed = [method.pack_lm_head(w) if name == "lm_head" else method.pack(w) for w in weights]
             x = torch.randn(rows, k).bfloat16()
-            seconds = best_time(lambda: [p.matmul(x) for p in packed], args.seconds)
+            seconds = best_time(lambda: [p.matmul(x) for p in packed], args.seconds, clock)
             gops = 2 * rows * n * k * layers / seconds / 1e9
             share = f"{100 * gops / peak:.0f} %" if peak else "-"
             layout = type(packed[0].layout_for(rows)).__name__
