@@ -10,7 +10,7 @@ from typing import Callable
 
 from fw.engine.detokenizer import IncrementalDetokenizer, TokenTexts
 from fw.engine.outputs import CompletionOutput, RequestMetrics, RequestOutput
-from fw.engine.request import Request
+from fw.engine.request import Request, RequestStatus
 from fw.engine.sampling_params import RequestOutputKind, SamplingParams
 
 
@@ -81,7 +81,12 @@ class OutputProcessor:
             child = parent.children[request.index]
             count = num_new.get(request.request_id, 0)
             if child.detok is not None and count:
-                if self._detokenize(child, request.output_token_ids[-count:], parent.params):
+                new_tokens = request.output_token_ids[-count:]
+                if request.status == RequestStatus.FINISHED_STOPPED and not parent.params.include_stop_str_in_output:
+                    # Stopped by a token (EOS or a stop token id): as in vLLM, its text is
+                    # not part of the output unless include_stop_str_in_output.
+                    new_tokens = new_tokens[:-1]
+                if self._detokenize(child, new_tokens, parent.params):
                     on_stop(request)
             touched[parent.request_id] = parent
         for request in extra_finished:
