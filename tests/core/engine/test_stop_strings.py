@@ -3,8 +3,8 @@
 The reference is transformers' greedy continuation decoded by the tokenizer, cut by the
 rules clients rely on (OpenAI's ``stop`` and vLLM's extras): the earliest occurrence of
 any stop string ends the text, without it unless ``include_stop_str_in_output``; stops
-count only from ``min_tokens`` on; a stop token id ends the output with that token in
-it. Streamed outputs must add up to the same text at every step: the start of a stop
+count only from ``min_tokens`` on; a stop token id ends the output, its text left out
+unless ``include_stop_str_in_output`` too. Streamed outputs must add up to the same text at every step: the start of a stop
 string is held back until it is known not to be one, never sent and then taken back.
 """
 
@@ -163,12 +163,17 @@ def test_stop_strings_count_only_from_min_tokens(llm, reference):
     assert final(llm, stop=[stop]).text == text[: text.find(stop)]
 
 
-def test_a_stop_token_id_ends_the_output_with_that_token(llm, reference):
+@pytest.mark.parametrize("include", [False, True])
+def test_a_stop_token_id_ends_the_output(llm, reference, include):
+    """The token is in token_ids; its text only with include_stop_str_in_output (vLLM's rule)."""
     tokens, prefixes = reference
     index = next(i for i in range(3, len(tokens)) if tokens[i] not in tokens[:i])
-    output = final(llm, stop_token_ids=[tokens[index]])
+    output = final(llm, stop_token_ids=[tokens[index]], include_stop_str_in_output=include)
     assert output.token_ids == tokens[: index + 1]
-    assert (output.text, output.finish_reason, output.stop_reason) == (prefixes[index + 1], "stop", tokens[index])
+    text = prefixes[index + 1] if include else prefixes[index]
+    assert (output.text, output.finish_reason, output.stop_reason) == (text, "stop", tokens[index])
+    seen, _ = streamed(llm, f"stop-id-{include}", stop_token_ids=[tokens[index]], include_stop_str_in_output=include)
+    assert seen[-1] == text
 
 
 def test_a_stop_token_id_is_masked_until_min_tokens(llm, reference, tiny_llama):
