@@ -73,6 +73,12 @@ def final(llm, **kwargs):
     return llm.generate([PROMPT], params, use_tqdm=False)[0].outputs[0]
 
 
+def readable(stop: str) -> bool:
+    """Not blank, and no stand-in for bytes of an unfinished character (text that is held
+    back anyway until the character is complete, stop string or not)."""
+    return bool(stop.strip()) and "\ufffd" not in stop
+
+
 def spanning_stop(prefixes: list[str]) -> str:
     """A stop string that begins in one token and ends in the next, found first there:
     its start is text a step before it is known to be a stop."""
@@ -81,7 +87,7 @@ def spanning_stop(prefixes: list[str]) -> str:
         boundary = len(prefixes[n])
         for before, after in ((2, 2), (1, 2), (2, 1), (1, 1)):
             stop = text[boundary - before: boundary + after]
-            if (len(stop) == before + after and stop.strip() and text.find(stop) == boundary - before
+            if (len(stop) == before + after and readable(stop) and text.find(stop) == boundary - before
                     and len(prefixes[n + 1]) >= boundary + after):
                 return stop
     raise AssertionError(f"no stop string spans two tokens of {text!r}")
@@ -112,7 +118,7 @@ def two_stops_in_one_token(prefixes: list[str]) -> tuple[str, str]:
     for n in range(2, len(prefixes) - 1):
         boundary, end = len(prefixes[n]), len(prefixes[n + 1])
         early, late = text[boundary - 1: boundary + 1], text[boundary + 1: end]
-        if (end - boundary >= 3 and early.strip() and late.strip()
+        if (end - boundary >= 3 and readable(early) and readable(late)
                 and text.find(early) == boundary - 1 and text.find(late) == boundary + 1):
             return early, late
     raise AssertionError(f"no token of {text!r} completes two stop strings")
@@ -148,7 +154,7 @@ def test_stop_strings_count_only_from_min_tokens(llm, reference):
     # a string that occurs before min_tokens and again after it
     for min_tokens, size in itertools.product(range(6, len(tokens) - 6), (3, 2, 1)):
         edge = len(prefixes[min_tokens - 1])
-        first = next((i for i in range(edge - 2 * size) if text[i: i + size].strip()
+        first = next((i for i in range(edge - 2 * size) if readable(text[i: i + size])
                       and text.find(text[i: i + size], edge - 2 * size) >= edge), None)
         if first is not None:
             stop = text[first: first + size]
