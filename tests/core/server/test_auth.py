@@ -89,7 +89,20 @@ def test_no_header_is_refused_with_how_to_authenticate(live):
         response = http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
-    assert response.json()["error"]["code"] == "invalid_api_key"
+    error = response.json()["error"]
+    assert error["code"] == "invalid_api_key"
+    assert "send 'Authorization: Bearer <key>'" in error["message"]  # what to do about it
+
+
+@pytest.mark.parametrize("scope,path", [
+    ({"path": "/api/v1/models", "root_path": "/api"}, "/v1/models"),  # uvicorn: path includes the root
+    ({"path": "/v1/models", "root_path": "/api"}, "/v1/models"),  # servers whose path does not
+    ({"path": "/v1/models"}, "/v1/models"),  # no root_path at all (it is optional in ASGI)
+])
+def test_the_key_is_checked_on_the_path_below_the_root(scope, path):
+    from fw.server.auth import route_path
+
+    assert route_path(scope) == path
 
 
 @pytest.mark.parametrize("authorization", [
