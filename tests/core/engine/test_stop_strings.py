@@ -4,8 +4,9 @@ The reference is transformers' greedy continuation decoded by the tokenizer, cut
 rules clients rely on (OpenAI's ``stop`` and vLLM's extras): the earliest occurrence of
 any stop string ends the text, without it unless ``include_stop_str_in_output``; stops
 count only from ``min_tokens`` on; a stop token id ends the output, its text left out
-unless ``include_stop_str_in_output`` too. Streamed outputs must add up to the same text at every step: the start of a stop
-string is held back until it is known not to be one, never sent and then taken back.
+unless ``include_stop_str_in_output`` too. Streamed outputs must add up to the same text
+at every step: the start of a stop string is held back until it is known not to be one,
+never sent and then taken back.
 """
 
 from __future__ import annotations

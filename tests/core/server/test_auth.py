@@ -78,7 +78,8 @@ def digest_near_miss(key: str, where: slice) -> str:
             return guess
 
 
-@pytest.mark.parametrize("where", [slice(0, 1), slice(0, 2), slice(-2, None)], ids=["first byte", "first two", "last two"])
+@pytest.mark.parametrize("where", [slice(0, 1), slice(0, 2), slice(-2, None)],
+                         ids=["first byte", "first two", "last two"])
 @pytest.mark.parametrize("key", [KEY, OTHER])
 def test_guesses_that_share_part_of_a_keys_digest_are_refused(live, key, where):
     assert status(live, "Bearer " + digest_near_miss(key, where)) == 401
