@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from fw.parsing.testkit import check_tool_parser
 from fw_builtins.tool_parsers.mistral import MistralToolParser
 
@@ -42,19 +44,23 @@ def test_text_before_a_call():
     assert parse('Checking.[TOOL_CALLS]a[ARGS]{}') == ("Checking.", [("a", {})])
 
 
-def test_malformed_json_is_content():
-    for bad in ['[TOOL_CALLS] [{"name": "a", "arguments": {"x": 1,}}]',
-                '[TOOL_CALLS] [{"name": "a", "arguments": {}}, {"arguments": {}}]',
-                '[TOOL_CALLS] []',
-                '[TOOL_CALLS]a[ARGS]{"x": }',
-                '[TOOL_CALLS]a[ARGS][1, 2]',
-                '[TOOL_CALLS]not a name[ARGS]{}']:
-        assert parse(bad) == (bad, [])
+MALFORMED = ['[TOOL_CALLS] [{"name": "a", "arguments": {"x": 1,}}]',
+             '[TOOL_CALLS] [{"name": "a", "arguments": {}}, {"arguments": {}}]',
+             '[TOOL_CALLS] []',
+             '[TOOL_CALLS] {"x": 1}',
+             '[TOOL_CALLS]a[ARGS]{"x": }',
+             '[TOOL_CALLS]a[ARGS][1, 2]',
+             '[TOOL_CALLS]not a name[ARGS]{}']
 
 
-def test_parsing_goes_on_after_a_malformed_call():
-    text = '[TOOL_CALLS]a[ARGS]{"x": }[TOOL_CALLS]b[ARGS]{"y": 2}'
-    assert parse(text) == ('[TOOL_CALLS]a[ARGS]{"x": }', [("b", {"y": 2})])
+@pytest.mark.parametrize("bad", MALFORMED)
+def test_malformed_json_is_content(bad):
+    assert parse(bad) == (bad, [])
+
+
+@pytest.mark.parametrize("bad", MALFORMED)
+def test_parsing_goes_on_after_a_malformed_call(bad):
+    assert parse(bad + '[TOOL_CALLS]X_ray[ARGS]{"y": 2}') == (bad, [("X_ray", {"y": 2})])
 
 
 def test_unicode_and_nested_arguments():
@@ -66,7 +72,7 @@ def test_unicode_and_nested_arguments():
 
 def test_truncated_output_is_content():
     for truncated in ['[TOOL_CALLS] [{"name": "a", "arguments": {"x": "Par',
-                      '[TOOL_CALLS]get_wea', '[TOOL_CALLS]a[ARGS]{"x": 1', '[TOOL_CALLS] ']:
+                      '[TOOL_CALLS]get_wea', '[TOOL_CALLS]a[ARGS]{"x": 1', '[TOOL_CALLS] ', '[TOOL_CALLS]a[ARGS] ']:
         assert parse("Ok. " + truncated) == ("Ok. " + truncated, [])
 
 
