@@ -117,3 +117,37 @@ def test_importing_the_parsers_does_not_import_torch_or_transformers():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["tool_parser", "reasoning_parser"])
+def test_every_built_in_parser_keeps_what_the_server_gives_it(kind):
+    """The server builds each parser with the model's tokenizer (and a tool parser with the
+    request's tools); a plugin that extends a built-in parser finds them there."""
+    from fw.plugins import registry
+
+    tools = [{"type": "function", "function": {"name": "look"}}]
+    names = [entry.name for entry in registry(kind).entries() if str(entry.target).startswith("fw_builtins.")]
+    assert names
+    for name in names:
+        cls = registry(kind).load(name)
+        parser = cls("tok", tools) if kind == "tool_parser" else cls("tok")
+        assert parser.tokenizer == "tok", name
+        if kind == "tool_parser":
+            assert parser.tools is tools, name
+
+
+def test_misuse_names_the_parser_class():
+    from fw_builtins.tool_parsers.hermes import HermesToolParser
+
+    parser = HermesToolParser()
+    parser.feed("x")
+    with pytest.raises(RuntimeError, match=r"^HermesToolParser\.parse\(\) needs a fresh parser; this one has "
+                                           r"already been fed$"):
+        parser.parse("y")
+
+
+def test_call_ids_look_like_openais():
+    import re
+
+    ids = {BangParser().parse("!look").tool_calls[0].id for _ in range(5)}
+    assert len(ids) == 5 and all(re.fullmatch(r"call_[0-9a-f]{24}", i) for i in ids)

@@ -46,3 +46,13 @@ def test_delta_truthiness_tells_empty_chunks():
 def test_contract_violations_are_named(pieces, problem):
     with pytest.raises(ParserContractError, match=problem):
         merge_deltas([DeltaMessage(tool_calls=pieces)])
+
+
+def test_a_delta_is_true_when_it_carries_anything():
+    """Parsers and servers skip empty deltas with ``if delta:``."""
+    from fw.parsing import ReasoningDelta
+
+    assert not ReasoningDelta() and not ReasoningDelta(reasoning="", content="")
+    assert ReasoningDelta(reasoning="r") and ReasoningDelta(content="c")
+    assert not DeltaMessage() and DeltaMessage(content="c") and DeltaMessage(reasoning="r")
+    assert DeltaMessage(tool_calls=[first(0)])

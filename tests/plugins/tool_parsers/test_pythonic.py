@@ -40,6 +40,10 @@ def test_text_after_a_call_is_content():
     assert parse("[a()] [b()]") == ("[b()]", [("a", {})])  # only the list that opens the answer
 
 
+def test_empty_strings_and_capitals():
+    assert parse("[tools.X_search(q='', n=1)]") == (None, [("tools.X_search", {"q": "", "n": 1})])
+
+
 def test_whitespace_may_come_before_the_list():
     assert parse("\n  [a(x='],)')]") == (None, [("a", {"x": "],)"})])
 
