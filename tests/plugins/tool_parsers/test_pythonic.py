@@ -41,7 +41,7 @@ def test_text_after_a_call_is_content():
 
 
 def test_empty_strings_and_capitals():
-    assert parse("[tools.X_search(q='', n=1)]") == (None, [("tools.X_search", {"q": "", "n": 1})])
+    assert parse("[tools.X_search(q='', n=1)]\nDone.") == ("Done.", [("tools.X_search", {"q": "", "n": 1})])
 
 
 def test_whitespace_may_come_before_the_list():
