@@ -14,7 +14,8 @@ Results stay in ``build/mutation/mutants`` between runs: only functions that cha
 since are run again.
 
     python -m tests.mutation                              # every configured module
-    python -m tests.mutation --module fw.engine.scheduler # one module while working on it
+    python -m tests.mutation --module fw.engine.scheduler # one module (its untested mutants)
+    python -m tests.mutation --module fw.engine.scheduler --again  # all of it, after editing it
     python -m tests.mutation --survivors                  # only what the last runs missed
     python -m tests.mutation --report-only                # the report of the last runs
 """
@@ -82,6 +83,25 @@ def module_pattern(module: str) -> str:
     return f"{module}.*"
 
 
+def mutants_to_run(results: list[ModuleResult], modules: list[str], *, survivors: bool = False,
+                   again: bool = False) -> list[str]:
+    """mutmut's arguments. None at all lets it carry on over every configured module (the
+    untested mutants, and those of functions edited since). Naming mutants makes it test
+    them whatever their result, so for modules it names the untested ones, unless
+    ``again`` (a module never run yet is named by a glob: its mutants do not exist yet)."""
+    wanted = {module_pattern(m)[:-2] for m in modules}
+    if survivors:
+        return [name for r in results if r.part_of(wanted) for name in r.missed]
+    names = []
+    for module in modules:
+        mine = [r for r in results if r.part_of({module_pattern(module)[:-2]})]
+        if again or not mine:
+            names.append(module_pattern(module))
+        else:
+            names += [name for r in mine for name in r.unchecked]
+    return names
+
+
 def run_mutmut(patterns: list[str], jobs: int, root: Path = STAGE) -> int:
     mutmut = Path(sys.executable).with_name("mutmut")
     command = [str(mutmut), "run", "--max-children", str(jobs), *patterns]
@@ -94,6 +114,8 @@ class ModuleResult:
     statuses: Counter = field(default_factory=Counter)
     #: mutant name -> status, for those no test noticed (and any mutmut could not judge)
     missed: dict[str, str] = field(default_factory=dict)
+    #: mutants not tested yet
+    unchecked: list[str] = field(default_factory=list)
 
     def part_of(self, modules: set[str]) -> bool:
         """Whether this module is one of ``modules`` or inside one of those packages (all if empty)."""
@@ -122,6 +144,7 @@ def read_results(root: Path = STAGE) -> list[ModuleResult]:
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             if code is None:
                 status = "not checked"
+                result.unchecked.append(name)
             elif code == 34:
                 status = "skipped"
             else:
@@ -175,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only this module (fw.engine.scheduler or core/fw/engine/scheduler.py); repeatable")
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2),
                         help="mutants tested at once (default: half the CPUs)")
+    parser.add_argument("--again", action="store_true",
+                        help="with --module: test every mutant of the modules again, not only the untested ones")
     parser.add_argument("--survivors", action="store_true",
                         help="test again only the mutants the last runs did not detect (after adding tests)")
     parser.add_argument("--report-only", action="store_true", help="write the report of the runs so far")
@@ -183,12 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     root = stage()
     wanted = {module_pattern(m)[:-2] for m in args.module}
     if not args.report_only:
-        patterns = [module_pattern(m) for m in args.module]
-        if args.survivors:
-            patterns = [name for r in read_results(root) if r.part_of(wanted) for name in r.missed]
-            if not patterns:
-                print("no survivors to test again")
-        code = run_mutmut(patterns, args.jobs, root) if patterns or not args.survivors else 0
+        patterns = mutants_to_run(read_results(root), args.module, survivors=args.survivors, again=args.again)
+        if args.survivors and not patterns:
+            print("no survivors to test again")
+        code = run_mutmut(patterns, args.jobs, root) if patterns or not (args.survivors or args.module) else 0
         if code != 0:
             print(f"mutmut exited with {code}", file=sys.stderr)
             return code

@@ -49,3 +49,15 @@ def test_score_and_survivors_come_from_mutmuts_results(tmp_path):
     text = report([result], {"fw.engine.block_pool.x_a__mutmut_4": "-    a\n+    b"})
     assert "| fw.engine.block_pool | 6 | 2 | 1 | 1 | 1 | 1 | 60.0% |" in text
     assert "### fw.engine.block_pool.x_a__mutmut_4 (survived)" in text and "+    b" in text
+
+
+def test_a_module_run_carries_on_where_the_last_one_stopped(tmp_path):
+    from tests.mutation import ModuleResult, mutants_to_run
+
+    done = ModuleResult("fw.engine.block_pool", unchecked=["fw.engine.block_pool.x_a__mutmut_6"],
+                        missed={"fw.engine.block_pool.x_a__mutmut_4": "survived"})
+    assert mutants_to_run([done], ["fw.engine.block_pool"]) == ["fw.engine.block_pool.x_a__mutmut_6"]
+    assert mutants_to_run([done], ["fw.engine.block_pool"], again=True) == ["fw.engine.block_pool.*"]
+    assert mutants_to_run([done], ["fw.engine.scheduler"]) == ["fw.engine.scheduler.*"]  # never run
+    assert mutants_to_run([done], [], survivors=True) == ["fw.engine.block_pool.x_a__mutmut_4"]
+    assert mutants_to_run([done], []) == []  # mutmut itself carries on over everything
