@@ -144,3 +144,22 @@ def test_random_operations_leak_no_block(seed):
         run_step(scheduler)
     assert scheduler.kv.pool.num_free_blocks == 24
     assert not scheduler.kv.req_blocks
+
+
+def test_request_times_behind_the_latency_metrics():
+    """Queue time, time to first token and inter-token latency come from these: the first
+    schedule and the first token keep their time through a preemption; the last token's
+    time moves on to the finish."""
+    now = [0.0]
+    scheduler = make_scheduler(num_blocks=6, block_size=4, budget=64, caching=False)
+    scheduler.clock = lambda: now[0]
+    requests = [make_request("a", 8, max_tokens=8, arrival=0), make_request("b", 8, max_tokens=8, arrival=0)]
+    for request in requests:
+        scheduler.add_request(request)
+    while scheduler.has_unfinished_requests():
+        now[0] += 1.0
+        run_step(scheduler)
+    assert requests[1].num_preemptions > 0
+    for request in requests:
+        assert (request.first_scheduled_time, request.first_token_time) == (1.0, 1.0)
+        assert request.last_token_time == request.finished_time >= 8.0  # eight tokens, one a step
