@@ -197,3 +197,23 @@ def test_a_preempted_request_resumes_before_those_that_waited_behind_it():
     while scheduler.has_unfinished_requests():
         order += [r for r in run_step(scheduler).num_scheduled_tokens if r not in order and r != "a"]
     assert order == ["b", "c"]
+
+
+def test_max_loras_lets_other_requests_pass_a_blocked_adapter():
+    """With --max-loras 1, a request for a second adapter waits (keeping its place) while
+    requests for the running adapter and for the base model go ahead."""
+    kv = KVCacheManager(64, 4, True)
+    config = SchedulerConfig(max_num_batched_tokens=64, max_num_seqs=8, enable_chunked_prefill=True)
+    scheduler = Scheduler(config, CacheConfig(block_size=16), kv, max_model_len=256, max_loras=1)
+    for request_id, lora in (("x1", "x"), ("y1", "y"), ("x2", "x"), ("base", None)):
+        scheduler.add_request(Request(request_id, [1, 2, 3], SamplingParams(max_tokens=2, ignore_eos=True),
+                                      lora=lora))
+    first = run_step(scheduler)
+    assert list(first.num_scheduled_tokens) == ["x1", "x2", "base"]
+    assert [r.request_id for r in scheduler.waiting] == ["y1"]
+    order = []
+    while scheduler.has_unfinished_requests():
+        out = run_step(scheduler)
+        assert not ({"x1", "x2"} & set(out.num_scheduled_tokens) and "y1" in out.num_scheduled_tokens)
+        order += [r for r in out.num_scheduled_tokens if r not in order]
+    assert "y1" in order
