@@ -46,6 +46,36 @@ def timed(obj, name: str, sink: list[float]):
         delattr(obj, name)
 
 
+class TimedStep:
+    """The runner's fused decode step, timed into ``sink``."""
+
+    def __init__(self, step, sink: list[float]):
+        self.step, self.sink = step, sink
+
+    def takes(self, metadata) -> bool:
+        return self.step.takes(metadata)
+
+    def __call__(self, *args):
+        start = time.perf_counter()
+        result = self.step(*args)
+        self.sink.append(time.perf_counter() - start)
+        return result
+
+
+@contextlib.contextmanager
+def timed_stack(runner, model, sink: list[float]):
+    """Time the decoder stack: the fused decode step where the runner has one, else (and
+    for steps it does not take) the model's own forward."""
+    step = runner.fused_decode
+    if step is not None:
+        runner.fused_decode = TimedStep(step, sink)
+    try:
+        with timed(model, "forward", sink):
+            yield
+    finally:
+        runner.fused_decode = step
+
+
 def measure(llm, batch: int, steps: int, prompt_len: int = 64) -> dict[str, float]:
     from fw import SamplingParams
 
@@ -58,7 +88,7 @@ def measure(llm, batch: int, steps: int, prompt_len: int = 64) -> dict[str, floa
     while any(r.num_computed_tokens < r.num_prompt_tokens for r in engine.scheduler.requests.values()):
         engine.step()
     times: dict[str, list[float]] = {"step": [], "stack": [], "head": []}
-    with timed(model, "forward", times["stack"]), timed(model, "compute_logits", times["head"]):
+    with timed_stack(engine.runner, model, times["stack"]), timed(model, "compute_logits", times["head"]):
         for _ in range(steps):
             start = time.perf_counter()
             engine.step()

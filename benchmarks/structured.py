@@ -33,7 +33,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     from fw import LLM, SamplingParams
-    from fw.engine.sampling_params import StructuredOutputsParams
+    from fw.structured.params import StructuredOutputsParams
 
     requests, tokens = (8, 32) if args.quick else (32, 128)
     llm = LLM(max_model_len=1024)

@@ -6,6 +6,8 @@ body in exactly one place (``fw.server.errors``); the CLI prints the message.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class FwError(Exception):
     """Base of every error a user may see; the message is written for them."""
@@ -39,12 +41,41 @@ class ModelNotFoundError(FwError):
     """A request names a model this server does not serve (HTTP 404)."""
 
 
+class NotFoundError(FwError):
+    """A request names something (a stored response, by its id) that does not exist
+    (HTTP 404)."""
+
+
 class OverloadedError(FwError):
     """The waiting queue is full; try again later (HTTP 503 with Retry-After)."""
 
     def __init__(self, message: str, *, retry_after: int = 1):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ConfigurationError(FwError):
+    """Options that cannot work together or with this model (start-up only)."""
+
+
+class ModelLoadError(FwError):
+    """A model that cannot be loaded; the message names the file and what is wrong."""
+
+    def __init__(self, path: "Path | str", problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class LoRAAdapterError(FwError, ValueError):
+    """An adapter fw cannot serve; the message names the adapter and the reason (HTTP 400)."""
+
+    param = "lora_path"
+
+    def __init__(self, name: str, path: "str | Path", reason: str):
+        super().__init__(f"LoRA adapter {name!r} ({path}): {reason}")
+        self.adapter_name = name
+        self.reason = reason
 
 
 class EngineDeadError(FwError):

@@ -78,8 +78,9 @@ def fw_register_quantization_methods(register):
     """Register quantization methods, selectable with ``--quantization NAME``.
 
     Called in the engine process when a model is built. The target is a class
-    following ``fw.layers.quantization.QuantizationMethod``: it decides how each
-    linear layer stores its weights and runs its matmul.
+    following ``fw.layers.quantization.QuantizationMethod``: it registers the
+    parameters a checkpoint fills and packs them into a ``fw.layers.packed.PackedWeight``
+    (one or more layouts, each with its kernel) that linear layers and the LM head run.
 
     :param register: ``register(name, target, *, aliases=())``.
     """
@@ -91,7 +92,9 @@ def fw_register_attention_backends(register):
 
     Called in the engine process when the model runner starts. The target is a class
     following ``fw.attention.backend.AttentionBackend``; every backend reads and writes
-    the same paged KV-cache layout, so the scheduler never knows which one runs.
+    the same paged KV-cache layout, so the scheduler never knows which one runs. A
+    backend whose attention fw's fused CPU decode may compute in its place says so
+    with ``fused_cpu_decode = True``.
 
     :param register: ``register(name, target, *, aliases=())``.
     """
@@ -126,8 +129,10 @@ def fw_register_reasoning_parsers(register):
 def fw_register_structured_output_backends(register):
     """Register structured-output (guided decoding) backends.
 
-    Called in the engine process when the first constrained request arrives; selected
-    with ``--guided-decoding-backend NAME``. The target is a class following
+    Read at start-up (an unknown ``--guided-decoding-backend`` fails there) and in the
+    engine process, which builds a backend when a constrained request first names it:
+    ``--guided-decoding-backend NAME`` or a request's ``guided_decoding_backend``
+    ("auto" tries xgrammar, then guidance). The target is a class following
     ``fw.structured.backend.StructuredOutputBackend``: it compiles a request's
     grammar and produces a token bitmask each step.
 

@@ -34,7 +34,7 @@ class CountingQuantization(QuantizationMethod):
     """Plain weights, but every moment of the contract is counted."""
 
     name = "hooktest_quant"
-    calls = {"create": 0, "after_loading": 0, "apply": 0}
+    calls = {"create": 0, "after_loading": 0, "lm_head": 0}
 
     def create_weights(self, layer, in_features, out_features, dtype, device):
         self.calls["create"] += 1
@@ -42,10 +42,11 @@ class CountingQuantization(QuantizationMethod):
 
     def process_weights_after_loading(self, layer):
         self.calls["after_loading"] += 1
+        return super().process_weights_after_loading(layer)
 
-    def apply(self, layer, x, bias):
-        self.calls["apply"] += 1
-        return super().apply(layer, x, bias)
+    def pack_lm_head(self, matrix):
+        self.calls["lm_head"] += 1
+        return super().pack_lm_head(matrix)
 
 
 class CountingAttention(TorchAttentionBackend):
@@ -112,8 +113,8 @@ def test_fw_register_load_formats_name_selects_the_loader(tiny_llama, reference)
 def test_fw_register_quantization_methods_name_reaches_every_linear_layer(tiny_llama, reference):
     assert generate(tiny_llama, quantization="hooktest_quant") == reference
     calls = CountingQuantization.calls
-    # 2 layers x (qkv, o, gate_up, down) in the tiny Llama; the LM head is not a Linear
-    assert calls["create"] == calls["after_loading"] == 8 and calls["apply"] > 0
+    # 2 layers x (qkv, o, gate_up, down) in the tiny Llama, and its LM head
+    assert calls["create"] == calls["after_loading"] == 8 and calls["lm_head"] == 1
 
 
 def test_fw_register_attention_backends_name_selects_the_backend(tiny_llama, reference):
@@ -127,7 +128,8 @@ def test_fw_register_structured_output_backends_name_selects_the_backend(plugin)
     from fw.structured.manager import StructuredOutputManager
 
     config = StructuredOutputsConfig(guided_decoding_backend="hooktest_structured")
-    backend = StructuredOutputManager(config, tokenizer=None, vocab_size=7).backend
+    manager = StructuredOutputManager(config, tokenizer=None, vocab_size=7)
+    backend = manager.backend(manager.default)
     assert isinstance(backend, ToyStructuredBackend) and backend.vocab_size == 7
 
 

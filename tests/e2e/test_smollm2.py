@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fw import LLM, SamplingParams
+from fw.layers.packed import Int4Blocks, Int8Blocks
 from fw.model_loader.default_model import default_model_path
 from fw_kernels import cpu
 
@@ -51,8 +52,8 @@ def test_bf16_answer_names_paris():
     assert llm.engine.loaded.dtype == torch.bfloat16
     if cpu.available():  # the file's own formats: Q4_1 layers at 4 bits, the Q8_0 head at 8
         model = llm.engine.loaded.model
-        assert model.lm_head.int8_blocks is not None
-        assert hasattr(model.model.layers[0].mlp.down_proj, "int4_blocks")
+        assert type(model.lm_head.packed.layout_for(1)) is Int8Blocks
+        assert type(model.model.layers[0].mlp.down_proj.packed.layout_for(1)) is Int4Blocks
     output = llm.chat([{"role": "user", "content": "What is the capital of France?"}],
                       SamplingParams(max_tokens=24, temperature=0.0), use_tqdm=False)[0].outputs[0]
     assert "Paris" in output.text

@@ -114,7 +114,7 @@ class GPT2LMHeadModel(nn.Module):
         tied = bool(getattr(config, "tie_word_embeddings", True))
         self.lm_head = LMHead(config.vocab_size, config.hidden_size,
                               tied_to=self.transformer.wte if tied else None,
-                              dtype=context.dtype, device=context.device)
+                              dtype=context.dtype, device=context.device, quant_method=context.quantization)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return self.transformer(input_ids, positions)

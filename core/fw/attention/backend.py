@@ -24,6 +24,9 @@ class AttentionBackend(ABC):
     """
 
     name: ClassVar[str] = ""
+    #: whether the fused CPU decode step (``fw.engine.fused_decode``) may compute this
+    #: backend's attention: its C kernels read and write the same paged cache in place
+    fused_cpu_decode: ClassVar[bool] = False
 
     def __init__(
         self,

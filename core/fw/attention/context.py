@@ -1,8 +1,8 @@
-"""The per-forward context attention layers read (metadata and their KV caches).
+"""The per-forward context attention layers read: the step's batch layout.
 
-Model code stays free of cache plumbing: the runner enters ``forward_context`` around
-the model call, and each ``fw.layers.attention.Attention`` looks up its own layer's
-cache here.
+Model code stays free of batch plumbing: the runner enters ``forward_context`` around the
+model call, and each ``fw.layers.attention.Attention`` reads the metadata here (its KV
+cache is bound to the layer itself at start-up).
 """
 
 from __future__ import annotations
@@ -11,24 +11,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-import torch
-
 from fw.attention.metadata import AttentionMetadata
 
 
 @dataclass
 class ForwardContext:
     metadata: AttentionMetadata
-    kv_caches: list[torch.Tensor]
 
 
 _current: ForwardContext | None = None
 
 
 @contextmanager
-def forward_context(metadata: AttentionMetadata, kv_caches: list[torch.Tensor]) -> Iterator[ForwardContext]:
+def forward_context(metadata: AttentionMetadata) -> Iterator[ForwardContext]:
     global _current
-    previous, _current = _current, ForwardContext(metadata, kv_caches)
+    previous, _current = _current, ForwardContext(metadata)
     try:
         yield _current
     finally:

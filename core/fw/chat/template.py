@@ -77,6 +77,20 @@ def load_chat_template(value: str | None) -> str | None:
     )
 
 
+def chat_template_option(value: str | None) -> str | None:
+    """The ``--chat-template`` option as checked template text (read and compiled), so a
+    bad one stops start-up; ValueError names the option."""
+    try:
+        template = load_chat_template(value)
+        if template is not None:
+            compile_template(template)
+    except InvalidParameterError as exc:
+        raise ValueError(f"--chat-template: {exc.message.removeprefix('chat_template: ')}") from None
+    except ValueError as exc:
+        raise ValueError(f"--chat-template: {exc}") from None
+    return template
+
+
 def resolve_chat_template(tokenizer: Any, chat_template: str | None = None, *,
                           tools: list[dict] | None = None) -> str | None:
     """The template to use: ``chat_template`` if given, else the tokenizer's own.

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fw.config.sizes import parse_size
 
 
 def option(
@@ -23,6 +25,7 @@ def option(
     env: str | None = None,
     hidden: bool = False,
     flag: str | None = None,
+    unsupported: str | dict[Any, str] | None = None,
     **field_kwargs: Any,
 ) -> Any:
     """A config field that is also a command-line option.
@@ -34,8 +37,14 @@ def option(
     :param env: an environment variable read when the option is not given.
     :param hidden: accepted, but not listed in help (deprecated spellings).
     :param flag: the long flag when it cannot be the field name (``--json``).
+    :param unsupported: a vLLM option fw knows but does not build: the one-line reason
+        (why, and what to use instead) it is refused with when given a value other than
+        ``default``; or ``{value: reason}`` when only some values are refused. The option
+        still parses and shows in ``--help``, so a vLLM command line fails with that
+        reason instead of "No such option", and is never accepted and ignored.
     """
-    cli = {"flag": flag, "short": short, "size": size, "json": json, "metavar": metavar, "env": env, "hidden": hidden}
+    cli = {"flag": flag, "short": short, "size": size, "json": json, "metavar": metavar, "env": env, "hidden": hidden,
+           "unsupported": unsupported}
     return Field(default, description=help, json_schema_extra={"cli": cli}, **field_kwargs)
 
 
@@ -52,3 +61,14 @@ class ConfigGroup(BaseModel):
     @classmethod
     def title(cls) -> str:
         return cls.group_title or cls.__name__
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_sizes(cls, values: Any) -> Any:
+        """Size options take "512M" or "25.6k" wherever they are set, not only on the CLI."""
+        if not isinstance(values, dict):
+            return values
+        for name, info in cls.model_fields.items():
+            if isinstance(values.get(name), str) and ((info.json_schema_extra or {}).get("cli") or {}).get("size"):
+                values = {**values, name: parse_size(values[name])}
+        return values

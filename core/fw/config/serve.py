@@ -1,37 +1,28 @@
 """ServeConfig: everything `fw serve` reads, the server's groups followed by the engine's.
 
-The engine part is handed to the engine unchanged (``engine_config()``), so the server
-and the offline API (`fw.LLM`) can never disagree about what an engine option means.
+It extends ``EngineConfig``, so an engine group added later is a serve option too, and
+the engine part is handed to the engine unchanged (``engine_config()``): the server and
+the offline API (`fw.LLM`) can never disagree about what an engine option means.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import ClassVar
 
-from fw.config.cache import CacheConfig
+from pydantic import Field
+
 from fw.config.engine import EngineConfig
 from fw.config.frontend import FrontendConfig, ServeOptions
-from fw.config.load import LoadConfig
-from fw.config.lora import LoRAConfig
-from fw.config.model import ModelConfig
-from fw.config.scheduler import SchedulerConfig
-from fw.config.structured import StructuredOutputsConfig
 
 
-class ServeConfig(BaseModel):
-    """The `fw serve` bundle. Every field of ``EngineConfig`` must appear here too (a
-    test checks it), so an engine group added later is also a serve option."""
+class ServeConfig(EngineConfig):
+    """The `fw serve` bundle."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    #: the server's groups, listed before the engine's in help and docs (vLLM's order)
+    leading_groups: ClassVar[tuple[str, ...]] = ("options", "frontend")
 
     options: ServeOptions = Field(default_factory=ServeOptions)
     frontend: FrontendConfig = Field(default_factory=FrontendConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    load: LoadConfig = Field(default_factory=LoadConfig)
-    cache: CacheConfig = Field(default_factory=CacheConfig)
-    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    lora: LoRAConfig = Field(default_factory=LoRAConfig)
-    structured_outputs: StructuredOutputsConfig = Field(default_factory=StructuredOutputsConfig)
 
     def engine_config(self) -> EngineConfig:
         """The engine's part of this configuration, for ``AsyncEngine.from_config``."""

@@ -33,7 +33,19 @@ def _libc():
 def zeros(*shape: int, dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
     """``torch.zeros(shape)``; on a Linux CPU its whole 2 MiB pages are marked for huge pages
     before the zeros are written."""
-    tensor = torch.empty(*shape, dtype=dtype, device=device)
+    return advise_and_zero(torch.empty(*shape, dtype=dtype, device=device))
+
+
+def release_free_memory() -> None:
+    """Hand memory the allocator holds but no tensor uses back to the OS (glibc's
+    ``malloc_trim``), so freed weights and caches leave the process's RSS."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(ctypes.c_size_t(0))
+
+
+def advise_and_zero(tensor: torch.Tensor) -> torch.Tensor:
+    """Mark ``tensor``'s whole 2 MiB pages for huge pages (Linux, CPU), then zero it."""
     libc = _libc()
     if tensor.device.type == "cpu" and libc is not None:
         begin = tensor.data_ptr()

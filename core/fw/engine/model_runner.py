@@ -1,10 +1,12 @@
 """Runs one scheduled step: flatten the batch, one forward pass for every sequence's new
-tokens together (prefill chunks and decode tokens alike), logits only for the rows that
-are sampled (and prompt positions whose logprobs were asked for), then sample."""
+tokens together (prefill chunks and decode tokens alike; pure decode steps through the
+fused CPU decode when the model describes its decoder), logits only for the rows that are
+sampled (and prompt positions whose logprobs were asked for), then sample. The result is
+one ``StepOutput``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,24 +15,21 @@ from torch import nn
 
 from fw.attention.context import forward_context
 from fw.attention.metadata import AttentionMetadata
+from fw.engine import fused_decode
+from fw.engine.constraints import no_token_error
 from fw.engine.kv_cache_manager import KVCacheManager
 from fw.engine.request import Request
+from fw.engine.sampler import prompt_logprob_entries, sample
+from fw.engine.sampling_batch import SamplingBatch
 from fw.engine.sampling_params import SamplingParams
-from fw.engine.sampler import SampleResult, prompt_logprob_entries, sample
 from fw.engine.scheduler import SchedulerOutput
+from fw.engine.step_output import StepOutput
+from fw.errors import FwError
 from fw.layers.attention import Attention
 
 if TYPE_CHECKING:
     from fw.lora.manager import LoRAManager
-
-
-@dataclass
-class StepOutput:
-    #: request id -> tokens sampled this step (empty for partial prompt chunks)
-    sampled: dict[str, list[int]] = field(default_factory=dict)
-    result: SampleResult | None = None
-    #: request ids in the order of result rows
-    sampled_ids: list[str] = field(default_factory=list)
+    from fw.structured.manager import StructuredOutputManager
 
 
 @dataclass
@@ -47,21 +46,29 @@ class FlatBatch:
 
 class ModelRunner:
     def __init__(self, model: nn.Module, kv_caches: list[torch.Tensor], block_size: int,
-                 device: torch.device, lora: LoRAManager | None = None):
+                 device: torch.device, *, vocab_size: int, max_num_seqs: int,
+                 structured: StructuredOutputManager | None = None, lora: LoRAManager | None = None):
         self.model = model
         self.lora = lora
-        #: the structured-output manager, set by the engine
-        self.structured = None
-        self.kv_caches = kv_caches
+        self.structured = structured
         self.block_size = block_size
         self.device = device
-        layers = [m for m in model.modules() if isinstance(m, Attention)]
+        #: the sampling state of the requests that are running
+        self.sampling = SamplingBatch(max_num_seqs, vocab_size)
+        self.bind_kv_caches(kv_caches)
+
+    def bind_kv_caches(self, kv_caches: list[torch.Tensor]) -> None:
+        """Give each attention layer its cache; the fused decode step is built over them."""
+        layers = [m for m in self.model.modules() if isinstance(m, Attention)]
         if len(layers) != len(kv_caches):
             raise ValueError(f"model has {len(layers)} attention layers but {len(kv_caches)} KV caches")
         for layer, cache in zip(layers, kv_caches):
             layer.kv_cache = cache
+        self.kv_caches = kv_caches
+        #: the fused CPU decode of pure decode steps, when the model describes its decoder
+        self.fused_decode = fused_decode.build(self.model)
 
-    def prepare(self, out: SchedulerOutput, requests: dict[str, Request],
+    def prepare(self, scheduled: dict[str, int], requests: dict[str, Request],
                 block_ids: dict[str, list[int]]) -> FlatBatch:
         bs = self.block_size
         ids: list[int] = []
@@ -73,7 +80,7 @@ class ModelRunner:
         sample_rows: list[int] = []
         sample_requests: list[Request] = []
         spans = []
-        for request_id, n in out.num_scheduled_tokens.items():
+        for request_id, n in scheduled.items():
             request = requests[request_id]
             start = request.num_computed_tokens
             end = start + n
@@ -115,26 +122,61 @@ class ModelRunner:
         )
 
     @torch.inference_mode()
-    def execute(self, out: SchedulerOutput, requests: dict[str, Request],
-                block_ids: dict[str, list[int]]) -> StepOutput:
-        batch = self.prepare(out, requests, block_ids)
-        self._set_lora_mapping(out, requests)
-        with forward_context(batch.metadata, self.kv_caches):
-            hidden = self.model(batch.input_ids, batch.positions)
-        self._record_prompt_logprobs(batch, hidden)
-        step = StepOutput()
-        if not batch.sample_rows:
+    def execute(self, out: SchedulerOutput, requests: dict[str, Request], kv: KVCacheManager) -> StepOutput:
+        """Run the step ``out`` schedules; ``requests`` holds every live request by id."""
+        for request_id in (*out.finished_ids, *out.preempted):
+            self.sampling.remove(request_id)
+        step = StepOutput(failed=self._load_adapters(out, requests))
+        scheduled = {rid: n for rid, n in out.num_scheduled_tokens.items()
+                     if requests[rid].parent_id not in step.failed}
+        if not scheduled:
             return step
-        rows = torch.tensor(batch.sample_rows, dtype=torch.long, device=hidden.device)
-        logits = self.model.compute_logits(hidden.index_select(0, rows)).float().cpu()
-        if self.structured is not None:
-            self.structured.apply(logits, batch.sample_requests)
-        result = sample(logits, batch.sample_requests)
-        for request, token in zip(batch.sample_requests, result.token_ids):
-            step.sampled[request.request_id] = [token]
-        step.result = result
-        step.sampled_ids = [r.request_id for r in batch.sample_requests]
+        batch = self.prepare(scheduled, requests, {rid: kv.block_ids(rid) for rid in scheduled})
+        self._set_lora_mapping(scheduled, requests)
+        with forward_context(batch.metadata):
+            if self.fused_decode is not None and self.fused_decode.takes(batch.metadata):
+                hidden = self.fused_decode(batch.input_ids, batch.positions, batch.metadata)
+            else:
+                hidden = self.model(batch.input_ids, batch.positions)
+        self._prompt_logprobs(batch, hidden, step)
+        if batch.sample_rows:
+            rows = torch.tensor(batch.sample_rows, dtype=torch.long, device=hidden.device)
+            logits = self.model.compute_logits(hidden.index_select(0, rows)).float().cpu()
+            self._sample(logits, batch.sample_requests, step)
         return step
+
+    def _sample(self, logits: torch.Tensor, requests: list[Request], step: StepOutput) -> None:
+        if self.structured is not None:
+            self.structured.apply(logits, requests)
+        for request in requests:
+            if request.request_id not in self.sampling:
+                self.sampling.add(request.request_id, request.params, request.prompt_token_ids,
+                                  request.output_token_ids, request.generator, request.eos_token_ids)
+        masked = {row for row, r in enumerate(requests) if r.grammar is not None and r.grammar_active}
+        result = sample(logits, self.sampling.metadata([r.request_id for r in requests]), masked)
+        stuck = set(result.no_token)
+        for row, (request, token) in enumerate(zip(requests, result.token_ids)):
+            request_id = request.request_id
+            if row in stuck:  # its constraints left no token: it ends with the reason, not this token
+                step.failed.setdefault(request.parent_id, no_token_error(request))
+                continue
+            step.sampled[request_id] = [token]
+            self.sampling.append(request_id, token)
+            if result.logprobs[row] is not None:
+                step.logprobs[request_id] = [result.logprobs[row]]
+                step.sampled_logprobs[request_id] = [result.sampled_logprobs[row]]
+            if request.grammar is not None and self.structured.advance(request, token):
+                step.grammar_ended.add(request_id)
+
+    def _load_adapters(self, out: SchedulerOutput, requests: dict[str, Request]) -> dict[str, FwError]:
+        """Make sure this step's adapters are in memory. Requests whose adapter cannot be
+        read again (its files vanished after --max-cpu-loras dropped it) fail, every
+        sequence of them; the rest of the batch runs."""
+        if self.lora is None:
+            return {}
+        scheduled = [requests[rid] for rid in out.num_scheduled_tokens]
+        broken = self.lora.load_for_step(dict.fromkeys(r.lora for r in scheduled if r.lora is not None))
+        return {r.parent_id: broken[r.lora] for r in scheduled if r.lora in broken}
 
     def warm_up(self, kv: KVCacheManager, max_model_len: int) -> None:
         """One prefill and one decode step, so the first request does not pay for lazy
@@ -143,29 +185,28 @@ class ModelRunner:
         request = Request("__warmup__", [0] * (tokens + 1), SamplingParams(max_tokens=1))
         if not kv.allocate_slots(request, tokens + 1):
             return
-        blocks = {request.request_id: kv.block_ids(request.request_id)}
         for count in (tokens, 1):
-            self.execute(SchedulerOutput({request.request_id: count}, count), {request.request_id: request}, blocks)
+            self.execute(SchedulerOutput({request.request_id: count}, count), {request.request_id: request}, kv)
             request.num_computed_tokens += count
+        self.sampling.remove(request.request_id)
         kv.forget(request)
         kv.pool.reset_prefix_cache()
 
-    def _set_lora_mapping(self, out: SchedulerOutput, requests: dict[str, Request]) -> None:
+    def _set_lora_mapping(self, scheduled: dict[str, int], requests: dict[str, Request]) -> None:
         """Tell the LoRA layers which rows of the flattened batch use which adapter (rows
-        follow ``out.num_scheduled_tokens``' order, as in ``prepare``)."""
+        follow ``scheduled``'s order, as in ``prepare``)."""
         if self.lora is not None:
-            self.lora.prepare_step([(requests[rid].lora, n) for rid, n in out.num_scheduled_tokens.items()])
+            self.lora.prepare_step([(requests[rid].lora, n) for rid, n in scheduled.items()])
 
-    def _record_prompt_logprobs(self, batch: FlatBatch, hidden: torch.Tensor) -> None:
+    def _prompt_logprobs(self, batch: FlatBatch, hidden: torch.Tensor, step: StepOutput) -> None:
         for request, row0, count, first_pos in batch.prompt_logprob_spans:
-            if not request.prompt_logprobs:
-                request.prompt_logprobs.append(None)  # nothing predicts the first token
-            # Entry p + 1 holds the logprob of prompt token p + 1; a request recomputed
-            # after preemption must not record its prompt twice.
-            skip = max(0, len(request.prompt_logprobs) - 1 - first_pos)
+            # Entry p + 1 holds the logprob of prompt token p + 1 (nothing predicts the
+            # first); a request recomputed after preemption must not record its prompt twice.
+            recorded = max(len(request.prompt_logprobs) - 1, 0)
+            skip = max(0, recorded - first_pos)
             if count - skip <= 0:
                 continue
             logits = self.model.compute_logits(hidden[row0 + skip: row0 + count]).float().cpu()
             targets = request.prompt_token_ids[first_pos + skip + 1: first_pos + count + 1]
-            request.prompt_logprobs.extend(
-                prompt_logprob_entries(logits, targets, request.params.prompt_logprobs))
+            step.prompt_logprobs[request.request_id] = prompt_logprob_entries(
+                logits, targets, request.params.prompt_logprobs)

@@ -12,6 +12,7 @@ from fw.engine.detokenizer import IncrementalDetokenizer, TokenTexts
 from fw.engine.outputs import CompletionOutput, RequestMetrics, RequestOutput
 from fw.engine.request import Request, RequestStatus
 from fw.engine.sampling_params import RequestOutputKind, SamplingParams
+from fw.engine.step_output import StepOutput
 
 
 @dataclass
@@ -69,17 +70,19 @@ class OutputProcessor:
         parent = self.parents.get(request_id)
         return [c.request for c in parent.children] if parent else []
 
-    def process(self, updated: list[Request], num_new: dict[str, int], *,
-                on_stop: Callable[[Request], None], extra_finished: list[Request] = ()) -> list[RequestOutput]:
-        """Detokenize the tokens each updated child got this step, finish children that
-        hit a stop string (``on_stop``), and build outputs for every parent that changed."""
+    def process(self, changed: list[Request], step: StepOutput, *,
+                on_stop: Callable[[Request], None]) -> list[RequestOutput]:
+        """Record the step's logprobs, detokenize the tokens each changed child got, finish
+        children that hit a stop string (``on_stop``), and build outputs for every parent
+        that changed (with the error of a parent the step failed)."""
+        self._record_logprobs(step)
         touched: dict[str, _Parent] = {}
-        for request in updated:
+        for request in changed:
             parent = self._parent_of(request)
             if parent is None:
                 continue
             child = parent.children[request.index]
-            count = num_new.get(request.request_id, 0)
+            count = len(step.sampled.get(request.request_id, ()))
             if child.detok is not None and count:
                 new_tokens = request.output_token_ids[-count:]
                 if request.status == RequestStatus.FINISHED_STOPPED and not parent.params.include_stop_str_in_output:
@@ -89,18 +92,40 @@ class OutputProcessor:
                 if self._detokenize(child, new_tokens, parent.params):
                     on_stop(request)
             touched[parent.request_id] = parent
-        for request in extra_finished:
-            parent = self._parent_of(request)
-            if parent is not None:
-                touched[parent.request_id] = parent
         outputs = []
         for parent in touched.values():
             output = self._make_output(parent)
             if output is not None:
+                output.error = step.failed.get(parent.request_id)
                 outputs.append(output)
             if parent.finished:
                 self._drop(parent)
         return outputs
+
+    def aborted(self, requests: list[Request]) -> list[RequestOutput]:
+        """The final outputs of requests ended outside a step (aborts)."""
+        return self.process(requests, StepOutput(), on_stop=lambda request: None)
+
+    def _record_logprobs(self, step: StepOutput) -> None:
+        """Keep the step's logprobs with their sequences (prompt logprobs also of prompt
+        chunks that sampled nothing)."""
+        for request_id, entries in step.prompt_logprobs.items():
+            request = self._request(request_id)
+            if request is not None and entries:
+                if not request.prompt_logprobs:
+                    request.prompt_logprobs.append(None)  # nothing predicts the first token
+                request.prompt_logprobs.extend(entries)
+        for request_id, entries in step.logprobs.items():
+            request = self._request(request_id)
+            if request is not None:
+                request.output_logprobs.extend(entries)
+                request.cumulative_logprob += sum(step.sampled_logprobs[request_id])
+
+    def _request(self, request_id: str) -> Request | None:
+        parent = self.parents.get(self.child_parent.get(request_id, ""))
+        if parent is None:
+            return None
+        return next((c.request for c in parent.children if c.request.request_id == request_id), None)
 
     def _parent_of(self, request: Request) -> _Parent | None:
         parent_id = self.child_parent.get(request.request_id)
@@ -167,7 +192,8 @@ class OutputProcessor:
             outputs=completions, finished=finished, prompt_logprobs=prompt_logprobs,
             num_cached_tokens=max(first.num_cached_tokens, 0), lora_name=parent.lora_name,
             metrics=RequestMetrics(first.arrival_time, first.first_scheduled_time, first.first_token_time,
-                                   first.last_token_time, first.finished_time),
+                                   first.last_token_time, first.finished_time, first.model_forward_time,
+                                   first.model_execute_time),
         )
 
     def _completion(self, child: _Child, text: str, tokens: list[int], logprobs) -> CompletionOutput:
@@ -189,11 +215,6 @@ class OutputProcessor:
                 if logprob.decoded_token is None:
                     logprob.decoded_token = self.texts.single(token)
         return entries
-
-    def abort(self, request_id: str) -> None:
-        parent = self.parents.get(request_id)
-        if parent is not None:
-            self._drop(parent)
 
     def _drop(self, parent: _Parent) -> None:
         self.parents.pop(parent.request_id, None)

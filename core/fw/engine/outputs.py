@@ -42,6 +42,10 @@ class RequestMetrics:
     first_token_time: float | None = None
     last_token_time: float | None = None
     finished_time: float | None = None
+    #: seconds of forward passes / of whole model steps (forward and sampling) the request
+    #: took part in; measured only with --collect-detailed-traces model / worker
+    model_forward_time: float | None = None
+    model_execute_time: float | None = None
 
 
 @dataclass

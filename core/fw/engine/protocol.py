@@ -7,8 +7,8 @@ object that does.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, TypedDict, Union
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, TypedDict, Union
 
 from fw.engine.outputs import RequestOutput
 from fw.engine.sampling_params import SamplingParams
@@ -17,6 +17,7 @@ from fw.errors import NotSupportedError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from fw.errors import EngineDeadError
     from fw.lora.request import LoRARequest
 
 
@@ -48,8 +49,6 @@ class ModelInfo:
     max_logprobs: int
     eos_token_ids: list[int]
     chat_template: str | None = None
-    #: defaults the model ships for sampling (generation_config.json), vLLM-style names
-    generation_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,12 +77,18 @@ class EngineClient(ABC):
         *,
         priority: int = 0,
         lora_request: Any = None,
+        keep_special_ids: frozenset[int] = frozenset(),
+        reasoning_end_ids: tuple[int, ...] | None = None,
     ) -> AsyncIterator[RequestOutput]:
         """Submit one request and stream its outputs (shape per ``params.output_kind``).
 
-        Invalid requests raise (``InvalidParameterError``, ``ContextLengthError``,
-        ``OverloadedError``) before the first output. Closing the iterator early (a
-        client that disconnected) aborts the request and frees its KV blocks.
+        The engine admits it first (``fw.engine.admission``: every request rule, and the
+        model's defaults for what ``params`` leaves unset); a refusal raises
+        (``InvalidParameterError``, ``ContextLengthError``, ``OverloadedError``) before the
+        first output. ``keep_special_ids``: special tokens the text keeps (a parser's
+        markers); ``reasoning_end_ids``: the tokens that end the model's reasoning, after
+        which a structured-output constraint applies. Closing the iterator early (a client
+        that disconnected) aborts the request and frees its KV blocks.
         """
 
     @abstractmethod
@@ -97,6 +102,14 @@ class EngineClient(ABC):
     @abstractmethod
     def check_health(self) -> None:
         """Raise ``EngineDeadError`` if the engine loop has died."""
+
+    def on_dead(self, callback: Callable[["EngineDeadError"], None]) -> None:
+        """Have ``callback(error)`` called (on the caller's event loop) when no engine is
+        left to serve, so the server can stop."""
+
+    def engine_stats(self) -> dict[int, EngineStats | None]:
+        """Each engine core's snapshot by data parallel rank (None: that one has died)."""
+        return {0: self.stats()}
 
     @abstractmethod
     async def shutdown(self) -> None:
@@ -117,3 +130,18 @@ class EngineClient(ABC):
     def list_loras(self) -> list[LoRARequest]:
         """The registered adapters (``--lora-modules`` first, then dynamically loaded ones)."""
         return []
+
+    # Sleep mode (--enable-sleep-mode): engines without it keep these defaults.
+
+    async def sleep(self, level: int = 1) -> None:
+        """Free the KV cache (level 1) or the weights too (level 2) once idle; requests are
+        refused with ``OverloadedError`` (503) until ``wake_up``."""
+        raise NotSupportedError("sleep mode is off; start the server with --enable-sleep-mode")
+
+    async def wake_up(self) -> None:
+        """Take the memory back; requests are served again."""
+        raise NotSupportedError("sleep mode is off; start the server with --enable-sleep-mode")
+
+    def is_sleeping(self) -> bool:
+        return False
+

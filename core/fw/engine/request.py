@@ -77,6 +77,9 @@ class Request:
         self.first_token_time: float | None = None
         self.last_token_time: float | None = None
         self.finished_time: float | None = None
+        #: model time of the steps it took part in (--collect-detailed-traces), else None
+        self.model_forward_time: float | None = None
+        self.model_execute_time: float | None = None
 
     @property
     def num_prompt_tokens(self) -> int:

@@ -1,18 +1,21 @@
-"""Batched sampling over one step's logits, in vLLM's order: logits processors (allowed
-tokens, bad words, logit bias, min_tokens), penalties, then temperature, min-p, top-k and
-top-p, then a draw. Every row is a sequence; per-row settings are tensors, and only the
-rows that use a feature pay for it. Seeded rows draw from their own generator, so a
-seed gives the same text whatever shares the batch.
+"""Batched sampling over one step's logits: a function of tensors.
+
+``sample(logits, metadata)`` follows vLLM's order: logits processors (allowed tokens,
+logit bias, banned tokens: bad words and EOS before ``min_tokens``), penalties, then for
+rows that sample randomly temperature, min-p, top-k and top-p, then a draw. Only the rows
+that use a feature pay for it. Seeded rows draw from their own generator, so a seed gives
+the same text whatever shares the batch. ``metadata`` comes from
+``fw.engine.sampling_batch``; the sampler never sees a request.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from fw.engine.outputs import Logprob
-from fw.engine.request import Request
+from fw.engine.sampling_batch import Penalties, SamplingMetadata
 from fw_kernels import cpu
 
 _NEG_INF = float("-inf")
@@ -24,88 +27,72 @@ class SampleResult:
     #: per row: {token: Logprob} (sampled token first) or None when not asked for
     logprobs: list[dict[int, Logprob] | None]
     #: per row: log-probability of the sampled token (for cumulative_logprob; 0.0 when
-    #: no request of the step asked for logprobs)
+    #: no row of the step asked for logprobs)
     sampled_logprobs: list[float]
+    #: rows whose constraints left no token (every logit -inf): their token means nothing,
+    #: and the runner ends their requests with an error (``fw.engine.constraints``)
+    no_token: list[int] = field(default_factory=list)
 
 
-def _rows(requests: list[Request], predicate) -> list[int]:
-    return [i for i, r in enumerate(requests) if predicate(r.params)]
-
-
-def apply_logits_processors(logits: torch.Tensor, requests: list[Request]) -> torch.Tensor:
-    """Masks and biases that do not depend on temperature."""
-    for i, request in enumerate(requests):
-        params = request.params
-        if params.allowed_token_ids is not None:
-            allowed = torch.tensor(params.allowed_token_ids, dtype=torch.long)
-            keep = logits[i, allowed].clone()
-            logits[i].fill_(_NEG_INF)
-            logits[i, allowed] = keep
-        if params._bad_words_token_ids:
-            _ban_bad_words(logits[i], params._bad_words_token_ids, request.output_token_ids)
-        if params.logit_bias:
-            ids = torch.tensor(list(params.logit_bias), dtype=torch.long)
-            logits[i, ids] += torch.tensor(list(params.logit_bias.values()), dtype=logits.dtype)
-        if request.num_output_tokens < params.min_tokens:
-            banned = [t for t in (*request.eos_token_ids, *params.stop_token_ids) if t < logits.shape[1]]
-            if banned:
-                logits[i, banned] = _NEG_INF
+def apply_logits_processors(logits: torch.Tensor, meta: SamplingMetadata) -> torch.Tensor:
+    """Masks and biases that do not depend on temperature, in place."""
+    for row, allowed in meta.allowed:
+        keep = logits[row, allowed].clone()
+        logits[row].fill_(_NEG_INF)
+        logits[row, allowed] = keep
+    for row, ids, values in meta.bias:
+        logits[row, ids] += values
+    for row, ids in meta.banned:
+        logits[row, ids] = _NEG_INF
     return logits
 
 
-def _ban_bad_words(row: torch.Tensor, bad_words: list[list[int]], output: list[int]) -> None:
-    for word in bad_words:
-        prefix = word[:-1]
-        if not prefix or output[len(output) - len(prefix):] == prefix:
-            row[word[-1]] = _NEG_INF
-
-
-def apply_penalties(logits: torch.Tensor, requests: list[Request]) -> torch.Tensor:
-    rows = _rows(requests, lambda p: p.presence_penalty or p.frequency_penalty or p.repetition_penalty != 1.0)
-    if not rows:
+def apply_penalties(logits: torch.Tensor, penalties: Penalties | None) -> torch.Tensor:
+    """Repetition (over prompt and output: positive logits divided, negative multiplied,
+    as transformers' RepetitionPenaltyLogitsProcessor), then presence and frequency (over
+    the output only, as OpenAI defines them), in place."""
+    if penalties is None:
         return logits
-    vocab = logits.shape[1]
-    for i in rows:
-        request = requests[i]
-        params = request.params
-        output = torch.tensor(request.output_token_ids, dtype=torch.long)
-        if params.repetition_penalty != 1.0:
-            seen = torch.zeros(vocab, dtype=torch.bool)
-            seen[torch.tensor(request.all_token_ids, dtype=torch.long)] = True
-            row = logits[i]
-            penalised = torch.where(row > 0, row / params.repetition_penalty, row * params.repetition_penalty)
-            logits[i] = torch.where(seen, penalised, row)
-        if (params.presence_penalty or params.frequency_penalty) and output.numel():
-            counts = torch.zeros(vocab, dtype=logits.dtype).scatter_add_(0, output, torch.ones_like(output, dtype=logits.dtype))
-            logits[i] -= params.frequency_penalty * counts + params.presence_penalty * (counts > 0).to(logits.dtype)
+    rows = logits.index_select(0, penalties.rows)
+    factor = penalties.repetition[:, None]
+    penalised = torch.where(rows > 0, rows / factor, rows * factor)
+    rows = torch.where(penalties.seen, penalised, rows)
+    counts = penalties.counts
+    rows -= penalties.frequency[:, None] * counts + penalties.presence[:, None] * (counts > 0).to(rows.dtype)
+    logits.index_copy_(0, penalties.rows, rows)
     return logits
 
 
-def _filter(logits: torch.Tensor, requests: list[Request]) -> torch.Tensor:
-    """Temperature, min-p, top-k, top-p for the rows that sample randomly."""
-    temperatures = [r.params.temperature for r in requests]
-    if any(t != 1.0 for t in temperatures):
-        logits = logits / torch.tensor(temperatures, dtype=logits.dtype)[:, None]
-    min_p = [r.params.min_p for r in requests]
-    if any(min_p):
+def apply_top_k_top_p_min_p(logits: torch.Tensor, meta: SamplingMetadata) -> torch.Tensor:
+    """Temperature, then min-p, top-k and top-p, each as transformers' logits warper of the
+    same name computes it (the rows are all sampled randomly)."""
+    logits = logits / meta.temperature[:, None]
+    if meta.min_p is not None:
         probs = logits.softmax(-1)
-        threshold = probs.amax(-1, keepdim=True) * torch.tensor(min_p, dtype=logits.dtype)[:, None]
+        threshold = probs.amax(-1, keepdim=True) * meta.min_p[:, None]
         logits = logits.masked_fill(probs < threshold, _NEG_INF)
-    top_k = [r.params.top_k for r in requests]
-    if any(top_k):
+    if meta.top_k is not None:
         vocab = logits.shape[1]
-        k = torch.tensor([t if t > 0 else vocab for t in top_k], dtype=torch.long).clamp(max=vocab)
+        k = torch.where(meta.top_k > 0, meta.top_k, vocab).clamp(max=vocab)
         kth = logits.topk(int(k.max()), dim=-1).values.gather(1, (k - 1)[:, None])
         logits = logits.masked_fill(logits < kth, _NEG_INF)
-    top_p = [r.params.top_p for r in requests]
-    if any(p < 1.0 for p in top_p):
+    if meta.top_p is not None:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         sorted_probs = sorted_logits.softmax(-1)
-        before = sorted_probs.cumsum(-1) - sorted_probs  # mass strictly before each token
-        drop_sorted = before > torch.tensor(top_p, dtype=logits.dtype)[:, None]
+        before = sorted_probs.cumsum(-1) - sorted_probs  # the mass ranked strictly above each token
+        drop_sorted = before >= meta.top_p[:, None]
         drop = torch.zeros_like(drop_sorted).scatter_(1, order, drop_sorted)
         logits = logits.masked_fill(drop, _NEG_INF)
     return logits
+
+
+def rows_without_a_token(logits: torch.Tensor, rows: set[int]) -> list[int]:
+    """Which of ``rows`` (the constrained ones) have nothing left to sample."""
+    if not rows:
+        return []
+    order = sorted(rows)
+    alive = (logits.index_select(0, torch.tensor(order, dtype=torch.int64)) > _NEG_INF).any(dim=1).tolist()
+    return [row for row, ok in zip(order, alive) if not ok]
 
 
 def _weights(logits: torch.Tensor) -> torch.Tensor:
@@ -113,24 +100,49 @@ def _weights(logits: torch.Tensor) -> torch.Tensor:
     return (logits - logits.amax(dim=-1, keepdim=True)).exp_()
 
 
-def _draw(probs: torch.Tensor, requests: list[Request]) -> torch.Tensor:
+def draw(probs: torch.Tensor, generators: list[torch.Generator | None] | None) -> torch.Tensor:
     """One token per row by inverse-CDF sampling: a single uniform number per row, so a
     seeded row's draws depend on nothing but its own generator, and no per-token random
     numbers are made (their generation dominated the step on a CPU)."""
-    uniform = torch.empty(len(requests), 1, dtype=probs.dtype)
-    unseeded = [i for i, r in enumerate(requests) if r.generator is None]
-    if unseeded:
-        uniform[unseeded] = torch.rand(len(unseeded), 1, dtype=probs.dtype)
-    for i, request in enumerate(requests):
-        if request.generator is not None:
-            uniform[i] = torch.rand(1, dtype=probs.dtype, generator=request.generator)
+    rows = probs.shape[0]
+    if generators is None:
+        uniform = torch.rand(rows, 1, dtype=probs.dtype)
+    else:
+        uniform = torch.empty(rows, 1, dtype=probs.dtype)
+        unseeded = [i for i, g in enumerate(generators) if g is None]
+        if unseeded:
+            uniform[unseeded] = torch.rand(len(unseeded), 1, dtype=probs.dtype)
+        for i, generator in enumerate(generators):
+            if generator is not None:
+                uniform[i] = torch.rand(1, dtype=probs.dtype, generator=generator)
     cdf = probs.cumsum(-1)
     # 1 - u is in (0, 1]: the target is above zero, so zero-probability tokens are never hit
     target = (1.0 - uniform) * cdf[:, -1:]
     return torch.searchsorted(cdf, target).squeeze(1).clamp_(max=probs.shape[1] - 1)
 
 
-def _logprob_entries(raw_logprobs: torch.Tensor, row: int, token: int, count: int) -> dict[int, Logprob]:
+def argmax(logits: torch.Tensor) -> torch.Tensor:
+    """Greedy picks; fw's CPU kernel is ~10x torch's argmax on a 49k vocabulary."""
+    if logits.dtype == torch.float32 and logits.is_contiguous() and cpu.supports(logits):
+        return cpu.argmax(logits)
+    return logits.argmax(dim=-1)
+
+
+def _subset(meta: SamplingMetadata, rows: list[int]) -> SamplingMetadata:
+    index = torch.tensor(rows, dtype=torch.int64)
+    pick = (lambda t: None if t is None else t.index_select(0, index))
+    return SamplingMetadata(
+        temperature=meta.temperature.index_select(0, index), num_logprobs=[meta.num_logprobs[i] for i in rows],
+        top_p=pick(meta.top_p), top_k=pick(meta.top_k), min_p=pick(meta.min_p),
+        generators=None if meta.generators is None else [meta.generators[i] for i in rows])
+
+
+def _random(logits: torch.Tensor, meta: SamplingMetadata) -> torch.Tensor:
+    return draw(_weights(apply_top_k_top_p_min_p(logits, meta)), meta.generators)
+
+
+def logprob_entries(raw_logprobs: torch.Tensor, row: int, token: int, count: int) -> dict[int, Logprob]:
+    """The sampled token's logprob and rank, then the ``count`` most likely tokens."""
     values = raw_logprobs[row]
     sampled = float(values[token])
     rank = int((values > sampled).sum()) + 1
@@ -142,45 +154,36 @@ def _logprob_entries(raw_logprobs: torch.Tensor, row: int, token: int, count: in
     return entries
 
 
-def _argmax(logits: torch.Tensor) -> torch.Tensor:
-    """Greedy picks; fw's CPU kernel is ~10x torch's argmax on a 49k vocabulary."""
-    if logits.dtype == torch.float32 and logits.is_contiguous() and cpu.supports(logits):
-        return cpu.argmax(logits)
-    return logits.argmax(dim=-1)
-
-
-def sample(logits: torch.Tensor, requests: list[Request]) -> SampleResult:
-    """``logits`` [rows, vocab] in float32, one row per request in ``requests``; they are
-    modified in place."""
-    wants_logprobs = any(r.params.logprobs is not None for r in requests)
+def sample(logits: torch.Tensor, meta: SamplingMetadata, masked_rows: set[int] = frozenset()) -> SampleResult:
+    """``logits`` [rows, vocab] in float32, one row per row of ``meta``; modified in place.
+    ``masked_rows``: rows the caller masked already (a grammar), checked with the rows
+    this function masks for a token left to sample."""
+    rows = logits.shape[0]
+    wants_logprobs = any(n is not None for n in meta.num_logprobs)
     # Logprobs are of the model's own distribution, before any processing.
     raw_logprobs = logits.log_softmax(-1) if wants_logprobs else None
-    logits = apply_penalties(apply_logits_processors(logits, requests), requests)
-    random_rows = [i for i, r in enumerate(requests) if not r.params.greedy]
-    if not random_rows:
-        tokens = _argmax(logits)
-    elif len(random_rows) == len(requests):
-        tokens = _draw(_weights(_filter(logits, requests)), requests)
+    logits = apply_penalties(apply_logits_processors(logits, meta), meta.penalties)
+    no_token = rows_without_a_token(logits, {*masked_rows, *(r for r, _ in meta.allowed), *(r for r, _ in meta.banned)})
+    greedy = meta.greedy.tolist()
+    if all(greedy):
+        tokens = argmax(logits)
+    elif not any(greedy):
+        tokens = _random(logits, meta)
     else:
-        tokens = torch.empty(len(requests), dtype=torch.long)
-        greedy_rows = torch.tensor([i for i, r in enumerate(requests) if r.params.greedy], dtype=torch.long)
-        tokens[greedy_rows] = _argmax(logits[greedy_rows])
-        index = torch.tensor(random_rows, dtype=torch.long)
-        subset = [requests[i] for i in random_rows]
-        tokens[index] = _draw(_weights(_filter(logits[index], subset)), subset)
+        tokens = torch.empty(rows, dtype=torch.int64)
+        greedy_rows = [i for i, g in enumerate(greedy) if g]
+        random_rows = [i for i, g in enumerate(greedy) if not g]
+        tokens[greedy_rows] = argmax(logits[greedy_rows])
+        index = torch.tensor(random_rows, dtype=torch.int64)
+        tokens[index] = _random(logits[index], _subset(meta, random_rows))
     token_list = tokens.tolist()
     if raw_logprobs is None:
-        return SampleResult(token_list, [None] * len(requests), [0.0] * len(requests))
+        return SampleResult(token_list, [None] * rows, [0.0] * rows, no_token)
     sampled_lp = raw_logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
-    logprobs: list[dict[int, Logprob] | None] = []
     vocab = logits.shape[1]
-    for i, request in enumerate(requests):
-        wanted = request.params.logprobs
-        if wanted is None:
-            logprobs.append(None)
-        else:
-            logprobs.append(_logprob_entries(raw_logprobs, i, token_list[i], vocab if wanted == -1 else wanted))
-    return SampleResult(token_list, logprobs, sampled_lp)
+    logprobs = [None if n is None else logprob_entries(raw_logprobs, i, token_list[i], vocab if n == -1 else n)
+                for i, n in enumerate(meta.num_logprobs)]
+    return SampleResult(token_list, logprobs, sampled_lp, no_token)
 
 
 def prompt_logprob_entries(logits: torch.Tensor, next_tokens: list[int], count: int) -> list[dict[int, Logprob]]:
@@ -188,4 +191,4 @@ def prompt_logprob_entries(logits: torch.Tensor, next_tokens: list[int], count: 
     predict ``next_tokens``)."""
     raw = logits.float().log_softmax(-1)
     vocab = raw.shape[1]
-    return [_logprob_entries(raw, i, tok, vocab if count == -1 else count) for i, tok in enumerate(next_tokens)]
+    return [logprob_entries(raw, i, tok, vocab if count == -1 else count) for i, tok in enumerate(next_tokens)]

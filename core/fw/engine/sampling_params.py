@@ -7,10 +7,12 @@ can answer 400 with ``param`` set and the offline API gets a clear ``ValueError`
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from fw.errors import InvalidParameterError
+from fw.structured.params import StructuredOutputsParams
 
 #: temperatures below this are treated as greedy
 GREEDY_EPSILON = 1e-5
@@ -25,46 +27,20 @@ class RequestOutputKind(enum.Enum):
 
 
 @dataclass
-class StructuredOutputsParams:
-    """One constraint on the output (set exactly one of the constraint fields)."""
-
-    json: str | dict | None = None  # a JSON schema
-    regex: str | None = None
-    choice: list[str] | None = None
-    grammar: str | None = None  # EBNF as the backend reads it
-    json_object: bool | None = None  # any JSON object
-    whitespace_pattern: str | None = None
-    disable_any_whitespace: bool = False
-    #: accepted for vLLM compatibility; objects already get only the properties their
-    #: schema lists unless the schema sets additionalProperties
-    disable_additional_properties: bool = False
-    #: the request parameter this came from ("response_format", "guided_json", ...), for errors
-    source: str | None = None
-
-    def param_name(self) -> str:
-        return self.source or "structured_outputs"
-
-    def kind(self) -> str:
-        set_ = [name for name in ("json", "regex", "choice", "grammar", "json_object")
-                if getattr(self, name) not in (None, False)]
-        if len(set_) != 1:
-            raise InvalidParameterError(
-                self.param_name(),
-                f"exactly one of json, regex, choice, grammar, json_object must be set (got {set_ or 'none'})",
-            )
-        return set_[0]
-
-
-@dataclass
 class SamplingParams:
+    """How one request samples. ``None`` in one of the five sampling knobs, or in
+    ``max_tokens``, means "unset": the engine's admission fills it from the model's
+    generation config, else from fw's default (``max_tokens``: what the context leaves,
+    capped by the model's ``max_new_tokens``)."""
+
     n: int = 1
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
-    repetition_penalty: float = 1.0
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0  # 0 or -1: disabled
-    min_p: float = 0.0
+    repetition_penalty: float | None = 1.0
+    temperature: float | None = 1.0
+    top_p: float | None = 1.0
+    top_k: int | None = 0  # 0 or -1: disabled
+    min_p: float | None = 0.0
     seed: int | None = None
     stop: list[str] | str | None = None
     stop_token_ids: list[int] | None = None
@@ -108,19 +84,27 @@ class SamplingParams:
 
         if not isinstance(self.n, int) or self.n < 1:
             bad("n", f"must be at least 1, got {self.n}")
+        # NaN and infinities: a NaN (or infinite) temperature sampled garbage
+        for name in ("presence_penalty", "frequency_penalty", "repetition_penalty", "temperature", "top_p", "min_p"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                bad(name, f"must be a finite number, got {value}")
+        if self.logit_bias and not all(math.isfinite(v) for v in self.logit_bias.values()):
+            bad("logit_bias", "values must be finite numbers")
         for name in ("presence_penalty", "frequency_penalty"):
             value = getattr(self, name)
             if not -2.0 <= value <= 2.0:
                 bad(name, f"must be in [-2, 2], got {value}")
-        if not 0.0 < self.repetition_penalty <= 2.0:
+        # Written so that NaN fails every check.
+        if self.repetition_penalty is not None and not 0.0 < self.repetition_penalty <= 2.0:
             bad("repetition_penalty", f"must be in (0, 2], got {self.repetition_penalty}")
-        if self.temperature < 0.0:
+        if self.temperature is not None and not self.temperature >= 0.0:
             bad("temperature", f"must be non-negative, got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
             bad("top_p", f"must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
+        if self.top_k is not None and self.top_k < 0:
             bad("top_k", f"must be -1 (disabled), 0 (disabled) or positive, got {self.top_k}")
-        if not 0.0 <= self.min_p <= 1.0:
+        if self.min_p is not None and not 0.0 <= self.min_p <= 1.0:
             bad("min_p", f"must be in [0, 1], got {self.min_p}")
         if self.max_tokens is not None and self.max_tokens < 1:
             bad("max_tokens", f"must be at least 1, got {self.max_tokens}")
@@ -136,16 +120,12 @@ class SamplingParams:
             bad("truncate_prompt_tokens", f"must be at least 1, got {self.truncate_prompt_tokens}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             bad("stop", "must be non-empty strings")
-        if self.seed is not None and not isinstance(self.seed, int):
-            bad("seed", f"must be an integer, got {self.seed!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or not -(2**63) <= self.seed < 2**63):
+            bad("seed", f"must be an integer that fits in 64 bits, got {self.seed!r}")
         if self.allowed_token_ids is not None and not self.allowed_token_ids:
             bad("allowed_token_ids", "must not be empty")
         if self.structured_outputs is not None:
             self.structured_outputs.kind()
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature < GREEDY_EPSILON
 
     def clone(self, **changes: Any) -> "SamplingParams":
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}

@@ -14,9 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from fw.config import CacheConfig, SchedulerConfig
+from fw.config import SchedulerConfig
 from fw.engine.kv_cache_manager import KVCacheManager
 from fw.engine.request import Request, RequestStatus
+from fw.engine.step_output import StepOutput
+from fw.registry import import_target
 
 
 @dataclass
@@ -26,20 +28,39 @@ class SchedulerOutput:
     total_num_scheduled_tokens: int = 0
     #: requests preempted while making this schedule
     preempted: list[str] = field(default_factory=list)
+    #: requests that finished (stopped, aborted, failed) since the previous schedule
+    finished_ids: list[str] = field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
         return not self.num_scheduled_tokens
 
 
+@dataclass
+class PrefillCount:
+    """Requests advancing their prompts in this step, for the partial-prefill limits."""
+
+    total: int = 0
+    long: int = 0
+
+    def add(self, long: bool) -> None:
+        self.total += 1
+        self.long += long
+
+
 class Scheduler:
-    def __init__(self, scheduler_config: SchedulerConfig, cache_config: CacheConfig,
-                 kv: KVCacheManager, max_model_len: int, *, max_loras: int = 0,
+    def __init__(self, scheduler_config: SchedulerConfig, kv: KVCacheManager, max_model_len: int, *,
+                 max_loras: int = 0,
                  clock: Callable[[], float] = time.monotonic):
         self.max_num_seqs = scheduler_config.max_num_seqs
         self.policy = scheduler_config.scheduling_policy
         self.chunked_prefill = scheduler_config.enable_chunked_prefill
         self.max_num_batched_tokens = scheduler_config.max_num_batched_tokens or 2048
+        #: --long-prefill-token-threshold (0: none), --max-num-partial-prefills and
+        #: --max-long-partial-prefills (None: no limit)
+        self.long_threshold = scheduler_config.long_prefill_token_threshold
+        self.max_prefills = scheduler_config.max_num_partial_prefills
+        self.max_long_prefills = scheduler_config.max_long_partial_prefills
         self.max_model_len = max_model_len
         self.max_loras = max_loras
         self.kv = kv
@@ -48,6 +69,7 @@ class Scheduler:
         self.waiting: list[Request] = []
         self.running: list[Request] = []
         self.num_preemptions = 0
+        self._finished_ids: list[str] = []
 
     # -- queue management --------------------------------------------------------------
 
@@ -79,15 +101,17 @@ class Scheduler:
     # -- scheduling --------------------------------------------------------------------
 
     def schedule(self) -> SchedulerOutput:
-        out = SchedulerOutput()
+        out = SchedulerOutput(finished_ids=self._finished_ids)
+        self._finished_ids = []
         budget = self.max_num_batched_tokens
         now = self.clock()
 
         # 1. Running requests first: decode tokens and the rest of chunked prompts.
+        prefills = PrefillCount()
         index = 0
         while index < len(self.running) and budget > 0:
             request = self.running[index]
-            num_new = min(request.num_tokens - request.num_computed_tokens, budget)
+            num_new = min(self._step_tokens(request, request.num_computed_tokens), budget)
             if num_new <= 0:
                 index += 1
                 continue
@@ -103,26 +127,33 @@ class Scheduler:
                 out.num_scheduled_tokens[request.request_id] = num_new
                 budget -= num_new
                 index = self.running.index(request) + 1
+                if request.num_computed_tokens < request.num_prompt_tokens:
+                    prefills.add(self._is_long(request))
             else:
                 index = min(index, len(self.running))
 
         # 2. Waiting requests, unless this step already had to preempt.
-        # A request whose adapter would exceed --max-loras steps aside for this step
-        # (keeping its place in the queue), so requests for the adapters already running
-        # and for the base model are not held up behind it.
+        # A request whose adapter would exceed --max-loras, or a long prompt beyond
+        # --max-long-partial-prefills, steps aside for this step (keeping its place in the
+        # queue), so the requests behind it are not held up.
         loras = {r.lora for r in self.running if r.lora is not None}
         blocked: list[Request] = []
         while self.waiting and budget > 0 and not out.preempted and len(self.running) < self.max_num_seqs:
             request = self._pick_waiting()
-            if request.lora is not None and request.lora not in loras and len(loras) >= self.max_loras > 0:
+            if self.max_prefills is not None and prefills.total >= self.max_prefills:
+                break
+            long = self._is_long(request)
+            if ((request.lora is not None and request.lora not in loras and len(loras) >= self.max_loras > 0)
+                    or (long and self.max_long_prefills is not None and prefills.long >= self.max_long_prefills)):
                 self.waiting.remove(request)
                 blocked.append(request)
                 continue
             computed, num_cached = self.kv.get_computed_blocks(request)
-            num_new = request.num_tokens - num_cached
+            num_new = self._step_tokens(request, num_cached)
             if num_new > budget and not self.chunked_prefill:
                 break
             num_new = min(num_new, budget)
+            prefills.add(long)
             if not self.kv.allocate_slots(request, num_new, computed):
                 break
             self.waiting.remove(request)
@@ -142,6 +173,17 @@ class Scheduler:
         out.total_num_scheduled_tokens = self.max_num_batched_tokens - budget
         return out
 
+    def _is_long(self, request: Request) -> bool:
+        return 0 < self.long_threshold < request.num_prompt_tokens
+
+    def _step_tokens(self, request: Request, computed: int) -> int:
+        """Tokens ``request`` may advance from ``computed``: the rest, but a prompt by at
+        most --long-prefill-token-threshold a step."""
+        remaining = request.num_tokens - computed
+        if self.long_threshold > 0 and computed < request.num_prompt_tokens:
+            return min(remaining, self.long_threshold)
+        return remaining
+
     def _preempt(self, request: Request, out: SchedulerOutput) -> None:
         self.running.remove(request)
         self.kv.free(request)
@@ -155,18 +197,18 @@ class Scheduler:
 
     # -- after the forward pass ----------------------------------------------------------
 
-    def update_from_output(self, out: SchedulerOutput, sampled: dict[str, list[int]]) -> list[Request]:
+    def update_from_output(self, out: SchedulerOutput, step: StepOutput) -> list[Request]:
         """Advance computed counts, append sampled tokens, finish requests that hit EOS,
-        a stop token, max_tokens or the context limit. Returns the requests that got
-        new tokens."""
-        updated = []
+        a stop token, max_tokens, the context limit or the end of their grammar, and end
+        the requests the step failed. Returns the requests whose output changed."""
+        changed = self._fail(step.failed)
         now = self.clock()
         for request_id, num_tokens in out.num_scheduled_tokens.items():
             request = self.requests.get(request_id)
             if request is None:
                 continue
             request.num_computed_tokens += num_tokens
-            new_tokens = sampled.get(request_id)
+            new_tokens = step.sampled.get(request_id)
             if not new_tokens:
                 continue
             for token in new_tokens:
@@ -178,8 +220,19 @@ class Scheduler:
                 if status is not None:
                     self.finish(request, status)
                     break
-            updated.append(request)
-        return updated
+            if request_id in step.grammar_ended:
+                self.finish(request, RequestStatus.FINISHED_STOPPED)
+            changed.append(request)
+        return changed
+
+    def _fail(self, failed: dict[str, object]) -> list[Request]:
+        """End every sequence of the failed parents. Blocks allocated for tokens they were
+        scheduled for but never computed leave the prefix cache first."""
+        ended = [r for r in self.requests.values() if r.parent_id in failed] if failed else []
+        for request in ended:
+            self.kv.discard_uncomputed(request)
+            self.finish(request, RequestStatus.FINISHED_ABORTED)
+        return ended
 
     def _check_stop(self, request: Request, token: int) -> RequestStatus | None:
         params = request.params
@@ -206,3 +259,20 @@ class Scheduler:
         request.finished_time = self.clock()
         self.kv.forget(request)
         self.requests.pop(request.request_id, None)
+        self._finished_ids.append(request.request_id)
+
+
+def scheduler_class(path: str | None) -> type[Scheduler]:
+    """--scheduler-cls: fw's Scheduler, or the subclass at the import path ``path``
+    ("package.module.Class" or "package.module:Class"); ValueError names what is wrong."""
+    if path is None:
+        return Scheduler
+    target = path if ":" in path else ":".join(path.rsplit(".", 1))
+    try:
+        cls = import_target(target)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"--scheduler-cls: cannot import {path!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Scheduler)):
+        raise ValueError(f"--scheduler-cls: {path!r} is not a subclass of fw.engine.scheduler.Scheduler")
+    return cls
+

@@ -32,7 +32,7 @@ class BeamSearchOutput:
 
 
 def run_beam_search(llm: "LLM", prompts: list, params: BeamSearchParams) -> list[BeamSearchOutput]:
-    from fw.engine.prompt import tokenize_prompt
+    from fw.engine.admission import tokenize_prompt
 
     engine = llm.engine
     eos = engine.eos_token_ids

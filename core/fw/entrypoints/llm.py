@@ -22,11 +22,6 @@ class LLM:
     def __init__(self, model: str | None = None, **options: Any):
         """``options`` are engine option names as keywords (``max_model_len=...``,
         ``enable_prefix_caching=False``, ``kv_cache_memory_bytes="512M"`` ...)."""
-        from fw.cli.types import parse_size
-
-        for key in ("kv_cache_memory_bytes", "max_model_len", "max_num_batched_tokens"):
-            if isinstance(options.get(key), str):
-                options[key] = parse_size(options[key])
         self.config = EngineConfig.from_options(model=model, **options)
         self.engine = LLMEngine.from_config(self.config)
         self._ids = itertools.count()
@@ -36,7 +31,7 @@ class LLM:
 
     def get_default_sampling_params(self) -> SamplingParams:
         """The model's generation_config defaults, else fw's."""
-        return SamplingParams(**self.engine.generation_defaults)
+        return self.engine.default_sampling_params()
 
     # -- generation --------------------------------------------------------------------
 

@@ -12,22 +12,13 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Iterator
 
-from fw.errors import FwError
+from fw.errors import ModelLoadError
 
 if TYPE_CHECKING:
     import torch
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
     from fw.config import LoadConfig, ModelConfig
-
-
-class ModelLoadError(FwError):
-    """A model that cannot be loaded; the message names the file and what is wrong."""
-
-    def __init__(self, path: Path | str, problem: str):
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
 
 
 class WeightLoader(ABC):

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fw.model_loader.base import ModelLoadError, WeightLoader
+from fw.model_loader.base import WeightLoader
+from fw.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -6,8 +6,8 @@ A model class is registered under its Hugging Face architecture name and built a
 ``forward(input_ids, positions) -> hidden_states``
     ``input_ids`` and ``positions`` are 1-D over the flattened batch (every scheduled
     sequence's new tokens one after another); returns ``[num_tokens, hidden_size]``.
-    Attention layers (``fw.layers.attention.Attention``) find their KV cache and the
-    batch layout in ``fw.attention.context`` by themselves.
+    Attention layers (``fw.layers.attention.Attention``) hold their KV cache (the runner
+    binds it) and find the batch layout in ``fw.attention.context`` by themselves.
 
 ``compute_logits(hidden_states) -> logits``
     Only the rows that are sampled are passed in (the runner selects them), so the LM
@@ -16,6 +16,13 @@ A model class is registered under its Hugging Face architecture name and built a
 ``load_weights(weights) -> set[str]``
     ``weights`` yields ``(hf_checkpoint_name, tensor)``; returns the names of the
     parameters it filled so the loader can report missing ones.
+
+Optionally:
+
+``describe_decoder() -> fw.models.description.DecoderDescription | None``
+    For a pre-norm decoder stack (norm, attention, norm, gated MLP), the modules it is
+    made of. From it fw builds the fused CPU decode step (``fw.engine.fused_decode``), so
+    a model gets that fast path by describing itself.
 
 Layers from ``fw.layers`` (linear, norms, rotary embedding, attention, embeddings) take
 care of dtype, quantization and LoRA, so a model plugin gets those without writing them.

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fw.chat import load_chat_template, render_chat
-from fw.chat.template import compile_template
-from fw.errors import InvalidParameterError
+from fw.chat import render_chat
 from fw.server.protocol.chat import ChatTemplateFields
 from fw.server.protocol.models import TokenizeRequest
 
@@ -17,19 +15,6 @@ if TYPE_CHECKING:
 
 #: render_messages' default: the tools the request itself carries
 _REQUEST_TOOLS = object()
-
-
-def server_chat_template(value: str | None) -> str | None:
-    """The --chat-template option as checked template text; ValueError names the option."""
-    try:
-        template = load_chat_template(value)
-        if template is not None:
-            compile_template(template)
-    except InvalidParameterError as exc:
-        raise ValueError(f"--chat-template: {exc.message.removeprefix('chat_template: ')}") from None
-    except ValueError as exc:
-        raise ValueError(f"--chat-template: {exc}") from None
-    return template
 
 
 def message_dicts(fields: ChatTemplateFields | TokenizeRequest) -> list[dict[str, Any]]:
@@ -44,7 +29,7 @@ def render_messages(ctx: "ServerContext", fields: ChatTemplateFields | TokenizeR
     kwargs = {k: v for k, v in (fields.chat_template_kwargs or {}).items() if k != "chat_template"}
     kwargs.update(extra_kwargs or {})
     return render_chat(
-        ctx.tokenizer, messages,
+        ctx.require_tokenizer("messages"), messages,
         chat_template=ctx.request_template(fields),
         add_generation_prompt=fields.add_generation_prompt,
         continue_final_message=fields.continue_final_message,

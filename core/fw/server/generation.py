@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 import anyio
@@ -22,6 +22,7 @@ from fw.engine.sampling_params import SamplingParams
 from fw.errors import FwError
 from fw.lora.request import LoRARequest
 from fw.server.context import ServerContext
+from fw.server.errors import rename_param
 from fw.server.prompts import Prompt
 
 logger = logging.getLogger("fw.server")
@@ -32,16 +33,13 @@ class Submission:
     prompt: Prompt
     params: SamplingParams
     request_id: str
-    #: engine extras, passed only when set: the adapter the request names, marker tokens
-    #: parsers need kept, and the token ids that end reasoning (a constraint starts after them)
+    #: the adapter the request names, marker tokens parsers need kept, and the token ids
+    #: that end reasoning (a constraint starts after them): see ``EngineClient.generate``
     lora_request: LoRARequest | None = None
     keep_special_ids: frozenset[int] = frozenset()
     reasoning_end_ids: tuple[int, ...] | None = None
-
-    def engine_kwargs(self) -> dict:
-        extras = {"lora_request": self.lora_request, "keep_special_ids": self.keep_special_ids,
-                  "reasoning_end_ids": self.reasoning_end_ids}
-        return {k: v for k, v in extras.items() if v}
+    #: the engine's parameter names -> this API's, for the errors of its refusals
+    param_names: dict[str, str] = field(default_factory=dict)
 
 
 async def _abort(ctx: ServerContext, request_id: str) -> None:
@@ -53,6 +51,7 @@ async def _abort(ctx: ServerContext, request_id: str) -> None:
 
 
 async def engine_stream(ctx: ServerContext, sub: Submission, priority: int) -> AsyncIterator[RequestOutput]:
+    ctx.lifecycle.admit()
     prompt = sub.prompt
     ctx.request_log.request(sub.request_id, prompt.text, prompt.token_ids, sub.params)
     tracker = ctx.metrics.track(len(prompt.token_ids))
@@ -62,13 +61,23 @@ async def engine_stream(ctx: ServerContext, sub: Submission, priority: int) -> A
     if prompt.text is not None:
         engine_prompt["prompt"] = prompt.text
     outputs = ctx.engine.generate(engine_prompt, sub.params, sub.request_id, priority=priority,
-                                  **sub.engine_kwargs())
+                                  lora_request=sub.lora_request, keep_special_ids=sub.keep_special_ids,
+                                  reasoning_end_ids=sub.reasoning_end_ids)
     finished = refused = False
     started = False
+    ctx.lifecycle.started(sub.request_id)
+    generated = 0
     try:
         async for out in outputs:
+            if not started:
+                tracker.num_prompt_tokens = len(out.prompt_token_ids)  # as admitted (truncated)
             started = True
             tracker.observe(out)
+            generated += sum(len(o.token_ids) for o in out.outputs)
+            if out.finished and ctx.tracer is not None:
+                ctx.tracer.record(request_id=sub.request_id, model=out.lora_name or ctx.model_info.name,
+                                  params=sub.params, prompt_tokens=tracker.num_prompt_tokens, last=out,
+                                  completion_tokens=generated)
             if ctx.request_log.log_outputs:
                 for o in out.outputs:
                     texts[o.index] = texts.get(o.index, "") + o.text
@@ -77,10 +86,14 @@ async def engine_stream(ctx: ServerContext, sub: Submission, priority: int) -> A
             yield out
             if finished:
                 break
-    except FwError:
+        if finished and ctx.lifecycle.cut and any(o.finish_reason == "abort" for o in out.outputs):
+            raise ctx.lifecycle.shutdown_error()  # after the abort chunk: an error event, then [DONE]
+    except FwError as exc:
         refused = not started  # the engine turned it down: nothing to abort
+        rename_param(exc, sub.param_names)
         raise
     finally:
+        ctx.lifecycle.ended(sub.request_id)
         if not finished and not refused:
             await _abort(ctx, sub.request_id)
             tracker.aborted(sub.params.n)
@@ -97,6 +110,11 @@ class Outputs:
     def __init__(self, ctx: ServerContext, subs: list[Submission], priority: int):
         self.streams = [engine_stream(ctx, sub, priority) for sub in subs]
         self.firsts: list[RequestOutput] = []
+
+    def admitted_prompts(self) -> list[Prompt]:
+        """Each prompt as the engine admitted it (truncated, with its text only if whole);
+        after ``start``."""
+        return [Prompt(first.prompt, list(first.prompt_token_ids)) for first in self.firsts]
 
     async def start(self) -> None:
         """Wait for every prompt's first output; on failure, close them all."""

@@ -4,7 +4,8 @@ dashboards carry over. Every series has the label ``model_name`` (the first serv
 Two sources:
 
 * engine state (running/waiting requests, KV-cache usage, prefix-cache and preemption
-  counters) is read from ``engine.stats()`` when /metrics is scraped;
+  counters, whether each engine core is alive) is read from ``engine.engine_stats()``
+  when /metrics is scraped, one series per engine core (label ``engine``);
 * per-request series (tokens, latencies, finished requests) are recorded by the server
   from the outputs it streams, through a ``RequestTracker`` per request.
 
@@ -15,7 +16,7 @@ not collide.
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -43,29 +44,35 @@ class EngineStatsCollector(Collector):
         self.model_name = model_name
 
     def collect(self) -> Iterator:
-        stats = self.engine.stats()
-        label = [self.model_name]
+        """One series per engine core (label ``engine``: its data parallel rank, as vLLM
+        labels them); a dead engine core keeps only ``fw:engine_alive`` 0."""
+        per_engine = self.engine.engine_stats()
+        labels = ["model_name", "engine"]
 
-        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-            family = GaugeMetricFamily(name, doc, labels=["model_name"])
-            family.add_metric(label, value)
-            return family
+        def family(kind, name: str, doc: str, value_of) -> Any:
+            metric = kind(name, doc, labels=labels)
+            for rank, stats in per_engine.items():
+                if stats is not None:
+                    metric.add_metric([self.model_name, str(rank)], value_of(stats))
+            return metric
 
-        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-            family = CounterMetricFamily(name, doc, labels=["model_name"])
-            family.add_metric(label, value)
-            return family
-
-        yield gauge("fw:num_requests_running", "Requests in the engine's running batch.", stats.num_running)
-        yield gauge("fw:num_requests_waiting", "Requests waiting to be scheduled.", stats.num_waiting)
-        yield gauge("fw:kv_cache_usage_perc", "Fraction of KV-cache blocks in use (1 = full).",
-                    stats.kv_cache_usage)
-        yield counter("fw:prefix_cache_queries", "Prompt tokens looked up in the prefix cache.",
-                      stats.prefix_cache_queries)
-        yield counter("fw:prefix_cache_hits", "Prompt tokens found in the prefix cache.",
-                      stats.prefix_cache_hits)
-        yield counter("fw:num_preemptions", "Requests preempted (their KV cache dropped).",
-                      stats.num_preemptions)
+        alive = GaugeMetricFamily("fw:engine_alive", "1 while the engine core serves, 0 once it has died.",
+                                  labels=labels)
+        for rank, stats in per_engine.items():
+            alive.add_metric([self.model_name, str(rank)], 0 if stats is None else 1)
+        yield alive
+        yield family(GaugeMetricFamily, "fw:num_requests_running", "Requests in the engine's running batch.",
+                     lambda s: s.num_running)
+        yield family(GaugeMetricFamily, "fw:num_requests_waiting", "Requests waiting to be scheduled.",
+                     lambda s: s.num_waiting)
+        yield family(GaugeMetricFamily, "fw:kv_cache_usage_perc", "Fraction of KV-cache blocks in use (1 = full).",
+                     lambda s: s.kv_cache_usage)
+        yield family(CounterMetricFamily, "fw:prefix_cache_queries", "Prompt tokens looked up in the prefix cache.",
+                     lambda s: s.prefix_cache_queries)
+        yield family(CounterMetricFamily, "fw:prefix_cache_hits", "Prompt tokens found in the prefix cache.",
+                     lambda s: s.prefix_cache_hits)
+        yield family(CounterMetricFamily, "fw:num_preemptions", "Requests preempted (their KV cache dropped).",
+                     lambda s: s.num_preemptions)
 
 
 class ServerMetrics:

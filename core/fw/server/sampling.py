@@ -1,7 +1,8 @@
 """A request's fields as the engine's SamplingParams.
 
-Unset sampling knobs take the model's own defaults (its generation_config) before the
-API's, as vLLM does. Structured-output fields in all their spellings (``guided_*``,
+This is translation only: the engine's admission step checks every rule and fills what
+the request left unset (passed as None) from the model's generation config, as vLLM
+does. Structured-output fields in all their spellings (``guided_*``,
 ``response_format``, ``structured_outputs``) become one ``StructuredOutputsParams``.
 """
 
@@ -9,15 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fw.engine.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
+from fw.engine.sampling_params import RequestOutputKind, SamplingParams
 from fw.errors import InvalidParameterError, NotSupportedError
-from fw.server.context import ServerContext
+from fw.registry import UnknownNameError
 from fw.server.protocol.common import SamplingRequest
-
-#: the API's default when neither the request nor the model's generation_config sets it
-API_DEFAULTS: dict[str, Any] = {
-    "temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0,
-}
+from fw.structured.params import StructuredOutputsParams
+from fw.structured.selection import canonical_backend
 
 
 def reject_unsupported(request: SamplingRequest) -> None:
@@ -27,16 +25,6 @@ def reject_unsupported(request: SamplingRequest) -> None:
         raise NotSupportedError(
             f"best_of ({request.best_of}) different from n ({request.n}) is not supported yet",
             param="best_of",
-        )
-
-
-def check_logprobs(ctx: ServerContext, count: int | None, param: str) -> None:
-    cap = ctx.model_info.max_logprobs
-    if count is None or cap == -1:
-        return
-    if count > cap:
-        raise InvalidParameterError(
-            param, f"{count} is more than this server allows ({cap}, set by --max-logprobs)"
         )
 
 
@@ -74,23 +62,29 @@ def structured_outputs(request: SamplingRequest) -> StructuredOutputsParams | No
             raise InvalidParameterError("response_format", "json_schema.schema is required for type json_schema")
         spec["json"] = fmt.json_schema.json_schema
         source = "response_format"
+    backend = _backend(request.guided_decoding_backend)
     if not constraints & spec.keys():
         if "whitespace_pattern" in spec:
             raise InvalidParameterError("guided_whitespace_pattern", "only applies to a JSON constraint")
         return None
-    params = StructuredOutputsParams(**spec, source=source)
+    params = StructuredOutputsParams(**spec, source=source, backend=backend)
     params.kind()
     return params
 
 
-def _default(ctx: ServerContext, request: SamplingRequest, name: str) -> Any:
-    value = getattr(request, name)
-    if value is not None:
-        return value
-    return ctx.model_info.generation_defaults.get(name, API_DEFAULTS[name])
+def _backend(name: str | None) -> str | None:
+    """A request's guided_decoding_backend, checked now (a typo is a 400 even when the
+    request has no constraint for it to compile)."""
+    if name is None:
+        return None
+    try:
+        return canonical_backend(name)
+    except UnknownNameError as exc:
+        raise InvalidParameterError("guided_decoding_backend", str(exc)) from None
 
 
-def _logit_bias(ctx: ServerContext, bias: dict[str, float] | None) -> dict[int, float] | None:
+def _logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:
+    """OpenAI's string keys as token ids, values clamped to its [-100, 100]."""
     if not bias:
         return None
     out = {}
@@ -99,31 +93,21 @@ def _logit_bias(ctx: ServerContext, bias: dict[str, float] | None) -> dict[int, 
             token = int(key)
         except ValueError:
             raise InvalidParameterError("logit_bias", f"keys must be token ids, got {key!r}") from None
-        if not 0 <= token < ctx.model_info.vocab_size:
-            raise InvalidParameterError("logit_bias", f"token id {token} is outside the vocabulary")
         out[token] = max(-100.0, min(100.0, float(value)))
     return out
 
 
-def sampling_params(ctx: ServerContext, request: SamplingRequest, *, max_tokens: int,
-                    logprobs: int | None, prompt_logprobs: int | None) -> SamplingParams:
-    check_logprobs(ctx, logprobs, "logprobs")
-    check_logprobs(ctx, prompt_logprobs, "prompt_logprobs")
-    vocab = ctx.model_info.vocab_size
-    for name in ("allowed_token_ids", "stop_token_ids"):
-        ids = getattr(request, name) or []
-        bad = next((t for t in ids if not 0 <= t < vocab), None)
-        if bad is not None:
-            raise InvalidParameterError(name, f"token id {bad} is outside the vocabulary (0..{vocab - 1})")
+def sampling_params(request: SamplingRequest, *, max_tokens: int | None, logprobs: int | None,
+                    prompt_logprobs: int | None) -> SamplingParams:
     return SamplingParams(
         n=request.n,
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
-        repetition_penalty=_default(ctx, request, "repetition_penalty"),
-        temperature=_default(ctx, request, "temperature"),
-        top_p=_default(ctx, request, "top_p"),
-        top_k=_default(ctx, request, "top_k"),
-        min_p=_default(ctx, request, "min_p"),
+        repetition_penalty=request.repetition_penalty,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        top_k=request.top_k,
+        min_p=request.min_p,
         seed=request.seed,
         stop=request.stop,
         stop_token_ids=request.stop_token_ids,
@@ -136,7 +120,8 @@ def sampling_params(ctx: ServerContext, request: SamplingRequest, *, max_tokens:
         prompt_logprobs=prompt_logprobs,
         skip_special_tokens=request.skip_special_tokens,
         spaces_between_special_tokens=request.spaces_between_special_tokens,
-        logit_bias=_logit_bias(ctx, request.logit_bias),
+        truncate_prompt_tokens=request.truncate_prompt_tokens,
+        logit_bias=_logit_bias(request.logit_bias),
         allowed_token_ids=request.allowed_token_ids,
         structured_outputs=structured_outputs(request),
         output_kind=RequestOutputKind.DELTA,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fw.engine.sampling_params import StructuredOutputsParams
+from fw.structured.params import StructuredOutputsParams
 from fw.errors import InvalidParameterError
 from fw.parsing.messages import DeltaMessage, ParsedMessage, ToolCallDelta, merge_deltas
 from fw.parsing.tool_parser import ToolParser, call_from_object, loads_strict

@@ -22,7 +22,7 @@ _SIGNATURES = {
     "rope_neox": [_P, _I, _P, _P, _I, _I, _I, _I],
     "write_kv": [_P, _I, _P, _I, _P, _P, _P, _I, _I],
     "paged_decode": [_P, _P, _I, _P, _P, _P, _I, _P, _I, _I, _I, _I, _I, _F, _I, _F, _I],
-    "int4_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I],
+    "int4_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
     "int8_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
     "dense_gemm": [_P, _P, _I, _P, _P, _I, _I, _I, _I],
     "int8_gemm": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
@@ -139,10 +139,11 @@ def _quantized_gemv(kind: str, x: torch.Tensor, packed: torch.Tensor, params: to
 
 
 def int4_gemv(x: torch.Tensor, packed: torch.Tensor, params: torch.Tensor, bias: torch.Tensor | None,
-              out_features: int) -> torch.Tensor:
+              out_features: int, *, float_output: bool = False) -> torch.Tensor:
     """``x @ W.T (+ bias)`` for x [rows <= MAX_GEMV_ROWS, K] (unit stride along K) and W
-    [out_features, K] packed by ``fw_kernels.cpu.packing.pack_int4``."""
-    return _quantized_gemv("int4_gemv", x, packed, params, bias, out_features)
+    [out_features, K] packed by ``fw_kernels.cpu.packing.pack_int4``; with ``float_output``
+    the result is float32 (the sums unrounded), whatever x's dtype."""
+    return _quantized_gemv("int4_gemv", x, packed, params, bias, out_features, int(float_output))
 
 
 def int8_gemv(x: torch.Tensor, packed: torch.Tensor, params: torch.Tensor, bias: torch.Tensor | None,

@@ -13,13 +13,13 @@
 static void project_f32(float *out, const float *x, int64_t x_stride, const fw_projection *p, int64_t rows,
                         int64_t n, int64_t k, const fw_prefetch_plan *plan) {
     (void)plan;
-    fw_int4_gemv_f32(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k);
+    fw_int4_gemv_f32(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k, 0);
 }
 
 static void project_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, const fw_projection *p, int64_t rows,
                          int64_t n, int64_t k, const fw_prefetch_plan *plan) {
     if (p->int4 && rows <= MAX_GEMV_ROWS)
-        fw_int4_gemv_bf16(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k);
+        fw_int4_gemv_bf16(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k, 0);
     else if (p->int8)
         fw_int8_gemm_prefetching_bf16(out, x, x_stride, p->int8, p->scales, p->bias, rows, n, k, 0, plan);
     else

@@ -107,3 +107,63 @@ def pack_int8_panels(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def unpack_int8_panels(panels: torch.Tensor, scales: torch.Tensor, rows: int) -> torch.Tensor:
     levels = panels.permute(0, 2, 1, 3).flatten(0, 1).flatten(1)
     return ((levels.float() - 128) * scales[:, None])[:rows]
+
+
+# -- exact round trips through (levels, parameters), for slicing packed weights -------------
+# Tensor parallelism takes some output rows or input columns of a packed matrix. Going
+# through the stored levels and parameters (never through dequantized floats) keeps every
+# shard's weights bit for bit those of the whole.
+
+
+def int4_parts(packed: torch.Tensor, params: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(levels uint8 [rows, cols], float16 (scale, minimum) [rows, groups, 2]) of ``pack_int4`` output."""
+    levels = _deinterleave(torch.cat([packed & 15, packed >> 4], -1), rows).flatten(1)
+    return levels, _deinterleave(params, rows)
+
+
+def pack_int4_parts(levels: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of ``int4_parts``."""
+    rows, cols = levels.shape
+    padded = -(-rows // BLOCK) * BLOCK
+    grouped = torch.zeros(padded, cols // GROUP, GROUP, dtype=torch.uint8)
+    grouped[:rows] = levels.view(rows, -1, GROUP)
+    parameters = torch.zeros(padded, cols // GROUP, 2, dtype=torch.float16)
+    parameters[:rows] = params
+    return _interleave(grouped[..., :16] | (grouped[..., 16:] << 4)), _interleave(parameters)
+
+
+def int8_parts(packed: torch.Tensor, params: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(stored levels uint8 [rows, cols], float16 (scale, minimum) [rows, groups, 2]) of ``pack_int8`` output."""
+    return _deinterleave(packed, rows).flatten(1), _deinterleave(params, rows)
+
+
+def pack_int8_parts(levels: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of ``int8_parts``."""
+    rows, cols = levels.shape
+    padded = -(-rows // BLOCK) * BLOCK
+    grouped = torch.full((padded, cols // GROUP, GROUP), 128, dtype=torch.uint8)
+    grouped[:rows] = levels.view(rows, -1, GROUP)
+    parameters = torch.zeros(padded, cols // GROUP, 2, dtype=torch.float16)
+    parameters[:rows] = params
+    return _interleave(grouped), _interleave(parameters)
+
+
+def int8_panel_parts(panels: torch.Tensor, scales: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(stored levels uint8 [rows, cols], float32 scales [rows]) of ``pack_int8_panels`` output."""
+    return panels.permute(0, 2, 1, 3).flatten(0, 1).flatten(1)[:rows], scales[:rows]
+
+
+def pack_int8_panel_parts(levels: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of ``int8_panel_parts`` (padded rows: level 128, scale 0, as ``pack_int8_panels``)."""
+    rows, cols = levels.shape
+    padded = -(-rows // PANEL) * PANEL
+    stored = torch.full((padded, cols), 128, dtype=torch.uint8)
+    stored[:rows] = levels
+    all_scales = torch.zeros(padded, dtype=torch.float32)
+    all_scales[:rows] = scales
+    return stored.view(-1, PANEL, cols // 4, 4).permute(0, 2, 1, 3).contiguous(), all_scales
+
+
+def unpack_bf16_panels(panels: torch.Tensor, rows: int) -> torch.Tensor:
+    """The bfloat16 matrix [rows, cols] of ``pack_bf16_panels`` output."""
+    return panels.permute(0, 2, 1, 3).flatten(0, 1).flatten(1)[:rows]

@@ -22,6 +22,7 @@ from fw_kernels import cpu
 
 class TorchAttentionBackend(AttentionBackend):
     name = "torch"
+    fused_cpu_decode = True  # decoder.c runs the same paged decode kernel as this backend
 
     @classmethod
     def priority(cls, device: torch.device) -> int:

@@ -13,7 +13,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from fw.model_loader.base import ModelLoadError, WeightLoader
+from fw.model_loader.base import WeightLoader
+from fw.errors import ModelLoadError
 
 from fw_builtins.loaders.progress import progress
 

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fw.model_loader.base import ModelLoadError
+from fw.errors import ModelLoadError
 from fw.model_loader.tokenizer import load_hf_tokenizer
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from fw.model_loader.base import ModelLoadError
+from fw.errors import ModelLoadError
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32

@@ -4,6 +4,7 @@ A sharded checkpoint is read through its ``model.safetensors.index.json``; other
 ``model.safetensors``, or every ``*.safetensors`` file in the folder. Each file's header
 is checked against the file size before any tensor is read, so a truncated download is
 reported as such (naming the file and the missing bytes) rather than as a Rust error.
+Files are memory-mapped (``--safetensors-load-strategy lazy``) or read whole (``eager``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from fw.model_loader.base import ModelLoadError, WeightLoader
+from fw.model_loader.base import WeightLoader
+from fw.errors import ModelLoadError
 
 from fw_builtins.loaders.progress import progress
 
@@ -61,6 +63,9 @@ class SafetensorsLoader(WeightLoader):
     def iter_weights(self) -> Iterator[tuple[str, "torch.Tensor"]]:
         from safetensors import SafetensorError, safe_open
 
+        if self.load_config.safetensors_load_strategy == "eager":
+            yield from self._iter_eager()
+            return
         files = self.weight_files()
         names = {file: read_header(file) for file in files}
         items = ((file, name) for file in files for name in names[file])
@@ -75,6 +80,24 @@ class SafetensorsLoader(WeightLoader):
             except SafetensorError as exc:
                 raise ModelLoadError(file, f"cannot read tensor {name!r}: {exc}") from exc
             yield name, tensor
+
+
+    def _iter_eager(self) -> Iterator[tuple[str, "torch.Tensor"]]:
+        """--safetensors-load-strategy eager: each file read whole into memory, in one
+        sequential read (network file systems serve that far better than mmap's random
+        page faults), then its tensors taken from the bytes."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load
+
+        files = self.weight_files()
+        for file in progress(files, total=len(files), desc="Loading safetensors files (eager)",
+                             enabled=self.load_config.use_tqdm_on_load):
+            read_header(file)
+            try:
+                tensors = load(file.read_bytes())
+            except SafetensorError as exc:
+                raise ModelLoadError(file, f"cannot be read: {exc}") from exc
+            yield from tensors.items()
 
 
 def read_header(file: Path) -> list[str]:

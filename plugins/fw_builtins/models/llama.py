@@ -14,8 +14,8 @@ from fw.layers.embedding import LMHead, VocabEmbedding
 from fw.layers.linear import Linear, MergedLinear
 from fw.layers.norm import RMSNorm
 from fw.layers.rotary import RotaryEmbedding, rope_parameters
+from fw.models.description import DecoderDescription, DecoderLayerDescription
 from fw.models.interface import ModelContext
-from fw_builtins.models.llama_fused import fused_decode
 
 
 class DecoderAttention(nn.Module):
@@ -61,7 +61,8 @@ class GatedMLP(nn.Module):
         size = config.intermediate_size
         self.gate_up_proj = MergedLinear(config.hidden_size, [size, size], bias=bias, **common)
         self.down_proj = Linear(size, config.hidden_size, bias=bias, **common)
-        self.act = gated_activation(getattr(config, "hidden_act", "silu"))
+        self.act_name = getattr(config, "hidden_act", "silu")
+        self.act = gated_activation(self.act_name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act(self.gate_up_proj(x)))
@@ -127,15 +128,28 @@ class LlamaForCausalLM(nn.Module):
         tied = bool(getattr(config, "tie_word_embeddings", False))
         self.lm_head = LMHead(config.vocab_size, config.hidden_size,
                               tied_to=self.model.embed_tokens if tied else None,
-                              dtype=context.dtype, device=context.device)
+                              dtype=context.dtype, device=context.device, quant_method=context.quantization)
 
     @staticmethod
     def sliding_window(config: Any) -> int | None:
         return None
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        fused = fused_decode(self, input_ids, positions)
-        return fused if fused is not None else self.model(input_ids, positions)
+        return self.model(input_ids, positions)
+
+    def describe_decoder(self) -> DecoderDescription | None:
+        """The stack, for fw's fused decode step and tensor parallelism (``fw.models.description``)."""
+        act = self.model.layers[0].mlp.act_name
+        return DecoderDescription(
+            embedding=self.model.embed_tokens, final_norm=self.model.norm,
+            layers=[DecoderLayerDescription(
+                input_norm=layer.input_layernorm, post_attention_norm=layer.post_attention_layernorm,
+                qkv=layer.self_attn.qkv_proj, o=layer.self_attn.o_proj, gate_up=layer.mlp.gate_up_proj,
+                down=layer.mlp.down_proj, attention=layer.self_attn.attn, rotary=layer.self_attn.rotary,
+                activation="silu" if act in ("silu", "swish") else act,
+                q_norm=layer.self_attn.q_norm, k_norm=layer.self_attn.k_norm,
+            ) for layer in self.model.layers],
+        )
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fw import LoRARequest, SamplingParams
-from fw.lora.peft import LoRAAdapterError
+from fw.errors import LoRAAdapterError
 from tests.core.engine.conftest import PROMPTS
 from tests.core.lora.adapters import make_peft_adapter, make_test_adapters, peft_greedy
 
@@ -77,7 +77,7 @@ def test_one_loaded_adapter_at_a_time_stays_correct(tiny_llama, adapters, expect
     for name in ("sql", "chat", "sql", "chat"):
         outputs = llm.generate(PROMPTS[:2], GREEDY, lora_request=adapters[name], use_tqdm=False)
         assert tokens(outputs) == expected[name][:2]
-        assert list(llm.engine.lora.loaded) == [llm.engine.lora.adapters[name].uid]
+        assert list(llm.engine.loras.manager.loaded) == [llm.engine.loras.manager.adapters[name].uid]
 
 
 def test_max_loras_one_serializes_two_adapters(tiny_llama, adapters, expected, llm_factory):

@@ -13,7 +13,7 @@ from fw.config import EngineConfig
 from fw.engine.async_engine import AsyncEngine
 from fw.engine.llm_engine import LLMEngine
 from fw.errors import ModelNotFoundError, NotSupportedError
-from fw.lora.peft import LoRAAdapterError
+from fw.errors import LoRAAdapterError
 from tests.core.engine.conftest import PROMPTS
 from tests.core.lora.adapters import make_peft_adapter, make_test_adapters, peft_greedy
 
@@ -93,9 +93,9 @@ def test_unloading_an_adapter_in_use_finishes_its_requests_first(tiny_llama, pat
     while engine.has_unfinished_requests():
         final = next((o for o in engine.step() if o.finished), final)
     assert final.request_id == "busy" and final.outputs[0].token_ids == expected["sql"]
-    assert engine.lora.retiring and engine.lora.loaded  # released on the next engine call
+    assert engine.loras.manager.retiring and engine.loras.manager.loaded  # released on the next engine call
     engine.step()
-    assert not engine.lora.retiring and not engine.lora.loaded and not engine.lora.slots
+    assert not engine.loras.manager.retiring and not engine.loras.manager.loaded and not engine.loras.manager.slots
 
 
 def test_async_engine_adapter_api(tiny_llama, paths, expected):

@@ -13,7 +13,7 @@ from fw import LoRARequest, SamplingParams
 from fw.config import EngineConfig
 from fw.engine.async_engine import AsyncEngine
 from fw.engine.llm_engine import LLMEngine
-from fw.lora.peft import LoRAAdapterError
+from fw.errors import LoRAAdapterError
 from tests.core.engine.conftest import PROMPTS, hf_greedy
 from tests.core.lora.adapters import make_test_adapters, peft_greedy
 
@@ -52,7 +52,7 @@ def engine_with(tiny_llama, adapters) -> LLMEngine:
     engine.add_lora(adapters["chat"])
     engine.add_request("warm-sql", LONG, GREEDY, lora_request=adapters["sql"])
     drain(engine)
-    assert list(engine.lora.loaded) == [engine.lora.adapters["sql"].uid]
+    assert list(engine.loras.manager.loaded) == [engine.loras.manager.adapters["sql"].uid]
     return engine
 
 

@@ -7,18 +7,19 @@ import random
 
 import pytest
 
-from fw.config import CacheConfig, SchedulerConfig
+from fw.config import SchedulerConfig
 from fw.engine.kv_cache_manager import KVCacheManager
 from fw.engine.request import Request, RequestStatus
 from fw.engine.sampling_params import SamplingParams
 from fw.engine.scheduler import Scheduler, SchedulerOutput
+from fw.engine.step_output import StepOutput
 
 
 def make_scheduler(num_blocks=64, block_size=4, budget=32, max_seqs=8, policy="fcfs", chunked=True, caching=True):
     kv = KVCacheManager(num_blocks, block_size, caching)
     config = SchedulerConfig(max_num_batched_tokens=budget, max_num_seqs=max_seqs, scheduling_policy=policy,
                              enable_chunked_prefill=chunked)
-    return Scheduler(config, CacheConfig(block_size=16), kv, max_model_len=256)
+    return Scheduler(config, kv, max_model_len=256)
 
 
 def make_request(request_id, prompt_len, max_tokens=4, priority=0, arrival=0.0):
@@ -35,7 +36,7 @@ def run_step(scheduler: Scheduler):
         request = scheduler.requests[request_id]
         if request.num_computed_tokens + n == request.num_tokens:
             sampled[request_id] = [7]
-    scheduler.update_from_output(out, sampled)
+    scheduler.update_from_output(out, StepOutput(sampled=sampled))
     return out
 
 
@@ -204,7 +205,7 @@ def test_max_loras_lets_other_requests_pass_a_blocked_adapter():
     requests for the running adapter and for the base model go ahead."""
     kv = KVCacheManager(64, 4, True)
     config = SchedulerConfig(max_num_batched_tokens=64, max_num_seqs=8, enable_chunked_prefill=True)
-    scheduler = Scheduler(config, CacheConfig(block_size=16), kv, max_model_len=256, max_loras=1)
+    scheduler = Scheduler(config, kv, max_model_len=256, max_loras=1)
     for request_id, lora in (("x1", "x"), ("y1", "y"), ("x2", "x"), ("base", None)):
         scheduler.add_request(Request(request_id, [1, 2, 3], SamplingParams(max_tokens=2, ignore_eos=True),
                                       lora=lora))

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from fw.layers.linear import Linear
+from fw.layers.packed import DensePanels, OneDNNWeight
 from fw_kernels import cpu
 
 
@@ -29,7 +30,7 @@ def test_packed_bf16_linear_matches_f_linear(route, bias):
         nn.init.normal_(layer.bias)
     dense = layer.weight.data.clone()
     layer.post_load()
-    assert hasattr(layer, "dense_panels") == (route == "fw-dense")
+    assert [type(layout) for layout in layer.packed.layouts] == [DensePanels if route == "fw-dense" else OneDNNWeight]
     assert layer.weight.numel() == 0  # the packed copy replaced it
     for rows in (1, 7, 9, 64):
         x = torch.randn(rows, 576, dtype=torch.bfloat16)
@@ -44,6 +45,6 @@ def test_packed_bf16_linear_matches_f_linear(route, bias):
 def test_odd_input_sizes_keep_the_other_route():
     layer = Linear(33, 8, dtype=torch.bfloat16)
     layer.post_load()
-    assert not hasattr(layer, "dense_panels")
+    assert [type(layout) for layout in layer.packed.layouts] == [OneDNNWeight]
     x = torch.randn(2, 33, dtype=torch.bfloat16)
     assert layer(x).shape == (2, 8)

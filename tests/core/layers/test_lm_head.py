@@ -1,5 +1,5 @@
 """The LM head: dense by default; from 8-bit blocks at small batch (and the int8 GEMM at
-larger ones, in bf16) when the engine says the checkpoint stores it at 8 bits (a
+larger ones, in bf16) when the quantization method says the checkpoint stores it at 8 bits (a
 quantized GGUF file's Q8_0 embedding)."""
 
 from __future__ import annotations
@@ -7,9 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fw.layers.embedding import INT8_MAX_ROWS, LMHead, VocabEmbedding
+from fw.layers.embedding import LMHead, VocabEmbedding
+from fw.layers.packed import Int8Blocks, Int8Panels, PlainWeight
+from fw_builtins.quantization.int4 import Int4WeightOnly
 from fw_kernels import cpu
 from fw_kernels.cpu import packing
+
+INT8_MAX_ROWS = Int8Blocks.max_rows
 
 
 def q8_0_like(rows: int, cols: int) -> torch.Tensor:
@@ -23,8 +27,7 @@ def q8_0_like(rows: int, cols: int) -> torch.Tensor:
 def make_head(weight: torch.Tensor, int8: bool) -> LMHead:
     embedding = VocabEmbedding(*weight.shape)
     embedding.weight.data.copy_(weight)
-    head = LMHead(*weight.shape, tied_to=embedding)
-    head.int8_weights = int8
+    head = LMHead(*weight.shape, tied_to=embedding, quant_method=Int4WeightOnly() if int8 else None)
     head.post_load()
     return head
 
@@ -32,7 +35,7 @@ def make_head(weight: torch.Tensor, int8: bool) -> LMHead:
 def test_dense_unless_asked():
     weight = torch.randn(50, 64)
     head = make_head(weight, int8=False)
-    assert head.int8_blocks is None
+    assert [type(layout) for layout in head.packed.layouts] == [PlainWeight]
     x = torch.randn(2, 64)
     assert torch.allclose(head(x), x @ weight.t(), atol=1e-5)
 
@@ -42,11 +45,11 @@ def test_dense_unless_asked():
 def test_8bit_blocks_reproduce_q8_0_weights(rows):
     weight = q8_0_like(50, 64)
     head = make_head(weight, int8=True)
-    assert head.int8_blocks is not None
+    assert type(head.packed.layout_for(rows)) is (Int8Blocks if rows <= INT8_MAX_ROWS else PlainWeight)
     assert torch.equal(head.tied_to.weight, weight)  # lookups still read the dense matrix
     x = torch.randn(rows, 64)
     assert torch.allclose(head(x), x @ weight.t(), atol=1e-4)
-    assert (packing.unpack_int8(*head.int8_blocks, rows=50) - weight).abs().max() < 1e-6
+    assert (head.packed.dequantize() - weight).abs().max() < 1e-6
 
 
 @pytest.mark.skipif(not cpu.int8_gemm_available(), reason="fw's int8 GEMM is not built on this CPU")
@@ -54,13 +57,12 @@ def test_bfloat16_batches_beyond_the_blocks_run_the_int8_gemm():
     weight = q8_0_like(50, 64).bfloat16()
     embedding = VocabEmbedding(50, 64, dtype=torch.bfloat16)
     embedding.weight.data.copy_(weight)
-    head = LMHead(50, 64, tied_to=embedding, dtype=torch.bfloat16)
-    head.int8_weights = True
+    head = LMHead(50, 64, tied_to=embedding, dtype=torch.bfloat16, quant_method=Int4WeightOnly())
     head.post_load()
-    assert head.int8_panels is not None and head.dense_panels is None
+    assert [type(layout) for layout in head.packed.layouts] == [Int8Blocks, Int8Panels]
     x = torch.randn(INT8_MAX_ROWS + 3, 64).bfloat16()
     logits = head(x)
     assert logits.dtype == torch.float32
-    assert torch.equal(logits, cpu.int8_gemm(x, *head.int8_panels, None, 50, float_output=True))
+    assert torch.equal(logits, cpu.int8_gemm(x, *packing.pack_int8_panels(weight), None, 50, float_output=True))
     expected = x.float() @ weight.float().t()
     assert (logits - expected).norm() < 0.02 * expected.norm()

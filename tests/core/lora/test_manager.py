@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from fw.config import LoRAConfig
 from fw.errors import InvalidParameterError, ModelNotFoundError
 from fw.lora.manager import LoRAManager
-from fw.lora.peft import LoRAAdapterError
+from fw.errors import LoRAAdapterError
 from fw.lora.request import LoRARequest
 from tests.core.lora.toy import ToyModel, layer0_shapes, write_adapter
 

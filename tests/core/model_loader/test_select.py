@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fw.config import LoadConfig, ModelConfig
-from fw.model_loader.base import ModelLoadError
+from fw.errors import ModelLoadError
 from fw.model_loader.default_model import default_model_path
 from fw.model_loader.select import get_loader, load_tokenizer, resolve_model_path
 from fw.registry import UnknownNameError

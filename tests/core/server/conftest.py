@@ -57,6 +57,10 @@ class LiveServer:
     def url(self) -> str:
         return self.urls[0]
 
+    def server_context(self):
+        """The app's ``fw.server.context.ServerContext``."""
+        return self.server.config.app.state.fw
+
     def http(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
 

@@ -3,8 +3,10 @@
 It "generates" characters of a fixed sentence, one byte-level token per character, and
 honours what the server must pass through: max_tokens, stop strings and stop token ids
 (with min_tokens and include_stop_str_in_output), n, logprobs and prompt_logprobs
-shapes, DELTA outputs. tests/core/server/test_engine_contract.py holds it to the real
-engine's behaviour on those. It can be slowed down
+shapes, DELTA outputs. Requests pass the engine's real admission step
+(``fw.engine.admission``), so the server's errors for refused requests are the real
+engine's. tests/core/server/test_engine_contract.py holds it to the real engine's
+behaviour on the rest. It can be slowed down
 (``token_delay``) so clients can disconnect mid-stream, records what it was asked
 (``requests``, ``extras``, ``lora_requests``), and raises ``OverloadedError`` beyond
 ``queue_limit`` running requests. LoRA adapters are a registry of names (``loras``):
@@ -20,6 +22,7 @@ import time
 from functools import lru_cache
 from typing import Any, AsyncIterator
 
+from fw.engine.admission import Admission
 from fw.engine.outputs import CompletionOutput, Logprob, RequestMetrics, RequestOutput
 from fw.engine.protocol import EngineClient, EngineStats, ModelInfo
 from fw.engine.sampling_params import RequestOutputKind, SamplingParams
@@ -56,13 +59,18 @@ class FakeEngine(EngineClient):
     def __init__(self, *, max_model_len: int = 256, max_logprobs: int = 5, token_delay: float = 0.0,
                  queue_limit: int | None = None, chat_template: str | None = CHATML,
                  served_names: tuple[str, ...] = ("fake-model",), model_chat_template: str | None = None,
-                 loras: tuple[LoRARequest, ...] = ()):
+                 loras: tuple[LoRARequest, ...] = (), generation_defaults: dict[str, Any] | None = None,
+                 max_num_seqs: int = 128):
         self.tokenizer = make_tokenizer(chat_template)
         self.model_info = ModelInfo(
             name=served_names[0], served_model_names=list(served_names), path="/models/fake",
             max_model_len=max_model_len, vocab_size=len(self.tokenizer), max_logprobs=max_logprobs,
             eos_token_ids=[1], chat_template=model_chat_template,
         )
+        self.admission = Admission(
+            max_model_len=max_model_len, vocab_size=len(self.tokenizer), max_num_seqs=max_num_seqs,
+            max_logprobs=max_logprobs, num_kv_blocks=max_model_len, block_size=16, tokenizer=self.tokenizer,
+            defaults=dict(generation_defaults or {}))
         self.token_delay = token_delay
         self.queue_limit = queue_limit
         self.running: set[str] = set()
@@ -109,7 +117,7 @@ class FakeEngine(EngineClient):
         if existing is not None and existing.lora_path == lora_request.lora_path:
             return False
         if existing is not None or not os.path.isdir(lora_request.lora_path):
-            from fw.lora.peft import LoRAAdapterError  # imports torch: only when a test needs it
+            from fw.errors import LoRAAdapterError
 
             raise LoRAAdapterError(lora_request.lora_name, lora_request.lora_path,
                                    "already loaded from elsewhere" if existing else "the folder does not exist")
@@ -125,7 +133,7 @@ class FakeEngine(EngineClient):
     # -- generation ------------------------------------------------------------------
 
     def _char(self, ids: list[int], index: int, step: int, params: SamplingParams, shift: int) -> str:
-        offset = sum(ids) + 7 * index + (0 if params.greedy else (params.seed or 0)) + shift
+        offset = sum(ids) + 7 * index + (0 if params.temperature == 0 else (params.seed or 0)) + shift
         return SENTENCE[(offset + step) % len(SENTENCE)]
 
     def _position(self, token_id: int, char: str, top: int | None) -> dict[int, Logprob]:
@@ -141,7 +149,8 @@ class FakeEngine(EngineClient):
 
     async def _generate(self, prompt: dict, params: SamplingParams, request_id: str):
         assert params.output_kind == RequestOutputKind.DELTA
-        ids = list(prompt["prompt_token_ids"])
+        text, ids, params = self.admission.admit(prompt.get("prompt"), list(prompt["prompt_token_ids"]), params)
+        prompt = {"prompt": text, "prompt_token_ids": ids}
         lora = self.lora_requests[request_id]
         if self.dead:
             raise EngineDeadError("the engine loop died (fake)")
@@ -159,7 +168,7 @@ class FakeEngine(EngineClient):
         done: list[str | None] = [None] * n
         holdback = max((len(s) for s in params.stop), default=1) - 1
         try:
-            for step in range(params.max_tokens or 16):
+            for step in range(params.max_tokens):
                 await asyncio.sleep(self.token_delay)
                 if request_id not in self.running:
                     return

@@ -256,7 +256,7 @@ def test_metrics_are_served_while_the_batch_runs(tmp_path):
             threading.Event().wait(0.01)
         assert engine.held == 5
         scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        assert 'fw:num_requests_running{model_name="fake-model"}' in scraped
+        assert 'fw:num_requests_running{engine="0",model_name="fake-model"}' in scraped
         assert 'fw:prompt_tokens_total{model_name="fake-model"} 0.0' in scraped
     finally:
         engine.gate.set()

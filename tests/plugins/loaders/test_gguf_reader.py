@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from fw.model_loader.base import ModelLoadError
+from fw.errors import ModelLoadError
 from fw_builtins.loaders.gguf_reader import GGUFFile
 from tests.plugins.loaders.helpers import loader_for
 from tests.tiny_gguf import make_tiny_gguf

@@ -9,7 +9,7 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from fw.model_loader.base import ModelLoadError
+from fw.errors import ModelLoadError
 from tests.plugins.loaders.helpers import assert_same_tensors, loader_for, read_all, transformers_tensors
 
 

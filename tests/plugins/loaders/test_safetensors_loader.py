@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from fw.model_loader.base import ModelLoadError
+from fw.errors import ModelLoadError
 from tests.checkpoints import ARCHITECTURES
 from tests.plugins.loaders.helpers import assert_same_tensors, loader_for, read_all, transformers_tensors
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from fw.layers.linear import Linear
-from fw_builtins.quantization.int4 import INT4_MAX_ROWS, Int4WeightOnly, quantize_int4
+from fw.layers.packed import DensePanels, Int4Blocks, Int8Panels, OneDNNWeight, PlainWeight, TorchInt4
+from fw_builtins.quantization.int4 import Int4WeightOnly
 from fw_kernels import cpu
+from fw_kernels.cpu import packing
+
+INT4_MAX_ROWS = Int4Blocks.max_rows
 
 
 def q4_1_like(out_features: int, in_features: int, seed: int = 0) -> torch.Tensor:
@@ -24,10 +27,8 @@ def q4_1_like(out_features: int, in_features: int, seed: int = 0) -> torch.Tenso
 
 
 def dequantized(weight: torch.Tensor) -> torch.Tensor:
-    """What the int4 kernel multiplies by: its levels times its (rounded) scales."""
-    packed, scales_zeros = quantize_int4(weight.float())
-    eye = torch.eye(weight.shape[1])
-    return torch.ops.aten._weight_int4pack_mm_for_cpu(eye, packed, 32, scales_zeros).t()
+    """What torch's int4 kernel multiplies by: its levels times its (rounded) scales."""
+    return TorchInt4.pack(weight.float()).dequantize()
 
 
 def test_q4_1_weights_come_back_exactly():
@@ -64,7 +65,8 @@ def kernels(request, monkeypatch):
 def test_layer_output_matches_the_4bit_weights(rows, kernels):
     weight = q4_1_like(96, 256, seed=rows)
     layer = make_layer(weight, torch.float32)
-    assert hasattr(layer, "int4_blocks") == (kernels == "fw-kernels")
+    small = Int4Blocks if kernels == "fw-kernels" else TorchInt4
+    assert [type(layout) for layout in layer.packed.layouts] == [small, PlainWeight]  # float32: plain beyond
     x = torch.randn(rows, 256)
     expected = x @ weight.t()
     assert (layer(x) - expected).abs().max() < 1e-3 * expected.abs().max()
@@ -82,19 +84,27 @@ def test_bfloat16_layer_is_close(kernels):
 def test_bfloat16_batches_beyond_the_gemv_run_on_8bit_weights():
     weight = q4_1_like(96, 256)
     layer = make_layer(weight)
-    assert layer.weight.numel() == 0 and not hasattr(layer, "dense_panels")  # the 8-bit copy replaces bf16
+    assert layer.weight.numel() == 0  # the packed copies replace the bf16 matrix
+    assert [type(layout) for layout in layer.packed.layouts] == [Int4Blocks, Int8Panels]
     x = torch.randn(INT4_MAX_ROWS + 1, 256, dtype=torch.bfloat16)
     out = layer(x)
-    assert torch.equal(out, cpu.int8_gemm(x, *layer.int8_panels, None, 96))
+    assert torch.equal(out, cpu.int8_gemm(x, *packing.pack_int8_panels(weight.bfloat16()), None, 96))
     expected = x.float() @ weight.t()
     assert (out.float() - expected).abs().max() < 0.03 * expected.abs().max()
 
 
 def test_narrow_layers_stay_dense():
-    layer = make_layer(torch.randn(8, 48), torch.float32)
-    assert not hasattr(layer, "int4_weight") and not hasattr(layer, "int4_blocks")
+    weight = torch.randn(8, 48)
+    layer = make_layer(weight, torch.float32)
+    assert [type(layout) for layout in layer.packed.layouts] == [PlainWeight]
     x = torch.randn(1, 48)
-    assert torch.allclose(layer(x), x @ layer.weight.t())
+    assert torch.allclose(layer(x), x @ weight.t())
+
+
+def test_bfloat16_beyond_the_gemv_without_the_int8_gemm_is_dense(monkeypatch):
+    monkeypatch.setattr(cpu, "int8_gemm_available", lambda: False)
+    layer = make_layer(q4_1_like(96, 256))
+    assert type(layer.packed.layouts[1]) in (DensePanels, OneDNNWeight)
 
 
 def test_refuses_what_it_cannot_run():

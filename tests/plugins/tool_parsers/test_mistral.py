@@ -44,6 +44,11 @@ def test_text_before_a_call():
     assert parse('Checking.[TOOL_CALLS]a[ARGS]{}') == ("Checking.", [("a", {})])
 
 
+def unmarked(text: str) -> str:
+    """Content as a client sees it: [TOOL_CALLS] and [ARGS] never leak into it."""
+    return text.replace("[TOOL_CALLS]", "").replace("[ARGS]", "")
+
+
 MALFORMED = ['[TOOL_CALLS] [{"name": "a", "arguments": {"x": 1,}}]',
              '[TOOL_CALLS] [{"name": "a", "arguments": {}}, {"arguments": {}}]',
              '[TOOL_CALLS] []',
@@ -54,13 +59,13 @@ MALFORMED = ['[TOOL_CALLS] [{"name": "a", "arguments": {"x": 1,}}]',
 
 
 @pytest.mark.parametrize("bad", MALFORMED)
-def test_malformed_json_is_content(bad):
-    assert parse(bad) == (bad, [])
+def test_malformed_json_is_content_without_the_markers(bad):
+    assert parse(bad) == (unmarked(bad), [])
 
 
 @pytest.mark.parametrize("bad", MALFORMED)
 def test_parsing_goes_on_after_a_malformed_call(bad):
-    assert parse(bad + '[TOOL_CALLS]X_ray[ARGS]{"y": 2}') == (bad, [("X_ray", {"y": 2})])
+    assert parse(bad + '[TOOL_CALLS]X_ray[ARGS]{"y": 2}') == (unmarked(bad), [("X_ray", {"y": 2})])
 
 
 def test_unicode_and_nested_arguments():
@@ -73,12 +78,12 @@ def test_unicode_and_nested_arguments():
 def test_truncated_output_is_content():
     for truncated in ['[TOOL_CALLS] [{"name": "a", "arguments": {"x": "Par',
                       '[TOOL_CALLS]get_wea', '[TOOL_CALLS]a[ARGS]{"x": 1', '[TOOL_CALLS] ', '[TOOL_CALLS]a[ARGS] ']:
-        assert parse("Ok. " + truncated) == ("Ok. " + truncated, [])
+        assert parse("Ok. " + truncated) == ("Ok. " + unmarked(truncated), [])
 
 
 def test_missing_closing_bracket_of_the_list_is_content():
     text = '[TOOL_CALLS] [{"name": "a", "arguments": {}}'
-    assert parse(text) == (text, [])
+    assert parse(text) == (unmarked(text), [])
 
 
 def test_streaming_waits_for_the_whole_call():

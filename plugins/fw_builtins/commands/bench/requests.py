@@ -3,8 +3,10 @@
 Times are taken when a chunk with text arrives: the first gives the time to first token,
 the gaps between the rest the inter-token latencies; the end-to-end latency runs from
 sending the request to the end of the stream. Token counts come from the
-server's ``usage`` (asked for with ``stream_options.include_usage``); a server that
-sends none is counted one token per text chunk.
+server's ``usage`` (asked for with ``stream_options.include_usage`` in the chat and
+completions APIs; the Responses and Messages APIs always send it); a server that
+sends none is counted one token per text chunk. The Responses and Messages streams end
+with their last event rather than ``[DONE]``.
 
 The client is aiohttp, as in vLLM's benchmark: it runs on the same cores as the server it
 measures, and its C HTTP parser reads a stream for about half the CPU time of httpx's
@@ -36,25 +38,56 @@ class Result:
 
 
 def request_body(endpoint: str, model: str, prompt: Prompt, ignore_eos: bool) -> dict:
-    body: dict = {"model": model, "temperature": 0.0, "stream": True,
-                  "stream_options": {"include_usage": True}}
+    """One streamed request on ``endpoint``, with the usage it needs reported."""
+    body: dict = {"model": model, "temperature": 0.0, "stream": True}
+    user = [{"role": "user", "content": prompt.text}]
     if endpoint.endswith("/chat/completions"):
-        body["messages"] = [{"role": "user", "content": prompt.text}]
-        body["max_completion_tokens"] = prompt.output_len
+        body.update(messages=user, max_completion_tokens=prompt.output_len,
+                    stream_options={"include_usage": True})
+    elif endpoint.endswith("/responses"):
+        body.update(input=prompt.text, max_output_tokens=prompt.output_len, store=False)
+    elif endpoint.endswith("/messages"):
+        body.update(messages=user, max_tokens=prompt.output_len)
     else:
-        body["prompt"] = prompt.text
-        body["max_tokens"] = prompt.output_len
+        body.update(prompt=prompt.text, max_tokens=prompt.output_len, stream_options={"include_usage": True})
     if ignore_eos:
         body["ignore_eos"] = True
     return body
 
 
 def _text_of(event: dict) -> str:
+    """The generated text an event carries, in any of the four APIs' shapes."""
+    kind = event.get("type")
+    if kind == "response.output_text.delta":
+        return event.get("delta") or ""
+    if kind == "content_block_delta":
+        return (event.get("delta") or {}).get("text") or ""
     choices = event.get("choices") or []
     if not choices:
         return ""
     choice = choices[0]
     return choice.get("text") or (choice.get("delta") or {}).get("content") or ""
+
+
+def _usage_of(event: dict) -> dict:
+    """The token counts an event carries, as prompt_tokens / completion_tokens: the chat
+    and completions APIs' final usage chunk, the Responses API's final response, the
+    Messages API's message_start (the prompt) and message_delta (the output)."""
+    kind = event.get("type")
+    if kind in ("response.completed", "response.incomplete"):
+        usage = (event.get("response") or {}).get("usage") or {}
+        return {"prompt_tokens": usage.get("input_tokens", 0), "completion_tokens": usage.get("output_tokens", 0)}
+    if kind in ("message_start", "message_delta"):
+        usage = (event.get("message") or {}).get("usage") if kind == "message_start" else event.get("usage")
+        usage = usage or {}
+        counts = {}
+        if "input_tokens" in usage:
+            counts["prompt_tokens"] = sum(usage.get(k) or 0 for k in (
+                "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+        if kind == "message_delta":
+            counts["completion_tokens"] = usage.get("output_tokens", 0)
+        return counts
+    return event.get("usage") or {}
 
 
 async def _lines(response: aiohttp.ClientResponse):
@@ -87,7 +120,7 @@ async def send(session: aiohttp.ClientSession, url: str, body: dict) -> Result:
                 if event is None:
                     continue
                 now = time.perf_counter()
-                usage = event.get("usage") or usage
+                usage = {**usage, **_usage_of(event)}
                 text = _text_of(event)
                 if not text:
                     continue

@@ -1,0 +1,152 @@
+"""The one admission step every request passes, whoever submits it (the offline ``LLM``,
+the API server, run-batch): every rule a request must meet is checked here and nowhere
+else, and what it left unset is filled from the sampling defaults
+(``fw.engine.generation_config``: the model's generation config, ``--generation-config``,
+``--override-generation-config``), else fw's. A refusal names the parameter (``InvalidParameterError``), and the server maps
+that name to its API's spelling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fw.engine.constraints import check_admissible
+from fw.engine.protocol import PromptInput
+from fw.engine.sampling_params import SamplingParams
+from fw.errors import ContextLengthError, InvalidParameterError
+
+#: what a sampling field left unset (None) means when the model sets no default
+FW_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
+
+
+NO_TOKENIZER = "the engine runs without a tokenizer (--skip-tokenizer-init)"
+
+
+def tokenize_prompt(tokenizer: Any, prompt: PromptInput) -> tuple[str | None, list[int]]:
+    """(prompt text if known, prompt token ids). Text is tokenized with special tokens
+    added, as the model's tokenizer config says."""
+    if tokenizer is None and (isinstance(prompt, str) or (isinstance(prompt, dict) and "prompt_token_ids" not in prompt)):
+        raise InvalidParameterError("prompt", f"{NO_TOKENIZER}: send prompt token ids, not text")
+    if isinstance(prompt, str):
+        return prompt, tokenizer.encode(prompt)
+    if isinstance(prompt, dict):
+        if "prompt_token_ids" in prompt:
+            return prompt.get("prompt"), list(prompt["prompt_token_ids"])
+        if "prompt" in prompt:
+            return prompt["prompt"], tokenizer.encode(prompt["prompt"])
+        raise InvalidParameterError("prompt", "a prompt dict needs 'prompt' or 'prompt_token_ids'")
+    if isinstance(prompt, (list, tuple)) and all(isinstance(t, int) for t in prompt):
+        return None, list(prompt)
+    raise InvalidParameterError("prompt", f"expected text or a list of token ids, got {type(prompt).__name__}")
+
+
+def _bad_words_ids(tokenizer: Any, words: list[str]) -> list[list[int]]:
+    """Each bad word as token ids, with and without a leading space (as it would appear
+    after another word)."""
+    ids: list[list[int]] = []
+    for word in words:
+        for variant in (word, " " + word.lstrip()):
+            tokens = tokenizer.encode(variant, add_special_tokens=False)
+            if tokens and tokens not in ids:
+                ids.append(tokens)
+    return ids
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _check_ids(name: str, ids: Any, vocab: int) -> None:
+    bad = next((t for t in ids if not 0 <= t < vocab), None)
+    if bad is not None:
+        raise InvalidParameterError(name, f"token id {bad} is outside the vocabulary (0..{vocab - 1})")
+
+
+@dataclass
+class Admission:
+    """The engine's limits and the model's defaults, and the rules built on them."""
+
+    max_model_len: int
+    vocab_size: int
+    max_num_seqs: int
+    #: --max-logprobs (-1: no cap)
+    max_logprobs: int
+    num_kv_blocks: int
+    block_size: int
+    #: None under --skip-tokenizer-init (then text, stop strings, bad words and grammars are refused)
+    tokenizer: Any
+    #: the sampling defaults (``fw.engine.generation_config``), SamplingParams' names;
+    #: ``max_tokens`` among them caps every request (vLLM's server-wide max_new_tokens)
+    defaults: dict[str, Any]
+    #: compiles a structured-output constraint, raising for an invalid one
+    compile_constraint: Any = None
+    #: a constraint's allowed first tokens (bool [vocab]), to refuse contradictions
+    first_tokens: Any = None
+    eos_token_ids: tuple[int, ...] = ()
+
+    def admit(self, prompt: str | None, prompt_ids: list[int],
+              params: SamplingParams) -> tuple[str | None, list[int], SamplingParams]:
+        """The request as it will run: (prompt text, prompt ids, resolved params); raises
+        ``InvalidParameterError`` / ``ContextLengthError`` naming the parameter."""
+        if self.tokenizer is None:
+            for name in ("stop", "bad_words", "structured_outputs"):
+                if getattr(params, name):
+                    raise InvalidParameterError(name, f"{NO_TOKENIZER}: it needs text; use stop_token_ids, "
+                                                      "allowed_token_ids or logit_bias")
+        if params.n > self.max_num_seqs:
+            raise InvalidParameterError("n", f"at most {self.max_num_seqs} samples per request (--max-num-seqs), "
+                                             f"got {params.n}")
+        if params.truncate_prompt_tokens is not None and len(prompt_ids) > params.truncate_prompt_tokens:
+            prompt, prompt_ids = None, prompt_ids[-params.truncate_prompt_tokens:]
+        if not prompt_ids:
+            raise InvalidParameterError("prompt", "the prompt is empty")
+        _check_ids("prompt", prompt_ids, self.vocab_size)
+        params = self._with_defaults(params, len(prompt_ids))
+        for name in ("logprobs", "prompt_logprobs"):
+            value = getattr(params, name)
+            cap = self.max_logprobs
+            if value is not None and cap != -1 and (value == -1 or value > cap):
+                raise InvalidParameterError(name, f"at most {cap} logprobs may be requested (--max-logprobs), "
+                                                  f"got {value}")
+        for name in ("allowed_token_ids", "stop_token_ids"):
+            _check_ids(name, getattr(params, name) or [], self.vocab_size)
+        _check_ids("logit_bias", params.logit_bias or {}, self.vocab_size)
+        if params.structured_outputs is not None and self.compile_constraint is not None:
+            self.compile_constraint(params.structured_outputs)  # an invalid constraint fails here
+        needed = _cdiv(len(prompt_ids) + params.max_tokens, self.block_size)
+        if needed > self.num_kv_blocks:
+            raise InvalidParameterError(
+                "max_tokens", f"the request needs {needed} KV-cache blocks but the cache has {self.num_kv_blocks}; "
+                              "reduce max_tokens or start the server with a larger --kv-cache-memory-bytes")
+        if params.bad_words:
+            params._bad_words_token_ids = _bad_words_ids(self.tokenizer, params.bad_words)
+        check_admissible(params, self.eos_token_ids, self.first_tokens)
+        return prompt, prompt_ids, params
+
+    def _with_defaults(self, params: SamplingParams, prompt_len: int) -> SamplingParams:
+        """A copy with every unset sampling field filled and ``max_tokens`` checked against
+        the context: unset, it is what the context leaves; either way at most the
+        defaults' ``max_tokens`` (the model's ``max_new_tokens``)."""
+        max_len = self.max_model_len
+        if prompt_len >= max_len:
+            raise ContextLengthError(
+                "prompt", f"this model's maximum context length is {max_len} tokens, but the prompt has "
+                          f"{prompt_len} tokens, which leaves no room to generate; shorten it (or set "
+                          "truncate_prompt_tokens)")
+        room = max_len - prompt_len
+        changes = {name: self.defaults.get(name, default) for name, default in FW_DEFAULTS.items()
+                   if getattr(params, name) is None}
+        cap = self.defaults.get("max_tokens")
+        max_tokens = room if params.max_tokens is None else params.max_tokens
+        if cap is not None:
+            max_tokens = min(max_tokens, cap)
+        if max_tokens != params.max_tokens:
+            changes["max_tokens"] = max_tokens
+        if max_tokens > room:
+            raise ContextLengthError(
+                "max_tokens", f"this model's maximum context length is {max_len} tokens, but "
+                              f"{prompt_len + max_tokens} were requested ({prompt_len} in the prompt, "
+                              f"{max_tokens} for the output); ask for at most {room} tokens or shorten "
+                              "the prompt")
+        return params.clone(**changes)

@@ -1,0 +1,135 @@
+"""The fused CPU decode step, built from a model's ``DecoderDescription``.
+
+A decode step on the CPU (every sequence decoding one token) runs the whole decoder stack
+in one C call (``fw_kernels.cpu.decoder``) instead of some 600 torch operations and module
+calls. It runs the same kernels in the same order as the layer-by-layer forward, so both
+give identical results. The runner takes it for pure decode steps of up to ``max_rows``
+tokens; prompt chunks and everything it cannot run take the model's own forward.
+
+It applies when every part of the description is something the C decoder computes:
+projections whose packed weights it reads (``PackedWeight.decoder_projection``) without
+LoRA, RMSNorms, SiLU gating, the neox rotary table in float32, an attention backend that
+declares ``fused_cpu_decode``, contiguous KV caches in the model dtype, and one set of
+attention settings for every layer. Otherwise ``build`` says why and returns None.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from fw.attention.metadata import AttentionMetadata
+from fw.models.description import DecoderDescription, DecoderLayerDescription
+from fw_kernels import cpu
+
+logger = logging.getLogger("fw.engine")
+
+
+class NotFusable(Exception):
+    """Why a description cannot run as one fused call."""
+
+
+class FusedDecodeStep:
+    def __init__(self, description: DecoderDescription, decoder):
+        self.embedding = description.embedding
+        self.decoder = decoder
+        #: the most tokens a step may have (None: any)
+        self.max_rows = decoder.max_rows
+
+    def takes(self, metadata: AttentionMetadata) -> bool:
+        return metadata.is_pure_decode and (self.max_rows is None or metadata.num_tokens <= self.max_rows)
+
+    def __call__(self, input_ids: torch.Tensor, positions: torch.Tensor, metadata: AttentionMetadata) -> torch.Tensor:
+        """The final-normed hidden states of a pure decode step; KV caches are written."""
+        return self.decoder(self.embedding(input_ids), positions, metadata.slot_mapping, metadata.block_table,
+                            metadata.seq_lens, metadata.max_seq_len)
+
+
+def build(model) -> FusedDecodeStep | None:
+    """The model's fused decode step, or None (logged at debug level with the reason)."""
+    describe = getattr(model, "describe_decoder", None)
+    if describe is None:
+        return None
+    description = describe()
+    if description is None or not cpu.available():
+        return None
+    try:
+        return FusedDecodeStep(description, _decoder(description))
+    except NotFusable as reason:
+        logger.debug("the fused CPU decode does not apply: %s", reason)
+        return None
+
+
+def _require(condition: bool, reason: str) -> None:
+    if not condition:
+        raise NotFusable(reason)
+
+
+def _projection(linear, name: str):
+    _require(linear.lora is None, f"{name} has a LoRA adapter hook")
+    _require(linear.packed is not None, f"{name} is not packed")
+    views = linear.packed.decoder_projection(linear.bias)
+    _require(views is not None, f"{name}'s weight layout ({linear.packed}) is not one the fused decoder reads")
+    return views
+
+
+def _layer(layer: DecoderLayerDescription, dtype: torch.dtype):
+    from fw_kernels.cpu.decoder import DecoderLayer
+
+    attention = layer.attention
+    _require(getattr(attention.impl, "fused_cpu_decode", False),
+             f"the {type(attention.impl).__name__} attention backend does not declare fused_cpu_decode")
+    cache = attention.kv_cache
+    _require(cache is not None and cache.is_contiguous() and cache.dtype == dtype,
+             "the KV cache is not bound, not contiguous or not in the model dtype")
+    _require(layer.activation == "silu", f"the {layer.activation!r} activation is not fused")
+    q_size, kv_size = attention.num_heads * attention.head_size, attention.num_kv_heads * attention.head_size
+    _require(list(layer.qkv.shard_sizes) == [q_size, kv_size, kv_size], "qkv's shards do not match the heads")
+    _require(len(layer.gate_up.shard_sizes) == 2 and layer.gate_up.shard_sizes[0] == layer.gate_up.shard_sizes[1],
+             "gate_up is not two equal shards")
+    norms = [layer.input_norm, layer.post_attention_norm, layer.q_norm, layer.k_norm]
+    _require(all(n is None or cpu.supports(n.weight) and n.weight.dtype == dtype for n in norms),
+             "a norm weight is not a CPU tensor in the model dtype")
+    return DecoderLayer(
+        input_norm=layer.input_norm.weight, post_norm=layer.post_attention_norm.weight,
+        qkv=_projection(layer.qkv, "qkv"), o=_projection(layer.o, "o"),
+        gate_up=_projection(layer.gate_up, "gate_up"), down=_projection(layer.down, "down"),
+        kv_cache=cache, q_norm=None if layer.q_norm is None else layer.q_norm.weight,
+        k_norm=None if layer.k_norm is None else layer.k_norm.weight,
+    )
+
+
+def _settings(layer: DecoderLayerDescription) -> tuple:
+    """What the C decoder holds once for all layers."""
+    impl, rotary, attention = layer.attention.impl, layer.rotary, layer.attention
+    norms = (layer.input_norm, layer.post_attention_norm, layer.q_norm, layer.k_norm)
+    return (frozenset(n.eps for n in norms if n is not None), impl.scale, impl.sliding_window,
+            impl.logits_soft_cap, id(rotary.cos_sin_cache), rotary.rotary_dim, attention.num_heads,
+            attention.num_kv_heads, attention.head_size, layer.down.in_features)
+
+
+def _decoder(description: DecoderDescription):
+    from fw_kernels.cpu.decoder import DecoderShape, FusedDecoder
+
+    first = description.layers[0]
+    dtype = first.input_norm.weight.dtype
+    _require(cpu.supports(first.input_norm.weight), "the model is not a float32/bfloat16 CPU model")
+    settings = {_settings(layer) for layer in description.layers}
+    _require(len(settings) == 1, "the layers differ in their attention, rotary or size settings")
+    _require(settings.pop()[0] == {first.input_norm.eps}, "the norms differ in epsilon")
+    rotary = first.rotary
+    _require(rotary.cos_sin_cache.dtype == torch.float32 and rotary.cos_sin_cache.is_contiguous(),
+             "the rotary table is not contiguous float32")
+    _require(description.final_norm.weight.dtype == dtype and description.final_norm.eps == first.input_norm.eps,
+             "the final norm differs from the layers' norms")
+    layers = [_layer(layer, dtype) for layer in description.layers]
+    attention, impl = first.attention, first.attention.impl
+    shape = DecoderShape(
+        hidden=first.input_norm.weight.shape[0], heads=attention.num_heads, kv_heads=attention.num_kv_heads,
+        head_size=attention.head_size, intermediate=first.down.in_features, rotary_dim=rotary.rotary_dim,
+        eps=first.input_norm.eps, scale=impl.scale, cos_sin=rotary.cos_sin_cache,
+        final_norm=description.final_norm.weight, sliding_window=impl.sliding_window,
+        soft_cap=impl.logits_soft_cap,
+    )
+    return FusedDecoder(layers, shape)
