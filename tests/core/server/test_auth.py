@@ -1,4 +1,5 @@
-"""--api-key against near misses: only an exact key, sent as a Bearer token, opens /v1.
+"""--api-key against near misses: only an exact key, sent as a Bearer token or in
+``x-api-key`` (Anthropic's clients), opens /v1.
 
 A check that compared a prefix of the key (or of its digest), ignored case, or took any
 scheme would still let the right key in; these guesses are what it must keep out.
@@ -26,8 +27,8 @@ def live():
     server.stop()
 
 
-def status(live, authorization: str | None, path: str = "/v1/models") -> int:
-    headers = {} if authorization is None else {"Authorization": authorization}
+def status(live, authorization: str | None, path: str = "/v1/models", header: str = "Authorization") -> int:
+    headers = {} if authorization is None else {header: authorization}
     with live.http() as http:
         return http.get(path, headers=headers).status_code
 
@@ -68,6 +69,22 @@ def test_near_misses_are_refused(live, authorization):
     assert status(live, authorization) == 401
 
 
+#: the same guesses as the value of x-api-key (where the bare key is the right one)
+X_API_KEY_NEAR_MISSES = {name: value.removeprefix("Bearer ") for name, value in NEAR_MISSES.items()
+                         if name != "no scheme"} | {
+    "a Bearer token": "Bearer " + KEY, "both keys spaced": KEY + " " + OTHER}
+
+
+@pytest.mark.parametrize("key", X_API_KEY_NEAR_MISSES.values(), ids=X_API_KEY_NEAR_MISSES.keys())
+def test_near_misses_in_x_api_key_are_refused(live, key):
+    assert status(live, key, header="x-api-key") == 401
+
+
+@pytest.mark.parametrize("key", [KEY, OTHER])
+def test_each_key_opens_v1_in_x_api_key(live, key):
+    assert status(live, key, header="x-api-key") == 200
+
+
 def digest_near_miss(key: str, where: slice) -> str:
     """A guess whose SHA-256 digest equals the key's over ``where`` (two bytes: found in
     ~65,000 tries), for a check that compared only part of the digests."""
@@ -101,7 +118,7 @@ def test_no_header_is_refused_with_how_to_authenticate(live):
     ({"path": "/v1/models"}, "/v1/models"),  # no root_path at all (it is optional in ASGI)
 ])
 def test_the_key_is_checked_on_the_path_below_the_root(scope, path):
-    from fw.server.auth import route_path
+    from fw.server.errors import route_path
 
     assert route_path(scope) == path
 
