@@ -84,7 +84,8 @@ def test_a_call_needs_its_place_to_start():
 def test_parsing_goes_on_after_what_is_not_a_call():
     for not_a_call in ['<|python_tag|>brave_search.call(query="weather")', '{"answer": 42}',
                        '<|python_tag|>{"name": "a" "parameters": {}}']:
-        assert parse(f"{not_a_call}\n<|python_tag|>{call('b', {})}") == (not_a_call, [("b", {})])
+        expected = not_a_call.replace("<|python_tag|>", "")  # the marker never leaks
+        assert parse(f"{not_a_call}\n<|python_tag|>{call('b', {})}") == (expected, [("b", {})])
 
 
 def test_text_that_may_start_a_tag_is_content_at_the_end():
