@@ -100,6 +100,20 @@ def fw_register_attention_backends(register):
     """
 
 
+@hookspec
+def fw_register_poolers(register):
+    """Register poolers, selectable with ``--pooler-config '{"pooling_type": "NAME"}'``.
+
+    Called in the engine process when a model is built for the pooling runner (or
+    with ``--enable-embeddings``). The target is a class following
+    ``fw.pooling.pooler.Pooler``: it turns the hidden states of a prompt's tokens
+    into the one output the prompt gets (a vector, or one per token), for many prompts
+    at once. Built-ins: ``MEAN``, ``CLS``, ``LAST``, ``ALL``.
+
+    :param register: ``register(name, target, *, aliases=())``.
+    """
+
+
 # --- Output parsing and constrained decoding ---------------------------------------------
 
 
@@ -135,6 +149,20 @@ def fw_register_structured_output_backends(register):
     ("auto" tries xgrammar, then guidance). The target is a class following
     ``fw.structured.backend.StructuredOutputBackend``: it compiles a request's
     grammar and produces a token bitmask each step.
+
+    :param register: ``register(name, target, *, aliases=())``.
+    """
+
+
+@hookspec
+def fw_register_proposers(register):
+    """Register speculative-decoding proposers, selectable with
+    ``--speculative-config.method NAME``.
+
+    Read in the engine process when speculative decoding is configured. The target is
+    a class following ``fw.speculative.proposer.Proposer``: each step it guesses the
+    next tokens of running requests, which the model then checks in one forward pass
+    (the engine keeps only what the model itself would have produced).
 
     :param register: ``register(name, target, *, aliases=())``.
     """

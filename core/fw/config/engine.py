@@ -16,6 +16,7 @@ from fw.config.observability import ObservabilityConfig
 from fw.config.options import build_bundle
 from fw.config.parallel import ParallelConfig
 from fw.config.scheduler import SchedulerConfig
+from fw.config.speculative import SpeculativeConfig
 from fw.config.structured import StructuredOutputsConfig
 from fw.config.vllm_engine import VllmEngineConfig
 
@@ -28,6 +29,7 @@ class EngineConfig(BaseModel):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+    speculative: SpeculativeConfig = Field(default_factory=SpeculativeConfig)
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
     structured_outputs: StructuredOutputsConfig = Field(default_factory=StructuredOutputsConfig)
     multimodal: MultiModalConfig = Field(default_factory=MultiModalConfig)

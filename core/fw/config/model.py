@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from fw.config.base import ConfigGroup, option
+from fw.config.pooler import Convert, PoolerConfig, Runner, Task, parse_pooler_config, runner_and_convert
 
 #: what --override-generation-config may set (generation_config.json names)
 OVERRIDE_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_new_tokens")
@@ -19,12 +20,62 @@ class ModelConfig(ConfigGroup):
 
     model: str | None = option(
         None,
-        "Path of the model to serve: a Hugging Face model folder or a .gguf file. "
-        "If unspecified, the embedded default SmolLM2-135M-Instruct (Q4_1 GGUF) is used. "
-        "fw never downloads weights.",
+        "The model to serve: a Hugging Face model folder, a .gguf file, or a Hugging Face "
+        "hub id (ORG/NAME; ORG/NAME:QUANT picks that GGUF file of a repo, e.g. "
+        ":Q4_K_M), looked up in the local Hugging Face cache first and downloaded if "
+        "missing (unless HF_HUB_OFFLINE=1). If unspecified, the embedded default "
+        "SmolLM2-135M-Instruct (Q4_1 GGUF) is used.",
+    )
+    runner: Runner = option(
+        "auto",
+        'The model runner: "generate" (text generation: paged KV cache, sampler) or "pooling" (one output '
+        "per input: embeddings, class probabilities, per-token hidden states). \"auto\" picks by "
+        "architecture: pooling for encoders (BertModel) and *ForSequenceClassification, else generate.",
+        unsupported={"draft": "fw has no draft-model runner; speculative decoding is configured with "
+                              "--speculative-config"},
+    )
+    convert: Convert = option(
+        "auto",
+        'Adapt the model to the pooling runner: "embed" turns a generative model into an embedding model '
+        '(last-token pooling, normalised), "classify" uses the model\'s classification head, "none" keeps '
+        'the architecture as it is. "auto": embed for a generative model under --runner pooling, else none. '
+        "embed and classify imply --runner pooling.",
+        unsupported={"reward": "fw serves no reward models"},
+    )
+    task: Task | None = option(
+        None,
+        "Deprecated (vLLM's): generate means --runner generate; embed/embedding --convert embed; "
+        "classify/score --convert classify.",
+        unsupported={"reward": "fw serves no reward models", "transcription": "fw serves text-only models",
+                     "draft": "fw has no draft-model runner; speculative decoding is configured with "
+                              "--speculative-config"},
     )
     tokenizer: str | None = option(
-        None, "Path of the Hugging Face tokenizer to use. If unspecified, the model's is used."
+        None,
+        "The tokenizer to use: a Hugging Face tokenizer folder, a .gguf file, or a hub id "
+        "(only its tokenizer files are downloaded). If unspecified, the model's is used.",
+    )
+    revision: str | None = option(
+        None,
+        "The revision of a hub model to use: a branch name, a tag name, or a commit id. "
+        "If unspecified, the default branch.",
+    )
+    code_revision: str | None = option(
+        None,
+        "The revision of a hub model's own code (with --trust-remote-code).",
+        unsupported="fw reads a hub model's code from the same revision as its weights; give that "
+                    "revision with --revision",
+    )
+    tokenizer_revision: str | None = option(
+        None,
+        "The revision of the hub tokenizer (--tokenizer, else the model's repo): a branch "
+        "name, a tag name, or a commit id. If unspecified, the default branch for "
+        "--tokenizer, the model's own files otherwise.",
+    )
+    hf_token: str | None = option(
+        None,
+        "The token sent to the Hugging Face hub (private and gated repos). If unspecified, "
+        "HF_TOKEN or the token `hf auth login` saved is used.",
     )
     trust_remote_code: bool = option(
         False, "Trust remote code in the model folder when loading its config and tokenizer."
@@ -137,6 +188,23 @@ class ModelConfig(ConfigGroup):
             "terratorch": "fw serves no TerraTorch models",
         },
     )
+    pooler_config: dict[str, Any] | None = option(
+        None,
+        "Defaults of the pooling runner, as JSON or dotted keys: pooling_type (MEAN, CLS, LAST, ALL, or a "
+        "plugin's pooler), normalize, dimensions (Matryoshka models only), activation (a classifier's "
+        "softmax/sigmoid). Unset keys come from the model: a sentence-transformers folder's "
+        "1_Pooling/config.json and Normalize module, else the architecture's choice.",
+        json=True,
+    )
+    override_pooler_config: dict[str, Any] | None = option(
+        None, "Deprecated (vLLM's) spelling of --pooler-config.", json=True,
+    )
+    enable_embeddings: bool = option(
+        False,
+        "Also serve /v1/embeddings (and /pooling, /score, /rerank by cosine) from a generative model, "
+        "scheduled together with generation: the hidden state of the last prompt token, normalised "
+        "(--pooler-config changes both). vLLM needs a second instance with --convert embed for this.",
+    )
     logprobs_mode: Literal["raw_logprobs", "raw_logits", "processed_logprobs", "processed_logits"] = option(
         "raw_logprobs",
         "What logprobs report: the model's raw log-probabilities, before penalties, temperature and "
@@ -181,6 +249,30 @@ class ModelConfig(ConfigGroup):
         "IOProcessor plugin (pooling inputs and outputs) to load at start-up.",
         unsupported="fw has no IOProcessor plugins; its plugin kinds are listed by `fw plugins`",
     )
+
+    @field_validator("pooler_config", "override_pooler_config")
+    @classmethod
+    def _pooler_keys(cls, value: dict[str, Any] | None, info) -> dict[str, Any] | None:
+        parsed = parse_pooler_config(value, "--" + info.field_name.replace("_", "-"))
+        return None if parsed is None else parsed.model_dump(exclude_none=True)
+
+    @model_validator(mode="after")
+    def _runner_options(self) -> "ModelConfig":
+        runner, _ = runner_and_convert(self.runner, self.convert, self.task)
+        if self.pooler_config is not None and self.override_pooler_config is not None:
+            raise ValueError("--override-pooler-config is the deprecated spelling of --pooler-config; give one")
+        if self.enable_embeddings and runner == "pooling":
+            raise ValueError("--enable-embeddings adds embeddings to a generative model; with the pooling "
+                             "runner the model embeds already (drop one of them)")
+        return self
+
+    def runner_and_convert(self) -> tuple[str, str]:
+        """(--runner, --convert) as given, with --task and --convert's implications applied."""
+        return runner_and_convert(self.runner, self.convert, self.task)
+
+    def pooler(self) -> PoolerConfig:
+        """--pooler-config (or its deprecated spelling); empty when neither is given."""
+        return PoolerConfig(**(self.pooler_config or self.override_pooler_config or {}))
 
     @field_validator("override_generation_config")
     @classmethod

@@ -3,7 +3,9 @@ the API server, run-batch): every rule a request must meet is checked here and n
 else, and what it left unset is filled from the sampling defaults
 (``fw.engine.generation_config``: the model's generation config, ``--generation-config``,
 ``--override-generation-config``), else fw's. A refusal names the parameter (``InvalidParameterError``), and the server maps
-that name to its API's spelling.
+that name to its API's spelling. Pooling requests (``PoolingParams``) pass
+``admit_pooling``: the model must serve their task, and what they leave unset is the
+model's pooling default (``fw.pooling.setup``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 from fw.engine.constraints import check_admissible
 from fw.engine.protocol import PromptInput
 from fw.engine.sampling_params import SamplingParams
-from fw.errors import ContextLengthError, InvalidParameterError
+from fw.errors import ContextLengthError, InvalidParameterError, NotSupportedError
+from fw.pooling.params import PoolingParams
+from fw.pooling.setup import PoolingSetup, dimensions_problem
 
 #: what a sampling field left unset (None) means when the model sets no default
 FW_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
@@ -84,11 +88,18 @@ class Admission:
     #: a constraint's allowed first tokens (bool [vocab]), to refuse contradictions
     first_tokens: Any = None
     eos_token_ids: tuple[int, ...] = ()
+    #: "generate" or "pooling" (a pooling model generates nothing)
+    runner: str = "generate"
+    #: the model's pooling tasks and defaults (None: it pools nothing)
+    pooling: PoolingSetup | None = None
 
     def admit(self, prompt: str | None, prompt_ids: list[int],
               params: SamplingParams) -> tuple[str | None, list[int], SamplingParams]:
         """The request as it will run: (prompt text, prompt ids, resolved params); raises
         ``InvalidParameterError`` / ``ContextLengthError`` naming the parameter."""
+        if self.runner == "pooling":
+            raise NotSupportedError("this model runs the pooling runner: it embeds or classifies, it does not "
+                                    "generate text (a generative model runs the generate runner)", param="prompt")
         if self.tokenizer is None:
             for name in ("stop", "bad_words", "structured_outputs"):
                 if getattr(params, name):
@@ -150,3 +161,42 @@ class Admission:
                               f"{max_tokens} for the output); ask for at most {room} tokens or shorten "
                               "the prompt")
         return params.clone(**changes)
+
+    def admit_pooling(self, prompt: str | None, prompt_ids: list[int], params: PoolingParams,
+                      token_type_ids: list[int] | None = None):
+        """A pooling request as it will run: (prompt text, prompt ids, resolved params,
+        token types); raises naming the parameter."""
+        setup = self.pooling
+        if setup is None or params.task not in setup.tasks:
+            served = f"its pooling tasks are {', '.join(setup.tasks)}" if setup else (
+                "it runs the generate runner (serve it with --enable-embeddings, or --runner pooling)")
+            raise NotSupportedError(f"this model does not serve the {params.task!r} task: {served}", param="task")
+        limit = self.max_model_len if params.truncate_prompt_tokens == -1 else params.truncate_prompt_tokens
+        if limit is not None and len(prompt_ids) > limit:
+            prompt, prompt_ids = None, prompt_ids[-limit:]
+            token_type_ids = token_type_ids[-limit:] if token_type_ids else token_type_ids
+        if not prompt_ids:
+            raise InvalidParameterError("prompt", "the input is empty")
+        if len(prompt_ids) > self.max_model_len:
+            raise ContextLengthError(
+                "prompt", f"this model's maximum context length is {self.max_model_len} tokens, but the input has "
+                          f"{len(prompt_ids)} tokens; shorten it (or set truncate_prompt_tokens)")
+        _check_ids("prompt", prompt_ids, self.vocab_size)
+        if token_type_ids is not None and len(token_type_ids) != len(prompt_ids):
+            raise InvalidParameterError("token_type_ids", f"{len(token_type_ids)} token types for "
+                                                          f"{len(prompt_ids)} tokens")
+        if params.dimensions is not None:
+            problem = "only embeddings can be shortened" if params.task != "embed" else \
+                dimensions_problem(setup, params.dimensions)
+            if problem:
+                raise InvalidParameterError("dimensions", problem)
+        if not setup.whole_prompts and _cdiv(len(prompt_ids), self.block_size) > self.num_kv_blocks:
+            raise InvalidParameterError(
+                "prompt", f"the input needs {_cdiv(len(prompt_ids), self.block_size)} KV-cache blocks but the cache "
+                          f"has {self.num_kv_blocks}; start the server with a larger --kv-cache-memory-bytes")
+        embed = params.task == "embed"
+        resolved = params.clone(
+            dimensions=params.dimensions if params.dimensions is not None else (setup.dimensions if embed else None),
+            normalize=params.normalize if params.normalize is not None else (setup.normalize and embed),
+            activation=params.activation if params.activation is not None else setup.activation)
+        return prompt, prompt_ids, resolved, token_type_ids

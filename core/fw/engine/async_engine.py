@@ -17,12 +17,13 @@ from typing import Any, AsyncIterator, Callable
 
 from fw.config import EngineConfig
 from fw.engine.llm_engine import LLMEngine
-from fw.engine.outputs import RequestOutput
+from fw.engine.outputs import PoolingRequestOutput, RequestOutput
 from fw.engine.protocol import EngineClient, EngineStats, PromptInput
 from fw.engine.sampling_params import SamplingParams
 from fw.engine.sleep import LEVELS, free_kv_cache, release_memory, restore_kv_cache
 from fw.errors import EngineDeadError, InvalidParameterError, NotSupportedError, OverloadedError
 from fw.lora.request import LoRARequest
+from fw.pooling.params import PoolingParams
 
 logger = logging.getLogger("fw.engine")
 
@@ -164,17 +165,30 @@ class AsyncEngine(EngineClient):
                        priority: int = 0, lora_request: Any = None,
                        keep_special_ids: frozenset[int] = frozenset(),
                        reasoning_end_ids: tuple[int, ...] | None = None) -> AsyncIterator[RequestOutput]:
-        stream = _Stream(asyncio.get_running_loop())
         if params.structured_outputs is not None and self.engine is not None:
             await self._compile(params)
+        async for output in self._submit(request_id, lambda: self.engine.add_request(
+                request_id, prompt, params, priority=priority, lora_request=lora_request,
+                keep_special_ids=keep_special_ids, reasoning_end_ids=reasoning_end_ids)):
+            yield output
+
+    async def encode(self, prompt: PromptInput, params: PoolingParams, request_id: str, *,
+                     priority: int = 0) -> AsyncIterator[PoolingRequestOutput]:
+        async for output in self._submit(request_id, lambda: self.engine.add_request(
+                request_id, prompt, params, priority=priority)):
+            yield output
+
+    async def _submit(self, request_id: str, add_request: Callable[[], None]) -> AsyncIterator[Any]:
+        """Admit a request on the loop thread (``add_request``) and stream its outputs;
+        a request left unfinished by its caller is aborted."""
+        stream = _Stream(asyncio.get_running_loop())
 
         def add() -> None:
             if self._sleep_level or self._pending_sleep is not None:
                 raise OverloadedError("the engine is asleep (sleep mode); POST /wake_up first")
             if self.engine.scheduler.num_waiting >= self.max_waiting:
                 raise OverloadedError(f"the waiting queue is full ({self.max_waiting} requests); retry shortly")
-            self.engine.add_request(request_id, prompt, params, priority=priority, lora_request=lora_request,
-                                    keep_special_ids=keep_special_ids, reasoning_end_ids=reasoning_end_ids)
+            add_request()
             self._streams[request_id] = stream
 
         try:

@@ -72,7 +72,7 @@ class KVCacheManager:
         """Cached blocks holding a prefix of the request's tokens, and how many tokens
         they cover. At least one token is always left to compute, so the request gets
         logits to sample from."""
-        if not self.enable_caching or request.params.prompt_logprobs is not None:
+        if not self.enable_caching or request.skip_prefix_cache:
             return [], 0
         max_blocks = (request.num_tokens - 1) // self.block_size
         hashes = self._block_hashes(request, max_blocks)

@@ -72,8 +72,13 @@ def attention_layers(model: nn.Module) -> list[Attention]:
 
 def plan_kv_cache(model: nn.Module, dtype: torch.dtype, device: torch.device, *, block_size: int,
                   memory_bytes: int | None, num_blocks_override: int | None, max_model_len: int,
-                  max_num_seqs: int, gpu_memory_utilization: float | None = None) -> KVPlan:
-    layers = attention_layers(model)
+                  max_num_seqs: int, gpu_memory_utilization: float | None = None,
+                  extra_layers: list[Attention] = ()) -> KVPlan:
+    """``extra_layers``: attention layers of another model whose caches use the same block
+    ids (a speculative draft model); a block's bytes count theirs too."""
+    layers = attention_layers(model) + list(extra_layers)
+    if not layers:  # an encoder: blocks are the scheduler's bookkeeping only, and hold no memory
+        return KVPlan(max_num_seqs * cdiv(max_model_len, block_size) + 1, block_size, 0)
     element = torch.empty((), dtype=dtype).element_size()
     per_block = sum(2 * block_size * layer.num_kv_heads * layer.head_size * element for layer in layers)
     if num_blocks_override is not None:

@@ -16,8 +16,11 @@ from torch import nn
 
 from fw import plugins
 from fw.config import EngineConfig
+from fw.engine import prepared_state, weight_cache
 from fw.errors import ConfigurationError, ModelLoadError
+from fw.model_loader.int4_grids import attach_int4_grids
 from fw.models.interface import ModelContext
+from fw.pooling.setup import PoolingSetup, resolve_pooling
 
 logger = logging.getLogger("fw.engine")
 
@@ -39,6 +42,8 @@ class LoadedModel:
     generation_config: dict
     #: stops what loading started (tensor-parallel workers); the engine calls it on shutdown
     shutdown: Callable[[], None] = lambda: None
+    #: the model's pooling tasks and defaults (None: it only generates)
+    pooling: PoolingSetup | None = None
 
 
 def resolve_device() -> torch.device:
@@ -150,10 +155,11 @@ def build_model(config: EngineConfig, device: torch.device | None = None) -> Loa
 
 def model_files(config: EngineConfig) -> tuple[Path, Any, Any]:
     """The model's path, its loader and its Hugging Face config (with the overrides)."""
-    from fw.model_loader.select import get_loader, resolve_model_path
+    from fw.model_loader.select import get_loader, resolve_model
 
-    path = resolve_model_path(config.model.model)
-    loader = get_loader(path, config.load, config.model)
+    resolved = resolve_model(config.model, config.load)  # hub ids: from the cache or downloaded
+    path = resolved.path
+    loader = get_loader(path, config.load, resolved.model_config)
     hf_config = _hf_config(loader, config)
     _apply_overrides(hf_config, config)
     return path, loader, hf_config
@@ -164,6 +170,10 @@ def load_model(config: EngineConfig, device: torch.device | None = None, *,
     """Build and load the whole model here; ``shard`` (tensor parallelism) then cuts the
     packed model down to this rank's part."""
     device = device or resolve_device()
+    if device.type == "cpu":
+        from fw_kernels.cpu import build
+
+        build.start()  # a first start compiles fw's CPU kernels meanwhile
     path, loader, hf_config = model_files(config)
     window = _drop_sliding_window(hf_config) if config.model.disable_sliding_window else None
     architectures = list(getattr(hf_config, "architectures", None) or [])
@@ -173,8 +183,11 @@ def load_model(config: EngineConfig, device: torch.device | None = None, *,
         raise ModelLoadError(path, f"architecture {architectures or 'unknown'} is not supported; "
                                    f"supported: {', '.join(registry.names())}")
     model_cls = registry.load(arch)
+    pooling = resolve_pooling(model_cls, hf_config, config.model, path)
     dtype = resolve_dtype(config.model.dtype, device)
     max_model_len = resolve_max_model_len(config.model.max_model_len, hf_config, cap=window)
+    if pooling is not None and pooling.max_seq_length and config.model.max_model_len is None:
+        max_model_len = min(max_model_len, pooling.max_seq_length)  # sentence-transformers' input limit
     backend = select_attention_backend(config.model.attention_backend, device)
     quantization = _quantization(config, loader, device, dtype)
     context = ModelContext(dtype=dtype, device=device, attention_backend=backend, quantization=quantization,
@@ -182,19 +195,28 @@ def load_model(config: EngineConfig, device: torch.device | None = None, *,
     start = time.perf_counter()
     with torch.device(device):
         model = model_cls(hf_config, context)
-    _fill_weights(model, loader, path)
-    for module in model.modules():
-        if callable(getattr(module, "post_load", None)):
-            module.post_load()  # packing for the kernels that run them (fw.layers.packed)
+    # Before the kernels are needed: a first start converts a GGUF tokenizer while they compile.
+    tokenizer = None if config.model.skip_tokenizer_init else loader.tokenizer()
+    cache = weight_cache.for_model(config, loader, model, context)
+    cached = cache is not None and cache.restore(model)  # the weights as last prepared, memory-mapped
+    if not cached:
+        before = prepared_state.watch(model)
+        _fill_weights(model, loader, path)
+        if quantization is not None:
+            attach_int4_grids(model, loader.int4_grids)  # a GPTQ/AWQ checkpoint's own 4-bit grid, for int4
+        for module in model.modules():
+            if callable(getattr(module, "post_load", None)):
+                module.post_load()  # packing for the kernels that run them (fw.layers.packed)
+        if cache is not None:
+            cache.save(model, before)  # the whole model, before any tensor-parallel cut
     if shard is not None:
         shard(model)  # after packing: shards are cut from the packed weights, exactly
     model.eval()
-    logger.info("loaded %s (%s, %s, %s attention) in %.1fs", arch, path.name, str(dtype).removeprefix("torch."),
-                backend.name, time.perf_counter() - start)
-    tokenizer = None if config.model.skip_tokenizer_init else loader.tokenizer()
+    logger.info("loaded %s (%s, %s, %s attention) in %.1fs%s", arch, path.name, str(dtype).removeprefix("torch."),
+                backend.name, time.perf_counter() - start, " (prepared weights from the cache)" if cached else "")
     return LoadedModel(model=model, hf_config=hf_config, tokenizer=tokenizer, path=path, dtype=dtype,
                        device=device, max_model_len=max_model_len, attention_backend=backend.name,
-                       generation_config=loader.generation_config())
+                       generation_config=loader.generation_config(), pooling=pooling)
 
 
 def _fill_weights(model: nn.Module, loader: Any, path: Path) -> None:

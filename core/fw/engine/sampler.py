@@ -128,7 +128,7 @@ def argmax(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=-1)
 
 
-def _subset(meta: SamplingMetadata, rows: list[int]) -> SamplingMetadata:
+def select_rows(meta: SamplingMetadata, rows: list[int]) -> SamplingMetadata:
     index = torch.tensor(rows, dtype=torch.int64)
     pick = (lambda t: None if t is None else t.index_select(0, index))
     return SamplingMetadata(
@@ -175,7 +175,7 @@ def sample(logits: torch.Tensor, meta: SamplingMetadata, masked_rows: set[int] =
         random_rows = [i for i, g in enumerate(greedy) if not g]
         tokens[greedy_rows] = argmax(logits[greedy_rows])
         index = torch.tensor(random_rows, dtype=torch.int64)
-        tokens[index] = _random(logits[index], _subset(meta, random_rows))
+        tokens[index] = _random(logits[index], select_rows(meta, random_rows))
     token_list = tokens.tolist()
     if raw_logprobs is None:
         return SampleResult(token_list, [None] * rows, [0.0] * rows, no_token)

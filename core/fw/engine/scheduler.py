@@ -6,6 +6,9 @@ request advances — so prefill and decode share one step under one token budget
 When KV blocks run out, the lowest-priority running request is preempted by recompute:
 its blocks are freed and it goes back to the front of the waiting queue, to be
 recomputed (mostly from the prefix cache) later with its generated tokens kept.
+Pooling requests share the queue and the budget: they advance through their prompt and
+finish when the step that completes it has pooled them; an encoder's prompt is scheduled
+whole or not at all.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ class SchedulerOutput:
     preempted: list[str] = field(default_factory=list)
     #: requests that finished (stopped, aborted, failed) since the previous schedule
     finished_ids: list[str] = field(default_factory=list)
+    #: request id -> the proposed tokens it advances by after its last one (speculative
+    #: decoding; counted in num_scheduled_tokens)
+    spec_tokens: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
@@ -111,11 +117,15 @@ class Scheduler:
         index = 0
         while index < len(self.running) and budget > 0:
             request = self.running[index]
-            num_new = min(self._step_tokens(request, request.num_computed_tokens), budget)
+            known = self._step_tokens(request, request.num_computed_tokens)
+            proposals = request.spec_tokens[:budget - known] if known == 1 else []
+            num_new = min(known + len(proposals), budget)
             if num_new <= 0:
                 index += 1
                 continue
             scheduled = True
+            if proposals and not self.kv.allocate_slots(request, num_new):
+                proposals, num_new = [], known  # a guess never costs another request its place
             while not self.kv.allocate_slots(request, num_new):
                 victim = self._pick_victim()
                 budget += out.num_scheduled_tokens.get(victim.request_id, 0)
@@ -125,6 +135,8 @@ class Scheduler:
                     break
             if scheduled:
                 out.num_scheduled_tokens[request.request_id] = num_new
+                if proposals:
+                    out.spec_tokens[request.request_id] = proposals
                 budget -= num_new
                 index = self.running.index(request) + 1
                 if request.num_computed_tokens < request.num_prompt_tokens:
@@ -150,7 +162,7 @@ class Scheduler:
                 continue
             computed, num_cached = self.kv.get_computed_blocks(request)
             num_new = self._step_tokens(request, num_cached)
-            if num_new > budget and not self.chunked_prefill:
+            if num_new > budget and (not self.chunked_prefill or request.whole_prompt):
                 break
             num_new = min(num_new, budget)
             prefills.add(long)
@@ -180,12 +192,14 @@ class Scheduler:
         """Tokens ``request`` may advance from ``computed``: the rest, but a prompt by at
         most --long-prefill-token-threshold a step."""
         remaining = request.num_tokens - computed
-        if self.long_threshold > 0 and computed < request.num_prompt_tokens:
+        if self.long_threshold > 0 and computed < request.num_prompt_tokens and not request.whole_prompt:
             return min(remaining, self.long_threshold)
         return remaining
 
     def _preempt(self, request: Request, out: SchedulerOutput) -> None:
         self.running.remove(request)
+        out.spec_tokens.pop(request.request_id, None)
+        request.spec_tokens = []
         self.kv.free(request)
         request.status = RequestStatus.PREEMPTED
         request.num_computed_tokens = 0
@@ -207,11 +221,16 @@ class Scheduler:
             request = self.requests.get(request_id)
             if request is None:
                 continue
-            request.num_computed_tokens += num_tokens
+            proposed, accepted = step.speculated.get(request_id, (0, 0))
+            request.num_computed_tokens += num_tokens - (proposed - accepted)  # rejected proposals' KV is stale
+            if request_id in step.pooled:
+                self.finish(request, RequestStatus.FINISHED_STOPPED)
+                changed.append(request)
+                continue
             new_tokens = step.sampled.get(request_id)
             if not new_tokens:
                 continue
-            for token in new_tokens:
+            for appended, token in enumerate(new_tokens, start=1):
                 request.append_token(token)
                 if request.first_token_time is None:
                     request.first_token_time = now
@@ -219,6 +238,8 @@ class Scheduler:
                 status = self._check_stop(request, token)
                 if status is not None:
                     self.finish(request, status)
+                    if appended < len(new_tokens):  # what follows a stop was never generated
+                        step.truncate(request_id, appended)
                     break
             if request_id in step.grammar_ended:
                 self.finish(request, RequestStatus.FINISHED_STOPPED)

@@ -37,9 +37,12 @@ class Linear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = False,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
-                 quant_method: QuantizationMethod | None = None):
+                 quant_method: QuantizationMethod | None = None, float_output: bool = False):
         super().__init__()
         self.in_features = in_features
+        #: return float32 sums where the layout keeps them unrounded (fw's bf16 GEMM), for a
+        #: model that keeps its activations in float32 (BERT's residual stream)
+        self.float_output = float_output
         self.out_features = out_features
         self.quant_method = quant_method or UNQUANTIZED
         self.quant_method.create_weights(self, in_features, out_features, dtype, torch.device(device))
@@ -57,7 +60,7 @@ class Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.reduce is not None:
             return self._forward_partial(x)
-        out = self.packed.matmul(x, self.bias)
+        out = self.packed.matmul(x, self.bias, float_output=self.float_output)
         if self.lora is not None:
             out = self.lora(x, out)
         return out

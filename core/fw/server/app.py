@@ -31,15 +31,15 @@ from fw.server.load import router as load_router
 from fw.server.middleware import add_user_middleware
 from fw.server.openapi import describe_real_answers
 from fw.server.routers import (
-    chat, completions, health, lora, messages, metrics, models, responses, sleep, tokenize,
+    chat, completions, embeddings, health, lora, messages, metrics, models, responses, scores, sleep, tokenize,
 )
 from fw.server.sse import ClientDisconnected
 from fw.server.stats_log import log_stats_forever
 from fw.server.tracing import TracingMiddleware
 from fw.version import __version__
 
-DESCRIPTION = ("OpenAI-compatible API of fw: completions, chat completions, responses, models, tokenizer; "
-               "and Anthropic's Messages API.")
+DESCRIPTION = ("OpenAI-compatible API of fw: completions, chat completions, responses, embeddings, models, "
+               "tokenizer; vLLM's pooling, score, rerank and classify APIs; and Anthropic's Messages API.")
 
 
 def build_app(engine: EngineClient, config: ServeConfig) -> FastAPI:
@@ -70,7 +70,7 @@ def build_app(engine: EngineClient, config: ServeConfig) -> FastAPI:
     app.state.fw = ctx
     install_error_handlers(app, log_error_stack=frontend.log_error_stack)
     app.add_exception_handler(ClientDisconnected, _client_gone)
-    for module in (health, models, completions, chat, responses, messages, tokenize, metrics):
+    for module in (health, models, completions, chat, responses, messages, embeddings, scores, tokenize, metrics):
         app.include_router(module.router)
     if frontend.enable_tokenizer_info_endpoint:
         app.include_router(tokenize.info_router)

@@ -19,6 +19,7 @@ from fw.server.chat_prompt import message_dicts
 from fw.server.context import ServedModel, ServerContext
 from fw.server.errors import api_param_names
 from fw.server.generation import Outputs, Submission
+from fw.server.pooling import require_task
 from fw.server.preprocess import check_sequences, render, tokenize
 from fw.server.prompts import Prompt
 from fw.server.protocol.chat import ChatCompletionRequest
@@ -55,6 +56,7 @@ async def render_chat_request(ctx: ServerContext, body: ChatCompletionRequest) -
     """Tools planned, messages rendered by the chat template, prompt tokenized (both on
     the preprocess threads, the text checked against the context's character bound in
     between)."""
+    require_task(ctx, "generate", "the chat APIs (/v1/chat/completions, /v1/responses, /v1/messages)")
     frontend = ctx.config.frontend
     plan = plan_tools(body.tools, body.tool_choice, parallel_tool_calls=body.parallel_tool_calls,
                       auto_enabled=frontend.enable_auto_tool_choice, parser=frontend.tool_call_parser,

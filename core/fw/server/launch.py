@@ -13,7 +13,6 @@ import uvicorn
 from fw.chat.template import chat_template_option
 from fw.config.serve import ServeConfig
 from fw.engine.generation_config import read_folder
-from fw.engine.scheduler import scheduler_class
 from fw.engine.protocol import EngineClient
 from fw.errors import EngineDeadError
 from fw.server.app import build_app
@@ -36,7 +35,10 @@ def check_options(config: ServeConfig) -> None:
     canonical_backend(config.structured_outputs.guided_decoding_backend)  # a typo fails before the load
     if config.model.generation_config not in ("auto", "vllm"):
         read_folder(config.model.generation_config)
-    scheduler_class(config.scheduler.scheduler_cls)
+    if config.scheduler.scheduler_cls is not None:  # the engine's modules import torch: only when asked
+        from fw.engine.scheduler import scheduler_class
+
+        scheduler_class(config.scheduler.scheduler_cls)
     if config.observability.collect_detailed_traces and not config.options.otlp_traces_endpoint:
         raise ValueError("--collect-detailed-traces adds to the spans --otlp-traces-endpoint sends; give that too")
     chat_template_option(fe.chat_template)

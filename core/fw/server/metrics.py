@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from fw.engine.outputs import RequestOutput
+from fw.engine.outputs import PoolingRequestOutput, RequestOutput
 from fw.engine.protocol import EngineClient
 
 # The *_created series double the output and no dashboard reads them (vLLM drops them too).
@@ -73,6 +73,24 @@ class EngineStatsCollector(Collector):
                      lambda s: s.prefix_cache_hits)
         yield family(CounterMetricFamily, "fw:num_preemptions", "Requests preempted (their KV cache dropped).",
                      lambda s: s.num_preemptions)
+        if any(stats is not None and stats.spec_accepted_per_position for stats in per_engine.values()):
+            yield from self._speculative(per_engine, family)
+
+    def _speculative(self, per_engine: dict[int, Any], family) -> Iterator:
+        """vLLM's speculative-decoding counters (only when speculative decoding is on)."""
+        yield family(CounterMetricFamily, "fw:spec_decode_num_drafts", "Proposals checked (one per request and step).",
+                     lambda s: s.spec_num_drafts)
+        yield family(CounterMetricFamily, "fw:spec_decode_num_draft_tokens", "Proposed tokens checked.",
+                     lambda s: s.spec_num_draft_tokens)
+        yield family(CounterMetricFamily, "fw:spec_decode_num_accepted_tokens", "Proposed tokens the model accepted.",
+                     lambda s: s.spec_num_accepted_tokens)
+        per_position = CounterMetricFamily(
+            "fw:spec_decode_num_accepted_tokens_per_pos", "Accepted tokens by their position in the proposal.",
+            labels=["model_name", "engine", "position"])
+        for rank, stats in per_engine.items():
+            for position, count in enumerate(stats.spec_accepted_per_position if stats is not None else ()):
+                per_position.add_metric([self.model_name, str(rank), str(position)], count)
+        yield per_position
 
 
 class ServerMetrics:
@@ -160,6 +178,23 @@ class RequestTracker:
             end = (timing.finished_time - timing.arrival_time
                    if timing is not None and timing.finished_time is not None else now - self.start)
             m.e2e.observe(max(0.0, end))
+
+    def pooled(self, out: PoolingRequestOutput) -> None:
+        """A pooling request's one output: its prompt tokens, queue time, latency and
+        finish (no tokens are generated)."""
+        m, timing = self.m, out.metrics
+        self.finished = True
+        if out.outputs is None:
+            m.count_finished("abort")
+            return
+        m.prompt_tokens.inc(len(out.prompt_token_ids))
+        m.total_prompt_tokens += len(out.prompt_token_ids)
+        m.count_finished("stop")
+        if timing is not None and timing.first_scheduled_time is not None:
+            m.queue_time.observe(max(0.0, timing.first_scheduled_time - timing.arrival_time))
+        end = (timing.finished_time - timing.arrival_time
+               if timing is not None and timing.finished_time is not None else time.monotonic() - self.start)
+        m.e2e.observe(max(0.0, end))
 
     def aborted(self, num_sequences: int) -> None:
         """The client went away (or the request failed) before it finished: its

@@ -22,11 +22,15 @@ _SIGNATURES = {
     "rope_neox": [_P, _I, _P, _P, _I, _I, _I, _I],
     "write_kv": [_P, _I, _P, _I, _P, _P, _P, _I, _I],
     "paged_decode": [_P, _P, _I, _P, _P, _P, _I, _P, _I, _I, _I, _I, _I, _F, _I, _F, _I],
+    "encoder_attention": [_P, _P, _I, _P, _P, _I, _P, _I, _I, _I, _F, _I],
     "int4_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
     "int8_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
     "dense_gemm": [_P, _P, _I, _P, _P, _I, _I, _I, _I],
     "int8_gemm": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
     "argmax": [_P, _I, _I, _P],
+    "pack_int4": [_P, _I, _I, _P, _P],
+    "pack_int8": [_P, _I, _I, _P, _P],
+    "pack_int8_panels": [_P, _I, _I, _P, _P],
 }
 #: the most input rows the quantized GEMV kernels take in one call
 MAX_GEMV_ROWS = 8
@@ -126,6 +130,20 @@ def paged_decode(query: torch.Tensor, key_cache: torch.Tensor, value_cache: torc
         out.data_ptr(), query.data_ptr(), query.stride(0), key_cache.data_ptr(), value_cache.data_ptr(),
         block_table.data_ptr(), block_table.stride(0), seq_lens.data_ptr(), seqs, kv_heads, heads // kv_heads,
         head_size, key_cache.shape[1], scale, sliding_window or 0, soft_cap or 0.0, max_len)
+    return out
+
+
+def encoder_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, starts: torch.Tensor,
+                      heads: int, scale: float, *, max_len: int) -> torch.Tensor:
+    """Bidirectional attention within each prompt (encoders): query/key/value [tokens, heads *
+    head_size] (any row stride, unit stride within a row; key and value share theirs),
+    ``starts`` int64 [prompts + 1] the prompts' first rows and the end, ``max_len`` the
+    longest prompt -> [tokens, heads * head_size]."""
+    tokens, width = query.shape
+    out = query.new_empty(tokens, width)
+    _function("encoder_attention", query.dtype)(
+        out.data_ptr(), query.data_ptr(), query.stride(0), key.data_ptr(), value.data_ptr(), key.stride(0),
+        starts.data_ptr(), starts.shape[0] - 1, heads, width // heads, scale, max_len)
     return out
 
 

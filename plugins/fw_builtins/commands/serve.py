@@ -25,6 +25,9 @@ def build_engine(config: ServeConfig) -> Any:
     """The real engine (blocking: loads the weights and sizes the KV cache): engine core
     processes behind a client, or with --disable-frontend-multiprocessing one engine on a
     thread of this process."""
+    import fw_kernels
+
+    fw_kernels.start_cpu_build()  # a first start compiles fw's CPU kernels while the engine imports torch
     if config.frontend.disable_frontend_multiprocessing:
         from fw.engine.async_engine import AsyncEngine
 
@@ -89,8 +92,9 @@ def run_worker_node(config: ServeConfig) -> int:
     ServeConfig, name="serve", positional="model",
     help="Start the OpenAI-compatible API server. It listens on 127.0.0.1:8000 unless told "
          "otherwise (--host 0.0.0.0 exposes it to the network).",
-    positional_help="The model to serve: a Hugging Face model folder or a .gguf file "
-                    "(default: the embedded SmolLM2-135M-Instruct).",
+    positional_help="The model to serve: a Hugging Face model folder, a .gguf file, or a hub id "
+                    "(ORG/NAME, ORG/NAME:Q4_K_M for a GGUF repo's file; from the Hugging Face cache, "
+                    "else downloaded) (default: the embedded SmolLM2-135M-Instruct).",
 )
 def serve(config: ServeConfig) -> None:
     try:

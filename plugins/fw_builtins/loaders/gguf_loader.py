@@ -72,7 +72,7 @@ class GGUFLoader(WeightLoader):
 
         override = self.model_config.tokenizer
         if override is None:
-            return load_gguf_tokenizer(self.path)
+            return load_gguf_tokenizer(self.path, self.__dict__.get("file"))  # the header, if already read
         if Path(override).is_file():
             return load_gguf_tokenizer(Path(override))
         from fw.model_loader.tokenizer import load_hf_tokenizer
@@ -104,11 +104,8 @@ class GGUFLoader(WeightLoader):
         tensors = [(info, self.hf_name(info.name)) for info in self.file.tensors]
         for info, name in progress(tensors, total=len(tensors), desc="Loading GGUF weights",
                                    enabled=self.load_config.use_tqdm_on_load):
-            tensor = self.dequantize(info)
             heads = next((n for part, n in permuted.items() if f".{part}." in name), None)
-            if heads is not None:
-                tensor = unpermute(tensor, heads)
-            yield name, tensor
+            yield name, self.dequantize(info, unpermute_heads=heads)
 
     def hf_name(self, gguf_name: str) -> str:
         base, _, kind = gguf_name.rpartition(".")
@@ -123,15 +120,25 @@ class GGUFLoader(WeightLoader):
             raise ModelLoadError(self.path, f"holds tensor {gguf_name!r}, which fw's GGUF loader does not know")
         return name
 
-    def dequantize(self, info: "TensorInfo") -> "torch.Tensor":
-        """The tensor in PyTorch layout: float32, or float16/bfloat16 for F16/BF16 tensors."""
+    def dequantize(self, info: "TensorInfo", *, unpermute_heads: int | None = None) -> "torch.Tensor":
+        """The tensor in PyTorch layout: float32, or float16/bfloat16 for F16/BF16 tensors;
+        with ``unpermute_heads``, its rows in Hugging Face's order (see ``unpermute``),
+        reordered while they are still blocks (a row is whole blocks in every type)."""
         import numpy as np
         import torch
         from gguf import GGMLQuantizationType as T
         from gguf.quants import dequantize
 
+        from fw_builtins.loaders.gguf_dequant import dequantize_blocks
+
         raw = self.file.raw(info)
         shape = info.torch_shape
+        if unpermute_heads is not None:
+            rows = torch.from_numpy(raw.reshape(shape[0], -1).copy())
+            raw = unpermute(rows, unpermute_heads).numpy()
+        fast = dequantize_blocks(raw, info.type)
+        if fast is not None:
+            return torch.from_numpy(fast.reshape(shape))
         if info.type == T.F16:
             return torch.from_numpy(raw.view(np.float16).reshape(shape).copy())
         if info.type == T.BF16:

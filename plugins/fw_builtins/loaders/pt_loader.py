@@ -51,7 +51,19 @@ class PtLoader(WeightLoader):
             raise ModelLoadError(self.path, f"holds no {PATTERN} files")
         return files
 
+    def default_quantization(self) -> str | None:
+        """``int4`` for a GPTQ or AWQ checkpoint (its quantization_config)."""
+        from fw_builtins.quantization import checkpoint
+
+        return checkpoint.default_method(self)
+
     def iter_weights(self) -> Iterator[tuple[str, "torch.Tensor"]]:
+        """The stored tensors; a GPTQ or AWQ layer's come as its dense weight."""
+        from fw_builtins.quantization import checkpoint
+
+        return checkpoint.decoded(self, self._tensors())
+
+    def _tensors(self) -> Iterator[tuple[str, "torch.Tensor"]]:
         files = self.weight_files()
         for file in progress(files, total=len(files), desc="Loading pt checkpoint shards",
                              enabled=self.load_config.use_tqdm_on_load):

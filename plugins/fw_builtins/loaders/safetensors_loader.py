@@ -5,6 +5,8 @@ A sharded checkpoint is read through its ``model.safetensors.index.json``; other
 is checked against the file size before any tensor is read, so a truncated download is
 reported as such (naming the file and the missing bytes) rather than as a Rust error.
 Files are memory-mapped (``--safetensors-load-strategy lazy``) or read whole (``eager``).
+A GPTQ or AWQ checkpoint (config.json's ``quantization_config``) is decoded layer by
+layer (``fw_builtins.quantization.checkpoint``).
 """
 
 from __future__ import annotations
@@ -60,7 +62,19 @@ class SafetensorsLoader(WeightLoader):
             raise ModelLoadError(self.path, "holds no *.safetensors files")
         return files
 
+    def default_quantization(self) -> str | None:
+        """``int4`` for a GPTQ or AWQ checkpoint (its quantization_config)."""
+        from fw_builtins.quantization import checkpoint
+
+        return checkpoint.default_method(self)
+
     def iter_weights(self) -> Iterator[tuple[str, "torch.Tensor"]]:
+        """The stored tensors; a GPTQ or AWQ layer's come as its dense weight."""
+        from fw_builtins.quantization import checkpoint
+
+        return checkpoint.decoded(self, self._tensors())
+
+    def _tensors(self) -> Iterator[tuple[str, "torch.Tensor"]]:
         from safetensors import SafetensorError, safe_open
 
         if self.load_config.safetensors_load_strategy == "eager":

@@ -142,7 +142,7 @@ def test_a_bad_model_stops_before_the_load(fake_server, custom_dataset):
     (["--metric-percentiles", "0"], "--metric-percentiles"),
     (["--dataset-name", "sharegpt"], "--dataset-name sharegpt needs --dataset-path"),
     (["--request-rate", "0"], "--request-rate"),
-    (["--endpoint", "/v1/embeddings"], "--endpoint"),
+    (["--endpoint", "/v1/audio/transcriptions"], "--endpoint"),
 ])
 def test_bad_options_name_the_flag(args, message):
     result = bench(*args)

@@ -102,7 +102,7 @@ def test_every_kind_of_bad_line_is_answered_in_place(tmp_path):
         json.dumps({"custom_id": "no-body", "method": "POST", "url": CHAT}),
         json.dumps({"custom_id": 5, "method": "POST", "url": CHAT, "body": {}}),
         json.dumps({"custom_id": "get", "method": "GET", "url": CHAT, "body": {}}),
-        line("embeddings", "/v1/embeddings", input="x"),
+        line("audio", "/v1/audio/transcriptions", file="x"),
         chat("streamed", stream=True),
         "",  # blank: skipped, but counted in line numbers
         chat("cold", temperature=-1),
@@ -116,7 +116,7 @@ def test_every_kind_of_bad_line_is_answered_in_place(tmp_path):
     codes = [(r["custom_id"], r["error"] and r["error"]["code"]) for r in records]
     assert codes == [
         (None, "invalid_json"), (None, "invalid_json"), ("no-body", "missing_parameter"),
-        (None, "invalid_value"), ("get", "not_supported"), ("embeddings", "not_supported"),
+        (None, "invalid_value"), ("get", "not_supported"), ("audio", "not_supported"),
         ("streamed", "not_supported"), ("cold", "invalid_value"), ("unknown-field", "unknown_parameter"),
         ("fine", None),
     ]

@@ -4,7 +4,7 @@ whose option list vllm_serve_options.txt keeps in the repository).
 Each option either works with vLLM's meaning (tested where its feature is) or is refused
 when used: exit status 2 and one line naming the option and why, never a traceback and
 never "No such option". Options that other issues add as real features (parallelism,
-hub sources, pooling, speculative decoding, KV-cache dtypes) are listed with the issue
+hub sources, KV-cache dtypes) are listed with the issue
 that owns them and skipped here until they exist.
 """
 
@@ -28,11 +28,7 @@ REFERENCE_NAME = Path("shared") / "reference" / "vllm-cli-arguments.md"
 
 #: options other issues build as real features (option -> issue)
 OWNED_ELSEWHERE = {
-    **dict.fromkeys(["--revision", "--code-revision", "--tokenizer-revision", "--download-dir", "--hf-token",
-                     "--ignore-patterns"], 19),
-    **dict.fromkeys(["--runner", "--convert", "--task", "--pooler-config", "--override-pooler-config"], 20),
     **dict.fromkeys(["--kv-cache-dtype", "--calculate-kv-scales"], 22),
-    **dict.fromkeys(["--speculative-config", "--num-lookahead-slots"], 23),
 }
 #: a whole option group another issue owns (reference heading -> issue)
 GROUPS_ELSEWHERE: dict[str, int] = {}

@@ -23,11 +23,12 @@ import zmq.asyncio
 from fw.engine.core import balancer
 from fw.engine.core import messages as m
 from fw.engine.core.launcher import EngineHandle
-from fw.engine.outputs import RequestOutput
+from fw.engine.outputs import PoolingRequestOutput, RequestOutput
 from fw.engine.protocol import EngineClient, EngineStats, ModelInfo, PromptInput
 from fw.engine.sampling_params import SamplingParams
 from fw.errors import EngineDeadError, InvalidParameterError, NotSupportedError, OverloadedError
 from fw.lora.request import LoRARequest
+from fw.pooling.params import PoolingParams
 
 logger = logging.getLogger("fw.engine")
 
@@ -124,6 +125,11 @@ class EngineCoreClient(EngineClient):
             stream.queue.put_nowait(output if error is None else m.error_from(error))
             if output.finished:
                 self._streams.pop(output.request_id, None)
+        for pooled in message.pooled:
+            stream = self._streams.pop(pooled.request_id, None)
+            if stream is not None:
+                error = message.errors.get(pooled.request_id)
+                stream.queue.put_nowait(pooled.output() if error is None else m.error_from(error))
         for request_id, error in message.errors.items():
             stream = self._streams.get(request_id)
             if stream is not None and not any(o.request_id == request_id for o in message.outputs):
@@ -176,21 +182,44 @@ class EngineCoreClient(EngineClient):
                        priority: int = 0, lora_request: Any = None,
                        keep_special_ids: frozenset[int] = frozenset(),
                        reasoning_end_ids: tuple[int, ...] | None = None) -> AsyncIterator[RequestOutput]:
+        self._check_accepting(request_id)
+        prompt_ids, text = _split_prompt(prompt)
+        engine = self._pick(prompt_ids)
+        message = m.AddRequest(
+            request_id=request_id, client=self.client_index, prompt_token_ids=prompt_ids, prompt=text,
+            params=params, arrival_time=time.monotonic(), priority=priority, lora_request=lora_request,
+            keep_special_ids=sorted(keep_special_ids),
+            reasoning_end_ids=list(reasoning_end_ids) if reasoning_end_ids else None)
+        async for output in self._stream(engine, message):
+            yield output
+
+    async def encode(self, prompt: PromptInput, params: PoolingParams, request_id: str, *,
+                     priority: int = 0) -> AsyncIterator[PoolingRequestOutput]:
+        self._check_accepting(request_id)
+        prompt_ids, text = _split_prompt(prompt)
+        types = prompt.get("token_type_ids") if isinstance(prompt, dict) else None
+        engine = self._pick(prompt_ids)
+        message = m.AddPoolingRequest(
+            request_id=request_id, client=self.client_index, prompt_token_ids=prompt_ids, prompt=text,
+            params=params, arrival_time=time.monotonic(), priority=priority,
+            token_type_ids=list(types) if types is not None else None)
+        async for output in self._stream(engine, message):
+            yield output
+
+    def _check_accepting(self, request_id: str) -> None:
         self._started()
         self.check_health()
         if self._sleeping:
             raise OverloadedError("the engine is asleep (sleep mode); POST /wake_up first")
         if request_id in self._streams:
             raise InvalidParameterError("request_id", f"request {request_id!r} is already running")
-        prompt_ids, text = _split_prompt(prompt)
-        engine = self._pick(prompt_ids)
+
+    async def _stream(self, engine: _Engine, message: m.AddRequest | m.AddPoolingRequest) -> AsyncIterator[Any]:
+        """Send a request to ``engine`` and stream its outputs; one left unfinished by its
+        caller is aborted."""
+        request_id = message.request_id
         stream = _Stream(engine.handle.rank)
         self._streams[request_id] = stream
-        message = m.AddRequest(
-            request_id=request_id, client=self.client_index, prompt_token_ids=prompt_ids, prompt=text,
-            params=params, arrival_time=time.monotonic(), priority=priority, lora_request=lora_request,
-            keep_special_ids=sorted(keep_special_ids),
-            reasoning_end_ids=list(reasoning_end_ids) if reasoning_end_ids else None)
         finished = False
         try:
             # inside the try: a caller cancelled while sending still aborts what was sent
@@ -240,7 +269,12 @@ class EngineCoreClient(EngineClient):
         for engine in self.engines.values():
             if engine.alive:
                 for name, value in vars(engine.load.stats).items():
-                    setattr(total, name, getattr(total, name) + value)
+                    current = getattr(total, name)
+                    if isinstance(value, list):  # counts by position: added position by position
+                        value = [a + b for a, b in itertools.zip_longest(current, value, fillvalue=0)]
+                    else:
+                        value = current + value
+                    setattr(total, name, value)
         alive = sum(e.alive for e in self.engines.values())
         total.kv_cache_usage /= max(alive, 1)
         return total

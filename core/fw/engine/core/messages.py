@@ -4,10 +4,11 @@ Small msgspec structs, encoded as msgpack (fw's dataclasses, SamplingParams and
 RequestOutput among them, encode as they are). Every message is one ZeroMQ frame whose
 first field names its kind, so one decoder reads any message of a direction.
 
-Client -> engine core: ``AddRequest``, ``Abort``, ``Utility`` (LoRA operations and the
-like, answered by ``UtilityResult``), ``Shutdown``.
-Engine core -> client: ``Outputs`` (a step's outputs, errors of refused or failed
-requests, and the engine's stats), ``UtilityResult``.
+Client -> engine core: ``AddRequest``, ``AddPoolingRequest``, ``Abort``, ``Utility`` (LoRA
+operations and the like, answered by ``UtilityResult``), ``Shutdown``.
+Engine core -> client: ``Outputs`` (a step's outputs, pooled outputs as ``Pooled`` with
+their float32 bytes, errors of refused or failed requests, and the engine's stats),
+``UtilityResult``.
 Engine core -> launcher (the start-up handshake): ``Phase``, ``Ready``, ``StartupFailed``;
 the launcher answers ``Ready`` with ``Connect`` (where to send outputs).
 """
@@ -18,10 +19,11 @@ from typing import Any, Union
 
 import msgspec
 
-from fw.engine.outputs import RequestOutput
+from fw.engine.outputs import PoolingOutput, PoolingRequestOutput, RequestMetrics, RequestOutput
 from fw.engine.protocol import EngineStats, ModelInfo
 from fw.engine.sampling_params import SamplingParams
 from fw.lora.request import LoRARequest
+from fw.pooling.params import PoolingParams
 
 
 class AddRequest(msgspec.Struct, tag=True, array_like=True):
@@ -36,6 +38,17 @@ class AddRequest(msgspec.Struct, tag=True, array_like=True):
     lora_request: LoRARequest | None = None
     keep_special_ids: list[int] = []
     reasoning_end_ids: list[int] | None = None
+
+
+class AddPoolingRequest(msgspec.Struct, tag=True, array_like=True):
+    request_id: str
+    client: int
+    prompt_token_ids: list[int] | None
+    prompt: str | None
+    params: PoolingParams
+    arrival_time: float
+    priority: int = 0
+    token_type_ids: list[int] | None = None
 
 
 class Abort(msgspec.Struct, tag=True, array_like=True):
@@ -65,12 +78,41 @@ class ErrorInfo(msgspec.Struct, array_like=True):
     retry_after: int | None = None
 
 
+class Pooled(msgspec.Struct, array_like=True):
+    """A ``PoolingRequestOutput`` on the wire: its array as float32 bytes and a shape
+    (None: it ended unpooled), so neither side converts numbers one by one."""
+
+    request_id: str
+    prompt_token_ids: list[int]
+    prompt: str | None
+    data: bytes | None
+    shape: list[int]
+    metrics: RequestMetrics | None = None
+
+    @classmethod
+    def of(cls, output: PoolingRequestOutput) -> "Pooled":
+        array = None if output.outputs is None else output.outputs.data
+        return cls(output.request_id, output.prompt_token_ids, output.prompt,
+                   None if array is None else array.astype("<f4", copy=False).tobytes(),
+                   [] if array is None else list(array.shape), output.metrics)
+
+    def output(self) -> PoolingRequestOutput:
+        data = None
+        if self.data is not None:
+            import numpy as np
+
+            data = PoolingOutput(np.frombuffer(self.data, dtype="<f4").reshape(self.shape))
+        return PoolingRequestOutput(self.request_id, data, self.prompt_token_ids, prompt=self.prompt,
+                                    metrics=self.metrics)
+
+
 class Outputs(msgspec.Struct, tag=True, array_like=True):
     engine: int
     outputs: list[RequestOutput] = []
     #: request id -> why the engine refused it or ended it early
     errors: dict[str, ErrorInfo] = {}
     stats: EngineStats | None = None
+    pooled: list[Pooled] = []
 
 
 class UtilityResult(msgspec.Struct, tag=True, array_like=True):
@@ -110,7 +152,7 @@ class Connect(msgspec.Struct, tag=True, array_like=True):
     output_addresses: list[str]
 
 
-ToEngine = Union[AddRequest, Abort, Utility, Shutdown]
+ToEngine = Union[AddRequest, AddPoolingRequest, Abort, Utility, Shutdown]
 FromEngine = Union[Outputs, UtilityResult]
 Handshake = Union[Phase, Ready, StartupFailed]
 

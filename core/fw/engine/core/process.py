@@ -27,6 +27,7 @@ import zmq
 
 from fw.engine.core import messages as m
 from fw.engine.core.binding import CoreBinding
+from fw.engine.outputs import PoolingRequestOutput
 from fw.lora.request import LoRARequest
 
 logger = logging.getLogger("fw.engine")
@@ -241,7 +242,7 @@ class EngineCore:
                 return
 
     def _handle(self, message) -> None:
-        if isinstance(message, m.AddRequest):
+        if isinstance(message, (m.AddRequest, m.AddPoolingRequest)):
             self._add(message)
         elif isinstance(message, m.Abort):
             self._abort(message.request_ids)
@@ -250,7 +251,7 @@ class EngineCore:
         elif isinstance(message, m.Shutdown):
             self.stopping = True
 
-    def _add(self, message: m.AddRequest) -> None:
+    def _add(self, message: m.AddRequest | m.AddPoolingRequest) -> None:
         from fw.errors import OverloadedError
 
         if self.sleep_level or self.pending_sleep is not None:
@@ -260,7 +261,7 @@ class EngineCore:
             self._refuse(message, OverloadedError(f"the waiting queue is full ({self.max_waiting} requests); "
                                                   "retry shortly"))
             return
-        constraint = message.params.structured_outputs
+        constraint = getattr(message.params, "structured_outputs", None)
         if constraint is not None:
             timeout = self.engine.config.structured_outputs.guided_decoding_compile_timeout
             future = self.compiler.submit(self.engine.structured.compile, constraint)
@@ -292,24 +293,28 @@ class EngineCore:
                 waiting.append((future, message, deadline))
         self.compiling = waiting
 
-    def _add_now(self, message: m.AddRequest) -> None:
+    def _add_now(self, message: m.AddRequest | m.AddPoolingRequest) -> None:
         prompt: dict[str, Any] = {}
         if message.prompt_token_ids is not None:
             prompt["prompt_token_ids"] = message.prompt_token_ids
         if message.prompt is not None:
             prompt["prompt"] = message.prompt
+        if isinstance(message, m.AddPoolingRequest):
+            extras: dict[str, Any] = {}
+            if message.token_type_ids is not None:
+                prompt["token_type_ids"] = message.token_type_ids
+        else:
+            extras = dict(lora_request=message.lora_request, keep_special_ids=frozenset(message.keep_special_ids),
+                          reasoning_end_ids=tuple(message.reasoning_end_ids) if message.reasoning_end_ids else None)
         try:
-            self.engine.add_request(
-                message.request_id, prompt, message.params, arrival_time=message.arrival_time,
-                priority=message.priority, lora_request=message.lora_request,
-                keep_special_ids=frozenset(message.keep_special_ids),
-                reasoning_end_ids=tuple(message.reasoning_end_ids) if message.reasoning_end_ids else None)
+            self.engine.add_request(message.request_id, prompt, message.params, arrival_time=message.arrival_time,
+                                    priority=message.priority, **extras)
         except Exception as exc:  # noqa: BLE001 - every refusal goes back to the client
             self._refuse(message, exc)
             return
         self.client_of[message.request_id] = message.client
 
-    def _refuse(self, message: m.AddRequest, error: BaseException) -> None:
+    def _refuse(self, message: m.AddRequest | m.AddPoolingRequest, error: BaseException) -> None:
         self.outbox.put((message.client, m.Outputs(self.rank, errors={message.request_id: m.error_info(error)},
                                                    stats=self._stats())))
 
@@ -395,10 +400,14 @@ class EngineCore:
                 continue
             batch = per_client.get(client)
             if batch is None:
-                batch = per_client[client] = m.Outputs(self.rank, outputs=[], errors={}, stats=stats)
+                batch = per_client[client] = m.Outputs(self.rank, outputs=[], errors={}, stats=stats, pooled=[])
             if output.error is not None:
                 batch.errors[output.request_id] = m.error_info(output.error)
                 output.error = None
+            if isinstance(output, PoolingRequestOutput):
+                batch.pooled.append(m.Pooled.of(output))
+                del self.client_of[output.request_id]
+                continue
             if output.request_id in self.prompt_sent:  # the client keeps it from the first output
                 output.prompt, output.prompt_token_ids = None, []
             else:

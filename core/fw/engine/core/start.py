@@ -15,16 +15,21 @@ from fw.engine.core.launcher import EngineLauncher
 
 
 def load_tokenizer(config: EngineConfig) -> Any:
-    from fw.model_loader.select import get_loader, resolve_model_path
+    from fw.model_loader.select import get_loader, resolve_model
 
-    path = resolve_model_path(config.model.model)
-    return get_loader(path, config.load, config.model).tokenizer()
+    resolved = resolve_model(config.model, config.load)
+    return get_loader(resolved.path, config.load, resolved.model_config).tokenizer()
 
 
 def start_engine_client(config: EngineConfig, *, shutdown_timeout: float = 30.0) -> EngineCoreClient:
     """Start this server's engine cores and return its client (which stops them on
     ``shutdown``). Raises the first engine core's start-up error. ``shutdown_timeout``:
     the server's drain, which a SIGTERMed engine core outlasts."""
+    from fw.model_loader.select import resolve_model
+
+    # A hub id is fetched here, once, with its progress on this process's terminal; the
+    # engine cores and the tokenizer then find it in the Hugging Face cache.
+    resolve_model(config.model, config.load)
     launcher = EngineLauncher(config, term_grace=shutdown_timeout + 10)
     with ThreadPoolExecutor(1, thread_name_prefix="fw-tokenizer") as pool:
         tokenizer = pool.submit(load_tokenizer, config)

@@ -13,6 +13,7 @@ from fw.server.context import ServerContext, base_request_id, get_context
 from fw.server.generation import Outputs, Submission
 from fw.server.json_body import StrictJSONRoute
 from fw.server.logprobs import completion_logprobs, merge_completion_logprobs
+from fw.server.pooling import require_task
 from fw.server.preprocess import check_sequences, count_prompts
 from fw.server.prompts import Prompt, completion_prompts
 from fw.server.protocol.completions import (
@@ -31,6 +32,7 @@ async def create_completion(body: CompletionRequest, request: Request,
                             ctx: ServerContext = Depends(get_context)):
     """Complete one prompt or a batch of prompts (OpenAI's legacy completions API)."""
     served = ctx.resolve_model(body.model)
+    require_task(ctx, "generate", "/v1/completions")
     if body.suffix is not None:
         raise NotSupportedError("suffix is not supported (fill-in-the-middle is not implemented)",
                                 param="suffix")

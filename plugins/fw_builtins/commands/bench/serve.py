@@ -3,7 +3,8 @@
 It sends a set of prompts (random, ShareGPT or your own) at a chosen request rate and
 concurrency, streams every reply, and reports throughput and the latency figures users
 feel: time to first token, time per output token, inter-token latency, end-to-end
-latency. Token counts are the server's own (`usage`), so any server can be measured
+latency. With ``--endpoint /v1/embeddings`` it embeds the prompts instead, several per
+request if asked, and reports inputs embedded per second and request latency. Token counts are the server's own (`usage`), so any server can be measured
 without fw's tokenizer agreeing with it. Heavy imports wait until the command runs.
 """
 
@@ -29,9 +30,11 @@ class TargetOptions(ConfigGroup):
               "overrides --host and --port.")
     host: str = option("127.0.0.1", "The server's host, when --base-url is not given.")
     port: int = option(8000, "The server's port, when --base-url is not given.")
-    endpoint: Literal["/v1/completions", "/v1/chat/completions", "/v1/responses", "/v1/messages"] = option(
+    endpoint: Literal["/v1/completions", "/v1/chat/completions", "/v1/responses", "/v1/messages",
+                      "/v1/embeddings"] = option(
         "/v1/completions", "The API to call; each prompt becomes one request (a user message for the "
-                           "chat, Responses and Anthropic Messages APIs).")
+                           "chat, Responses and Anthropic Messages APIs); /v1/embeddings embeds "
+                           "--inputs-per-request prompts per request.")
     model: str | None = option(
         None, "The model to ask for; when not given, the first one the server lists at /v1/models.")
     tokenizer: str | None = option(
@@ -92,6 +95,9 @@ class TrafficOptions(ConfigGroup):
         None, "At most this many requests in flight; others wait their turn.", ge=1)
     ignore_eos: bool = option(
         False, "Ask the server to ignore end-of-sequence, so every reply has its full length.")
+    inputs_per_request: int = option(
+        1, "With --endpoint /v1/embeddings: how many prompts each request embeds (its input list); "
+           "--num-prompts counts prompts.", ge=1)
     disable_tqdm: bool = option(False, "Do not show the progress bar.")
 
 

@@ -33,3 +33,23 @@ def test_outputs_and_errors_round_trip():
     assert context.message == "max_tokens: too many"
     assert isinstance(overloaded, OverloadedError) and overloaded.retry_after == 3
     assert isinstance(m.error_from(m.error_info(KeyError("boom"))), RuntimeError)  # an internal failure
+
+
+def test_a_pooling_request_and_its_pooled_output_round_trip():
+    import numpy as np
+
+    from fw.engine.outputs import PoolingOutput, PoolingRequestOutput
+    from fw.pooling.params import PoolingParams
+
+    message = m.AddPoolingRequest("p1", 0, [1, 2, 3], None, PoolingParams("classify", activation=False), 1.5,
+                                  priority=1, token_type_ids=[0, 0, 1])
+    assert m.to_engine.decode(m.encoder.encode(message)) == message
+    states = np.arange(6, dtype=np.float32).reshape(2, 3) / 7
+    outputs = [PoolingRequestOutput("p1", PoolingOutput(states), [1, 2], prompt="hi", metrics=RequestMetrics(1.0)),
+               PoolingRequestOutput("p2", None, [3])]
+    decoded = m.from_engine.decode(m.encoder.encode(m.Outputs(0, pooled=[m.Pooled.of(o) for o in outputs])))
+    first, second = (pooled.output() for pooled in decoded.pooled)
+    assert first.outputs.data.dtype == np.float32
+    np.testing.assert_array_equal(first.outputs.data, states)  # the bytes themselves: no rounding
+    assert (first.prompt_token_ids, first.prompt, first.metrics) == ([1, 2], "hi", RequestMetrics(1.0))
+    assert second.outputs is None and second.finished
