@@ -146,10 +146,13 @@ class ModuleResult:
 
 
 def read_results(root: Path = STAGE) -> list[ModuleResult]:
-    """One result per mutated module, from mutmut's ``.meta`` files."""
+    """One result per mutated module, from mutmut's ``.meta`` files (mutmut keeps those of
+    a module that no longer exists: they are not part of the score)."""
     results = []
     for meta in sorted((root / "mutants").rglob("*.py.meta")):
         relative = meta.relative_to(root / "mutants").with_suffix("").with_suffix("")
+        if not (root / relative).with_suffix(".py").exists():
+            continue
         result = ModuleResult(".".join(relative.parts))
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             if code is None:

@@ -39,6 +39,10 @@ def test_score_and_survivors_come_from_mutmuts_results(tmp_path):
              "fw.engine.block_pool.x_a__mutmut_3": 36, "fw.engine.block_pool.x_a__mutmut_4": 0,
              "fw.engine.block_pool.x_a__mutmut_5": 33, "fw.engine.block_pool.x_a__mutmut_6": None}
     meta.write_text(json.dumps({"exit_code_by_key": codes}))
+    (tmp_path / "fw" / "engine").mkdir(parents=True)
+    (tmp_path / "fw" / "engine" / "block_pool.py").touch()
+    # a module deleted since its run (its results stay in mutants/)
+    (meta.parent / "prompt.py.meta").write_text(json.dumps({"exit_code_by_key": {"fw.engine.prompt.x_a__mutmut_1": 0}}))
     (result,) = read_results(tmp_path)
     assert result.module == "fw.engine.block_pool"
     assert (result.total, result.detected) == (6, 3)
