@@ -48,7 +48,7 @@ def test_special_tokens_of_both_parsers_are_kept():
 def test_parse_needs_fresh_parsers():
     output = OutputParser(tools=HermesToolParser())
     output.feed("x")
-    with pytest.raises(RuntimeError, match="fresh"):
+    with pytest.raises(RuntimeError, match=r"^OutputParser.parse\(\) needs fresh parsers$"):
         output.parse("y")
 
 
