@@ -85,6 +85,11 @@ def test_each_key_opens_v1_in_x_api_key(live, key):
     assert status(live, key, header="x-api-key") == 200
 
 
+@pytest.mark.parametrize("header", ["api-key", "x-api-token", "x-key", "cookie", "authorization-key"])
+def test_the_key_in_another_header_is_refused(live, header):
+    assert status(live, KEY, header=header) == 401
+
+
 def digest_near_miss(key: str, where: slice) -> str:
     """A guess whose SHA-256 digest equals the key's over ``where`` (two bytes: found in
     ~65,000 tries), for a check that compared only part of the digests."""
@@ -109,7 +114,7 @@ def test_no_header_is_refused_with_how_to_authenticate(live):
     assert response.headers["www-authenticate"] == "Bearer"
     error = response.json()["error"]
     assert error["code"] == "invalid_api_key"
-    assert "send 'Authorization: Bearer <key>'" in error["message"]  # what to do about it
+    assert error["message"] == "missing or invalid API key; send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
 
 
 @pytest.mark.parametrize("scope,path", [
