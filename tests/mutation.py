@@ -112,6 +112,14 @@ def mutants_to_run(results: list[ModuleResult], modules: list[str], *, survivors
     return names
 
 
+def forget_test_associations(root: Path = STAGE) -> None:
+    """mutmut records which tests reach which function once per test: a function added
+    or renamed later is tied only to tests written after it, so its mutants skip older
+    tests that would catch them. Without the record, the next run collects it again
+    over every selected test (as long as a full test run)."""
+    (root / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+
+
 def run_mutmut(patterns: list[str], jobs: int, root: Path = STAGE) -> int:
     mutmut = Path(sys.executable).with_name("mutmut")
     command = [str(mutmut), "run", "--max-children", str(jobs), *patterns]
@@ -215,11 +223,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --module: test every mutant of the modules again, not only the untested ones")
     parser.add_argument("--survivors", action="store_true",
                         help="test again only the mutants the last runs did not detect (after adding tests)")
+    parser.add_argument("--fresh-stats", action="store_true",
+                        help="find again which tests reach which function (after functions were added or renamed)")
     parser.add_argument("--report-only", action="store_true", help="write the report of the runs so far")
     parser.add_argument("--report", type=Path, default=STAGE / "report.md", help="where the report goes")
     args = parser.parse_args(argv)
     root = stage()
     wanted = {module_pattern(m)[:-2] for m in args.module}
+    if args.fresh_stats:
+        forget_test_associations(root)
     if not args.report_only:
         patterns = mutants_to_run(read_results(root), args.module, survivors=args.survivors, again=args.again)
         if args.survivors and not patterns:

@@ -65,3 +65,14 @@ def test_a_module_run_carries_on_where_the_last_one_stopped(tmp_path):
     assert mutants_to_run([done], ["fw.engine.scheduler"]) == ["fw.engine.scheduler.*"]  # never run
     assert mutants_to_run([done], [], survivors=True) == ["fw.engine.block_pool.x_a__mutmut_4"]
     assert mutants_to_run([done], []) == []  # mutmut itself carries on over everything
+
+
+def test_fresh_stats_forgets_which_tests_reach_which_function(tmp_path):
+    from tests.mutation import forget_test_associations
+
+    stats = tmp_path / "mutants" / "mutmut-stats.json"
+    stats.parent.mkdir()
+    stats.write_text("{}")
+    forget_test_associations(tmp_path)
+    assert not stats.exists()
+    forget_test_associations(tmp_path)  # nothing to forget is fine
