@@ -1,0 +1,54 @@
+"""The kernel views of one projection, as ``projection.c`` (and through it ``decoder.c`` and
+``moe.c``) reads them: the layouts a packed weight holds, picked by a step's row count."""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import torch
+
+from fw_kernels.cpu import MAX_GEMV_ROWS
+
+#: gating activation name -> its code in fw_cpu.h (FW_ACT_*): ``act(gate) * up``
+GATES = {"silu": 0, "gelu_tanh": 1}
+
+
+class ProjectionStruct(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_void_p) for name in ("int4", "params", "int8", "scales", "dense", "bias")]
+
+
+def address(tensor: torch.Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
+
+
+@dataclass
+class Projection:
+    #: ``packing.pack_int4`` blocks, used up to MAX_GEMV_ROWS rows
+    int4: tuple[torch.Tensor, torch.Tensor] | None = None
+    #: ``packing.pack_int8_panels``, used beyond (and always without int4)
+    int8: tuple[torch.Tensor, torch.Tensor] | None = None
+    #: ``packing.pack_bf16_panels``, used beyond where int8 panels are absent
+    dense: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+
+    def max_rows(self) -> int | None:
+        """The most rows this projection can take (None: any)."""
+        if self.int8 is not None or self.dense is not None:
+            return None
+        return MAX_GEMV_ROWS if self.int4 is not None else 0
+
+    def fill(self, target: ProjectionStruct) -> None:
+        """Point ``target`` at this projection's tensors."""
+        packed, params = self.int4 or (None, None)
+        target.int4, target.params = address(packed), address(params)
+        panels, scales = self.int8 or (None, None)
+        target.int8, target.scales = address(panels), address(scales)
+        target.dense, target.bias = address(self.dense), address(self.bias)
+
+
+def max_rows(projections) -> int | None:
+    """The most rows a call over all these projections may take (None: any)."""
+    limits = [p.max_rows() for p in projections]
+    bounded = [limit for limit in limits if limit is not None]
+    return min(bounded) if bounded else None
