@@ -15,7 +15,8 @@ GATES = {"silu": 0, "gelu_tanh": 1}
 
 
 class ProjectionStruct(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_void_p) for name in ("int4", "params", "int8", "scales", "dense", "bias")]
+    _fields_ = ([(name, ctypes.c_void_p) for name in ("int4", "params", "q8", "q8_params")] + [("q8_rows", ctypes.c_int64)]
+                + [(name, ctypes.c_void_p) for name in ("int8", "scales", "dense", "bias")])
 
 
 def address(tensor: torch.Tensor | None) -> int | None:
@@ -26,6 +27,9 @@ def address(tensor: torch.Tensor | None) -> int | None:
 class Projection:
     #: ``packing.pack_int4`` blocks, used up to MAX_GEMV_ROWS rows
     int4: tuple[torch.Tensor, torch.Tensor] | None = None
+    #: ``packing.pack_int8`` blocks, used up to ``q8_rows`` rows (where int4 blocks are absent)
+    q8: tuple[torch.Tensor, torch.Tensor] | None = None
+    q8_rows: int = 0
     #: ``packing.pack_int8_panels``, used beyond (and always without int4)
     int8: tuple[torch.Tensor, torch.Tensor] | None = None
     #: ``packing.pack_bf16_panels``, used beyond where int8 panels are absent
@@ -36,12 +40,14 @@ class Projection:
         """The most rows this projection can take (None: any)."""
         if self.int8 is not None or self.dense is not None:
             return None
-        return MAX_GEMV_ROWS if self.int4 is not None else 0
+        return MAX_GEMV_ROWS if self.int4 is not None else (self.q8_rows if self.q8 is not None else 0)
 
     def fill(self, target: ProjectionStruct) -> None:
         """Point ``target`` at this projection's tensors."""
         packed, params = self.int4 or (None, None)
         target.int4, target.params = address(packed), address(params)
+        packed, params = self.q8 or (None, None)
+        target.q8, target.q8_params, target.q8_rows = address(packed), address(params), self.q8_rows
         panels, scales = self.int8 or (None, None)
         target.int8, target.scales = address(panels), address(scales)
         target.dense, target.bias = address(self.dense), address(self.bias)
