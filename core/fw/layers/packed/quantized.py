@@ -32,6 +32,12 @@ class _LevelLayout(PackedLayout):
         levels, params = self._parts()
         return self._from_parts(select_rows(levels, ranges), select_rows(params, ranges))
 
+    def _stored_rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the packed bytes [n, groups, ...], float32 parameters [n, groups, 2]) of rows
+        ``index``, read in place from the interleaved blocks."""
+        block, lane = index // packing.BLOCK, index % packing.BLOCK
+        return self.packed[block, :, lane], self.params[block, :, lane].float()
+
     def columns(self, start, stop):
         if start % packing.GROUP or stop % packing.GROUP:
             raise ValueError(f"input columns {start}:{stop} split a group of {packing.GROUP} quantized weights")
@@ -64,6 +70,11 @@ class Int4Blocks(_LevelLayout):
     def _parts(self):
         return packing.int4_parts(self.packed, self.params, self.out_features)
 
+    def gather_rows(self, index):
+        packed, params = self._stored_rows(index)
+        levels = torch.cat([packed & 15, packed >> 4], -1).float()
+        return (levels * params[..., :1] + params[..., 1:]).flatten(1)
+
     def matmul(self, x, bias, float_output):
         return cpu.int4_gemv(x.contiguous(), self.packed, self.params, bias, self.out_features)
 
@@ -72,26 +83,44 @@ class Int4Blocks(_LevelLayout):
 
 
 class Int8Blocks(_LevelLayout):
-    """8-bit absolute-max levels in groups of 32 inputs (GGUF's Q8_0), read by ``gemv.c``;
-    the LM head of an 8-bit embedding uses them up to ``max_rows`` rows (2x the bf16 GEMM
-    at one row, even at 4-5)."""
+    """8-bit levels in groups of 32 inputs with a float16 scale and minimum (GGUF's Q8_0,
+    and Q5_0/Q5_1/IQ4_NL levels as they are), read by ``gemv.c`` for up to ``max_rows``
+    rows: an LM head of an 8-bit embedding up to 4 (2x the bf16 GEMM at one row, even at
+    4-5), a projection a GGUF file stores at 5 to 8 bits up to ``cpu.MAX_GEMV_ROWS``."""
 
     max_rows = 4
 
-    def __init__(self, packed: torch.Tensor, params: torch.Tensor, out_features: int, in_features: int):
+    def __init__(self, packed: torch.Tensor, params: torch.Tensor, out_features: int, in_features: int,
+                 max_rows: int = 4):
         super().__init__(out_features, in_features)
         self.packed, self.params = packed, params
+        if not 0 < max_rows <= cpu.MAX_GEMV_ROWS:
+            raise ValueError(f"8-bit blocks serve 1 to {cpu.MAX_GEMV_ROWS} rows, not {max_rows}")
+        self.max_rows = max_rows
 
     @classmethod
-    def pack(cls, weight: torch.Tensor) -> "Int8Blocks":
-        return cls(*packing.pack_int8(weight), *weight.shape)
+    def pack(cls, weight: torch.Tensor, max_rows: int = 4) -> "Int8Blocks":
+        return cls(*packing.pack_int8(weight), *weight.shape, max_rows=max_rows)
 
     @classmethod
-    def _from_parts(cls, levels, params):
-        return cls(*packing.pack_int8_parts(levels, params), *levels.shape)
+    def _from_parts(cls, levels, params, max_rows: int = 4):
+        return cls(*packing.pack_int8_parts(levels, params), *levels.shape, max_rows=max_rows)
+
+    def rows(self, ranges):
+        levels, params = self._parts()
+        return self._from_parts(select_rows(levels, ranges), select_rows(params, ranges), self.max_rows)
+
+    def columns(self, start, stop):
+        sharded = super().columns(start, stop)
+        sharded.max_rows = self.max_rows
+        return sharded
 
     def _parts(self):
         return packing.int8_parts(self.packed, self.params, self.out_features)
+
+    def gather_rows(self, index):
+        levels, params = self._stored_rows(index)
+        return (levels.float() * params[..., :1] + params[..., 1:]).flatten(1)
 
     def matmul(self, x, bias, float_output):
         return cpu.int8_gemv(x.contiguous(), self.packed, self.params, bias, self.out_features,

@@ -8,8 +8,8 @@ import torch
 
 from fw.layers.packed.dense import DensePanels
 from fw.layers.packed.layout import PackedLayout, RowRanges
-from fw.layers.packed.quantized import Int4Blocks, Int8Panels
-from fw_kernels.cpu.decoder import Projection
+from fw.layers.packed.quantized import Int4Blocks, Int8Blocks, Int8Panels
+from fw_kernels.cpu.projection import Projection
 
 
 class PackedWeight:
@@ -49,6 +49,15 @@ class PackedWeight:
         """The float32 matrix the layout for one row stands for."""
         return self.layout_for(1).dequantize()
 
+    def gather_rows(self, index: torch.Tensor) -> torch.Tensor:
+        """Float32 rows ``index`` of the matrix the layout for one row stands for."""
+        return self.layout_for(1).gather_rows(index)
+
+    def nbytes(self) -> int:
+        """The bytes its layouts hold (every tensor attribute of each layout)."""
+        return sum(value.nbytes for layout in self.layouts for value in vars(layout).values()
+                   if isinstance(value, torch.Tensor))
+
     def _map(self, cut: Callable[[PackedLayout], PackedLayout]) -> "PackedWeight":
         return PackedWeight([cut(layout) for layout in self.layouts])
 
@@ -68,6 +77,8 @@ class PackedWeight:
         for layout in self.layouts:
             if isinstance(layout, Int4Blocks):
                 views.int4 = (layout.packed, layout.params)
+            elif isinstance(layout, Int8Blocks) and views.int4 is None:
+                views.q8, views.q8_rows = (layout.packed, layout.params), layout.max_rows
             elif isinstance(layout, Int8Panels):
                 views.int8 = (layout.panels, layout.scales)
             elif isinstance(layout, DensePanels):
