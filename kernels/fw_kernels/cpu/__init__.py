@@ -29,7 +29,8 @@ _SIGNATURES = {
     "int8_gemm": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
     "argmax": [_P, _I, _I, _P],
 }
-#: the most input rows the quantized GEMV kernels take in one call
+#: the input rows the quantized GEMV kernels take per pass over a tile of weights (and the
+#: most a step reads them for where int8 or dense panels take larger steps)
 MAX_GEMV_ROWS = 8
 _SUFFIX = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
@@ -152,7 +153,8 @@ def _quantized_gemv(kind: str, x: torch.Tensor, packed: torch.Tensor, params: to
 
 def int4_gemv(x: torch.Tensor, packed: torch.Tensor, params: torch.Tensor, bias: torch.Tensor | None,
               out_features: int) -> torch.Tensor:
-    """``x @ W.T (+ bias)`` for x [rows <= MAX_GEMV_ROWS, K] (unit stride along K) and W
+    """``x @ W.T (+ bias)`` for x [rows, K] (unit stride along K; MAX_GEMV_ROWS rows per
+    pass over a cached tile of weights) and W
     [out_features, K] packed by ``fw_kernels.cpu.packing.pack_int4``."""
     return _quantized_gemv("int4_gemv", x, packed, params, bias, out_features)
 

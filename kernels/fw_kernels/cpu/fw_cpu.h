@@ -219,19 +219,20 @@ void fw_int8_gemm_prefetching_bf16(void *out, const uint16_t *x, int64_t x_strid
                                    int64_t float_out, const fw_prefetch_plan *plan);
 int fw_int8_gemm_available(void);
 
-/* One projection of a decoder layer: int4 blocks, or 8-bit blocks for steps of up to
- * q8_rows rows (gemv.c), for small steps and/or int8 panels with their column scales
- * (igemm.c) or dense bf16 panels (dense.c) for larger ones (NULL where absent), and its
- * bias (or NULL). */
+/* One projection of a decoder layer: int4 blocks for steps of up to int4_rows rows, or
+ * 8-bit blocks for steps of up to q8_rows (gemv.c), and/or int8 panels with their column
+ * scales (igemm.c) or dense bf16 panels (dense.c) for larger ones (NULL where absent),
+ * and its bias (or NULL). */
 typedef struct {
-    const uint8_t *int4; const uint16_t *params; const uint8_t *q8; const uint16_t *q8_params; int64_t q8_rows;
+    const uint8_t *int4; const uint16_t *params; int64_t int4_rows;
+    const uint8_t *q8; const uint16_t *q8_params; int64_t q8_rows;
     const uint8_t *int8; const float *scales; const uint16_t *dense; const void *bias;
 } fw_projection;
 
 /* projection.c: out = x @ W.T (+ bias) for `rows` rows, from the layout a step of
- * `step_rows` rows uses (int4 blocks up to MAX_GEMV_ROWS or 8-bit blocks up to q8_rows,
- * int8 or dense panels beyond: the rule of the layer-by-layer path's PackedWeight),
- * prefetching `plan` (or NULL). */
+ * `step_rows` rows uses (int4 or 8-bit blocks up to their row limits, int8 or dense
+ * panels beyond: the rule of the layer-by-layer path's PackedWeight), prefetching `plan`
+ * (or NULL). */
 void fw_project_f32(float *out, const float *x, int64_t x_stride, const fw_projection *p, int64_t rows,
                     int64_t step_rows, int64_t n, int64_t k, const fw_prefetch_plan *plan);
 void fw_project_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, const fw_projection *p, int64_t rows,

@@ -14,8 +14,13 @@ from fw_kernels.cpu import MAX_GEMV_ROWS
 GATES = {"silu": 0, "gelu_tanh": 1}
 
 
+#: a row limit that means "any number of rows" to the C side
+ANY_ROWS = 1 << 62
+
+
 class ProjectionStruct(ctypes.Structure):
-    _fields_ = ([(name, ctypes.c_void_p) for name in ("int4", "params", "q8", "q8_params")] + [("q8_rows", ctypes.c_int64)]
+    _fields_ = ([(name, ctypes.c_void_p) for name in ("int4", "params")] + [("int4_rows", ctypes.c_int64)]
+                + [(name, ctypes.c_void_p) for name in ("q8", "q8_params")] + [("q8_rows", ctypes.c_int64)]
                 + [(name, ctypes.c_void_p) for name in ("int8", "scales", "dense", "bias")])
 
 
@@ -25,11 +30,12 @@ def address(tensor: torch.Tensor | None) -> int | None:
 
 @dataclass
 class Projection:
-    #: ``packing.pack_int4`` blocks, used up to MAX_GEMV_ROWS rows
+    #: ``packing.pack_int4`` blocks, used up to ``int4_rows`` rows (None: any)
     int4: tuple[torch.Tensor, torch.Tensor] | None = None
+    int4_rows: int | None = MAX_GEMV_ROWS
     #: ``packing.pack_int8`` blocks, used up to ``q8_rows`` rows (where int4 blocks are absent)
     q8: tuple[torch.Tensor, torch.Tensor] | None = None
-    q8_rows: int = 0
+    q8_rows: int | None = MAX_GEMV_ROWS
     #: ``packing.pack_int8_panels``, used beyond (and always without int4)
     int8: tuple[torch.Tensor, torch.Tensor] | None = None
     #: ``packing.pack_bf16_panels``, used beyond where int8 panels are absent
@@ -40,14 +46,18 @@ class Projection:
         """The most rows this projection can take (None: any)."""
         if self.int8 is not None or self.dense is not None:
             return None
-        return MAX_GEMV_ROWS if self.int4 is not None else (self.q8_rows if self.q8 is not None else 0)
+        if self.int4 is not None:
+            return self.int4_rows
+        return self.q8_rows if self.q8 is not None else 0
 
     def fill(self, target: ProjectionStruct) -> None:
         """Point ``target`` at this projection's tensors."""
         packed, params = self.int4 or (None, None)
         target.int4, target.params = address(packed), address(params)
+        target.int4_rows = ANY_ROWS if self.int4_rows is None else self.int4_rows
         packed, params = self.q8 or (None, None)
-        target.q8, target.q8_params, target.q8_rows = address(packed), address(params), self.q8_rows
+        target.q8, target.q8_params = address(packed), address(params)
+        target.q8_rows = ANY_ROWS if self.q8_rows is None else self.q8_rows
         panels, scales = self.int8 or (None, None)
         target.int8, target.scales = address(panels), address(scales)
         target.dense, target.bias = address(self.dense), address(self.bias)
