@@ -43,10 +43,11 @@ ARCHITECTURES = {
 #: peaked next-token distribution, which a bug moves visibly), windows of a few tokens
 #: beside global layers, soft caps that bend the scores, an attention scale other than
 #: head_dim ** -0.5, LongRoPE factors with part of each head rotating, 4 experts (top 2)
-#: beside a dense layer
+#: beside a dense layer. Gemma's are untied: with random weights its sqrt(hidden)-scaled
+#: embedding outweighs the layers, and a tied head then predicts the input token again.
 _WIDE = {"initializer_range": 0.1}
 _GEMMA = {**_WIDE, "layer_types": ["sliding_attention", "full_attention"], "sliding_window": 6,
-          "query_pre_attn_scalar": 24}
+          "query_pre_attn_scalar": 24, "tie_word_embeddings": False}
 _EXPERTS = {**_WIDE, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64}
 ARCHITECTURE_DEFAULTS = {
     "MistralForCausalLM": {"sliding_window": None},  # full attention unless a test asks for a window

@@ -58,12 +58,11 @@ class GroupedLevels:
         return cls(torch.cat([p.levels for p in parts]), torch.cat([p.params for p in parts]),
                    max(p.bits for p in parts))
 
-    def layout(self, int8_rows: int = 4) -> PackedLayout:
-        """The block layout of fw's GEMV kernels holding exactly these levels (8-bit
-        blocks serving steps of up to ``int8_rows`` rows)."""
-        if self.bits == 4:
-            return Int4Blocks._from_parts(self.levels, self.params)
-        return Int8Blocks._from_parts(self.levels, self.params, int8_rows)
+    def layout(self, max_rows: int | None = None) -> PackedLayout:
+        """The block layout of fw's GEMV kernels holding exactly these levels, serving
+        steps of up to ``max_rows`` rows (None: any)."""
+        layout = Int4Blocks if self.bits == 4 else Int8Blocks
+        return layout._from_parts(self.levels, self.params, max_rows, any_rows=max_rows is None)
 
 
 class QuantizedMatrix(ABC):

@@ -32,12 +32,6 @@ class _LevelLayout(PackedLayout):
         levels, params = self._parts()
         return self._from_parts(select_rows(levels, ranges), select_rows(params, ranges))
 
-    def _stored_rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the packed bytes [n, groups, ...], float32 parameters [n, groups, 2]) of rows
-        ``index``, read in place from the interleaved blocks."""
-        block, lane = index // packing.BLOCK, index % packing.BLOCK
-        return self.packed[block, :, lane], self.params[block, :, lane].float()
-
     def columns(self, start, stop):
         if start % packing.GROUP or stop % packing.GROUP:
             raise ValueError(f"input columns {start}:{stop} split a group of {packing.GROUP} quantized weights")
@@ -47,25 +41,50 @@ class _LevelLayout(PackedLayout):
         return self._from_parts(levels[:, start:stop].contiguous(), params)
 
 
-class Int4Blocks(_LevelLayout):
-    """4-bit min-max levels in groups of 32 inputs with a float16 scale and minimum (GGUF's
-    Q4_1), read by ``gemv.c`` for up to ``cpu.MAX_GEMV_ROWS`` rows."""
+class _Blocks(_LevelLayout):
+    """Levels in groups of 32 inputs with a float16 scale and minimum per group,
+    interleaved by ``packing`` for ``gemv.c``: it reads them for any number of rows, but a
+    method that also keeps a layout for larger steps uses them up to ``max_rows`` (None:
+    any count, the GEMV passing over each cached tile of weights chunk by chunk)."""
 
-    max_rows = cpu.MAX_GEMV_ROWS
+    default_rows: ClassVar[int | None] = cpu.MAX_GEMV_ROWS
 
-    def __init__(self, packed: torch.Tensor, params: torch.Tensor, out_features: int, in_features: int):
+    def __init__(self, packed: torch.Tensor, params: torch.Tensor, out_features: int, in_features: int,
+                 max_rows: int | None = None, *, any_rows: bool = False):
         super().__init__(out_features, in_features)
         self.packed, self.params = packed, params
+        self.max_rows = None if any_rows else (max_rows or self.default_rows)
+
+    def _with_rows(self, layout: "_Blocks") -> "_Blocks":
+        layout.max_rows = self.max_rows
+        return layout
+
+    def rows(self, ranges):
+        return self._with_rows(super().rows(ranges))
+
+    def columns(self, start, stop):
+        return self._with_rows(super().columns(start, stop))
+
+    def _stored_rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the packed bytes [n, groups, ...], float32 parameters [n, groups, 2]) of rows
+        ``index``, read in place from the interleaved blocks."""
+        block, lane = index // packing.BLOCK, index % packing.BLOCK
+        return self.packed[block, :, lane], self.params[block, :, lane].float()
+
+
+class Int4Blocks(_Blocks):
+    """4-bit min-max levels in groups of 32 inputs with a float16 scale and minimum (GGUF's
+    Q4_1; Q4_0 and Q4_K levels as they are), read by ``gemv.c``."""
 
     @classmethod
     def pack(cls, weight: torch.Tensor) -> "Int4Blocks":
         return cls(*packing.pack_int4(weight), *weight.shape)
 
     @classmethod
-    def _from_parts(cls, levels, params):
+    def _from_parts(cls, levels, params, max_rows=None, **rows):
         """From levels uint8 [out, in] (0..15) and float16 (scale, minimum) [out, in / 32, 2]:
         ``w = level * scale + minimum``."""
-        return cls(*packing.pack_int4_parts(levels, params), *levels.shape)
+        return cls(*packing.pack_int4_parts(levels, params), *levels.shape, max_rows, **rows)
 
     def _parts(self):
         return packing.int4_parts(self.packed, self.params, self.out_features)
@@ -82,38 +101,20 @@ class Int4Blocks(_LevelLayout):
         return packing.unpack_int4(self.packed, self.params, self.out_features)
 
 
-class Int8Blocks(_LevelLayout):
+class Int8Blocks(_Blocks):
     """8-bit levels in groups of 32 inputs with a float16 scale and minimum (GGUF's Q8_0,
-    and Q5_0/Q5_1/IQ4_NL levels as they are), read by ``gemv.c`` for up to ``max_rows``
-    rows: an LM head of an 8-bit embedding up to 4 (2x the bf16 GEMM at one row, even at
-    4-5), a projection a GGUF file stores at 5 to 8 bits up to ``cpu.MAX_GEMV_ROWS``."""
+    and Q5_0/Q5_1/IQ4_NL levels as they are), read by ``gemv.c``: an LM head of an 8-bit
+    embedding up to 4 rows by default (2x the bf16 GEMM at one row, even at 4-5)."""
 
-    max_rows = 4
-
-    def __init__(self, packed: torch.Tensor, params: torch.Tensor, out_features: int, in_features: int,
-                 max_rows: int = 4):
-        super().__init__(out_features, in_features)
-        self.packed, self.params = packed, params
-        if not 0 < max_rows <= cpu.MAX_GEMV_ROWS:
-            raise ValueError(f"8-bit blocks serve 1 to {cpu.MAX_GEMV_ROWS} rows, not {max_rows}")
-        self.max_rows = max_rows
+    default_rows = 4
 
     @classmethod
-    def pack(cls, weight: torch.Tensor, max_rows: int = 4) -> "Int8Blocks":
-        return cls(*packing.pack_int8(weight), *weight.shape, max_rows=max_rows)
+    def pack(cls, weight: torch.Tensor, max_rows: int | None = None) -> "Int8Blocks":
+        return cls(*packing.pack_int8(weight), *weight.shape, max_rows)
 
     @classmethod
-    def _from_parts(cls, levels, params, max_rows: int = 4):
-        return cls(*packing.pack_int8_parts(levels, params), *levels.shape, max_rows=max_rows)
-
-    def rows(self, ranges):
-        levels, params = self._parts()
-        return self._from_parts(select_rows(levels, ranges), select_rows(params, ranges), self.max_rows)
-
-    def columns(self, start, stop):
-        sharded = super().columns(start, stop)
-        sharded.max_rows = self.max_rows
-        return sharded
+    def _from_parts(cls, levels, params, max_rows=None, **rows):
+        return cls(*packing.pack_int8_parts(levels, params), *levels.shape, max_rows, **rows)
 
     def _parts(self):
         return packing.int8_parts(self.packed, self.params, self.out_features)

@@ -76,7 +76,7 @@ class PackedWeight:
         views = Projection(bias=bias)
         for layout in self.layouts:
             if isinstance(layout, Int4Blocks):
-                views.int4 = (layout.packed, layout.params)
+                views.int4, views.int4_rows = (layout.packed, layout.params), layout.max_rows
             elif isinstance(layout, Int8Blocks) and views.int4 is None:
                 views.q8, views.q8_rows = (layout.packed, layout.params), layout.max_rows
             elif isinstance(layout, Int8Panels):
