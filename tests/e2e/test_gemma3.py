@@ -59,6 +59,7 @@ def test_bf16_default_serves_the_files_blocks_fused(gemma3_270m, transformers_to
     from fw.layers.packed import Int4Blocks, Int8Blocks
 
     llm = LLM(str(gemma3_270m), max_model_len=1024, kv_cache_memory_bytes=int(SMALL_KV))
+    assert llm.engine.loaded.hf_config.architectures == ["Gemma3ForCausalLM"]
     model = llm.engine.loaded.model
     layer = model.model.layers[0]
     assert type(layer.self_attn.qkv_proj.packed.layout_for(1)) is Int8Blocks  # Q5_0 q/k, Q8_0 v

@@ -13,6 +13,8 @@ the default.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -24,6 +26,11 @@ class QuantizationMethod:
     (``fw.layers.packed.dense_layout``: fw's bf16 GEMM or oneDNN on a CPU in bfloat16)."""
 
     name = "none"
+    #: the load formats whose files it applies to (None: any); a quantized GGUF file's own
+    #: blocks are only in a GGUF file
+    formats: ClassVar[frozenset[str] | None] = None
+    #: for the supported-models table: which stored types it serves, and how
+    stored_types: ClassVar[str] = ""
 
     def create_weights(self, layer: nn.Module, in_features: int, out_features: int,
                        dtype: torch.dtype, device: torch.device) -> None:

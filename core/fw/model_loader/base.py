@@ -36,6 +36,12 @@ class WeightLoader(ABC):
         self.model_config = model_config
 
     @classmethod
+    def architectures(cls) -> frozenset[str] | None:
+        """The Hugging Face architectures files of this format can hold (None: any, as a
+        checkpoint folder's config.json names it); the supported-models table reads it."""
+        return None
+
+    @classmethod
     def can_load(cls, path: Path) -> bool:
         """Whether ``path`` holds weights this loader reads (for ``--load-format auto``)."""
         return False

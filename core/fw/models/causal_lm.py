@@ -6,7 +6,7 @@ and subclasses this."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -22,6 +22,8 @@ class CausalLM(nn.Module):
     stacked: Mapping[str, tuple[str, int]] = STACKED
     #: (old, new) substrings replaced in checkpoint names before loading
     renames: Sequence[tuple[str, str]] = ()
+    #: the checkpoints fw's tests run this architecture on, each with the test file (docs/models.md)
+    tested_with: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, config: Any, model: nn.Module, context: ModelContext):
         super().__init__()

@@ -57,6 +57,12 @@ class GGUFLoader(WeightLoader):
             raise ModelLoadError(self.path, "is not a file; --load-format gguf takes a .gguf file")
 
     @classmethod
+    def architectures(cls) -> frozenset[str]:
+        from fw_builtins.loaders.gguf_metadata import ARCHITECTURES
+
+        return frozenset(ARCHITECTURES.values())
+
+    @classmethod
     def can_load(cls, path: Path) -> bool:
         if not path.is_file():
             return False

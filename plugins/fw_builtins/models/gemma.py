@@ -29,6 +29,7 @@ from fw.models.interface import ModelContext
 
 #: Gemma's norms store the scale minus one
 OFFSET = 1.0
+TINY, PARITY = "tiny random, against transformers", "tests/plugins/models/test_transformers_parity.py"
 
 
 def _norm(size: int, config: Any, ctx: ModelContext) -> RMSNorm:
@@ -77,6 +78,7 @@ class GemmaDecoderLayer(nn.Module):
 
 
 class Gemma2ForCausalLM(CausalLM):
+    tested_with = ((TINY, PARITY), ("tiny random GGUF", "tests/plugins/loaders/test_gguf_loader.py"))
     qk_norm = False
 
     def __init__(self, config: Any, context: ModelContext):
@@ -100,4 +102,5 @@ class Gemma2ForCausalLM(CausalLM):
 
 
 class Gemma3ForCausalLM(Gemma2ForCausalLM):
+    tested_with = (("Gemma 3 270M, Q4_K_M GGUF", "tests/e2e/test_gemma3.py"), *Gemma2ForCausalLM.tested_with)
     qk_norm = True

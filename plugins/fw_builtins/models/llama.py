@@ -16,6 +16,8 @@ from fw.models.interface import ModelContext
 
 
 class LlamaForCausalLM(CausalLM):
+    tested_with = (("SmolLM2-135M-Instruct, Q4_1 GGUF", "tests/e2e/test_smollm2.py"),
+                   ("tiny random, against transformers", "tests/core/engine/test_parity.py"))
     # None: from config.attention_bias
     qkv_bias: bool | None = None
     o_bias: bool | None = None
@@ -50,12 +52,14 @@ class LlamaForCausalLM(CausalLM):
 
 
 class MistralForCausalLM(LlamaForCausalLM):
+    tested_with = (("tiny random, against transformers", "tests/core/engine/test_parity.py"),)
     @staticmethod
     def sliding_window(config: Any) -> int | None:
         return getattr(config, "sliding_window", None)
 
 
 class Qwen2ForCausalLM(LlamaForCausalLM):
+    tested_with = (("tiny random, against transformers", "tests/core/engine/test_parity.py"),)
     qkv_bias = True
     o_bias = False
 

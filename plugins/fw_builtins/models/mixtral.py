@@ -20,6 +20,7 @@ from fw.models.loading import STACKED
 
 
 class MixtralForCausalLM(CausalLM):
+    tested_with = (("tiny random, against transformers", "tests/plugins/models/test_transformers_parity.py"),)
     stacked = {**STACKED, "w1": ("gate_up_proj", 0), "w3": ("gate_up_proj", 1)}
     renames = (("block_sparse_moe.", "mlp."), (".w2.", ".down_proj."))
 

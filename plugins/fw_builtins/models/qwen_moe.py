@@ -22,6 +22,7 @@ from fw.models.interface import ModelContext
 
 
 class Qwen3MoeForCausalLM(CausalLM):
+    tested_with = (("tiny random, against transformers", "tests/plugins/models/test_transformers_parity.py"),)
     qk_norm = True
     shared_expert = False
 

@@ -39,8 +39,20 @@ GROUP = 32
 CHUNK = 8192
 
 
+def _stored_types() -> str:
+    from fw_builtins.loaders.gguf_blocks import EXACT, ROUNDED_PARAMETERS
+
+    def names(types) -> str:
+        return ", ".join(t.name for t in types)
+
+    return (f"{names(EXACT)} exactly; {names(ROUNDED_PARAMETERS)} with float16-rounded group scales; "
+            "Q6_K and every other type gguf-py reads (Q2_K, Q3_K, IQ...) re-quantized to 8 bits")
+
+
 class GGUFBlocks(QuantizationMethod):
     name = "gguf"
+    formats = frozenset({"gguf"})
+    stored_types = _stored_types()
     #: whether steps beyond the blocks' rows run from int8 panels (else the blocks serve all)
     panels = True
 
