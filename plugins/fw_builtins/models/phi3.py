@@ -23,7 +23,8 @@ from fw.models.interface import ModelContext
 
 
 class Phi3ForCausalLM(CausalLM):
-    tested_with = (("tiny random, against transformers", "tests/plugins/models/test_transformers_parity.py"),)
+    tested_with = (("tiny random, against transformers", "tests/plugins/models/test_transformers_parity.py"),
+                   ("tiny random GGUF", "tests/plugins/loaders/test_gguf_loader.py"))
     def __init__(self, config: Any, context: ModelContext):
         ctx, hidden, eps = context, config.hidden_size, config.rms_norm_eps
         heads = config.num_attention_heads

@@ -134,6 +134,9 @@ def test_gguf_reads_no_generation_defaults(gguf_factory):
 
 #: llama.cpp writes no output matrix for Gemma 2 (its models are tied); Gemma 3 may have one
 GEMMA = {"Gemma2ForCausalLM": {"tie_word_embeddings": True}, "Gemma3ForCausalLM": {}}
+#: Phi-3 with merged q/k/v and gate/up, 3/4 of each head rotating (no LongRoPE factors:
+#: fw's GGUF loader refuses files with them)
+PHI3 = {"rope_scaling": None}
 
 
 @pytest.mark.parametrize("architecture", sorted(GEMMA))
@@ -146,8 +149,8 @@ def test_gemma_tensors_equal_transformers(gguf_factory, architecture):
         torch.testing.assert_close(actual[name].float(), tensor, rtol=0, atol=0, msg=name)
 
 
-@pytest.mark.parametrize("architecture", sorted(GEMMA))
-def test_a_gemma_file_generates_the_checkpoints_tokens(gguf_factory, architecture):
+@pytest.mark.parametrize("architecture", [*sorted(GEMMA), "Phi3ForCausalLM"])
+def test_a_gemma_or_phi3_file_generates_the_checkpoints_tokens(gguf_factory, architecture):
     """The file's config (window, pattern, soft caps, head size) and tensors make the
     checkpoint's model: transformers' greedy tokens on the checkpoint, in float32. (GGUF
     stores no query_pre_attn_scalar: fw takes head_dim, as llama.cpp does, so the
@@ -155,9 +158,13 @@ def test_a_gemma_file_generates_the_checkpoints_tokens(gguf_factory, architectur
     from fw import LLM, SamplingParams
     from tests.core.engine.conftest import PROMPTS, hf_greedy
 
-    path, checkpoint = gguf_factory("F32", architecture, query_pre_attn_scalar=16, **GEMMA[architecture])
-    config = loader_for(path).hf_config()
-    assert config.layer_types == ["sliding_attention", "full_attention"] and config.sliding_window == 6
+    if architecture in GEMMA:
+        path, checkpoint = gguf_factory("F32", architecture, query_pre_attn_scalar=16, **GEMMA[architecture])
+        config = loader_for(path).hf_config()
+        assert config.layer_types == ["sliding_attention", "full_attention"] and config.sliding_window == 6
+    else:
+        path, checkpoint = gguf_factory("F32", architecture, **PHI3)
+        assert loader_for(path).hf_config().partial_rotary_factor == 0.75
     llm = LLM(str(path), dtype="float32", quantization="none")
     outputs = llm.generate(PROMPTS[:3], SamplingParams(max_tokens=12, min_tokens=12, temperature=0.0),
                            use_tqdm=False)
