@@ -90,7 +90,7 @@ class WeightLoader(ABC):
 
     def default_quantization(self) -> str | None:
         """The quantization method the file's own format calls for when ``--quantization``
-        is not given (a GGUF file of 4-bit tensors: ``int4``), or None for plain weights."""
+        is not given (a GGUF file of quantized tensors: ``gguf``), or None for plain weights."""
         return None
 
     @abstractmethod
