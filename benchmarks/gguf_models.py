@@ -4,6 +4,10 @@
   chunks), and the same model in Q4_1: every quantized ``blk.*`` matrix dequantized by
   gguf-py and quantized again to Q4_1 (``requantize``; the Q8_0 embedding, the norms and
   the metadata are copied), so the two files differ only in their layer types.
+* A Llama of ~130M random weights whose rows are whole K-quant super-blocks (hidden
+  1024), written as llama.cpp's Q4_K_M recipe lays a file out (Q4_K, with Q6_K for
+  attn_v and ffn_down in half of the layers) and in Q4_1 (``synthetic_q4_k_m``): the
+  usual Q4_K_M file, where Gemma 3 270M's 640-wide rows made llama.cpp fall back to Q5_0.
 * ``weight_bytes``: the bytes a loaded model holds in its weights (parameters and packed
   layouts, each tensor once: a tied head shares its embedding's blocks).
 * ``process_memory``: a fresh process's resident memory once it has loaded the model (a
@@ -29,6 +33,27 @@ def gemma3_q4_k_m() -> Path:
     from tests.gemma3_270m import gemma3_270m_path
 
     return gemma3_270m_path()
+
+
+def synthetic_q4_k_m(folder: Path) -> Path:
+    """The random Llama above as a Q4_K_M-recipe GGUF in ``folder`` (made once)."""
+    sys.path.insert(0, str(REPO))
+    from tests.checkpoints import make_tiny_checkpoint
+    from tests.tiny_gguf import make_tiny_gguf
+
+    target = folder / "synthetic-llama-1024-q4_k_m.gguf"
+    if target.is_file():
+        return target
+    layers = 12
+    checkpoint = make_tiny_checkpoint(folder / "synthetic-llama-1024", "LlamaForCausalLM", hidden_size=1024,
+                                      num_hidden_layers=layers, num_attention_heads=16, num_key_value_heads=4,
+                                      head_dim=64, intermediate_size=2816)
+    more_bits = {f"blk.{layer}.{part}.weight": "Q6_K" for layer in range(0, layers, 2)
+                 for part in ("attn_v", "ffn_down")}
+    staging = folder / f".{target.name}.{os.getpid()}"
+    make_tiny_gguf(staging, checkpoint, tensor_type="Q4_K", tensor_types={"token_embd.weight": "Q8_0", **more_bits})
+    os.replace(staging, target)
+    return target
 
 
 def requantize(source: Path, target: Path, type_name: str = "Q4_1") -> Path:

@@ -16,7 +16,8 @@ command printed under it.
 ``--models`` measures fw alone on several GGUF models instead, all loaded at once in bf16
 and measured in alternating rounds (this machine's speed drifts): SmolLM2 Q4_1, Gemma 3
 270M Q4_K_M (default ``gguf`` and ``gguf_lean``) and the same Gemma in Q4_1
-(``gguf_models.requantize``). Per model: file size, the bytes its weights hold, a fresh
+(``gguf_models.requantize``), and a random 1024-wide Llama in llama.cpp's Q4_K_M recipe
+and in Q4_1 (``gguf_models.synthetic_q4_k_m``). Per model: file size, the bytes its weights hold, a fresh
 process's resident memory with it loaded (and at its peak while loading), and decode
 tokens/s at batch 1 and 8 (median steps, prompts excluded); and the Q4_K_M / Q4_1 decode
 ratio of each round.
@@ -108,14 +109,21 @@ def model_rows(args: argparse.Namespace) -> dict:
 
     from fw import LLM
     from fw.model_loader.default_model import default_model_path
-    from gguf_models import decode_rate, gemma3_q4_k_m, process_memory, requantize, weight_bytes
+    from gguf_models import (decode_rate, gemma3_q4_k_m, process_memory, requantize, synthetic_q4_k_m,
+                             weight_bytes)
 
     gemma = gemma3_q4_k_m()
     gemma_q4_1 = requantize(gemma, gemma.with_name("gemma-3-270m-q4_1.gguf"))
+    llama = synthetic_q4_k_m(gemma.parent)
+    llama_q4_1 = requantize(llama, llama.with_name("synthetic-llama-1024-q4_1.gguf"))
     models = [("SmolLM2-135M-Instruct Q4_1", default_model_path(), None),
               ("Gemma 3 270M Q4_K_M", gemma, None),
               ("Gemma 3 270M Q4_K_M, gguf_lean", gemma, "gguf_lean"),
-              ("Gemma 3 270M Q4_1", gemma_q4_1, None)]
+              ("Gemma 3 270M Q4_1", gemma_q4_1, None),
+              ("random Llama, 1024 wide, Q4_K_M recipe", llama, None),
+              ("random Llama, 1024 wide, Q4_1", llama_q4_1, None)]
+    #: (Q4_K_M row, Q4_1 row) pairs whose decode speeds are compared round by round
+    pairs = {"Gemma 3 270M": (1, 3), "random Llama": (4, 5)}
     steps = 8 if args.quick else 48
     loaded = []
     for label, path, method in models:
@@ -125,15 +133,17 @@ def model_rows(args: argparse.Namespace) -> dict:
         loaded.append({"label": label, "llm": llm, "file": path.stat().st_size,
                        "weights": weight_bytes(llm.engine.loaded.model), "rss": rss, "peak": peak,
                        "rates": {1: [], 8: []}})
-    ratios = {1: [], 8: []}
+    ratios = {name: {1: [], 8: []} for name in pairs}
     for _ in range(args.rounds):
         for batch in (1, 8):
             for row in loaded:
                 row["rates"][batch].append(decode_rate(row["llm"], batch, steps))
-            ratios[batch].append(loaded[1]["rates"][batch][-1] / loaded[3]["rates"][batch][-1])
+            for name, (k_quant, q4_1) in pairs.items():
+                ratios[name][batch].append(loaded[k_quant]["rates"][batch][-1] / loaded[q4_1]["rates"][batch][-1])
     return {"rounds": args.rounds, "steps": steps, "idle_rss": process_memory(None)[0],
             "models": [{key: value for key, value in row.items() if key != "llm"} for row in loaded],
-            "q4_k_m_over_q4_1": {batch: statistics.median(values) for batch, values in ratios.items()},
+            "q4_k_m_over_q4_1": {name: {batch: statistics.median(values) for batch, values in by_batch.items()}
+                                 for name, by_batch in ratios.items()},
             "ratios": ratios}
 
 
@@ -149,12 +159,13 @@ def models_table(result: dict, argv: list[str]) -> str:
                      f"{statistics.median(row['rates'][8]):.1f} |")
     lines += ["", f"A process with torch and fw imported and no model: {result['idle_rss'] / mb:.0f} MB resident; "
                   "every process has a 64 MiB KV cache."]
-    ratio = result["q4_k_m_over_q4_1"]
-    lines += ["", f"Gemma 3 270M Q4_K_M / Q4_1 decode speed, median of {result['rounds']} alternating rounds: "
-              f"{ratio[1]:.2f} at batch 1, {ratio[8]:.2f} at batch 8 "
-              f"(rounds: {', '.join(f'{r:.2f}' for r in result['ratios'][1])} / "
-              f"{', '.join(f'{r:.2f}' for r in result['ratios'][8])})",
-              "", f"command: python benchmarks/offline.py {shlex.join(argv)}".rstrip()]
+    for name, ratio in result["q4_k_m_over_q4_1"].items():
+        rounds = result["ratios"][name]
+        lines += ["", f"{name}, Q4_K_M / Q4_1 decode speed, median of {result['rounds']} alternating rounds: "
+                      f"{ratio[1]:.2f} at batch 1, {ratio[8]:.2f} at batch 8 "
+                      f"(rounds: {', '.join(f'{r:.2f}' for r in rounds[1])} / "
+                      f"{', '.join(f'{r:.2f}' for r in rounds[8])})"]
+    lines += ["", f"command: python benchmarks/offline.py {shlex.join(argv)}".rstrip()]
     return "\n".join(lines)
 
 

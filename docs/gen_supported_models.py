@@ -33,7 +33,8 @@ description) and on CUDA (Triton attention).
 
 
 def formats_for(architecture: str, loaders) -> list[str]:
-    return [name for name, loader in loaders if loader.architectures() is None or architecture in loader.architectures()]
+    return [name for name, loader in loaders
+            if loader.architectures() is None or architecture in loader.architectures()]
 
 
 def quantization_for(formats: list[str], methods) -> str:

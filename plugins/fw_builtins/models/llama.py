@@ -42,7 +42,8 @@ class LlamaForCausalLM(CausalLM):
         return SelfAttention(
             config.hidden_size, heads, getattr(config, "num_key_value_heads", None) or heads, head_dim, ctx,
             rotary=RotaryEmbedding.for_config(config, head_dim, ctx),
-            qkv_bias=bias if self.qkv_bias is None else self.qkv_bias, o_bias=bias if self.o_bias is None else self.o_bias,
+            qkv_bias=bias if self.qkv_bias is None else self.qkv_bias,
+            o_bias=bias if self.o_bias is None else self.o_bias,
             qk_norm_eps=config.rms_norm_eps if self.qk_norm else None, sliding_window=self.sliding_window(config),
         )
 

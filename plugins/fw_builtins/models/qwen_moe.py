@@ -42,7 +42,8 @@ class Qwen3MoeForCausalLM(CausalLM):
         return SelfAttention(
             hidden, heads, config.num_key_value_heads, head_dim, ctx,
             rotary=RotaryEmbedding.for_config(config, head_dim, ctx), qkv_bias=qkv_bias, o_bias=o_bias,
-            qk_norm_eps=config.rms_norm_eps if self.qk_norm else None, sliding_window=self.sliding_window(config, index),
+            qk_norm_eps=config.rms_norm_eps if self.qk_norm else None,
+            sliding_window=self.sliding_window(config, index),
         )
 
     @staticmethod
