@@ -47,7 +47,7 @@ def synthetic_q4_k_m(folder: Path) -> Path:
     layers = 12
     checkpoint = make_tiny_checkpoint(folder / "synthetic-llama-1024", "LlamaForCausalLM", hidden_size=1024,
                                       num_hidden_layers=layers, num_attention_heads=16, num_key_value_heads=4,
-                                      head_dim=64, intermediate_size=2816)
+                                      head_dim=64, intermediate_size=2816, max_position_embeddings=2048)
     more_bits = {f"blk.{layer}.{part}.weight": "Q6_K" for layer in range(0, layers, 2)
                  for part in ("attn_v", "ffn_down")}
     staging = folder / f".{target.name}.{os.getpid()}"
