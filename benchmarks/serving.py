@@ -3,6 +3,9 @@
     python benchmarks/serving.py                                  # fw alone
     python benchmarks/serving.py --llama-server /path/to/llama-server
     python benchmarks/serving.py --baseline /path/to/other/fw/checkout --rounds 3
+    python benchmarks/serving.py --fw-args "-dp 2" --baseline-args "" --rounds 3 --concurrency 32
+    python benchmarks/serving.py --workload shared-prefix --fw-args "-dp 2" \
+        --baseline-args "-dp 2 --data-parallel-routing queue" --rounds 3
     python benchmarks/serving.py --quick                          # a short smoke run
 
 Both servers serve the embedded SmolLM2-135M-Instruct (the same Q4_1 GGUF file) on
@@ -10,8 +13,11 @@ loopback with 2 threads; `fw bench serve` drives each at concurrency 1, 8 and 32
 ~64-token random prompts and 128 output tokens (end-of-sequence ignored), and the table
 compares output tokens/s, time to first token and inter-token latency. Each server runs
 alone while it is measured. ``--baseline`` measures another fw checkout (its source roots
-on PYTHONPATH, this virtualenv's packages) beside this one; ``--rounds`` alternates the
-servers that many times, since this machine is noisy.
+on PYTHONPATH, this virtualenv's packages) beside this one, ``--baseline-args`` this
+checkout (or that one) with other options; ``--rounds`` alternates the servers that many
+times, since this machine is noisy. ``--workload shared-prefix`` sends prompts that start
+with one of 8 shared 512-token prefixes (system prompts) and a 64-token question each,
+for 64 output tokens: what prefix-aware data parallel routing is for.
 """
 
 from __future__ import annotations
@@ -71,11 +77,20 @@ def start_llama(binary: str, gguf: Path, port: int, log) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def bench(url: str, concurrency: int, prompts: int, tokenizer: Path, out_dir: Path, label: str) -> dict:
+WORKLOADS = {
+    "random": ["--dataset-name", "random", "--random-input-len", str(INPUT_LEN),
+               "--random-output-len", str(OUTPUT_LEN)],
+    "shared-prefix": ["--dataset-name", "prefix_repetition", "--prefix-repetition-prefix-len", "512",
+                      "--prefix-repetition-suffix-len", "64", "--prefix-repetition-num-prefixes", "8",
+                      "--prefix-repetition-output-len", "64"],
+}
+
+
+def bench(url: str, concurrency: int, prompts: int, tokenizer: Path, out_dir: Path, label: str,
+          workload: list[str] = WORKLOADS["random"]) -> dict:
     filename = f"{label}-c{concurrency}.json"
     command = [sys.executable, "-m", "fw.cli.main", "bench", "serve", "--base-url", url, "--model",
-               "SmolLM2-135M-Instruct", "--tokenizer", str(tokenizer), "--dataset-name", "random",
-               "--random-input-len", str(INPUT_LEN), "--random-output-len", str(OUTPUT_LEN),
+               "SmolLM2-135M-Instruct", "--tokenizer", str(tokenizer), *workload,
                "--num-prompts", str(prompts), "--max-concurrency", str(concurrency), "--ignore-eos",
                "--disable-tqdm", "--save-result", "--result-dir", str(out_dir), "--result-filename", filename]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -90,7 +105,8 @@ def stop(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def measure(label: str, start, plan: dict[int, int], tokenizer: Path, out_dir: Path) -> dict[int, dict]:
+def measure(label: str, start, plan: dict[int, int], tokenizer: Path, out_dir: Path,
+            workload: list[str] = WORKLOADS["random"]) -> dict[int, dict]:
     port = free_port()
     with open(out_dir / f"{label}.log", "w") as log:
         process = start(port, log)
@@ -98,7 +114,7 @@ def measure(label: str, start, plan: dict[int, int], tokenizer: Path, out_dir: P
             url = f"http://127.0.0.1:{port}"
             wait_healthy(url, process)
             bench(url, 1, 1, tokenizer, out_dir, f"{label}-warmup")
-            return {c: bench(url, c, n, tokenizer, out_dir, label) for c, n in plan.items()}
+            return {c: bench(url, c, n, tokenizer, out_dir, label, workload) for c, n in plan.items()}
         finally:
             stop(process)
 
@@ -112,6 +128,9 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--llama-server", help="a llama-server binary to measure beside fw")
     parser.add_argument("--baseline", type=Path, help="another fw checkout to measure beside this one")
+    parser.add_argument("--baseline-args", help="`fw serve` options of the baseline server (with no --baseline: "
+                                                "this checkout's, run with these options)")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="random")
     parser.add_argument("--rounds", type=int, default=1, help="measure each server this many times, alternated")
     parser.add_argument("--concurrency", type=int, action="append",
                         help="only these concurrencies (repeatable; default 1, 8 and 32)")
@@ -127,15 +146,17 @@ def main(argv: list[str]) -> None:
         plan = {c: FULL.get(c, 2 * c) for c in args.concurrency}
     out_dir = Path(tempfile.mkdtemp(prefix="fw-serving-"))
     servers = {"fw": lambda port, log: start_fw(port, log, extra=shlex.split(args.fw_args))}
-    if args.baseline:
-        servers["baseline"] = lambda port, log: start_fw(port, log, source=args.baseline.resolve())
+    if args.baseline or args.baseline_args is not None:
+        source = args.baseline.resolve() if args.baseline else None
+        extra = shlex.split(args.baseline_args or "")
+        servers["baseline"] = lambda port, log: start_fw(port, log, source=source, extra=extra)
     if args.llama_server:
         servers["llama.cpp"] = lambda port, log: start_llama(args.llama_server, gguf, port, log)
     results = {}
     for round_ in range(1, args.rounds + 1):
         for name, start in servers.items():
             label = name if args.rounds == 1 else f"{name} #{round_}"
-            results[label] = measure(label.replace(" #", "-"), start, plan, gguf, out_dir)
+            results[label] = measure(label.replace(" #", "-"), start, plan, gguf, out_dir, WORKLOADS[args.workload])
     print(f"{gguf.name}, {INPUT_LEN}-token prompts, {OUTPUT_LEN} output tokens, ignore_eos\n")
     print("| server | concurrency | output tok/s | mean TTFT ms | median TTFT ms | median ITL ms | median TPOT ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")

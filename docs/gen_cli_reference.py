@@ -21,6 +21,7 @@ os.environ["FW_PLUGINS"] = ""
 import click  # noqa: E402
 
 from fw.cli.config_command import ConfigCommand  # noqa: E402
+from fw.cli.help import unsupported_note  # noqa: E402
 from fw.config.options import OptionSpec, group_fields  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "cli.md"
@@ -44,7 +45,7 @@ def option_row(spec: OptionSpec) -> str:
     metavar = spec.display_metavar()
     if metavar:
         flags += f" `{metavar}`"
-    help_text = spec.help + (f" Environment variable: `{spec.env}`." if spec.env else "")
+    help_text = spec.help + unsupported_note(spec) + (f" Environment variable: `{spec.env}`." if spec.env else "")
     return f"| {flags} | `{spec.default!r}` | {cell(help_text)} |"
 
 

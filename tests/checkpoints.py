@@ -36,6 +36,13 @@ ARCHITECTURES = {
     "MixtralForCausalLM": "MixtralConfig",
     "Qwen2MoeForCausalLM": "Qwen2MoeConfig",
     "Qwen3MoeForCausalLM": "Qwen3MoeConfig",
+    # encoders, for the pooling runner (no generation config)
+    "BertModel": "BertConfig",
+    "BertForSequenceClassification": "BertConfig",
+    "RobertaModel": "RobertaConfig",
+    "RobertaForSequenceClassification": "RobertaConfig",
+    "XLMRobertaModel": "XLMRobertaConfig",
+    "XLMRobertaForSequenceClassification": "XLMRobertaConfig",
 }
 
 #: what each architecture's tiny checkpoint sets beyond the shared sizes, so that what sets
@@ -113,6 +120,27 @@ def tiny_tokenizer():
     return tokenizer
 
 
+@functools.lru_cache(maxsize=1)
+def encoder_tokenizer():
+    """The tiny tokenizer with BERT's framing, for the encoder architectures: a text is
+    ``<|im_start|> text <|im_end|>`` (as [CLS] ... [SEP]) and a pair's second text and its
+    separator have token type 1."""
+    import copy
+
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    core = copy.deepcopy(tiny_tokenizer().backend_tokenizer)
+    cls, sep = SPECIAL_TOKENS[1], SPECIAL_TOKENS[2]
+    core.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, SPECIAL_TOKENS.index(cls)), (sep, SPECIAL_TOKENS.index(sep))])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, cls_token=cls, sep_token=sep, pad_token=SPECIAL_TOKENS[0], unk_token=SPECIAL_TOKENS[0],
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"], model_max_length=512,
+        clean_up_tokenization_spaces=False)
+
+
 def _config(architecture: str, tokenizer, dtype: torch.dtype, overrides: dict):
     import transformers
 
@@ -133,7 +161,6 @@ def _config(architecture: str, tokenizer, dtype: torch.dtype, overrides: dict):
     return config
 
 
-
 def make_tiny_checkpoint(directory: Path, architecture: str = "LlamaForCausalLM", *,
                          seed: int = 0, dtype: torch.dtype = torch.float32,
                          **config_overrides) -> Path:
@@ -148,19 +175,21 @@ def make_tiny_checkpoint(directory: Path, architecture: str = "LlamaForCausalLM"
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = tiny_tokenizer()
+    generates = architecture.endswith("ForCausalLM")
+    tokenizer = tiny_tokenizer() if generates else encoder_tokenizer()
     config = _config(architecture, tokenizer, dtype, config_overrides)
     torch.manual_seed(seed)
     model = getattr(transformers, architecture)(config)
     _perturb_constant_parameters(model)
     model = model.to(dtype).eval()
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id,
-    )
+    if generates:
+        model.generation_config = GenerationConfig(
+            bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+            pad_token_id=config.pad_token_id,
+        )
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    _check_written(directory)
+    _check_written(directory, generates=generates)
     return directory
 
 
@@ -176,9 +205,10 @@ def _perturb_constant_parameters(model) -> None:
             parameter.add_(torch.randn_like(parameter) * 0.1)
 
 
-def _check_written(directory: Path) -> None:
+def _check_written(directory: Path, generates: bool = True) -> None:
     """Fail loudly if a transformers upgrade changes what ``save_pretrained`` writes."""
-    for name in ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json"):
+    names = ("config.json", "model.safetensors", "tokenizer.json") + (("generation_config.json",) if generates else ())
+    for name in names:
         if not (directory / name).is_file():
             raise RuntimeError(f"tiny checkpoint in {directory} lacks {name}")
     json.loads((directory / "config.json").read_text())

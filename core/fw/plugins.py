@@ -40,6 +40,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "load_format": ("fw_register_load_formats", "load format"),
     "quantization": ("fw_register_quantization_methods", "quantization method"),
     "attention_backend": ("fw_register_attention_backends", "attention backend"),
+    "proposer": ("fw_register_proposers", "speculative proposer"),
+    "pooler": ("fw_register_poolers", "pooler"),
     "tool_parser": ("fw_register_tool_parsers", "tool parser"),
     "reasoning_parser": ("fw_register_reasoning_parsers", "reasoning parser"),
     "structured_output_backend": (

@@ -45,7 +45,7 @@ def test_requantized_copy_weights_and_rates(script, tiny_checkpoint_factory, tmp
     held = script.weight_bytes(model)
     embedding = model.model.embed_tokens.packed.layouts[0].packed
     assert model.lm_head.packed is model.model.embed_tokens.packed
-    assert held < sum(p.nbytes() for p in (m.packed for m in model.modules() if getattr(m, "packed", None)))
+    assert held < sum(p.nbytes for p in (m.packed for m in model.modules() if getattr(m, "packed", None)))
     assert held > embedding.nbytes
     assert script.decode_rate(llm, 2, steps=3) > 0
     assert not llm.engine.has_unfinished_requests()

@@ -128,7 +128,8 @@ def test_fw_register_structured_output_backends_name_selects_the_backend(plugin)
     from fw.structured.manager import StructuredOutputManager
 
     config = StructuredOutputsConfig(guided_decoding_backend="hooktest_structured")
-    backend = StructuredOutputManager(config, tokenizer=None, vocab_size=7).backend
+    manager = StructuredOutputManager(config, tokenizer=None, vocab_size=7)
+    backend = manager.backend(manager.default)
     assert isinstance(backend, ToyStructuredBackend) and backend.vocab_size == 7
 
 

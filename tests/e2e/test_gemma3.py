@@ -6,13 +6,6 @@ given."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-
-import httpx
 import openai
 import pytest
 import torch
@@ -73,46 +66,23 @@ def test_bf16_default_serves_the_files_blocks_fused(gemma3_270m, transformers_to
         assert output.outputs[0].token_ids[:3] == expected[:3]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def serve(gemma3_270m, tmp_path):
-    """Start ``fw serve`` on the file with extra options; every server started is stopped."""
-    started: list[subprocess.Popen] = []
+    """Start ``fw serve`` on the file (bfloat16: the file's blocks) with extra options; every
+    server started, and every process it started (its engine core), is stopped by its id."""
+    from tests.core.engine.core.served import Served
+
+    started: list[Served] = []
 
     def start(*options: str) -> str:
-        port = _free_port()
-        log = open(tmp_path / f"serve-{port}.log", "w")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fw.cli.main", "serve", str(gemma3_270m), "--port", str(port),
-             "--max-model-len", "1024", "--kv-cache-memory-bytes", SMALL_KV, "--disable-log-stats", *options],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 540
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"fw serve exited with {process.returncode}: {(tmp_path / log.name).read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    return url
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        pytest.fail("fw serve did not start within 540 s")
+        served = Served(gemma3_270m, "--dtype", "bfloat16", "--max-model-len", "1024", "--kv-cache-memory-bytes",
+                        SMALL_KV, *options, log=tmp_path / f"serve-{len(started)}.log", ready_timeout=540)
+        started.append(served)
+        return served.url
 
     yield start
-    for process in started:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    for served in started:
+        served.stop()
 
 
 def test_served_completions_work_and_chat_needs_a_template(serve, gemma3_270m):

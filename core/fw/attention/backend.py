@@ -21,6 +21,9 @@ class AttentionBackend(ABC):
     ``forward`` first stores this step's keys and values at ``metadata.slot_mapping`` in
     ``kv_cache``, then computes causal attention of each query token over its sequence's
     whole context (cached tokens plus this step's tokens up to and including itself).
+    The stores must come before any read: a speculative verification step gives each of
+    a sequence's rows as a one-token sequence of its own over the same blocks, its
+    context ending at its position, and row ``j`` reads the keys rows before it stored.
     """
 
     name: ClassVar[str] = ""

@@ -95,13 +95,15 @@ def normalize_messages(messages: list[dict[str, Any]], content_format: ContentFo
             raise InvalidParameterError("messages", f"messages[{index}] must be an object with a 'role'")
         message = dict(original)
         content = message.get("content")
-        if isinstance(content, list):
+        if content is None:  # an assistant turn that only called tools
+            message["content"] = "" if content_format == "string" else []
+        elif isinstance(content, list):
             texts = _text_parts(content, index)
             message["content"] = ("\n".join(texts) if content_format == "string"
                                   else [{"type": "text", "text": t} for t in texts])
         elif isinstance(content, str) and content_format == "openai":
             message["content"] = [{"type": "text", "text": content}]
-        elif content is not None and not isinstance(content, str):
+        elif not isinstance(content, str):
             raise InvalidParameterError(
                 "messages", f"messages[{index}].content must be a string or a list of parts"
             )

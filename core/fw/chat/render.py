@@ -9,6 +9,7 @@ from typing import Any, Literal
 import jinja2
 
 from fw.chat.content import detect_content_format, final_text, normalize_messages
+from fw.chat.conversation import prepare_messages
 from fw.chat.template import TemplateRaised, compile_template, resolve_chat_template
 from fw.errors import InvalidParameterError, NotSupportedError
 
@@ -71,7 +72,8 @@ def render_chat(
         )
     template = compile_template(source)
     fmt = detect_content_format(source) if content_format == "auto" else content_format
-    conversation = [_arguments_as_objects(m) for m in normalize_messages(messages, fmt)]
+    prepared = prepare_messages(messages, source)
+    conversation = [_arguments_as_objects(m) for m in normalize_messages(prepared, fmt)]
     extra = {k: v for k, v in (chat_template_kwargs or {}).items() if k not in _RESERVED}
     variables = {
         **_special_tokens(tokenizer), **extra,

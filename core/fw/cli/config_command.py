@@ -18,7 +18,8 @@ from click.core import ParameterSource
 from fw.cli import help as helptext
 from fw.cli.argv import fold_json_options, split_multi_values
 from fw.cli.types import JSON, SIZE
-from fw.config.options import ConfigError, OptionSpec, build_bundle, group_fields, option_specs
+from fw.config.options import (ConfigError, OptionSpec, UnsupportedOptionError, build_bundle, group_fields,
+                               option_specs)
 
 _KIND_TYPES = {"int": click.INT, "float": click.FLOAT, "str": click.STRING, "size": SIZE, "json": JSON}
 
@@ -74,6 +75,17 @@ def _click_param(spec: OptionSpec) -> click.Option:
         item = _KIND_TYPES.get(spec.item_kind, click.STRING)
         return click.Option(names, type=_ListItemType(item), multiple=True, **common)
     return click.Option(names, type=_KIND_TYPES[spec.kind], default=spec.default, **common)
+
+
+#: the options every config command has beside its bundle's (flag, names, help)
+_GENERAL = (
+    ("--help", "-h, --help [=all|=GROUP|=TEXT]",
+     "Show this overview; =all every option; =GROUP one option group; =TEXT every option "
+     "whose name contains TEXT."),
+    ("--config", "--config CONFIG",
+     "Read options from a YAML file whose keys are long option names; the command line wins "
+     "over the file."),
+)
 
 
 class ConfigCommand(click.Command):
@@ -190,6 +202,8 @@ class ConfigCommand(click.Command):
                 given[self.positional] = tag
         try:
             config = build_bundle(self.bundle, given)
+        except UnsupportedOptionError as exc:
+            raise click.UsageError(f"{exc.option}: {exc.message}", ctx) from None
         except ConfigError as exc:
             raise click.BadParameter(exc.message, param_hint=f"'{exc.option}'" if exc.option else None)
         return ctx.invoke(self.run, config)
@@ -218,25 +232,19 @@ class ConfigCommand(click.Command):
             description = dict(self._groups())[group]
             specs = [s for s in self.specs if s.group.title() == group]
             return "\n\n".join([usage, helptext.format_group(group, description, specs)])
+        general = [helptext.format_entry(names, text) for flag, names, text in _GENERAL
+                   if helptext.normalize(query) in helptext.normalize(flag)]
         matches = helptext.matching_options(query, self.specs)
-        if not matches:
+        if not matches and not general:
             raise click.UsageError(
                 f"no option group or option matches {query!r}; "
                 f"`{ctx.command_path} --help` lists the groups", ctx
             )
-        return "\n".join([f"Arguments matching '{query}':",
+        return "\n".join([f"Arguments matching '{query}':", *general,
                           *(helptext.format_option(s) for s in matches)])
 
     def _general_section(self) -> str:
-        entries = [
-            helptext.format_entry("-h, --help [=all|=GROUP|=TEXT]",
-                                  "Show this overview; =all every option; =GROUP one option "
-                                  "group; =TEXT every option whose name contains TEXT."),
-            helptext.format_entry("--config CONFIG",
-                                  "Read options from a YAML file whose keys are long option "
-                                  "names; the command line wins over the file."),
-        ]
-        return "options:\n" + "\n".join(entries)
+        return "options:\n" + "\n".join(helptext.format_entry(names, text) for _, names, text in _GENERAL)
 
     def _overview(self, ctx: click.Context) -> str:
         parts = [self._usage(ctx), helptext.format_paragraph(self.help or "")]

@@ -42,11 +42,21 @@ def format_paragraph(text: str) -> str:
     return textwrap.fill(text, _width())
 
 
+def unsupported_note(spec: OptionSpec) -> str:
+    """What fw refuses of an option (vLLM's, not built here), for help and docs."""
+    if isinstance(spec.unsupported, str):
+        return f" [not supported by fw: {spec.unsupported}]"
+    if spec.unsupported:
+        refused = "; ".join(f"{value!r}: {reason}" for value, reason in spec.unsupported.items())
+        return f" [not supported by fw: {refused}]"
+    return ""
+
+
 def format_option(spec: OptionSpec) -> str:
     metavar = spec.display_metavar()
     names = ", ".join(f"{flag} {metavar}" if metavar and not flag.startswith("--no-") else flag
                       for flag in spec.flags)
-    help_text = spec.help
+    help_text = spec.help + unsupported_note(spec)
     if spec.env:
         help_text += f" [env: {spec.env}]"
     return format_entry(names, f"{help_text} (default: {_default_text(spec)})")

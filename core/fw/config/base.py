@@ -25,6 +25,7 @@ def option(
     env: str | None = None,
     hidden: bool = False,
     flag: str | None = None,
+    unsupported: str | dict[Any, str] | None = None,
     **field_kwargs: Any,
 ) -> Any:
     """A config field that is also a command-line option.
@@ -36,8 +37,14 @@ def option(
     :param env: an environment variable read when the option is not given.
     :param hidden: accepted, but not listed in help (deprecated spellings).
     :param flag: the long flag when it cannot be the field name (``--json``).
+    :param unsupported: a vLLM option fw knows but does not build: the one-line reason
+        (why, and what to use instead) it is refused with when given a value other than
+        ``default``; or ``{value: reason}`` when only some values are refused. The option
+        still parses and shows in ``--help``, so a vLLM command line fails with that
+        reason instead of "No such option", and is never accepted and ignored.
     """
-    cli = {"flag": flag, "short": short, "size": size, "json": json, "metavar": metavar, "env": env, "hidden": hidden}
+    cli = {"flag": flag, "short": short, "size": size, "json": json, "metavar": metavar, "env": env, "hidden": hidden,
+           "unsupported": unsupported}
     return Field(default, description=help, json_schema_extra={"cli": cli}, **field_kwargs)
 
 

@@ -28,3 +28,42 @@ class CacheConfig(ConfigGroup):
     enable_prefix_caching: bool = option(
         True, "Reuse the KV cache of identical prompt prefixes across requests."
     )
+    gpu_memory_utilization: float | None = option(
+        None,
+        "On CUDA, the fraction of the device's memory fw may fill (weights, activations and the KV "
+        "cache; the KV cache gets what is left of it); 0.9 if unset. On a CPU, where --kv-cache-memory-bytes sizes "
+        "the KV cache (as vLLM's CPU backend sizes it with VLLM_CPU_KVCACHE_SPACE), a given value "
+        "is accepted with a notice.",
+        gt=0, le=1,
+    )
+    swap_space: float = option(
+        0,
+        "CPU swap space per GPU (GiB) for KV blocks of preempted requests.",
+        unsupported="fw preempts by recomputation (as vLLM V1 does) and never swaps KV blocks out; "
+                    "drop --swap-space",
+    )
+    cpu_offload_gb: float = option(
+        0,
+        "GiB of the weights to keep in CPU memory and stream to the GPU at every forward pass.",
+        unsupported="fw does not offload weights: on a CPU they already live in host memory, on "
+                    "CUDA they must fit the device; use a quantized model or a smaller one",
+    )
+    prefix_caching_hash_algo: Literal["builtin", "sha256", "sha256_cbor"] = option(
+        "builtin",
+        'How prefix-cache blocks are keyed: "builtin" uses Python\'s hash (fast; a hit is also '
+        'checked token by token), "sha256" a SHA-256 of the parent key, the adapter and the block\'s '
+        "tokens (collision-resistant).",
+        unsupported={"sha256_cbor": "fw does not serialize blocks as CBOR; use sha256"},
+    )
+    kv_sharing_fast_prefill: bool = option(
+        False,
+        "Skip prefill tokens in layers that share another layer's KV cache (YOCO-style models).",
+        unsupported="fw serves no models with cross-layer KV sharing",
+    )
+    mamba_cache_dtype: Literal["auto", "float32"] = option(
+        "auto", "Data type of the Mamba cache.", unsupported="fw serves no Mamba models"
+    )
+    mamba_ssm_cache_dtype: Literal["auto", "float32"] = option(
+        "auto", "Data type of the Mamba SSM state.", unsupported="fw serves no Mamba models"
+    )
+

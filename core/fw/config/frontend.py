@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import model_validator
+
 from fw.config.base import ConfigGroup, option
 
 UvicornLogLevel = Literal["critical", "debug", "error", "info", "trace", "warning"]
@@ -18,7 +20,8 @@ ContentFormat = Literal["auto", "openai", "string"]
 
 
 class ServeOptions(ConfigGroup):
-    """The ungrouped options vLLM lists first under `serve` (logging switches)."""
+    """The ungrouped options vLLM lists first under `serve` (logging switches), and the
+    trace endpoint: the server sends the spans, so engine-only commands do not take it."""
 
     group_title = "ServeOptions"
     group_help = "General options of `fw serve`."
@@ -34,10 +37,38 @@ class ServeOptions(ConfigGroup):
                "deployment (with --data-parallel-address/--data-parallel-rpc-port of the head node), or a "
                "tensor parallel worker node (with --nnodes/--node-rank/--master-addr)."
     )
+    shutdown_timeout: float = option(
+        30.0, "On SIGTERM, how many seconds running requests get to finish before they are ended (with an "
+              "error event on streams); the server stops accepting new connections at once and exits 0.",
+        ge=0,
+    )
     api_server_count: int = option(
         1, "How many API server processes to run; they share the port and every engine core.", short="-asc",
         ge=1,
     )
+    disable_log_requests: bool | None = option(
+        None,
+        "Deprecated spelling (vLLM's): --disable-log-requests keeps request logging off, as it is "
+        "by default; --no-disable-log-requests turns it on, like --enable-log-requests.",
+    )
+    otlp_traces_endpoint: str | None = option(
+        None,
+        "Send one OpenTelemetry span per request (vLLM's llm_request span and gen_ai.* attributes) "
+        "to this OTLP endpoint (vLLM lists it under ObservabilityConfig). OTEL_EXPORTER_OTLP_TRACES_PROTOCOL picks the protocol "
+        "(http/protobuf by default; grpc needs opentelemetry-exporter-otlp-proto-grpc); the other "
+        "OTEL_* variables (headers, service name, timeouts) are honoured as usual.",
+    )
+
+    @model_validator(mode="after")
+    def _one_request_log_switch(self) -> "ServeOptions":
+        if self.enable_log_requests and self.disable_log_requests:
+            raise ValueError("--enable-log-requests and --disable-log-requests contradict each other; give one")
+        return self
+
+    @property
+    def log_requests(self) -> bool:
+        """Whether requests are logged, from either spelling."""
+        return self.enable_log_requests or self.disable_log_requests is False
 
 
 class FrontendConfig(ConfigGroup):
@@ -63,8 +94,15 @@ class FrontendConfig(ConfigGroup):
         None,
         "If given, requests to /v1/* must carry one of these keys as 'Authorization: Bearer "
         "KEY' (repeat the option for several keys; FW_API_KEY may hold several separated by "
-        "spaces). /health, /metrics and /docs stay open.",
+        "spaces). /tokenize, /detokenize and /get_tokenizer_info need it too (see "
+        "--tokenize-without-api-key); /health, /version, /metrics and /docs stay open.",
         env="FW_API_KEY",
+    )
+    tokenize_without_api_key: bool = option(
+        False,
+        "Let /tokenize, /detokenize and /get_tokenizer_info answer without --api-key, as "
+        "vLLM's do. Off by default: they run the tokenizer and chat templates for whoever "
+        "calls them.",
     )
     chat_template: str | None = option(
         None,
@@ -137,7 +175,10 @@ class FrontendConfig(ConfigGroup):
         False, "Disable the OpenAPI schema (/openapi.json), the Swagger UI (/docs) and ReDoc (/redoc)."
     )
     enable_prompt_tokens_details: bool = option(
-        False, "Include prompt_tokens_details (cached_tokens) in usage."
+        True,
+        "Include prompt_tokens_details.cached_tokens (prompt tokens read from the prefix "
+        "cache) in the usage of chat and completions responses. On by default (vLLM's is "
+        "off); the Responses and Messages APIs always report it, as their APIs define.",
     )
     enable_force_include_usage: bool = option(
         False,
@@ -162,9 +203,72 @@ class FrontendConfig(ConfigGroup):
         256,
         "Maximum number of HTTP headers a request may carry (431 beyond). Limits header abuse.",
     )
+    responses_store_max_entries: int = option(
+        1000,
+        "Responses API: keep at most this many responses (for previous_response_id and GET "
+        "/v1/responses/{id}); the least recently used go first. 0 turns the store off.",
+        ge=0,
+    )
+    responses_store_max_bytes: int = option(
+        64 * 1024 * 1024,
+        "Responses API: keep at most this many bytes of stored responses and the conversations "
+        "they end (as JSON); the least recently used go first. Accepts k/K/m/M/g/G suffixes.",
+        size=True, ge=0,
+    )
+    responses_store_ttl: float = option(
+        3600.0, "Responses API: seconds a stored response is kept after it was stored.", gt=0,
+    )
     log_error_stack: bool = option(
-        False, "Log the stack trace of every error response, not only of internal errors."
+        False,
+        "Log the stack trace of every error response. Without it a 4xx is not logged and an "
+        "internal error (500) is one line: its request id, the exception and where it was raised.",
+    )
+    max_request_body_bytes: int = option(
+        16 * 1024 * 1024,
+        "Largest request body accepted, in bytes (413 beyond; a Content-Length above it is "
+        "refused before the body is read). Accepts k/K/m/M suffixes.",
+        size=True, ge=1,
+    )
+    preprocess_workers: int = option(
+        2,
+        "Threads that parse large request bodies, render chat templates and tokenize "
+        "prompts, so that this work never holds up the event loop (health checks, streams).",
+        ge=1,
+    )
+    preprocess_queue_size: int = option(
+        64,
+        "Requests that may wait for a --preprocess-workers thread; beyond that a request is "
+        "refused with 503 and Retry-After before any of its work is done.",
+        ge=0,
+    )
+    expose_model_paths: bool = option(
+        False,
+        "Show the model's and the LoRA adapters' file-system paths as `root` in /v1/models "
+        "(vLLM's behaviour). By default `root` is the model's name, so clients do not learn "
+        "the server's folder layout.",
     )
     disable_frontend_multiprocessing: bool = option(
         False, "Run the engine in the API server's process (on a thread) instead of its own process."
+    )
+    enable_ssl_refresh: bool = option(
+        False,
+        "Reload the TLS certificate and key when --ssl-certfile / --ssl-keyfile (or --ssl-ca-certs) "
+        "change on disk, so a renewed certificate is served without a restart.",
+    )
+    log_config_file: str | None = option(
+        None,
+        "A JSON file in Python's logging.config.dictConfig format, applied at start-up to fw's "
+        "and uvicorn's loggers (FW_LOGGING_CONFIG_PATH is read when the option is not given).",
+        env="FW_LOGGING_CONFIG_PATH",
+    )
+    enable_server_load_tracking: bool = option(
+        False,
+        "Count the requests the server is handling (server_load_metrics) and serve the count "
+        'at GET /load as {"server_load": N}, for load balancers.',
+    )
+    tool_server: str | None = option(
+        None,
+        "Host:port pairs of MCP tool servers (or 'demo') for the Responses API's built-in tools.",
+        unsupported="fw serves no Responses-API built-in tools; run the tools in your client and "
+                    "pass their results back as tool messages",
     )

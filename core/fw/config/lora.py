@@ -9,6 +9,7 @@ lora_modules=...)`` gets the same option for free.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -86,18 +87,47 @@ class LoRAConfig(ConfigGroup):
               "dropped beyond it and read from disk again when a request needs it. Must be >= "
               "--max-loras; defaults to it.", ge=1)
     fully_sharded_loras: bool = option(
-        False, "Shard the whole LoRA computation under tensor parallelism. Accepted for "
-               "compatibility with vLLM; fw runs on one device, where it changes nothing.")
+        False, "Shard the whole LoRA computation (not only half of it) under tensor parallelism.",
+        unsupported="fw runs LoRA unsharded on one device; drop the option")
+    enable_lora_bias: bool = option(
+        False, "Serve adapters that train biases (deprecated in vLLM).",
+        unsupported="fw applies LoRA's A and B matrices only and refuses adapters with biases")
+    lora_extra_vocab_size: int = option(
+        0, "Tokens an adapter may add to the vocabulary (deprecated in vLLM).",
+        unsupported="fw's adapters cannot add tokens to the vocabulary; drop the option")
+    default_mm_loras: dict[str, str] | None = option(
+        None, "Adapters applied by default per input modality (JSON).", json=True,
+        unsupported="fw serves text-only models")
     lora_modules: list[LoRAModulePath] = option(
         [], "LoRA adapters to serve, registered at start-up: 'name=path', the JSON form "
             '\'{"name": "sql", "path": "/adapters/sql", "base_model_name": "base"}\', or a JSON '
             "list of those. Repeatable; several values may follow one flag. Needs --enable-lora.",
         metavar="LORA_MODULES [LORA_MODULES ...]")
+    lora_path_roots: list[str] = option(
+        [], "Folders POST /v1/load_lora_adapter may load adapters from (absolute paths; an "
+            "adapter's folder must lie inside one, after symbolic links are resolved). "
+            "Repeatable. Defaults to the folders of --lora-modules; with neither, run-time "
+            "loading refuses every path.",
+        metavar="LORA_PATH_ROOTS [LORA_PATH_ROOTS ...]")
 
     @field_validator("lora_modules", mode="before")
     @classmethod
     def _parse_modules(cls, value: Any) -> list[LoRAModulePath]:
         return parse_lora_modules(value)
+
+    @field_validator("lora_path_roots")
+    @classmethod
+    def _absolute_roots(cls, roots: list[str]) -> list[str]:
+        relative = [root for root in roots if not os.path.isabs(root)]
+        if relative:
+            raise ValueError(f"must be absolute paths (no ~ or relative folders): {', '.join(relative)}")
+        return roots
+
+    @property
+    def runtime_roots(self) -> list[str]:
+        """Where run-time loads may read adapters: --lora-path-roots, else the folders of
+        --lora-modules."""
+        return self.lora_path_roots or [module.path for module in self.lora_modules]
 
     @model_validator(mode="after")
     def _check(self) -> "LoRAConfig":

@@ -28,6 +28,11 @@ class ConfigError(ValueError):
         super().__init__(f"{option}: {message}" if option else message)
 
 
+class UnsupportedOptionError(ConfigError):
+    """An option fw knows (vLLM has it) but does not build, given a value that asks for
+    what fw lacks; the message is the field's one-line reason."""
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """Everything the CLI and the docs need to know about one option."""
@@ -45,6 +50,16 @@ class OptionSpec:
     metavar: str | None = None
     hidden: bool = False
     long_flag: str | None = None
+    #: see ``fw.config.base.option``: a reason for every non-default value, or per value
+    unsupported: str | dict[Any, str] | None = None
+
+    def refusal(self, value: Any) -> str | None:
+        """Why fw refuses ``value`` for this option, or None if it takes it."""
+        if isinstance(self.unsupported, dict):
+            return self.unsupported.get(value) if isinstance(value, (str, int, float, bool)) else None
+        if self.unsupported and value != self.default:
+            return self.unsupported
+        return None
 
     @property
     def flag(self) -> str:
@@ -122,13 +137,14 @@ def option_specs(bundle: type[BaseModel]) -> list[OptionSpec]:
                 help=info.description or "", default=info.get_default(call_default_factory=True),
                 kind=kind, choices=choices, item_kind=item_kind, short=cli.get("short"),
                 env=cli.get("env"), metavar=cli.get("metavar"), hidden=cli.get("hidden", False), long_flag=cli.get("flag"),
+                unsupported=cli.get("unsupported"),
             ))
     return specs
 
 
 def build_bundle(bundle: type[BaseModel], values: dict[str, Any]) -> Any:
     """Build ``bundle`` from flat option values; unknown names and bad values raise
-    ``ConfigError`` naming the option."""
+    ``ConfigError`` naming the option, values fw does not build ``UnsupportedOptionError``."""
     specs = {spec.name: spec for spec in option_specs(bundle)}
     per_group: dict[str, dict[str, Any]] = {}
     for name, value in values.items():
@@ -136,6 +152,10 @@ def build_bundle(bundle: type[BaseModel], values: dict[str, Any]) -> Any:
         spec = specs.get(key)
         if spec is None:
             raise ConfigError(None, f"unknown option {name!r}")
+        reason = spec.refusal(value)
+        if reason is not None:
+            what = f"{value!r} is not supported" if isinstance(spec.unsupported, dict) else "not supported"
+            raise UnsupportedOptionError(spec.flag, f"{what}: {reason}")
         per_group.setdefault(spec.group_field, {})[key] = value
     groups = {}
     for group_field, group in group_fields(bundle):

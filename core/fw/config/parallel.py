@@ -14,28 +14,10 @@ from pydantic import model_validator
 
 from fw.config.base import ConfigGroup, option
 
-#: option -> (the value that means "not asked for", why fw refuses anything else)
-NOT_BUILT: dict[str, tuple[Any, str]] = {
-    "pipeline_parallel_size": (1, "pipeline parallelism is not built in fw; use --tensor-parallel-size to split "
-                                  "a model across ranks"),
-    "decode_context_parallel_size": (1, "decode context parallelism is not built in fw"),
-    "enable_expert_parallel": (False, "expert parallelism is not built in fw; MoE layers are split with "
-                                      "--tensor-parallel-size"),
-    "enable_eplb": (False, "expert-parallel load balancing is not built in fw (no expert parallelism)"),
-    "eplb_config": ({}, "expert-parallel load balancing is not built in fw (no expert parallelism)"),
-    "expert_placement_strategy": ("linear", "expert placement applies to expert parallelism, which fw has not built"),
-    "num_redundant_experts": (None, "expert-parallel load balancing is not built in fw"),
-    "eplb_window_size": (None, "expert-parallel load balancing is not built in fw"),
-    "eplb_step_interval": (None, "expert-parallel load balancing is not built in fw"),
-    "eplb_log_balancedness": (None, "expert-parallel load balancing is not built in fw"),
-    "enable_dbo": (False, "dual batch overlap is a GPU micro-batching feature fw has not built"),
-    "dbo_decode_token_threshold": (32, "dual batch overlap is a GPU micro-batching feature fw has not built"),
-    "dbo_prefill_token_threshold": (512, "dual batch overlap is a GPU micro-batching feature fw has not built"),
-    "ray_workers_use_nsight": (False, "Nsight profiling of Ray workers needs CUDA tooling fw does not wire up"),
-    "worker_cls": ("auto", "fw's workers are not replaceable classes; write a plugin instead"),
-    "worker_extension_cls": ("", "fw's workers are not replaceable classes; write a plugin instead"),
-    "enable_multimodal_encoder_data_parallel": (False, "fw serves text-only models"),
-}
+_NOT_BUILT = "is not built in fw"
+_DBO = "dual batch overlap is a GPU micro-batching feature fw has not built"
+_EPLB = "expert-parallel load balancing is not built in fw (it has no expert parallelism)"
+_WORKER = "fw's workers are not replaceable classes; write a plugin instead"
 
 
 class ParallelConfig(ConfigGroup):
@@ -47,14 +29,17 @@ class ParallelConfig(ConfigGroup):
         'Backend for tensor-parallel workers: "mp" (processes on this machine), "ray" (Ray actors, also '
         'across machines) or "uni" (no workers; only with --tensor-parallel-size 1). Defaults to "uni" for '
         'one rank and "mp" for several.',
+        unsupported={"external_launcher": "fw starts its own workers; use mp or ray"},
     )
-    pipeline_parallel_size: int = option(1, "Number of pipeline parallel groups (only 1: fw has no pipeline "
-                                            "parallelism).", short="-pp", ge=1)
+    pipeline_parallel_size: int = option(
+        1, "Number of pipeline parallel groups.", short="-pp", ge=1,
+        unsupported=f"pipeline parallelism {_NOT_BUILT}; use --tensor-parallel-size to split a model across ranks")
     tensor_parallel_size: int = option(
         1, "Number of tensor parallel ranks: each projection is split across them (gloo on CPU, NCCL on CUDA), "
            "attention heads and KV heads with them.", short="-tp", ge=1)
-    decode_context_parallel_size: int = option(1, "Number of decode context parallel groups (only 1).",
-                                               short="-dcp", ge=1)
+    decode_context_parallel_size: int = option(
+        1, "Number of decode context parallel groups.", short="-dcp", ge=1,
+        unsupported=f"decode context parallelism {_NOT_BUILT}")
     data_parallel_size: int = option(
         1, "Number of data parallel ranks: whole engine cores, each with its own KV cache and its share of "
            "the CPU cores, behind one load balancer.", short="-dp", ge=1)
@@ -74,6 +59,11 @@ class ParallelConfig(ConfigGroup):
     data_parallel_backend: Literal["mp", "ray"] = option(
         "mp", 'How data parallel engine cores run: "mp" (processes on this machine) or "ray" (Ray actors placed '
               "by Ray; joins RAY_ADDRESS / --ray-address when set, else starts Ray locally).", short="-dpb")
+    data_parallel_routing: Literal["prefix", "queue"] = option(
+        "prefix", 'How the server picks a data parallel rank for a request: "queue" takes the shortest queue '
+                  '(4 x waiting + running, as vLLM does); "prefix" does too unless the queues are balanced, then '
+                  "sends the request to the rank that most recently served the longest prefix of its prompt "
+                  "(its prefix cache likely holds it, as SGLang's router does). fw-specific.")
     data_parallel_hybrid_lb: bool = option(
         False, "Balance load between the data parallel ranks of this node only, with an external load "
                "balancer in front of the nodes. Set together with --data-parallel-start-rank.")
@@ -84,44 +74,54 @@ class ParallelConfig(ConfigGroup):
     node_rank: int = option(0, "This machine's index among --nnodes (0 runs the engine).", ge=0)
     master_addr: str = option("127.0.0.1", "Address of node 0, where torch.distributed meets.")
     master_port: int | None = option(None, "Port on node 0 where torch.distributed meets (default: a free one).")
-    enable_expert_parallel: bool = option(False, "Use expert parallelism for MoE layers (not built in fw).")
-    enable_dbo: bool = option(False, "Dual batch overlap (not built in fw).")
-    dbo_decode_token_threshold: int = option(32, "Dual batch overlap threshold for decode batches (not built).")
-    dbo_prefill_token_threshold: int = option(512, "Dual batch overlap threshold for prefill batches (not built).")
-    enable_eplb: bool = option(False, "Expert-parallel load balancing (not built in fw).")
-    eplb_config: dict[str, Any] = option({}, "Expert-parallel load balancing configuration (not built in fw).",
-                                         json=True)
+    enable_expert_parallel: bool = option(
+        False, "Use expert parallelism for MoE layers.",
+        unsupported=f"expert parallelism {_NOT_BUILT}; MoE layers are split with --tensor-parallel-size")
+    enable_dbo: bool = option(False, "Dual batch overlap.", unsupported=_DBO)
+    dbo_decode_token_threshold: int = option(32, "Dual batch overlap threshold for decode batches.",
+                                             unsupported=_DBO)
+    dbo_prefill_token_threshold: int = option(512, "Dual batch overlap threshold for prefill batches.",
+                                              unsupported=_DBO)
+    enable_eplb: bool = option(False, "Expert-parallel load balancing.", unsupported=_EPLB)
+    eplb_config: dict[str, Any] = option({}, "Expert-parallel load balancing configuration.", json=True,
+                                         unsupported=_EPLB)
     expert_placement_strategy: Literal["linear", "round_robin"] = option(
-        "linear", "Placement of experts across expert-parallel ranks (not built in fw).")
-    num_redundant_experts: int | None = option(None, "Deprecated in vLLM; not built in fw.", hidden=True)
-    eplb_window_size: int | None = option(None, "Deprecated in vLLM; not built in fw.", hidden=True)
-    eplb_step_interval: int | None = option(None, "Deprecated in vLLM; not built in fw.", hidden=True)
-    eplb_log_balancedness: bool | None = option(None, "Deprecated in vLLM; not built in fw.", hidden=True)
+        "linear", "Placement of experts across expert-parallel ranks.", unsupported=_EPLB)
+    num_redundant_experts: int | None = option(None, "Deprecated in vLLM.", unsupported=_EPLB)
+    eplb_window_size: int | None = option(None, "Deprecated in vLLM.", unsupported=_EPLB)
+    eplb_step_interval: int | None = option(None, "Deprecated in vLLM.", unsupported=_EPLB)
+    eplb_log_balancedness: bool | None = option(None, "Deprecated in vLLM.", unsupported=_EPLB)
     max_parallel_loading_workers: int | None = option(
         None, "At most this many tensor parallel ranks read the checkpoint at the same time (bounds peak "
               "memory while loading).", ge=1)
-    ray_workers_use_nsight: bool = option(False, "Profile Ray workers with Nsight (not supported by fw).")
+    ray_workers_use_nsight: bool = option(
+        False, "Profile Ray workers with Nsight.",
+        unsupported="Nsight profiling of Ray workers needs CUDA tooling fw does not wire up")
     disable_custom_all_reduce: bool = option(
         False, "Use the communication library's own all-reduce (fw never uses a custom one, so this holds "
                "either way).")
-    worker_cls: str = option("auto", 'The worker class ("auto" only).')
-    worker_extension_cls: str = option("", "A worker extension class (not supported).")
-    enable_multimodal_encoder_data_parallel: bool = option(False, "Data parallel multimodal encoders "
-                                                                  "(fw serves text-only models).")
+    worker_cls: str = option("auto", 'The worker class ("auto").', unsupported=_WORKER)
+    worker_extension_cls: str = option("", "A worker extension class.", unsupported=_WORKER)
+    enable_multimodal_encoder_data_parallel: bool = option(
+        False, "Data parallel multimodal encoders.", unsupported="fw serves text-only models")
 
     @model_validator(mode="after")
-    def _refuse_what_is_not_built(self) -> "ParallelConfig":
-        for name, (default, reason) in NOT_BUILT.items():
-            if getattr(self, name) != default:
-                raise ValueError(f"--{name.replace('_', '-')}: {reason}")
-        if self.distributed_executor_backend == "external_launcher":
-            raise ValueError("--distributed-executor-backend external_launcher: fw starts its own workers "
-                             "(use mp or ray)")
+    def _check(self) -> "ParallelConfig":
         if self.distributed_executor_backend == "uni" and self.tensor_parallel_size > 1:
             raise ValueError("--distributed-executor-backend uni runs one rank; use mp or ray with "
                              f"--tensor-parallel-size {self.tensor_parallel_size}")
         if self.node_rank >= self.nnodes:
             raise ValueError(f"--node-rank {self.node_rank} must be below --nnodes {self.nnodes}")
+        if self.nnodes > 1:
+            if self.distributed_executor_backend == "ray":
+                raise ValueError("--nnodes is for the mp backend; with --distributed-executor-backend ray, Ray "
+                                 "places the ranks across its cluster (start fw on one node)")
+            if self.tensor_parallel_size % self.nnodes:
+                raise ValueError(f"--tensor-parallel-size {self.tensor_parallel_size} does not split evenly over "
+                                 f"--nnodes {self.nnodes} (every node runs as many ranks)")
+            if self.master_port is None:
+                raise ValueError(f"--master-port is required with --nnodes {self.nnodes}: every node names the "
+                                 "port of node 0")
         return self
 
     @property

@@ -1,8 +1,11 @@
 """The one admission step every request passes, whoever submits it (the offline ``LLM``,
 the API server, run-batch): every rule a request must meet is checked here and nowhere
-else, and what it left unset is filled from the model's generation config, else fw's
-defaults. A refusal names the parameter (``InvalidParameterError``), and the server maps
-that name to its API's spelling.
+else, and what it left unset is filled from the sampling defaults
+(``fw.engine.generation_config``: the model's generation config, ``--generation-config``,
+``--override-generation-config``), else fw's. A refusal names the parameter (``InvalidParameterError``), and the server maps
+that name to its API's spelling. Pooling requests (``PoolingParams``) pass
+``admit_pooling``: the model must serve their task, and what they leave unset is the
+model's pooling default (``fw.pooling.setup``).
 """
 
 from __future__ import annotations
@@ -10,26 +13,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fw.engine.constraints import check_admissible
 from fw.engine.protocol import PromptInput
 from fw.engine.sampling_params import SamplingParams
-from fw.errors import ContextLengthError, InvalidParameterError
+from fw.errors import ContextLengthError, InvalidParameterError, NotSupportedError
+from fw.pooling.params import PoolingParams
+from fw.pooling.setup import PoolingSetup, dimensions_problem
 
-#: generation_config.json keys -> SamplingParams fields they give defaults for
-GENERATION_CONFIG_KEYS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
-                          "repetition_penalty": "repetition_penalty", "max_new_tokens": "max_tokens"}
 #: what a sampling field left unset (None) means when the model sets no default
 FW_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
 
 
-def generation_defaults(generation_config: dict[str, Any]) -> dict[str, Any]:
-    """The model's sampling defaults under SamplingParams' names."""
-    return {ours: generation_config[theirs] for theirs, ours in GENERATION_CONFIG_KEYS.items()
-            if generation_config.get(theirs) is not None}
+NO_TOKENIZER = "the engine runs without a tokenizer (--skip-tokenizer-init)"
 
 
 def tokenize_prompt(tokenizer: Any, prompt: PromptInput) -> tuple[str | None, list[int]]:
     """(prompt text if known, prompt token ids). Text is tokenized with special tokens
     added, as the model's tokenizer config says."""
+    if tokenizer is None and (isinstance(prompt, str) or (isinstance(prompt, dict) and "prompt_token_ids" not in prompt)):
+        raise InvalidParameterError("prompt", f"{NO_TOKENIZER}: send prompt token ids, not text")
     if isinstance(prompt, str):
         return prompt, tokenizer.encode(prompt)
     if isinstance(prompt, dict):
@@ -76,16 +78,33 @@ class Admission:
     max_logprobs: int
     num_kv_blocks: int
     block_size: int
+    #: None under --skip-tokenizer-init (then text, stop strings, bad words and grammars are refused)
     tokenizer: Any
-    #: the model's generation_config defaults, SamplingParams' names
+    #: the sampling defaults (``fw.engine.generation_config``), SamplingParams' names;
+    #: ``max_tokens`` among them caps every request (vLLM's server-wide max_new_tokens)
     defaults: dict[str, Any]
     #: compiles a structured-output constraint, raising for an invalid one
     compile_constraint: Any = None
+    #: a constraint's allowed first tokens (bool [vocab]), to refuse contradictions
+    first_tokens: Any = None
+    eos_token_ids: tuple[int, ...] = ()
+    #: "generate" or "pooling" (a pooling model generates nothing)
+    runner: str = "generate"
+    #: the model's pooling tasks and defaults (None: it pools nothing)
+    pooling: PoolingSetup | None = None
 
     def admit(self, prompt: str | None, prompt_ids: list[int],
               params: SamplingParams) -> tuple[str | None, list[int], SamplingParams]:
         """The request as it will run: (prompt text, prompt ids, resolved params); raises
         ``InvalidParameterError`` / ``ContextLengthError`` naming the parameter."""
+        if self.runner == "pooling":
+            raise NotSupportedError("this model runs the pooling runner: it embeds or classifies, it does not "
+                                    "generate text (a generative model runs the generate runner)", param="prompt")
+        if self.tokenizer is None:
+            for name in ("stop", "bad_words", "structured_outputs"):
+                if getattr(params, name):
+                    raise InvalidParameterError(name, f"{NO_TOKENIZER}: it needs text; use stop_token_ids, "
+                                                      "allowed_token_ids or logit_bias")
         if params.n > self.max_num_seqs:
             raise InvalidParameterError("n", f"at most {self.max_num_seqs} samples per request (--max-num-seqs), "
                                              f"got {params.n}")
@@ -113,12 +132,13 @@ class Admission:
                               "reduce max_tokens or start the server with a larger --kv-cache-memory-bytes")
         if params.bad_words:
             params._bad_words_token_ids = _bad_words_ids(self.tokenizer, params.bad_words)
+        check_admissible(params, self.eos_token_ids, self.first_tokens)
         return prompt, prompt_ids, params
 
     def _with_defaults(self, params: SamplingParams, prompt_len: int) -> SamplingParams:
         """A copy with every unset sampling field filled and ``max_tokens`` checked against
-        the context: unset, it is what the context leaves, capped by the model's
-        ``max_new_tokens``."""
+        the context: unset, it is what the context leaves; either way at most the
+        defaults' ``max_tokens`` (the model's ``max_new_tokens``)."""
         max_len = self.max_model_len
         if prompt_len >= max_len:
             raise ContextLengthError(
@@ -128,12 +148,55 @@ class Admission:
         room = max_len - prompt_len
         changes = {name: self.defaults.get(name, default) for name, default in FW_DEFAULTS.items()
                    if getattr(params, name) is None}
-        if params.max_tokens is None:
-            changes["max_tokens"] = min(room, self.defaults.get("max_tokens", room))
-        elif params.max_tokens > room:
+        cap = self.defaults.get("max_tokens")
+        max_tokens = room if params.max_tokens is None else params.max_tokens
+        if cap is not None:
+            max_tokens = min(max_tokens, cap)
+        if max_tokens != params.max_tokens:
+            changes["max_tokens"] = max_tokens
+        if max_tokens > room:
             raise ContextLengthError(
                 "max_tokens", f"this model's maximum context length is {max_len} tokens, but "
-                              f"{prompt_len + params.max_tokens} were requested ({prompt_len} in the prompt, "
-                              f"{params.max_tokens} for the output); ask for at most {room} tokens or shorten "
+                              f"{prompt_len + max_tokens} were requested ({prompt_len} in the prompt, "
+                              f"{max_tokens} for the output); ask for at most {room} tokens or shorten "
                               "the prompt")
         return params.clone(**changes)
+
+    def admit_pooling(self, prompt: str | None, prompt_ids: list[int], params: PoolingParams,
+                      token_type_ids: list[int] | None = None):
+        """A pooling request as it will run: (prompt text, prompt ids, resolved params,
+        token types); raises naming the parameter."""
+        setup = self.pooling
+        if setup is None or params.task not in setup.tasks:
+            served = f"its pooling tasks are {', '.join(setup.tasks)}" if setup else (
+                "it runs the generate runner (serve it with --enable-embeddings, or --runner pooling)")
+            raise NotSupportedError(f"this model does not serve the {params.task!r} task: {served}", param="task")
+        limit = self.max_model_len if params.truncate_prompt_tokens == -1 else params.truncate_prompt_tokens
+        if limit is not None and len(prompt_ids) > limit:
+            prompt, prompt_ids = None, prompt_ids[-limit:]
+            token_type_ids = token_type_ids[-limit:] if token_type_ids else token_type_ids
+        if not prompt_ids:
+            raise InvalidParameterError("prompt", "the input is empty")
+        if len(prompt_ids) > self.max_model_len:
+            raise ContextLengthError(
+                "prompt", f"this model's maximum context length is {self.max_model_len} tokens, but the input has "
+                          f"{len(prompt_ids)} tokens; shorten it (or set truncate_prompt_tokens)")
+        _check_ids("prompt", prompt_ids, self.vocab_size)
+        if token_type_ids is not None and len(token_type_ids) != len(prompt_ids):
+            raise InvalidParameterError("token_type_ids", f"{len(token_type_ids)} token types for "
+                                                          f"{len(prompt_ids)} tokens")
+        if params.dimensions is not None:
+            problem = "only embeddings can be shortened" if params.task != "embed" else \
+                dimensions_problem(setup, params.dimensions)
+            if problem:
+                raise InvalidParameterError("dimensions", problem)
+        if not setup.whole_prompts and _cdiv(len(prompt_ids), self.block_size) > self.num_kv_blocks:
+            raise InvalidParameterError(
+                "prompt", f"the input needs {_cdiv(len(prompt_ids), self.block_size)} KV-cache blocks but the cache "
+                          f"has {self.num_kv_blocks}; start the server with a larger --kv-cache-memory-bytes")
+        embed = params.task == "embed"
+        resolved = params.clone(
+            dimensions=params.dimensions if params.dimensions is not None else (setup.dimensions if embed else None),
+            normalize=params.normalize if params.normalize is not None else (setup.normalize and embed),
+            activation=params.activation if params.activation is not None else setup.activation)
+        return prompt, prompt_ids, resolved, token_type_ids

@@ -17,11 +17,13 @@ from typing import Any, AsyncIterator, Callable
 
 from fw.config import EngineConfig
 from fw.engine.llm_engine import LLMEngine
-from fw.engine.outputs import RequestOutput
+from fw.engine.outputs import PoolingRequestOutput, RequestOutput
 from fw.engine.protocol import EngineClient, EngineStats, PromptInput
 from fw.engine.sampling_params import SamplingParams
-from fw.errors import EngineDeadError, InvalidParameterError, OverloadedError
+from fw.engine.sleep import LEVELS, free_kv_cache, release_memory, restore_kv_cache
+from fw.errors import EngineDeadError, InvalidParameterError, NotSupportedError, OverloadedError
 from fw.lora.request import LoRARequest
+from fw.pooling.params import PoolingParams
 
 logger = logging.getLogger("fw.engine")
 
@@ -50,8 +52,14 @@ class AsyncEngine(EngineClient):
         self._wakeup = threading.Event()
         self._streams: dict[str, _Stream] = {}
         self._dead: BaseException | None = None
+        self._on_dead: list[tuple[asyncio.AbstractEventLoop, Callable[[EngineDeadError], None]]] = []
         self._stopping = False
         factory = (lambda: engine) if isinstance(engine, LLMEngine) else engine
+        #: builds the engine again after a level-2 sleep (None: given an engine, it cannot)
+        self._factory = None if isinstance(engine, LLMEngine) else engine
+        #: the sleep level (0: awake), and a sleep waiting for running requests to finish
+        self._sleep_level = 0
+        self._pending_sleep: tuple[int, Future] | None = None
         ready = threading.Event()
         failure: list[BaseException] = []
         self._thread = threading.Thread(target=self._run, args=(factory, ready, failure), name="fw-engine",
@@ -67,6 +75,7 @@ class AsyncEngine(EngineClient):
         #: requests may wait beyond this many and get 503 (the offline API queues everything)
         self.max_waiting = engine.scheduler_config.max_num_seqs * 8
         self._loras = engine.list_loras()
+        self.sleep_enabled = engine.config.model.enable_sleep_mode
 
     @classmethod
     def from_config(cls, config: EngineConfig) -> "AsyncEngine":
@@ -80,7 +89,10 @@ class AsyncEngine(EngineClient):
             return
         finally:
             ready.set()
-        self._loop()
+        try:
+            self._loop()
+        finally:
+            self.engine.shutdown()  # on this thread: it may talk to tensor-parallel workers
 
     # -- the loop thread -----------------------------------------------------------------
 
@@ -97,12 +109,15 @@ class AsyncEngine(EngineClient):
         try:
             while not self._stopping:
                 self._run_commands()
-                if self.engine.has_unfinished_requests():
+                if self.engine is not None and self.engine.has_unfinished_requests():
                     outputs = self.engine.step()
                     self._stats = self.engine.stats()  # before waking callers, who may read it
                     self._dispatch(outputs)
                 else:
-                    self._stats = self.engine.stats()
+                    if self._pending_sleep is not None:
+                        self._fall_asleep(*self._pending_sleep)
+                    if self.engine is not None:
+                        self._stats = self.engine.stats()
                     self._wakeup.wait(timeout=0.5)
                     self._wakeup.clear()
         except BaseException as exc:  # noqa: BLE001 - every waiter must learn the loop died
@@ -111,13 +126,18 @@ class AsyncEngine(EngineClient):
             error = EngineDeadError(f"the engine loop has stopped: {type(exc).__name__}: {exc}")
             for stream in list(self._streams.values()):
                 stream.put(error)
+            for loop, callback in self._on_dead:
+                loop.call_soon_threadsafe(callback, error)
             while self._commands:
                 _, future = self._commands.popleft()
-                future.set_exception(error)
+                if future.set_running_or_notify_cancel():
+                    future.set_exception(error)
 
     def _run_commands(self) -> None:
         while self._commands:
             fn, future = self._commands.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue  # its caller went away first (cancelled): setting a result would kill the loop
             try:
                 future.set_result(fn())
             except Exception as exc:  # noqa: BLE001 - handed back to the caller
@@ -145,18 +165,39 @@ class AsyncEngine(EngineClient):
                        priority: int = 0, lora_request: Any = None,
                        keep_special_ids: frozenset[int] = frozenset(),
                        reasoning_end_ids: tuple[int, ...] | None = None) -> AsyncIterator[RequestOutput]:
-        stream = _Stream(asyncio.get_running_loop())
-        if params.structured_outputs is not None:
+        if params.structured_outputs is not None and self.engine is not None:
             await self._compile(params)
+        async for output in self._submit(request_id, lambda: self.engine.add_request(
+                request_id, prompt, params, priority=priority, lora_request=lora_request,
+                keep_special_ids=keep_special_ids, reasoning_end_ids=reasoning_end_ids)):
+            yield output
+
+    async def encode(self, prompt: PromptInput, params: PoolingParams, request_id: str, *,
+                     priority: int = 0) -> AsyncIterator[PoolingRequestOutput]:
+        async for output in self._submit(request_id, lambda: self.engine.add_request(
+                request_id, prompt, params, priority=priority)):
+            yield output
+
+    async def _submit(self, request_id: str, add_request: Callable[[], None]) -> AsyncIterator[Any]:
+        """Admit a request on the loop thread (``add_request``) and stream its outputs;
+        a request left unfinished by its caller is aborted."""
+        stream = _Stream(asyncio.get_running_loop())
 
         def add() -> None:
+            if self._sleep_level or self._pending_sleep is not None:
+                raise OverloadedError("the engine is asleep (sleep mode); POST /wake_up first")
             if self.engine.scheduler.num_waiting >= self.max_waiting:
                 raise OverloadedError(f"the waiting queue is full ({self.max_waiting} requests); retry shortly")
-            self.engine.add_request(request_id, prompt, params, priority=priority, lora_request=lora_request,
-                                    keep_special_ids=keep_special_ids, reasoning_end_ids=reasoning_end_ids)
+            add_request()
             self._streams[request_id] = stream
 
-        await asyncio.wrap_future(self._call(add))
+        try:
+            await asyncio.wrap_future(self._call(add))
+        except asyncio.CancelledError:
+            # the caller left while the request was being added: it may have been added
+            # anyway (the loop had started the command), so take it out again
+            self._call(lambda: self._abort_now(request_id))
+            raise
         finished = False
         try:
             while True:
@@ -187,12 +228,13 @@ class AsyncEngine(EngineClient):
 
     def _abort_now(self, request_id: str) -> None:
         self._streams.pop(request_id, None)
-        self.engine.abort_request(request_id)
+        if self.engine is not None:  # None: asleep at level 2, with nothing running
+            self.engine.abort_request(request_id)
 
     async def abort(self, request_id: str) -> None:
         def abort() -> None:
             stream = self._streams.pop(request_id, None)
-            for output in self.engine.abort_request(request_id):
+            for output in self.engine.abort_request(request_id) if self.engine is not None else ():
                 if stream is not None:
                     stream.put(output)
 
@@ -215,6 +257,65 @@ class AsyncEngine(EngineClient):
             return change(argument)
         finally:
             self._loras = self.engine.list_loras()
+
+    def on_dead(self, callback: Callable[[EngineDeadError], None]) -> None:
+        self._on_dead.append((asyncio.get_running_loop(), callback))
+    # -- sleep mode (fw.engine.sleep) ----------------------------------------------------
+
+    async def sleep(self, level: int = 1) -> None:
+        """Free the KV cache (level 1) or the weights too (level 2) once the requests in
+        flight have finished; new requests are refused (503) from now until ``wake_up``."""
+        if not self.sleep_enabled:
+            raise NotSupportedError("sleep mode is off; start the server with --enable-sleep-mode")
+        if level not in LEVELS:
+            raise InvalidParameterError("level", f"must be 1 or 2, got {level}")
+        if level == 2 and self._factory is None:
+            raise NotSupportedError("this engine cannot be rebuilt, so it cannot sleep at level 2", param="level")
+        done: Future = Future()
+
+        def request() -> None:
+            if self._sleep_level or self._pending_sleep is not None:
+                done.set_result(None)  # already asleep (or falling asleep): nothing to do
+            else:
+                self._pending_sleep = (level, done)
+
+        await asyncio.wrap_future(self._call(request))
+        await asyncio.wrap_future(done)
+
+    def _fall_asleep(self, level: int, done: Future) -> None:
+        self._pending_sleep = None
+        try:
+            if level == 1:
+                free_kv_cache(self.engine)
+            else:
+                self._loras = self.engine.list_loras()
+                self.engine = None
+                release_memory()
+            self._sleep_level = level
+            done.set_result(None)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller of sleep()
+            done.set_exception(exc)
+
+    async def wake_up(self) -> None:
+        """Take the memory back (level 2: the engine is built again from the model's files)."""
+        if not self.sleep_enabled:
+            raise NotSupportedError("sleep mode is off; start the server with --enable-sleep-mode")
+        await asyncio.wrap_future(self._call(self._wake))
+
+    def _wake(self) -> None:
+        if self._sleep_level == 1:
+            restore_kv_cache(self.engine)
+        elif self._sleep_level == 2:
+            self.engine = self._factory()
+            loaded = {lora.lora_name for lora in self.engine.list_loras()}
+            for lora in self._loras:  # adapters added at run time come back too
+                if lora.lora_name not in loaded:
+                    self.engine.add_lora(lora)
+            self._loras = self.engine.list_loras()
+        self._sleep_level = 0
+
+    def is_sleeping(self) -> bool:
+        return bool(self._sleep_level)
 
     def check_health(self) -> None:
         if self._dead is not None or not self._thread.is_alive():

@@ -7,6 +7,9 @@ starts with the same tokens under the same adapter reuses them instead of recomp
 
 from __future__ import annotations
 
+import hashlib
+import pickle
+
 from fw.engine.block_pool import BlockPool, KVBlock
 from fw.engine.request import Request
 
@@ -15,14 +18,24 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _sha256(key: tuple) -> bytes:
+    """--prefix-caching-hash-algo sha256: collision-resistant block keys (vLLM's pickle form)."""
+    return hashlib.sha256(pickle.dumps(key, protocol=pickle.HIGHEST_PROTOCOL)).digest()
+
+
+HASHES = {"builtin": hash, "sha256": _sha256}
+
+
 class KVCacheManager:
-    def __init__(self, num_blocks: int, block_size: int, enable_caching: bool = True):
+    def __init__(self, num_blocks: int, block_size: int, enable_caching: bool = True, *,
+                 hash_algo: str = "builtin"):
         self.block_size = block_size
+        self._hash = HASHES[hash_algo]
         self.enable_caching = enable_caching
         self.pool = BlockPool(num_blocks, enable_caching)
         self.req_blocks: dict[str, list[KVBlock]] = {}
         #: chained hashes of each request's full blocks, computed once and extended
-        self.req_hashes: dict[str, list[int]] = {}
+        self.req_hashes: dict[str, list] = {}
         #: how many of the request's blocks are registered in the prefix cache
         self.num_registered: dict[str, int] = {}
         self.prefix_queries = 0
@@ -43,14 +56,14 @@ class KVCacheManager:
         # hits the first one's blocks.
         return None if request.lora is None else ("lora", getattr(request.lora, "uid", request.lora))
 
-    def _block_hashes(self, request: Request, num_full_blocks: int) -> list[int]:
+    def _block_hashes(self, request: Request, num_full_blocks: int) -> list[int | bytes]:
         hashes = self.req_hashes.setdefault(request.request_id, [])
         tokens, size = request.all_token_ids, self.block_size
         extra = self._extra_key(request)
         while len(hashes) < num_full_blocks:
             i = len(hashes)
             parent = hashes[-1] if hashes else None
-            hashes.append(hash((parent, extra, tuple(tokens[i * size:(i + 1) * size]))))
+            hashes.append(self._hash((parent, extra, tuple(tokens[i * size:(i + 1) * size]))))
         return hashes
 
     # -- prefix cache lookup -----------------------------------------------------------
@@ -59,7 +72,7 @@ class KVCacheManager:
         """Cached blocks holding a prefix of the request's tokens, and how many tokens
         they cover. At least one token is always left to compute, so the request gets
         logits to sample from."""
-        if not self.enable_caching or request.params.prompt_logprobs is not None:
+        if not self.enable_caching or request.skip_prefix_cache:
             return [], 0
         max_blocks = (request.num_tokens - 1) // self.block_size
         hashes = self._block_hashes(request, max_blocks)

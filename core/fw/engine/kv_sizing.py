@@ -1,8 +1,14 @@
 """How many KV blocks to allocate, and the allocation itself.
 
-Without ``--kv-cache-memory-bytes`` fw takes a quarter of the memory available after
-loading the model (at most 2 GiB on a CPU, 90% of free memory on a GPU), and never more
-than ``max_num_seqs`` full-length sequences could use.
+Without ``--kv-cache-memory-bytes`` fw takes, on a CPU, a quarter of the memory available
+after loading the model (at most 2 GiB); on a GPU, what is left of
+``--gpu-memory-utilization`` (0.9) of the device's memory once the model is loaded (vLLM's
+meaning: the fraction fw may fill in all). Never more than ``max_num_seqs`` full-length
+sequences could use. On a CPU, a given ``--gpu-memory-utilization`` is accepted with a
+notice that ``--kv-cache-memory-bytes`` governs, as on vLLM's CPU backend.
+
+A cache that cannot hold one request of ``max_model_len`` tokens is caught at start-up
+(``fit_max_model_len``), not by every later request that leaves max_tokens unset.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from torch import nn
 
 from fw.engine import huge_pages
 from fw.engine.kv_cache_manager import cdiv
-from fw.errors import FwError
+from fw.errors import ConfigurationError, FwError
 from fw.layers.attention import Attention
 
 logger = logging.getLogger("fw.engine")
@@ -40,10 +46,15 @@ class KVPlan:
         return self.num_blocks * self.bytes_per_block
 
 
-def _available_memory(device: torch.device) -> int:
+def _available_memory(device: torch.device, gpu_memory_utilization: float | None = None) -> int:
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * GPU_DEFAULT_FRACTION)
+        free, total = torch.cuda.mem_get_info(device)
+        fraction = GPU_DEFAULT_FRACTION if gpu_memory_utilization is None else gpu_memory_utilization
+        # the share fw may fill, less what is in use already (the weights, other processes)
+        return max(0, int(fraction * total) - (total - free))
+    if gpu_memory_utilization is not None:
+        logger.info("--gpu-memory-utilization applies to GPU memory; on a CPU the KV cache is sized by "
+                    "--kv-cache-memory-bytes (else a quarter of the available memory, at most 2 GiB)")
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
@@ -61,14 +72,19 @@ def attention_layers(model: nn.Module) -> list[Attention]:
 
 def plan_kv_cache(model: nn.Module, dtype: torch.dtype, device: torch.device, *, block_size: int,
                   memory_bytes: int | None, num_blocks_override: int | None, max_model_len: int,
-                  max_num_seqs: int) -> KVPlan:
-    layers = attention_layers(model)
+                  max_num_seqs: int, gpu_memory_utilization: float | None = None,
+                  extra_layers: list[Attention] = ()) -> KVPlan:
+    """``extra_layers``: attention layers of another model whose caches use the same block
+    ids (a speculative draft model); a block's bytes count theirs too."""
+    layers = attention_layers(model) + list(extra_layers)
+    if not layers:  # an encoder: blocks are the scheduler's bookkeeping only, and hold no memory
+        return KVPlan(max_num_seqs * cdiv(max_model_len, block_size) + 1, block_size, 0)
     element = torch.empty((), dtype=dtype).element_size()
     per_block = sum(2 * block_size * layer.num_kv_heads * layer.head_size * element for layer in layers)
     if num_blocks_override is not None:
         num_blocks = num_blocks_override
     else:
-        budget = memory_bytes if memory_bytes is not None else _available_memory(device)
+        budget = memory_bytes if memory_bytes is not None else _available_memory(device, gpu_memory_utilization)
         num_blocks = budget // per_block
         if memory_bytes is None:
             num_blocks = min(num_blocks, max_num_seqs * cdiv(max_model_len, block_size) + 1)
@@ -88,3 +104,21 @@ def allocate_kv_caches(model: nn.Module, plan: KVPlan, dtype: torch.dtype, devic
                          dtype=dtype, device=device)
         for layer in attention_layers(model)
     ]
+
+
+def fit_max_model_len(plan: KVPlan, max_model_len: int, *, explicit: bool) -> int:
+    """The context length the cache can serve. When one request of ``max_model_len``
+    tokens does not fit: a start-up error naming the numbers if --max-model-len was given,
+    else the cache's size, with a warning saying so (as vLLM does)."""
+    if plan.num_tokens >= max_model_len:
+        return max_model_len
+    size = f"{plan.num_tokens} tokens ({plan.num_blocks} blocks of {plan.block_size}, {plan.total_bytes / 2**20:.1f} MiB)"
+    if explicit:
+        raise ConfigurationError(
+            f"--max-model-len {max_model_len}: the KV cache holds {size}, less than one request of that "
+            f"length needs; lower --max-model-len to at most {plan.num_tokens} or give the cache more memory "
+            "(--kv-cache-memory-bytes)")
+    logger.warning("the KV cache holds %s, less than the model's context length of %d tokens; serving with "
+                   "--max-model-len %d (give the cache more memory with --kv-cache-memory-bytes)",
+                   size, max_model_len, plan.num_tokens)
+    return plan.num_tokens

@@ -1,7 +1,8 @@
 """Runs one scheduled step: flatten the batch, one forward pass for every sequence's new
 tokens together (prefill chunks and decode tokens alike; pure decode steps through the
 fused CPU decode when the model describes its decoder), logits only for the rows that are
-sampled (and prompt positions whose logprobs were asked for), then sample. The result is
+sampled (and prompt positions whose logprobs were asked for), then sample; pooling
+requests' rows go to the pooling runner (``fw.pooling.runner``) instead. The result is
 one ``StepOutput``."""
 
 from __future__ import annotations
@@ -16,15 +17,19 @@ from torch import nn
 from fw.attention.context import forward_context
 from fw.attention.metadata import AttentionMetadata
 from fw.engine import fused_decode
+from fw.engine.constraints import no_token_error
 from fw.engine.kv_cache_manager import KVCacheManager
 from fw.engine.request import Request
 from fw.engine.sampler import prompt_logprob_entries, sample
 from fw.engine.sampling_batch import SamplingBatch
 from fw.engine.sampling_params import SamplingParams
+from fw.pooling.params import PoolingParams
 from fw.engine.scheduler import SchedulerOutput
 from fw.engine.step_output import StepOutput
+from fw.speculative.verify import verify
 from fw.errors import FwError
 from fw.layers.attention import Attention
+from fw.pooling.runner import PoolingRunner, PoolSpan
 
 if TYPE_CHECKING:
     from fw.lora.manager import LoRAManager
@@ -36,18 +41,43 @@ class FlatBatch:
     input_ids: torch.Tensor
     positions: torch.Tensor
     metadata: AttentionMetadata
-    #: rows of the hidden states whose logits are sampled, one per sampling request
+    #: rows of the hidden states whose logits are sampled: one per sampling request, and
+    #: one more per proposed token of a speculating request (its rows are consecutive)
     sample_rows: list[int]
+    #: the request of each sampled row
     sample_requests: list[Request]
     #: request -> (first hidden row, rows, first prompt position) for prompt logprobs
     prompt_logprob_spans: list[tuple[Request, int, int, int]]
+    #: the rows of pooling requests
+    pool_spans: list[PoolSpan]
+    #: every row's token type, when a scheduled request has them (BERT pairs), else None
+    token_type_ids: torch.Tensor | None = None
+
+
+def _rows_as_sequences(query_start: list[int], seq_lens: list[int],
+                       tables: list[list[int]]) -> tuple[list[int], list[int], list[list[int]]]:
+    """A step whose sequences decode their last token and check proposals behind it, as a
+    pure decode step: each row a sequence of its own over the same blocks, its context
+    ending at its own position. Attention writes a step's keys and values before any
+    query reads them (the backends' contract), so row ``j`` sees its sequence's rows
+    before it and none after: the same causal attention, and the fused decode step (which
+    runs pure decode steps only) can take the step."""
+    row_lens, row_tables = [], []
+    for first, last, length, table in zip(query_start, query_start[1:], seq_lens, tables):
+        for row in range(first, last):
+            row_lens.append(length - (last - 1 - row))
+            row_tables.append(table)
+    return list(range(len(row_lens) + 1)), row_lens, row_tables
 
 
 class ModelRunner:
     def __init__(self, model: nn.Module, kv_caches: list[torch.Tensor], block_size: int,
                  device: torch.device, *, vocab_size: int, max_num_seqs: int,
-                 structured: StructuredOutputManager | None = None, lora: LoRAManager | None = None):
+                 structured: StructuredOutputManager | None = None, lora: LoRAManager | None = None,
+                 pooling: PoolingRunner | None = None):
         self.model = model
+        #: the pooling half of each step (pooling models, --enable-embeddings), else None
+        self.pooling = pooling
         self.lora = lora
         self.structured = structured
         self.block_size = block_size
@@ -63,11 +93,14 @@ class ModelRunner:
             raise ValueError(f"model has {len(layers)} attention layers but {len(kv_caches)} KV caches")
         for layer, cache in zip(layers, kv_caches):
             layer.kv_cache = cache
+        self.kv_caches = kv_caches
         #: the fused CPU decode of pure decode steps, when the model describes its decoder
         self.fused_decode = fused_decode.build(self.model)
 
     def prepare(self, scheduled: dict[str, int], requests: dict[str, Request],
-                block_ids: dict[str, list[int]]) -> FlatBatch:
+                block_ids: dict[str, list[int]], proposals: dict[str, list[int]] | None = None) -> FlatBatch:
+        """``proposals``: the tokens a speculating request advances by after its last one."""
+        proposals = proposals or {}
         bs = self.block_size
         ids: list[int] = []
         positions: list[np.ndarray] = []
@@ -78,11 +111,15 @@ class ModelRunner:
         sample_rows: list[int] = []
         sample_requests: list[Request] = []
         spans = []
+        pool_spans: list[PoolSpan] = []
+        types: list[int] | None = None
         for request_id, n in scheduled.items():
             request = requests[request_id]
             start = request.num_computed_tokens
             end = start + n
-            ids.extend(request.all_token_ids[start:end])
+            proposed = proposals.get(request_id, ())
+            ids.extend(request.all_token_ids[start:end - len(proposed)])
+            ids.extend(proposed)
             pos = np.arange(start, end, dtype=np.int64)
             blocks = np.asarray(block_ids[request_id], dtype=np.int64)
             positions.append(pos)
@@ -91,12 +128,22 @@ class ModelRunner:
             query_start.append(row0 + n)
             seq_lens.append(end)
             tables.append(block_ids[request_id])
+            if request.token_type_ids is not None and types is None:
+                types = [0] * (len(ids) - n)
+            if types is not None:
+                types.extend(request.token_type_ids[start:end] if request.token_type_ids else [0] * n)
+            if request.pooling is not None:
+                pool_spans.append(PoolSpan(request, row0, n))
+                continue
             if request.params.prompt_logprobs is not None and start < request.num_prompt_tokens - 1:
                 last = min(end, request.num_prompt_tokens - 1)
                 spans.append((request, row0, last - start, start))
-            if end == request.num_tokens:  # the chunk reaches the end: sample the next token
-                sample_rows.append(row0 + n - 1)
-                sample_requests.append(request)
+            if end - len(proposed) == request.num_tokens:  # the chunk reaches the end: sample
+                for row in range(row0 + n - 1 - len(proposed), row0 + n):
+                    sample_rows.append(row)
+                    sample_requests.append(request)
+        if proposals and len(sample_rows) == len(ids):  # only decoding rows: a decode step of rows
+            query_start, seq_lens, tables = _rows_as_sequences(query_start, seq_lens, tables)
         width = max(len(t) for t in tables)
         table = np.zeros((len(tables), width), dtype=np.int32)
         for i, row in enumerate(tables):
@@ -116,7 +163,8 @@ class ModelRunner:
             input_ids=torch.tensor(ids, dtype=torch.long, device=dev),
             positions=torch.from_numpy(np.concatenate(positions)).to(dev),
             metadata=metadata, sample_rows=sample_rows, sample_requests=sample_requests,
-            prompt_logprob_spans=spans,
+            prompt_logprob_spans=spans, pool_spans=pool_spans,
+            token_type_ids=None if types is None else torch.tensor(types, dtype=torch.long, device=dev),
         )
 
     @torch.inference_mode()
@@ -124,41 +172,91 @@ class ModelRunner:
         """Run the step ``out`` schedules; ``requests`` holds every live request by id."""
         for request_id in (*out.finished_ids, *out.preempted):
             self.sampling.remove(request_id)
+            if self.pooling is not None:
+                self.pooling.forget(request_id)
         step = StepOutput(failed=self._load_adapters(out, requests))
         scheduled = {rid: n for rid, n in out.num_scheduled_tokens.items()
                      if requests[rid].parent_id not in step.failed}
         if not scheduled:
             return step
-        batch = self.prepare(scheduled, requests, {rid: kv.block_ids(rid) for rid in scheduled})
+        batch = self.prepare(scheduled, requests, {rid: kv.block_ids(rid) for rid in scheduled}, out.spec_tokens)
         self._set_lora_mapping(scheduled, requests)
-        with forward_context(batch.metadata):
-            if self.fused_decode is not None and self.fused_decode.takes(batch.metadata):
-                hidden = self.fused_decode(batch.input_ids, batch.positions, batch.metadata)
-            else:
-                hidden = self.model(batch.input_ids, batch.positions)
+        hidden = self.run_model(batch)
+        if batch.pool_spans:
+            self.pooling.collect(batch.pool_spans, hidden, step)
         self._prompt_logprobs(batch, hidden, step)
         if batch.sample_rows:
             rows = torch.tensor(batch.sample_rows, dtype=torch.long, device=hidden.device)
             logits = self.model.compute_logits(hidden.index_select(0, rows)).float().cpu()
-            self._sample(logits, batch.sample_requests, step)
+            if out.spec_tokens:
+                self._verify(logits, batch.sample_requests, out.spec_tokens, step)
+            else:
+                self._sample(logits, batch.sample_requests, step)
         return step
 
-    def _sample(self, logits: torch.Tensor, requests: list[Request], step: StepOutput) -> None:
+    def run_model(self, batch: FlatBatch) -> torch.Tensor:
+        """The hidden states of the batch's rows (its KV written to the caches)."""
+        with forward_context(batch.metadata):
+            if self.fused_decode is not None and self.fused_decode.takes(batch.metadata):
+                return self.fused_decode(batch.input_ids, batch.positions, batch.metadata)
+            if batch.token_type_ids is not None:
+                return self.model(batch.input_ids, batch.positions, token_type_ids=batch.token_type_ids)
+            return self.model(batch.input_ids, batch.positions)
+
+    def _sampling_metadata(self, logits: torch.Tensor, requests: list[Request]):
+        """Grammar masks applied; each row's sampling settings (a request's state is kept
+        from the first time it samples)."""
         if self.structured is not None:
             self.structured.apply(logits, requests)
         for request in requests:
             if request.request_id not in self.sampling:
                 self.sampling.add(request.request_id, request.params, request.prompt_token_ids,
                                   request.output_token_ids, request.generator, request.eos_token_ids)
-        result = sample(logits, self.sampling.metadata([r.request_id for r in requests]))
+        return self.sampling.metadata([r.request_id for r in requests])
+
+    def _sample(self, logits: torch.Tensor, requests: list[Request], step: StepOutput) -> None:
+        metadata = self._sampling_metadata(logits, requests)
+        masked = {row for row, r in enumerate(requests) if r.grammar is not None and r.grammar_active}
+        result = sample(logits, metadata, masked)
+        stuck = set(result.no_token)
         for row, (request, token) in enumerate(zip(requests, result.token_ids)):
             request_id = request.request_id
+            if row in stuck:  # its constraints left no token: it ends with the reason, not this token
+                step.failed.setdefault(request.parent_id, no_token_error(request))
+                continue
             step.sampled[request_id] = [token]
             self.sampling.append(request_id, token)
             if result.logprobs[row] is not None:
                 step.logprobs[request_id] = [result.logprobs[row]]
                 step.sampled_logprobs[request_id] = [result.sampled_logprobs[row]]
             if request.grammar is not None and self.structured.advance(request, token):
+                step.grammar_ended.add(request_id)
+
+    def _verify(self, logits: torch.Tensor, rows: list[Request], proposals: dict[str, list[int]],
+                step: StepOutput) -> None:
+        """A step with speculating requests: every request's rows are verified (a request
+        that did not speculate is one row with nothing to check, sampled as usual)."""
+        meta = self._sampling_metadata(logits, rows)
+        masked = {row for row, r in enumerate(rows) if r.grammar is not None and r.grammar_active}
+        groups, requests = [], []
+        for row, request in enumerate(rows):
+            if row == 0 or rows[row - 1] is not request:
+                groups.append((row, proposals.get(request.request_id, [])))
+                requests.append(request)
+        for request, (_, proposed), verified in zip(requests, groups, verify(logits, meta, groups, masked)):
+            request_id = request.request_id
+            if verified.no_token:  # its constraints left no token: it ends with the reason
+                step.failed.setdefault(request.parent_id, no_token_error(request))
+                continue
+            step.sampled[request_id] = verified.tokens
+            for token in verified.tokens:
+                self.sampling.append(request_id, token)
+            if verified.logprobs is not None:
+                step.logprobs[request_id] = verified.logprobs
+                step.sampled_logprobs[request_id] = verified.sampled_logprobs
+            if proposed:
+                step.speculated[request_id] = (len(proposed), verified.accepted)
+            if request.grammar is not None and self.structured.advance(request, verified.tokens[0]):
                 step.grammar_ended.add(request_id)
 
     def _load_adapters(self, out: SchedulerOutput, requests: dict[str, Request]) -> dict[str, FwError]:
@@ -175,13 +273,17 @@ class ModelRunner:
         """One prefill and one decode step, so the first request does not pay for lazy
         initialisation; the blocks and cache entries used are freed."""
         tokens = min(16, max_model_len - 2)
-        request = Request("__warmup__", [0] * (tokens + 1), SamplingParams(max_tokens=1))
+        generates = hasattr(self.model, "compute_logits")
+        params = SamplingParams(max_tokens=1) if generates else PoolingParams(self.pooling.setup.tasks[0])
+        request = Request("__warmup__", [0] * (tokens + 1), params, whole_prompt=not generates)
         if not kv.allocate_slots(request, tokens + 1):
             return
-        for count in (tokens, 1):
+        for count in ((tokens, 1) if generates else (tokens + 1,)):
             self.execute(SchedulerOutput({request.request_id: count}, count), {request.request_id: request}, kv)
             request.num_computed_tokens += count
         self.sampling.remove(request.request_id)
+        if self.pooling is not None:
+            self.pooling.forget(request.request_id)
         kv.forget(request)
         kv.pool.reset_prefix_cache()
 

@@ -1,7 +1,8 @@
 """Turns sampled tokens into what clients see: text (incrementally detokenized), stop
 strings, logprobs with their token texts, and RequestOutputs in the shape each request
 asked for (cumulative, deltas, or final only). A request with n > 1 is one parent whose
-children are separate sequences; its outputs carry every child's index."""
+children are separate sequences; its outputs carry every child's index. A pooling request
+gets one PoolingRequestOutput, when its prompt has been pooled (or it ended otherwise)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from fw.engine.detokenizer import IncrementalDetokenizer, TokenTexts
-from fw.engine.outputs import CompletionOutput, RequestMetrics, RequestOutput
+from fw.engine.outputs import CompletionOutput, PoolingOutput, PoolingRequestOutput, RequestMetrics, RequestOutput
 from fw.engine.request import Request
 from fw.engine.sampling_params import RequestOutputKind, SamplingParams
 from fw.engine.step_output import StepOutput
@@ -47,6 +48,11 @@ class OutputProcessor:
         self.texts = TokenTexts(tokenizer) if tokenizer is not None else None
         self.parents: dict[str, _Parent] = {}
         self.child_parent: dict[str, str] = {}
+        #: pooling request id -> (prompt text, the request)
+        self.pooling: dict[str, tuple[str | None, Request]] = {}
+
+    def add_pooling(self, request: Request, prompt: str | None) -> None:
+        self.pooling[request.request_id] = (prompt, request)
 
     def add(self, request_id: str, prompt: str | None, prompt_token_ids: list[int],
             params: SamplingParams, children: list[Request], *, keep_special_ids=frozenset(),
@@ -64,30 +70,40 @@ class OutputProcessor:
             self.child_parent[child.request_id] = request_id
 
     def has(self, request_id: str) -> bool:
-        return request_id in self.parents
+        return request_id in self.parents or request_id in self.pooling
 
     def children(self, request_id: str) -> list[Request]:
+        if request_id in self.pooling:
+            return [self.pooling[request_id][1]]
         parent = self.parents.get(request_id)
         return [c.request for c in parent.children] if parent else []
 
     def process(self, changed: list[Request], step: StepOutput, *,
                 on_stop: Callable[[Request], None]) -> list[RequestOutput]:
-        """Record the step's logprobs, detokenize the tokens each changed child got, finish
-        children that hit a stop string (``on_stop``), and build outputs for every parent
-        that changed (with the error of a parent the step failed)."""
-        self._record_logprobs(step)
+        """Detokenize the tokens each changed child got, finish children that hit a stop
+        string (``on_stop``; tokens a speculative step made after the stop are dropped),
+        record the step's logprobs, and build outputs for every parent that changed (with
+        the error of a parent the step failed)."""
         touched: dict[str, _Parent] = {}
+        outputs: list = []
         for request in changed:
+            if request.pooling is not None:
+                outputs.extend(self._pooled(request, step))
+                continue
             parent = self._parent_of(request)
             if parent is None:
                 continue
             child = parent.children[request.index]
             count = len(step.sampled.get(request.request_id, ()))
             if child.detok is not None and count:
-                if self._detokenize(child, request.output_token_ids[-count:], parent.params):
+                kept = self._detokenize(child, request.output_token_ids[-count:], parent.params)
+                if kept is not None:
+                    if kept < count:
+                        del request.all_token_ids[kept - count:]
+                        step.truncate(request.request_id, kept)
                     on_stop(request)
             touched[parent.request_id] = parent
-        outputs = []
+        self._record_logprobs(step)
         for parent in touched.values():
             output = self._make_output(parent)
             if output is not None:
@@ -96,6 +112,19 @@ class OutputProcessor:
             if parent.finished:
                 self._drop(parent)
         return outputs
+
+    def _pooled(self, request: Request, step: StepOutput) -> list[PoolingRequestOutput]:
+        """The output of a pooling request that finished (pooled, failed or aborted)."""
+        if not request.status.finished or request.request_id not in self.pooling:
+            return []
+        prompt, _ = self.pooling.pop(request.request_id)
+        data = step.pooled.get(request.request_id)
+        return [PoolingRequestOutput(
+            request_id=request.request_id, prompt=prompt, prompt_token_ids=request.prompt_token_ids,
+            outputs=None if data is None else PoolingOutput(data.numpy()),
+            error=step.failed.get(request.parent_id),
+            metrics=RequestMetrics(request.arrival_time, request.first_scheduled_time, None, None,
+                                   request.finished_time))]
 
     def aborted(self, requests: list[Request]) -> list[RequestOutput]:
         """The final outputs of requests ended outside a step (aborts)."""
@@ -126,29 +155,34 @@ class OutputProcessor:
         parent_id = self.child_parent.get(request.request_id)
         return self.parents.get(parent_id) if parent_id else None
 
-    def _detokenize(self, child: _Child, new_tokens: list[int], params: SamplingParams) -> bool:
-        """Returns True when a stop string ended the child."""
+    def _detokenize(self, child: _Child, new_tokens: list[int], params: SamplingParams) -> int | None:
+        """Feed the tokens; when a stop string ends the child, how many of them it keeps
+        (those up to the one completing the stop), else None."""
         request = child.request
-        for token in new_tokens:
-            child.detok.add(token)
-        full = child.detok.text
         stops = params.stop
         if not stops or request.status.finished:
-            child.text = full
-            return False
+            for token in new_tokens:
+                child.detok.add(token)
+            child.text = child.detok.text
+            return None
         longest = max(len(s) for s in stops)
-        if request.num_output_tokens >= params.min_tokens:
-            search_from = max(0, len(child.text) - longest)
-            found = min(((at, stop) for stop in stops if (at := full.find(stop, search_from)) != -1), default=None)
-            if found is not None:
-                at, stop = found
-                child.text = full[: at + len(stop)] if params.include_stop_str_in_output else full[:at]
-                request.stop_reason = stop
-                return True
-        # Hold back what could be the start of a stop string.
-        held = 0 if params.include_stop_str_in_output else longest - 1
-        child.text = full[: max(len(child.text), len(full) - held)]
-        return False
+        before = request.num_output_tokens - len(new_tokens)
+        for kept, token in enumerate(new_tokens, start=1):
+            child.detok.add(token)
+            full = child.detok.text
+            if before + kept >= params.min_tokens:
+                search_from = max(0, len(child.text) - longest)
+                found = min(((at, stop) for stop in stops if (at := full.find(stop, search_from)) != -1),
+                            default=None)
+                if found is not None:
+                    at, stop = found
+                    child.text = full[: at + len(stop)] if params.include_stop_str_in_output else full[:at]
+                    request.stop_reason = stop
+                    return kept
+            # Hold back what could be the start of a stop string.
+            held = 0 if params.include_stop_str_in_output else longest - 1
+            child.text = full[: max(len(child.text), len(full) - held)]
+        return None
 
     def _make_output(self, parent: _Parent) -> RequestOutput | None:
         kind = parent.params.output_kind
@@ -187,7 +221,8 @@ class OutputProcessor:
             outputs=completions, finished=finished, prompt_logprobs=prompt_logprobs,
             num_cached_tokens=max(first.num_cached_tokens, 0), lora_name=parent.lora_name,
             metrics=RequestMetrics(first.arrival_time, first.first_scheduled_time, first.first_token_time,
-                                   first.last_token_time, first.finished_time),
+                                   first.last_token_time, first.finished_time, first.model_forward_time,
+                                   first.model_execute_time),
         )
 
     def _completion(self, child: _Child, text: str, tokens: list[int], logprobs) -> CompletionOutput:

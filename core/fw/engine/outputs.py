@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -42,6 +43,10 @@ class RequestMetrics:
     first_token_time: float | None = None
     last_token_time: float | None = None
     finished_time: float | None = None
+    #: seconds of forward passes / of whole model steps (forward and sampling) the request
+    #: took part in; measured only with --collect-detailed-traces model / worker
+    model_forward_time: float | None = None
+    model_execute_time: float | None = None
 
 
 @dataclass
@@ -58,4 +63,30 @@ class RequestOutput:
     lora_name: str | None = field(default=None)
     #: why the engine ended the request early (finish_reason "abort"), e.g. an adapter
     #: it could not read again; the async engine raises it to the request's caller
+    error: Exception | None = None
+
+
+@dataclass
+class PoolingOutput:
+    #: a float32 numpy array: an embedding [H], class probabilities [labels], or per-token
+    #: states [tokens, H] (numpy, not torch: the API server does not load torch)
+    data: Any
+
+    @property
+    def embedding(self) -> list[float]:
+        return self.data.tolist()
+
+
+@dataclass
+class PoolingRequestOutput:
+    """The one output of a pooling request (vLLM's shape); ``outputs`` is None when it
+    ended without being pooled (aborted)."""
+
+    request_id: str
+    outputs: PoolingOutput | None
+    prompt_token_ids: list[int]
+    finished: bool = True
+    prompt: str | None = None
+    metrics: RequestMetrics | None = None
+    #: why the engine ended the request early (see RequestOutput.error)
     error: Exception | None = None

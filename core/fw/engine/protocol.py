@@ -7,16 +7,19 @@ object that does.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator, TypedDict, Union
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, TypedDict, Union
 
-from fw.engine.outputs import RequestOutput
+from fw.engine.outputs import PoolingRequestOutput, RequestOutput
 from fw.engine.sampling_params import SamplingParams
 from fw.errors import NotSupportedError
+from fw.pooling.params import PoolingParams
+from fw.pooling.setup import PoolingSetup
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from fw.errors import EngineDeadError
     from fw.lora.request import LoRARequest
 
 
@@ -24,6 +27,8 @@ class TokensPrompt(TypedDict, total=False):
     prompt_token_ids: list[int]
     #: the text the ids came from, echoed back in outputs when known
     prompt: str
+    #: pooling requests to BERT-like models: each token's segment (a pair's second text is 1)
+    token_type_ids: list[int]
 
 
 class TextPrompt(TypedDict):
@@ -48,6 +53,15 @@ class ModelInfo:
     max_logprobs: int
     eos_token_ids: list[int]
     chat_template: str | None = None
+    #: "generate" or "pooling" (``--runner``)
+    runner: str = "generate"
+    #: the pooling tasks it serves and their defaults (None: it only generates)
+    pooling: PoolingSetup | None = None
+
+    @property
+    def tasks(self) -> list[str]:
+        """Everything it serves: "generate" (the generate runner) and its pooling tasks."""
+        return (["generate"] if self.runner == "generate" else []) + (self.pooling.tasks if self.pooling else [])
 
 
 @dataclass
@@ -61,6 +75,12 @@ class EngineStats:
     prefix_cache_queries: int = 0
     prefix_cache_hits: int = 0
     num_preemptions: int = 0
+    #: speculative decoding (vLLM's counters): proposals, tokens proposed, tokens accepted,
+    #: accepted tokens by their position in the proposal
+    spec_num_drafts: int = 0
+    spec_num_draft_tokens: int = 0
+    spec_num_accepted_tokens: int = 0
+    spec_accepted_per_position: list[int] = field(default_factory=list)
 
 
 class EngineClient(ABC):
@@ -90,6 +110,16 @@ class EngineClient(ABC):
         that disconnected) aborts the request and frees its KV blocks.
         """
 
+    def encode(self, prompt: PromptInput, params: PoolingParams, request_id: str, *,
+               priority: int = 0) -> AsyncIterator[PoolingRequestOutput]:
+        """Submit one pooling request; its one output comes when the prompt is pooled.
+
+        The same admission (``Admission.admit_pooling``), scheduler, token budget and
+        errors as ``generate``: a refusal raises before the output, and closing the
+        iterator early aborts the request. Engines without pooling refuse with
+        ``NotSupportedError``."""
+        raise NotSupportedError("this engine does not pool", param="task")
+
     @abstractmethod
     async def abort(self, request_id: str) -> None:
         """Stop a request now; its blocks are freed at once."""
@@ -101,6 +131,14 @@ class EngineClient(ABC):
     @abstractmethod
     def check_health(self) -> None:
         """Raise ``EngineDeadError`` if the engine loop has died."""
+
+    def on_dead(self, callback: Callable[["EngineDeadError"], None]) -> None:
+        """Have ``callback(error)`` called (on the caller's event loop) when no engine is
+        left to serve, so the server can stop."""
+
+    def engine_stats(self) -> dict[int, EngineStats | None]:
+        """Each engine core's snapshot by data parallel rank (None: that one has died)."""
+        return {0: self.stats()}
 
     @abstractmethod
     async def shutdown(self) -> None:
@@ -121,3 +159,18 @@ class EngineClient(ABC):
     def list_loras(self) -> list[LoRARequest]:
         """The registered adapters (``--lora-modules`` first, then dynamically loaded ones)."""
         return []
+
+    # Sleep mode (--enable-sleep-mode): engines without it keep these defaults.
+
+    async def sleep(self, level: int = 1) -> None:
+        """Free the KV cache (level 1) or the weights too (level 2) once idle; requests are
+        refused with ``OverloadedError`` (503) until ``wake_up``."""
+        raise NotSupportedError("sleep mode is off; start the server with --enable-sleep-mode")
+
+    async def wake_up(self) -> None:
+        """Take the memory back; requests are served again."""
+        raise NotSupportedError("sleep mode is off; start the server with --enable-sleep-mode")
+
+    def is_sleeping(self) -> bool:
+        return False
+

@@ -10,7 +10,7 @@ the same text whatever shares the batch. ``metadata`` comes from
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -29,6 +29,9 @@ class SampleResult:
     #: per row: log-probability of the sampled token (for cumulative_logprob; 0.0 when
     #: no row of the step asked for logprobs)
     sampled_logprobs: list[float]
+    #: rows whose constraints left no token (every logit -inf): their token means nothing,
+    #: and the runner ends their requests with an error (``fw.engine.constraints``)
+    no_token: list[int] = field(default_factory=list)
 
 
 def apply_logits_processors(logits: torch.Tensor, meta: SamplingMetadata) -> torch.Tensor:
@@ -83,6 +86,15 @@ def apply_top_k_top_p_min_p(logits: torch.Tensor, meta: SamplingMetadata) -> tor
     return logits
 
 
+def rows_without_a_token(logits: torch.Tensor, rows: set[int]) -> list[int]:
+    """Which of ``rows`` (the constrained ones) have nothing left to sample."""
+    if not rows:
+        return []
+    order = sorted(rows)
+    alive = (logits.index_select(0, torch.tensor(order, dtype=torch.int64)) > _NEG_INF).any(dim=1).tolist()
+    return [row for row, ok in zip(order, alive) if not ok]
+
+
 def _weights(logits: torch.Tensor) -> torch.Tensor:
     """Unnormalised probabilities: sampling by CDF needs no division by the total."""
     return (logits - logits.amax(dim=-1, keepdim=True)).exp_()
@@ -116,7 +128,7 @@ def argmax(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=-1)
 
 
-def _subset(meta: SamplingMetadata, rows: list[int]) -> SamplingMetadata:
+def select_rows(meta: SamplingMetadata, rows: list[int]) -> SamplingMetadata:
     index = torch.tensor(rows, dtype=torch.int64)
     pick = (lambda t: None if t is None else t.index_select(0, index))
     return SamplingMetadata(
@@ -142,13 +154,16 @@ def logprob_entries(raw_logprobs: torch.Tensor, row: int, token: int, count: int
     return entries
 
 
-def sample(logits: torch.Tensor, meta: SamplingMetadata) -> SampleResult:
-    """``logits`` [rows, vocab] in float32, one row per row of ``meta``; modified in place."""
+def sample(logits: torch.Tensor, meta: SamplingMetadata, masked_rows: set[int] = frozenset()) -> SampleResult:
+    """``logits`` [rows, vocab] in float32, one row per row of ``meta``; modified in place.
+    ``masked_rows``: rows the caller masked already (a grammar), checked with the rows
+    this function masks for a token left to sample."""
     rows = logits.shape[0]
     wants_logprobs = any(n is not None for n in meta.num_logprobs)
     # Logprobs are of the model's own distribution, before any processing.
     raw_logprobs = logits.log_softmax(-1) if wants_logprobs else None
     logits = apply_penalties(apply_logits_processors(logits, meta), meta.penalties)
+    no_token = rows_without_a_token(logits, {*masked_rows, *(r for r, _ in meta.allowed), *(r for r, _ in meta.banned)})
     greedy = meta.greedy.tolist()
     if all(greedy):
         tokens = argmax(logits)
@@ -160,15 +175,15 @@ def sample(logits: torch.Tensor, meta: SamplingMetadata) -> SampleResult:
         random_rows = [i for i, g in enumerate(greedy) if not g]
         tokens[greedy_rows] = argmax(logits[greedy_rows])
         index = torch.tensor(random_rows, dtype=torch.int64)
-        tokens[index] = _random(logits[index], _subset(meta, random_rows))
+        tokens[index] = _random(logits[index], select_rows(meta, random_rows))
     token_list = tokens.tolist()
     if raw_logprobs is None:
-        return SampleResult(token_list, [None] * rows, [0.0] * rows)
+        return SampleResult(token_list, [None] * rows, [0.0] * rows, no_token)
     sampled_lp = raw_logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
     vocab = logits.shape[1]
     logprobs = [None if n is None else logprob_entries(raw_logprobs, i, token_list[i], vocab if n == -1 else n)
                 for i, n in enumerate(meta.num_logprobs)]
-    return SampleResult(token_list, logprobs, sampled_lp)
+    return SampleResult(token_list, logprobs, sampled_lp, no_token)
 
 
 def prompt_logprob_entries(logits: torch.Tensor, next_tokens: list[int], count: int) -> list[dict[int, Logprob]]:

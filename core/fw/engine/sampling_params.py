@@ -7,6 +7,7 @@ can answer 400 with ``param`` set and the offline API gets a clear ``ValueError`
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -83,6 +84,13 @@ class SamplingParams:
 
         if not isinstance(self.n, int) or self.n < 1:
             bad("n", f"must be at least 1, got {self.n}")
+        # NaN and infinities: a NaN (or infinite) temperature sampled garbage
+        for name in ("presence_penalty", "frequency_penalty", "repetition_penalty", "temperature", "top_p", "min_p"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                bad(name, f"must be a finite number, got {value}")
+        if self.logit_bias and not all(math.isfinite(v) for v in self.logit_bias.values()):
+            bad("logit_bias", "values must be finite numbers")
         for name in ("presence_penalty", "frequency_penalty"):
             value = getattr(self, name)
             if not -2.0 <= value <= 2.0:
@@ -112,8 +120,8 @@ class SamplingParams:
             bad("truncate_prompt_tokens", f"must be at least 1, got {self.truncate_prompt_tokens}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             bad("stop", "must be non-empty strings")
-        if self.seed is not None and not isinstance(self.seed, int):
-            bad("seed", f"must be an integer, got {self.seed!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or not -(2**63) <= self.seed < 2**63):
+            bad("seed", f"must be an integer that fits in 64 bits, got {self.seed!r}")
         if self.allowed_token_ids is not None and not self.allowed_token_ids:
             bad("allowed_token_ids", "must not be empty")
         if self.structured_outputs is not None:

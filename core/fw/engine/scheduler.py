@@ -6,6 +6,9 @@ request advances — so prefill and decode share one step under one token budget
 When KV blocks run out, the lowest-priority running request is preempted by recompute:
 its blocks are freed and it goes back to the front of the waiting queue, to be
 recomputed (mostly from the prefix cache) later with its generated tokens kept.
+Pooling requests share the queue and the budget: they advance through their prompt and
+finish when the step that completes it has pooled them; an encoder's prompt is scheduled
+whole or not at all.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from fw.config import SchedulerConfig
 from fw.engine.kv_cache_manager import KVCacheManager
 from fw.engine.request import Request, RequestStatus
 from fw.engine.step_output import StepOutput
+from fw.registry import import_target
 
 
 @dataclass
@@ -29,10 +33,25 @@ class SchedulerOutput:
     preempted: list[str] = field(default_factory=list)
     #: requests that finished (stopped, aborted, failed) since the previous schedule
     finished_ids: list[str] = field(default_factory=list)
+    #: request id -> the proposed tokens it advances by after its last one (speculative
+    #: decoding; counted in num_scheduled_tokens)
+    spec_tokens: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
         return not self.num_scheduled_tokens
+
+
+@dataclass
+class PrefillCount:
+    """Requests advancing their prompts in this step, for the partial-prefill limits."""
+
+    total: int = 0
+    long: int = 0
+
+    def add(self, long: bool) -> None:
+        self.total += 1
+        self.long += long
 
 
 class Scheduler:
@@ -43,6 +62,11 @@ class Scheduler:
         self.policy = scheduler_config.scheduling_policy
         self.chunked_prefill = scheduler_config.enable_chunked_prefill
         self.max_num_batched_tokens = scheduler_config.max_num_batched_tokens or 2048
+        #: --long-prefill-token-threshold (0: none), --max-num-partial-prefills and
+        #: --max-long-partial-prefills (None: no limit)
+        self.long_threshold = scheduler_config.long_prefill_token_threshold
+        self.max_prefills = scheduler_config.max_num_partial_prefills
+        self.max_long_prefills = scheduler_config.max_long_partial_prefills
         self.max_model_len = max_model_len
         self.max_loras = max_loras
         self.kv = kv
@@ -89,14 +113,19 @@ class Scheduler:
         now = self.clock()
 
         # 1. Running requests first: decode tokens and the rest of chunked prompts.
+        prefills = PrefillCount()
         index = 0
         while index < len(self.running) and budget > 0:
             request = self.running[index]
-            num_new = min(request.num_tokens - request.num_computed_tokens, budget)
+            known = self._step_tokens(request, request.num_computed_tokens)
+            proposals = request.spec_tokens[:budget - known] if known == 1 else []
+            num_new = min(known + len(proposals), budget)
             if num_new <= 0:
                 index += 1
                 continue
             scheduled = True
+            if proposals and not self.kv.allocate_slots(request, num_new):
+                proposals, num_new = [], known  # a guess never costs another request its place
             while not self.kv.allocate_slots(request, num_new):
                 victim = self._pick_victim()
                 budget += out.num_scheduled_tokens.get(victim.request_id, 0)
@@ -106,28 +135,37 @@ class Scheduler:
                     break
             if scheduled:
                 out.num_scheduled_tokens[request.request_id] = num_new
+                if proposals:
+                    out.spec_tokens[request.request_id] = proposals
                 budget -= num_new
                 index = self.running.index(request) + 1
+                if request.num_computed_tokens < request.num_prompt_tokens:
+                    prefills.add(self._is_long(request))
             else:
                 index = min(index, len(self.running))
 
         # 2. Waiting requests, unless this step already had to preempt.
-        # A request whose adapter would exceed --max-loras steps aside for this step
-        # (keeping its place in the queue), so requests for the adapters already running
-        # and for the base model are not held up behind it.
+        # A request whose adapter would exceed --max-loras, or a long prompt beyond
+        # --max-long-partial-prefills, steps aside for this step (keeping its place in the
+        # queue), so the requests behind it are not held up.
         loras = {r.lora for r in self.running if r.lora is not None}
         blocked: list[Request] = []
         while self.waiting and budget > 0 and not out.preempted and len(self.running) < self.max_num_seqs:
             request = self._pick_waiting()
-            if request.lora is not None and request.lora not in loras and len(loras) >= self.max_loras > 0:
+            if self.max_prefills is not None and prefills.total >= self.max_prefills:
+                break
+            long = self._is_long(request)
+            if ((request.lora is not None and request.lora not in loras and len(loras) >= self.max_loras > 0)
+                    or (long and self.max_long_prefills is not None and prefills.long >= self.max_long_prefills)):
                 self.waiting.remove(request)
                 blocked.append(request)
                 continue
             computed, num_cached = self.kv.get_computed_blocks(request)
-            num_new = request.num_tokens - num_cached
-            if num_new > budget and not self.chunked_prefill:
+            num_new = self._step_tokens(request, num_cached)
+            if num_new > budget and (not self.chunked_prefill or request.whole_prompt):
                 break
             num_new = min(num_new, budget)
+            prefills.add(long)
             if not self.kv.allocate_slots(request, num_new, computed):
                 break
             self.waiting.remove(request)
@@ -147,8 +185,21 @@ class Scheduler:
         out.total_num_scheduled_tokens = self.max_num_batched_tokens - budget
         return out
 
+    def _is_long(self, request: Request) -> bool:
+        return 0 < self.long_threshold < request.num_prompt_tokens
+
+    def _step_tokens(self, request: Request, computed: int) -> int:
+        """Tokens ``request`` may advance from ``computed``: the rest, but a prompt by at
+        most --long-prefill-token-threshold a step."""
+        remaining = request.num_tokens - computed
+        if self.long_threshold > 0 and computed < request.num_prompt_tokens and not request.whole_prompt:
+            return min(remaining, self.long_threshold)
+        return remaining
+
     def _preempt(self, request: Request, out: SchedulerOutput) -> None:
         self.running.remove(request)
+        out.spec_tokens.pop(request.request_id, None)
+        request.spec_tokens = []
         self.kv.free(request)
         request.status = RequestStatus.PREEMPTED
         request.num_computed_tokens = 0
@@ -170,11 +221,16 @@ class Scheduler:
             request = self.requests.get(request_id)
             if request is None:
                 continue
-            request.num_computed_tokens += num_tokens
+            proposed, accepted = step.speculated.get(request_id, (0, 0))
+            request.num_computed_tokens += num_tokens - (proposed - accepted)  # rejected proposals' KV is stale
+            if request_id in step.pooled:
+                self.finish(request, RequestStatus.FINISHED_STOPPED)
+                changed.append(request)
+                continue
             new_tokens = step.sampled.get(request_id)
             if not new_tokens:
                 continue
-            for token in new_tokens:
+            for appended, token in enumerate(new_tokens, start=1):
                 request.append_token(token)
                 if request.first_token_time is None:
                     request.first_token_time = now
@@ -182,6 +238,8 @@ class Scheduler:
                 status = self._check_stop(request, token)
                 if status is not None:
                     self.finish(request, status)
+                    if appended < len(new_tokens):  # what follows a stop was never generated
+                        step.truncate(request_id, appended)
                     break
             if request_id in step.grammar_ended:
                 self.finish(request, RequestStatus.FINISHED_STOPPED)
@@ -223,3 +281,19 @@ class Scheduler:
         self.kv.forget(request)
         self.requests.pop(request.request_id, None)
         self._finished_ids.append(request.request_id)
+
+
+def scheduler_class(path: str | None) -> type[Scheduler]:
+    """--scheduler-cls: fw's Scheduler, or the subclass at the import path ``path``
+    ("package.module.Class" or "package.module:Class"); ValueError names what is wrong."""
+    if path is None:
+        return Scheduler
+    target = path if ":" in path else ":".join(path.rsplit(".", 1))
+    try:
+        cls = import_target(target)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"--scheduler-cls: cannot import {path!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Scheduler)):
+        raise ValueError(f"--scheduler-cls: {path!r} is not a subclass of fw.engine.scheduler.Scheduler")
+    return cls
+

@@ -4,6 +4,7 @@
     llm = LLM("/path/to/model", max_model_len=2048, dtype="float32")
     outputs = llm.generate(["Hello"], SamplingParams(max_tokens=16))
     outputs = llm.chat([{"role": "user", "content": "Hi"}])
+    vectors = LLM("./all-MiniLM-L6-v2").embed(["Hello"])[0].outputs.embedding
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any, Sequence
 
 from fw.config import EngineConfig
 from fw.engine.llm_engine import LLMEngine
-from fw.engine.outputs import RequestOutput
+from fw.engine.outputs import PoolingRequestOutput, RequestOutput
 from fw.engine.protocol import PromptInput
 from fw.engine.sampling_params import BeamSearchParams, SamplingParams
+from fw.pooling.params import PoolingParams
 
 
 class LLM:
@@ -52,8 +54,33 @@ class LLM:
             ids.append(request_id)
         return self._run(ids, use_tqdm)
 
-    def _run(self, ids: list[str], use_tqdm: bool) -> list[RequestOutput]:
-        finals: dict[str, RequestOutput] = {}
+    # -- pooling (fw.pooling) -----------------------------------------------------------
+
+    def encode(self, prompts: PromptInput | Sequence[PromptInput],
+               pooling_params: PoolingParams | Sequence[PoolingParams] | None = None, *,
+               use_tqdm: bool = True, priority: Sequence[int] | None = None) -> list[PoolingRequestOutput]:
+        """One pooled output per prompt (``PoolingParams.task``: embed, classify or encode)."""
+        prompts = _as_prompt_list(prompts)
+        params = _broadcast(pooling_params or PoolingParams(), len(prompts), "pooling_params")
+        priorities = list(priority) if priority is not None else [0] * len(prompts)
+        ids = []
+        for prompt, param, prio in zip(prompts, params, priorities):
+            ids.append(str(next(self._ids)))
+            self.engine.add_request(ids[-1], prompt, param, priority=prio)
+        return self._run(ids, use_tqdm)
+
+    def embed(self, prompts: PromptInput | Sequence[PromptInput], *, use_tqdm: bool = True,
+              **params: Any) -> list[PoolingRequestOutput]:
+        """Embeddings (``outputs.embedding``); ``params``: PoolingParams fields (dimensions, normalize)."""
+        return self.encode(prompts, PoolingParams("embed", **params), use_tqdm=use_tqdm)
+
+    def classify(self, prompts: PromptInput | Sequence[PromptInput], *, use_tqdm: bool = True,
+                 **params: Any) -> list[PoolingRequestOutput]:
+        """Class probabilities (``outputs.data``) from a classification model."""
+        return self.encode(prompts, PoolingParams("classify", **params), use_tqdm=use_tqdm)
+
+    def _run(self, ids: list[str], use_tqdm: bool) -> list[Any]:
+        finals: dict[str, Any] = {}
         bar = None
         if use_tqdm:
             from tqdm import tqdm

@@ -27,6 +27,17 @@ class Attention(nn.Module):
         #: [2, num_blocks, block_size, num_kv_heads, head_size], bound by the model runner
         self.kv_cache: torch.Tensor | None = None
 
+    def set_heads(self, num_heads: int, num_kv_heads: int) -> None:
+        """Serve only this many query and KV heads (a tensor-parallel rank's share): the
+        backend is rebuilt for them with the same scale, window and soft cap. Before any
+        KV cache is bound, since the cache's shape follows the KV heads."""
+        if self.kv_cache is not None:
+            raise RuntimeError("set_heads after the KV cache was bound")
+        impl = self.impl
+        self.num_heads, self.num_kv_heads = num_heads, num_kv_heads
+        self.impl = type(impl)(num_heads, self.head_size, num_kv_heads, impl.scale,
+                               sliding_window=impl.sliding_window, logits_soft_cap=impl.logits_soft_cap)
+
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """query [T, Hq*D], key/value [T, Hkv*D] -> [T, Hq*D]."""
         if self.kv_cache is None:

@@ -4,13 +4,30 @@ batch 1 the per-op overhead matters as much as the FLOPs."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from fw.layers.packed import PackedWeight
 from fw.layers.quantization import UNQUANTIZED, QuantizationMethod
+
+
+@dataclass(frozen=True)
+class LinearShard:
+    """The part of a full ``[out, in]`` matrix a tensor-parallel rank's layer holds
+    (``fw.distributed`` sets it), so what is fitted to the full matrix (a LoRA adapter)
+    can be cut the same way."""
+
+    #: the full matrix's input size
+    in_features: int
+    #: the full output size of each projection the layer stores (one for a plain Linear)
+    shard_sizes: tuple[int, ...]
+    #: column-parallel: per projection, the ranges of its output rows this rank holds
+    rows: tuple[tuple[tuple[int, int], ...], ...] | None = None
+    #: row-parallel: the input columns ``(start, stop)`` this rank holds
+    columns: tuple[int, int] | None = None
 
 
 class Linear(nn.Module):
@@ -20,9 +37,12 @@ class Linear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = False,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
-                 quant_method: QuantizationMethod | None = None):
+                 quant_method: QuantizationMethod | None = None, float_output: bool = False):
         super().__init__()
         self.in_features = in_features
+        #: return float32 sums where the layout keeps them unrounded (fw's bf16 GEMM), for a
+        #: model that keeps its activations in float32 (BERT's residual stream)
+        self.float_output = float_output
         self.out_features = out_features
         self.quant_method = quant_method or UNQUANTIZED
         self.quant_method.create_weights(self, in_features, out_features, dtype, torch.device(device))
@@ -32,9 +52,15 @@ class Linear(nn.Module):
         self.packed: PackedWeight | None = None
         #: optional LoRA wrapper hook: fn(x, base_output) -> output
         self.lora = None
+        #: under tensor parallelism, which part of the full matrix this layer holds
+        self.tp_shard: LinearShard | None = None
+        #: a row-parallel shard's sum over the ranks (an all-reduce, set by fw.distributed)
+        self.reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.packed.matmul(x, self.bias)
+        if self.reduce is not None:
+            return self._forward_partial(x)
+        out = self.packed.matmul(x, self.bias, float_output=self.float_output)
         if self.lora is not None:
             out = self.lora(x, out)
         return out
@@ -43,6 +69,16 @@ class Linear(nn.Module):
         """Fill the weight (of a merged layer: its shard ``shard``) from a checkpoint tensor
         or ``fw.layers.packed.QuantizedMatrix``; the quantization method decides how."""
         self.quant_method.load_weight(self, tensor, shard)
+
+    def _forward_partial(self, x: torch.Tensor) -> torch.Tensor:
+        """A row-parallel shard: its partial products (and its LoRA ones) are summed over
+        the ranks in float32, the kernels' sums unrounded, and rounded once to x's dtype,
+        as the whole layer's output is; partial sums rounded to bf16 first made a 135M
+        model's greedy tokens drift from one rank's after ~10 tokens."""
+        out = self.packed.matmul(x, self.bias, float_output=True)
+        if self.lora is not None:
+            out = self.lora(x, out)
+        return self.reduce(out.float()).to(x.dtype)
 
     def post_load(self) -> None:
         """Pack the loaded parameters; their checkpoint-shaped data is dropped."""

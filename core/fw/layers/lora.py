@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fw.layers.linear import Linear, MergedLinear
+from fw.layers.linear import Linear, LinearShard, MergedLinear
 
 
 @dataclass
@@ -29,6 +29,9 @@ class LoRABatch:
     num_tokens: int = 0
     #: (slot, row indices) for each slot present; rows None means every row
     groups: list[tuple[int, torch.Tensor | None]] = field(default_factory=list)
+    #: slot -> (adapter uid, name, folder) of the adapter in it, so a tensor-parallel
+    #: worker can fill its own slots with its shard of the same adapters
+    slot_adapters: dict[int, tuple[int, str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_runs(cls, runs: list[tuple[int, int]], device: torch.device) -> "LoRABatch":
@@ -64,6 +67,8 @@ class LoRALinear:
                  device: torch.device, step: LoRAStep):
         sizes = layer.shard_sizes if isinstance(layer, MergedLinear) else [layer.out_features]
         self.shard_slices = [slice(sum(sizes[:i]), sum(sizes[:i + 1])) for i in range(len(sizes))]
+        #: under tensor parallelism, the part of the full layer this rank holds
+        self.tp_shard: LinearShard | None = layer.tp_shard
         self.max_rank = max_rank
         self.in_features = layer.in_features
         self.lora_a = torch.zeros(max_loras, len(sizes) * max_rank, layer.in_features, dtype=dtype, device=device)
@@ -75,6 +80,25 @@ class LoRALinear:
     def shard_out_features(self, shard: int) -> int:
         sl = self.shard_slices[shard]
         return sl.stop - sl.start
+
+    def adapter_shape(self, shard: int) -> tuple[int, int]:
+        """(in, out) features of one shard of the full layer: what an adapter is trained for."""
+        if self.tp_shard is None:
+            return self.in_features, self.shard_out_features(shard)
+        return self.tp_shard.in_features, self.tp_shard.shard_sizes[shard]
+
+    def local_pair(self, shard: int, lora_a: torch.Tensor, lora_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The part of a full adapter pair this rank's shard of the layer applies: a
+        column-parallel layer takes its rows of B; a row-parallel one its columns of A
+        (its partial products are summed by the layer's all-reduce, with the base ones)."""
+        held = self.tp_shard
+        if held is None:
+            return lora_a, lora_b
+        if held.columns is not None:
+            lora_a = lora_a[:, held.columns[0]:held.columns[1]].contiguous()
+        if held.rows is not None:
+            lora_b = torch.cat([lora_b[start:stop] for start, stop in held.rows[shard]])
+        return lora_a, lora_b
 
     def set_slot(self, slot: int, shard: int, lora_a: torch.Tensor, lora_b: torch.Tensor) -> None:
         """Copy one shard's pair into ``slot``; ``lora_b`` already carries the scale."""

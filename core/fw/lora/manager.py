@@ -82,8 +82,7 @@ class LoRAManager:
             if _same_path(existing.request.lora_path, request.lora_path):
                 return False
             raise LoRAAdapterError(request.lora_name, request.lora_path,
-                                   f"an adapter of that name is already loaded from {existing.request.lora_path}; "
-                                   "unload it first")
+                                   "an adapter of that name is already loaded from another folder; unload it first")
         adapter = Adapter(request, next(self._uids))
         self._weights(adapter)
         self.adapters[request.lora_name] = adapter
@@ -175,8 +174,17 @@ class LoRAManager:
         if len(wanted) > self.config.max_loras:
             raise RuntimeError(f"a step has {len(wanted)} adapters but --max-loras is {self.config.max_loras}")
         slot_of = {adapter: self._activate(adapter, wanted) for adapter in wanted}
-        self.step.batch = LoRABatch.from_runs([(slot_of[a] if a is not None else -1, n) for a, n in runs],
-                                              self.device)
+        batch = LoRABatch.from_runs([(slot_of[a] if a is not None else -1, n) for a, n in runs], self.device)
+        batch.slot_adapters = {slot: (a.uid, a.name, a.request.lora_path) for a, slot in slot_of.items()}
+        self.step.batch = batch
+
+    def mirror(self, slot_adapters: dict[int, tuple[int, str, str]]) -> None:
+        """Hold in each slot the adapter rank 0 holds there (``LoRABatch.slot_adapters``):
+        a tensor-parallel worker's manager follows rank 0's instead of choosing slots."""
+        for slot, (uid, name, path) in slot_adapters.items():
+            held = self.slots.get(slot)
+            if held is None or held.uid != uid:
+                self._fill(slot, Adapter(LoRARequest(name, 1, path), uid))
 
     def _activate(self, adapter: Adapter, keep: list[Adapter]) -> int:
         for slot, holder in self.slots.items():
@@ -185,13 +193,16 @@ class LoRAManager:
                 return slot
         free = [s for s in range(self.config.max_loras) if s not in self.slots]
         slot = free[0] if free else next(s for s, a in self.slots.items() if a not in keep)
+        self._fill(slot, adapter)
+        return slot
+
+    def _fill(self, slot: int, adapter: Adapter) -> None:
         self._clear(slot)
         weights = self._weights(adapter)
         for module, shards in weights.layers.items():
             for shard, (lora_a, lora_b) in shards.items():
                 self.layers[module].set_slot(slot, shard, lora_a.to(self.device), lora_b.to(self.device))
         self.slots[slot] = adapter
-        return slot
 
     def _clear(self, slot: int) -> None:
         for layer in self.layers.values():
@@ -201,4 +212,4 @@ class LoRAManager:
 
 
 def _same_path(a: str, b: str) -> bool:
-    return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
+    return os.path.realpath(a) == os.path.realpath(b)

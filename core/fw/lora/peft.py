@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from fw.errors import LoRAAdapterError
+from fw.lora.paths import CONFIG_FILE
 
-CONFIG_FILE = "adapter_config.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 #: ``base_model.model.<module>.lora_A[.<adapter name>].weight``
@@ -70,9 +70,13 @@ def read_peft_adapter(name: str, path: str | Path) -> PeftAdapter:
     """Read and check an adapter folder; every problem raises ``LoRAAdapterError``."""
     if not str(path):
         raise LoRAAdapterError(name, path, "no lora_path given")
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise LoRAAdapterError(name, path, "the folder does not exist" if not folder.exists()
+    folder = Path(path)  # as given: "~" is not expanded
+    try:
+        is_dir, exists = folder.is_dir(), folder.exists()
+    except OSError as exc:  # e.g. PermissionError: not the client's mistake to see as a 500
+        raise LoRAAdapterError(name, path, f"the folder cannot be read ({type(exc).__name__})") from None
+    if not is_dir:
+        raise LoRAAdapterError(name, path, "the folder does not exist" if not exists
                                else "not a folder (expected a PEFT adapter folder)")
     config = _read_config(name, folder)
     tensors = _read_tensors(name, folder)
@@ -100,27 +104,32 @@ def read_peft_adapter(name: str, path: str | Path) -> PeftAdapter:
 
 
 def _read_config(name: str, folder: Path) -> dict[str, Any]:
+    """The adapter's config. Errors say what is wrong without quoting the file (no parse
+    positions, no values): a loader must not become a way to read files."""
     file = folder / CONFIG_FILE
-    if not file.is_file():
-        raise LoRAAdapterError(name, folder, f"{CONFIG_FILE} is missing")
     try:
-        config = json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LoRAAdapterError(name, folder, f"cannot read {CONFIG_FILE}: {exc}") from None
+        if not file.is_file():
+            raise LoRAAdapterError(name, folder, f"{CONFIG_FILE} is missing")
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError):
+        raise LoRAAdapterError(name, folder, f"{CONFIG_FILE} cannot be read") from None
+    try:
+        config = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise LoRAAdapterError(name, folder, f"{CONFIG_FILE} is not valid JSON") from None
     if not isinstance(config, dict):
         raise LoRAAdapterError(name, folder, f"{CONFIG_FILE} is not a JSON object")
-    peft_type = str(config.get("peft_type", "LORA")).upper()
-    if peft_type != "LORA":
-        raise LoRAAdapterError(name, folder, f"peft_type is {peft_type}; fw serves LORA adapters only")
+    if str(config.get("peft_type", "LORA")).upper() != "LORA":
+        raise LoRAAdapterError(name, folder, "its peft_type is not LORA; fw serves LORA adapters only")
     for key, what in _UNSUPPORTED_FLAGS.items():
         if config.get(key):
             raise LoRAAdapterError(name, folder, f"the adapter uses {what}, which fw does not support")
     if config.get("bias", "none") != "none":
-        raise LoRAAdapterError(name, folder, f"the adapter trains biases (bias={config['bias']!r}), "
+        raise LoRAAdapterError(name, folder, "the adapter trains biases (bias is not \"none\"), "
                                              "which fw does not support")
     if config.get("modules_to_save"):
-        raise LoRAAdapterError(name, folder, f"the adapter replaces whole modules (modules_to_save="
-                                             f"{config['modules_to_save']}), which fw does not support")
+        raise LoRAAdapterError(name, folder, "the adapter replaces whole modules (modules_to_save), "
+                                             "which fw does not support")
     return config
 
 
@@ -136,7 +145,9 @@ def _read_tensors(name: str, folder: Path) -> dict[str, torch.Tensor]:
                 return load_file(str(file))
             return torch.load(file, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the adapter's problem
-            raise LoRAAdapterError(name, folder, f"cannot read {file_name}: {exc}") from None
+            # the reader's message can quote the file's header: name only the kind of failure
+            raise LoRAAdapterError(name, folder, f"cannot read {file_name} ({type(exc).__name__}); "
+                                                 "is it a complete, valid weights file?") from None
     raise LoRAAdapterError(name, folder, f"no weights file ({' or '.join(WEIGHT_FILES)})")
 
 

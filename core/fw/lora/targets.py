@@ -98,11 +98,12 @@ def fit_adapter(adapter: PeftAdapter, targets: dict[str, Target], layers: dict[s
             raise refuse(f"targets module {hf_name!r}, which this model lacks or fw cannot adapt "
                          f"(adaptable: {', '.join(sorted(leaves))})")
         layer = layers[target.module]
-        expected = (layer.in_features, layer.shard_out_features(target.shard))
+        expected = layer.adapter_shape(target.shard)
         got = (module.lora_a.shape[1], module.lora_b.shape[0])
         if got != expected:
             raise refuse(f"{hf_name} maps {got[0]} -> {got[1]} features but the model's layer maps "
                          f"{expected[0]} -> {expected[1]}: the adapter was trained for another base model")
+        lora_a, lora_b = layer.local_pair(target.shard, module.lora_a, module.lora_b)
         fitted.setdefault(target.module, {})[target.shard] = (
-            module.lora_a.to(dtype), (module.lora_b.float() * module.scale).to(dtype))
+            lora_a.to(dtype), (lora_b.float() * module.scale).to(dtype))
     return LoRAWeights(adapter.name, adapter.rank, fitted)

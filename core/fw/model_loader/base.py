@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
     from fw.config import LoadConfig, ModelConfig
+    from fw.model_loader.int4_grids import Int4Grid
 
 
 class WeightLoader(ABC):
@@ -34,6 +35,9 @@ class WeightLoader(ABC):
         self.path = Path(path)
         self.load_config = load_config
         self.model_config = model_config
+        #: the checkpoint's own 4-bit grids by Hugging Face module name, filled while
+        #: ``iter_weights`` runs (GPTQ/AWQ layers; see fw.model_loader.int4_grids)
+        self.int4_grids: dict[str, "Int4Grid"] = {}
 
     @classmethod
     def architectures(cls) -> frozenset[str] | None:

@@ -1,5 +1,6 @@
-"""From what the user typed to a weight loader: resolving the model path, picking the
-loader plugin (``--load-format``), and loading just a tokenizer.
+"""From what the user typed to a weight loader: resolving the model path (a local path,
+a Hugging Face hub id, or the embedded default), picking the loader plugin
+(``--load-format``), and loading just a tokenizer.
 
 The core names no loader here: every format, built-in or not, comes from the
 ``load_format`` registry, and ``auto`` asks each registered loader whether it can read
@@ -8,26 +9,67 @@ the path, highest ``auto_priority`` first.
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fw.model_loader.base import WeightLoader
 from fw.errors import ModelLoadError
+from fw.model_loader import hub
+from fw.model_loader.base import WeightLoader
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from fw.config import LoadConfig, ModelConfig
 
-# "org/name" with hub-legal characters and nothing that marks a local path.
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 #: how many entries of a folder an error message lists
 _LISTED = 12
+#: options that only mean something for a hub id: (config group, field, flag)
+_HUB_ONLY = (("model", "revision", "--revision"), ("load", "download_dir", "--download-dir"),
+             ("model", "hf_token", "--hf-token"), ("load", "allow_patterns", "--allow-patterns"),
+             ("load", "ignore_patterns", "--ignore-patterns"))
+#: the ones of those that a hub tokenizer uses too
+_TOKENIZER_TOO = ("download_dir", "hf_token")
 
 
-def resolve_model_path(model: str | None) -> Path:
-    """The local path of ``model``; None means the embedded default model."""
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Local paths for what the configuration names."""
+
+    #: the model's file or folder
+    path: Path
+    #: the model configuration with ``tokenizer`` (and ``model``) as local paths
+    model_config: "ModelConfig"
+
+
+def resolve_model(model_config: "ModelConfig", load_config: "LoadConfig") -> ResolvedModel:
+    """The model and its tokenizer on local disk, fetched from the hub where they are hub
+    ids; a hub-only option given for a local model is refused, naming it."""
+    options = hub.HubOptions.for_model(model_config, load_config)
+    path = resolve_model_path(model_config.model, options)
+    if not _is_hub_id(model_config.model):
+        groups = {"model": model_config, "load": load_config}
+        for group, field, flag in _HUB_ONLY:
+            shared = field in _TOKENIZER_TOO and _is_hub_id(model_config.tokenizer)
+            if getattr(groups[group], field) is not None and not shared:
+                raise ModelLoadError(path, f"is a local model; {flag} applies only to a hub id (ORG/NAME)")
+    tokenizer = model_config.tokenizer
+    revision = model_config.tokenizer_revision
+    if tokenizer is not None and _is_hub_id(tokenizer):
+        tokenizer = str(hub.resolve(tokenizer, hub.HubOptions.for_tokenizer(model_config, load_config, revision),
+                                    tokenizer_only=True))
+    elif revision is not None:
+        if tokenizer is not None or not _is_hub_id(model_config.model):
+            raise ModelLoadError(tokenizer or path, "is a local tokenizer; --tokenizer-revision applies only to "
+                                                    "a hub id (--tokenizer ORG/NAME, or the model's)")
+        tokenizer = str(hub.resolve(model_config.model, hub.HubOptions.for_tokenizer(
+            model_config, load_config, revision), tokenizer_only=True))
+    return ResolvedModel(path, model_config.model_copy(update={"tokenizer": tokenizer}))
+
+
+def resolve_model_path(model: str | None, options: hub.HubOptions | None = None) -> Path:
+    """The local path of ``model``: the path itself if it exists, else the hub id fetched
+    through the Hugging Face cache; None means the embedded default model."""
     if model is None:
         from fw.model_loader.default_model import DefaultModelMissing, default_model_path
 
@@ -38,13 +80,13 @@ def resolve_model_path(model: str | None) -> Path:
     path = Path(model).expanduser()
     if path.exists():
         return path
-    problem = "no such file or folder"
-    if _HUB_ID.fullmatch(model) and not model.endswith((".gguf", ".safetensors", ".bin")):
-        problem += (
-            f"; {model!r} looks like a Hugging Face hub id, but fw never downloads from a hub: "
-            "download the model yourself and pass its local folder (or .gguf file)"
-        )
-    raise ModelLoadError(path, problem)
+    if _is_hub_id(model):
+        return hub.resolve(model, options or hub.HubOptions())
+    raise ModelLoadError(path, "no such file or folder")
+
+
+def _is_hub_id(model: str | None) -> bool:
+    return model is not None and not Path(model).expanduser().exists() and hub.parse_hub_id(model) is not None
 
 
 def get_loader(path: Path, load_config: "LoadConfig", model_config: "ModelConfig") -> WeightLoader:
@@ -99,14 +141,19 @@ def load_tokenizer(model: str | None, tokenizer: str | None = None,
                    trust_remote_code: bool = False) -> "PreTrainedTokenizerBase":
     """Only the tokenizer of a model, for tools that need no weights (``fw bench serve``).
 
-    ``tokenizer`` (a folder or a .gguf file) wins over ``model``. A folder is read as a
-    Hugging Face tokenizer (without importing torch where possible); a file goes to the
-    loader that reads it, e.g. a GGUF's tokenizer comes from its metadata.
+    ``tokenizer`` (a folder, a .gguf file or a hub id) wins over ``model``. A folder is
+    read as a Hugging Face tokenizer (without importing torch where possible); a file
+    goes to the loader that reads it, e.g. a GGUF's tokenizer comes from its metadata. A
+    hub id fetches only the tokenizer files (a GGUF repo: the file).
     """
     from fw.config import LoadConfig, ModelConfig
     from fw.model_loader.tokenizer import load_hf_tokenizer
 
-    path = resolve_model_path(tokenizer if tokenizer is not None else model)
+    source = tokenizer if tokenizer is not None else model
+    if _is_hub_id(source):
+        path = hub.resolve(source, hub.HubOptions(), tokenizer_only=True)
+    else:
+        path = resolve_model_path(source)
     if path.is_dir():
         return load_hf_tokenizer(path, trust_remote_code=trust_remote_code)
     model_config = ModelConfig(model=str(path), trust_remote_code=trust_remote_code)

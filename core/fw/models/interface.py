@@ -27,6 +27,23 @@ Optionally:
     made of. From it fw builds the fused CPU decode step (``fw.engine.fused_decode``), so
     a model gets that fast path by describing itself.
 
+Pooling models (the pooling runner, ``fw.pooling``) declare, as class attributes:
+
+``pooling_tasks``
+    The tasks the architecture serves as it is: ``("embed",)`` for an encoder such as
+    ``BertModel``, ``("classify",)`` for one with a classification head, which then
+    provides ``classify(pooled) -> logits`` (``[prompts, num_labels]``, float32).
+``default_pooling_type``
+    The pooler its embeddings use unless the model's files or ``--pooler-config`` say
+    otherwise (``"CLS"`` for BERT; generative models converted to embed use ``"LAST"``).
+``uses_token_type_ids``
+    ``forward`` then also takes ``token_type_ids`` (1-D like ``input_ids``; the segment of
+    each token of a text pair), when a request has them.
+
+A model without ``compute_logits`` does not generate; one without ``fw.layers.attention``
+layers has no KV cache, and each of its prompts is computed whole in one step (its
+attention is ``fw.layers.encoder_attention.EncoderAttention``).
+
 Layers from ``fw.layers`` (linear, norms, rotary embedding, attention, embeddings, and
 the blocks built of them: ``self_attention``, ``mlp``, ``moe``, ``decoder``) take care of
 dtype, quantization and LoRA, so a model plugin gets those without writing them;

@@ -32,6 +32,41 @@ def held_suffix_len(text: str, marker: str) -> int:
     return 0
 
 
+class MarkerFilter:
+    """Removes marker strings from a text stream, however the stream is chunked.
+
+    A trailing piece that may still grow into a marker (``"[TOOL_"``) is held until the
+    next text decides it, so a marker split across chunks is removed all the same.
+    """
+
+    def __init__(self, markers: tuple[str, ...]):
+        self._markers = tuple(m for m in markers if m)
+        self._held = ""
+
+    def push(self, text: str) -> str:
+        """Add text; returns the part that is decided, markers removed."""
+        if not self._markers:
+            return text
+        text = self._remove(self._held + text)
+        keep = max((held_suffix_len(text, m) for m in self._markers), default=0)
+        self._held = text[len(text) - keep:] if keep else ""
+        return text[:len(text) - keep]
+
+    def flush(self) -> str:
+        """End of the text (or something else comes next): what was held is text."""
+        held, self._held = self._held, ""
+        return held
+
+    def _remove(self, text: str) -> str:
+        changed = True
+        while changed:  # removing one marker may join the pieces of another
+            changed = False
+            for marker in self._markers:
+                if marker in text:
+                    text, changed = text.replace(marker, ""), True
+        return text
+
+
 def skip_ws(text: str, index: int) -> int:
     """The index of the first non-whitespace character at or after ``index``."""
     while index < len(text) and text[index].isspace():

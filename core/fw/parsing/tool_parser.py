@@ -11,7 +11,9 @@ Rules every built-in follows, and the test kit (``fw.parsing.testkit``) checks:
   so text that may still become a marker or a call is held back until it is decided,
   and ``finish()`` flushes what is left;
 * text that looked like a call but is not (malformed JSON, a truncated call) comes
-  back as content, unchanged, markers included;
+  back as content, without the parser's marker tokens (``special_tokens``): they are
+  control tokens of the model's format, never text for the user (``_emit_content``
+  drops them wherever they appear in content);
 * whitespace that only pads content against a call (``"Sure.\\n\\n<tool_call>"``) is
   dropped; whitespace between two pieces of content stays (``EdgeTrim``).
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 from fw.parsing.messages import DeltaMessage, ParsedMessage, ToolCallDelta, merge_deltas
 from fw.parsing.stream import IncrementalParser
-from fw.parsing.text import EdgeTrim
+from fw.parsing.text import EdgeTrim, MarkerFilter
 
 
 class ToolParser(IncrementalParser):
@@ -46,6 +48,7 @@ class ToolParser(IncrementalParser):
         #: the request's OpenAI ``tools`` list, as the client sent it
         self.tools = tools
         self._content = EdgeTrim()
+        self._markers = MarkerFilter(self.special_tokens)
         self._delta = DeltaMessage()
         self._calls = 0
 
@@ -57,6 +60,7 @@ class ToolParser(IncrementalParser):
     def finish(self) -> DeltaMessage:
         """End of stream: decide and return everything still held back."""
         self._push("", final=True)
+        self._add_content(self._content.push(self._markers.flush()))
         self._add_content(self._content.flush())
         return self._take()
 
@@ -68,10 +72,11 @@ class ToolParser(IncrementalParser):
     # -- for subclasses ------------------------------------------------------------------
 
     def _emit_content(self, text: str) -> None:
-        self._add_content(self._content.push(text))
+        self._add_content(self._content.push(self._markers.push(text)))
 
     def _emit_call(self, name: str, arguments: str) -> None:
         """A complete call: sent as one delta with its id, name and all arguments."""
+        self._add_content(self._content.push(self._markers.flush()))
         self._content.cut()
         self._delta.tool_calls.append(ToolCallDelta(
             index=self._calls, id=self._new_call_id(), type="function",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fw import plugins
+from fw.parsing.messages import DeltaMessage
 from fw.parsing.pipeline import OutputParser
 from fw.server.tools import NamedCallParser, RequiredCallsParser, ToolPlan
 
@@ -83,3 +84,15 @@ class ChatParsing:
             if prompt_text.rfind(marker) > last_start:
                 return None
         return tuple(self.tokenizer.encode(marker, add_special_tokens=False))
+
+
+def feed_parser(parser: OutputParser, text: str, final: bool) -> DeltaMessage:
+    """The next piece of a streamed choice, parsed; the last piece (``final``) also
+    flushes what the parsers held back."""
+    parsed = parser.feed(text)
+    if final:
+        last = parser.finish()
+        parsed.content = ((parsed.content or "") + (last.content or "")) or None
+        parsed.reasoning = ((parsed.reasoning or "") + (last.reasoning or "")) or None
+        parsed.tool_calls += last.tool_calls
+    return parsed

@@ -29,7 +29,7 @@ def render_messages(ctx: "ServerContext", fields: ChatTemplateFields | TokenizeR
     kwargs = {k: v for k, v in (fields.chat_template_kwargs or {}).items() if k != "chat_template"}
     kwargs.update(extra_kwargs or {})
     return render_chat(
-        ctx.tokenizer, messages,
+        ctx.require_tokenizer("messages"), messages,
         chat_template=ctx.request_template(fields),
         add_generation_prompt=fields.add_generation_prompt,
         continue_final_message=fields.continue_final_message,

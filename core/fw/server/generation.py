@@ -51,6 +51,7 @@ async def _abort(ctx: ServerContext, request_id: str) -> None:
 
 
 async def engine_stream(ctx: ServerContext, sub: Submission, priority: int) -> AsyncIterator[RequestOutput]:
+    ctx.lifecycle.admit()
     prompt = sub.prompt
     ctx.request_log.request(sub.request_id, prompt.text, prompt.token_ids, sub.params)
     tracker = ctx.metrics.track(len(prompt.token_ids))
@@ -64,12 +65,19 @@ async def engine_stream(ctx: ServerContext, sub: Submission, priority: int) -> A
                                   reasoning_end_ids=sub.reasoning_end_ids)
     finished = refused = False
     started = False
+    ctx.lifecycle.started(sub.request_id)
+    generated = 0
     try:
         async for out in outputs:
             if not started:
                 tracker.num_prompt_tokens = len(out.prompt_token_ids)  # as admitted (truncated)
             started = True
             tracker.observe(out)
+            generated += sum(len(o.token_ids) for o in out.outputs)
+            if out.finished and ctx.tracer is not None:
+                ctx.tracer.record(request_id=sub.request_id, model=out.lora_name or ctx.model_info.name,
+                                  params=sub.params, prompt_tokens=tracker.num_prompt_tokens, last=out,
+                                  completion_tokens=generated)
             if ctx.request_log.log_outputs:
                 for o in out.outputs:
                     texts[o.index] = texts.get(o.index, "") + o.text
@@ -78,11 +86,14 @@ async def engine_stream(ctx: ServerContext, sub: Submission, priority: int) -> A
             yield out
             if finished:
                 break
+        if finished and ctx.lifecycle.cut and any(o.finish_reason == "abort" for o in out.outputs):
+            raise ctx.lifecycle.shutdown_error()  # after the abort chunk: an error event, then [DONE]
     except FwError as exc:
         refused = not started  # the engine turned it down: nothing to abort
         rename_param(exc, sub.param_names)
         raise
     finally:
+        ctx.lifecycle.ended(sub.request_id)
         if not finished and not refused:
             await _abort(ctx, sub.request_id)
             tracker.aborted(sub.params.n)

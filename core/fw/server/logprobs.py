@@ -34,7 +34,7 @@ class TokenText:
         self.special_ids = set(getattr(tokenizer, "all_special_ids", None) or ())
 
     def __call__(self, token_id: int, logprob: Logprob | None = None, *, as_ids: bool = False) -> str:
-        if as_ids:
+        if as_ids or self.tokenizer is None:  # no tokenizer (--skip-tokenizer-init): ids are all there is
             return f"token_id:{token_id}"
         if logprob is not None and logprob.decoded_token is not None:
             return logprob.decoded_token

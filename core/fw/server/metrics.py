@@ -4,7 +4,8 @@ dashboards carry over. Every series has the label ``model_name`` (the first serv
 Two sources:
 
 * engine state (running/waiting requests, KV-cache usage, prefix-cache and preemption
-  counters) is read from ``engine.stats()`` when /metrics is scraped;
+  counters, whether each engine core is alive) is read from ``engine.engine_stats()``
+  when /metrics is scraped, one series per engine core (label ``engine``);
 * per-request series (tokens, latencies, finished requests) are recorded by the server
   from the outputs it streams, through a ``RequestTracker`` per request.
 
@@ -15,13 +16,13 @@ not collide.
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from fw.engine.outputs import RequestOutput
+from fw.engine.outputs import PoolingRequestOutput, RequestOutput
 from fw.engine.protocol import EngineClient
 
 # The *_created series double the output and no dashboard reads them (vLLM drops them too).
@@ -43,29 +44,53 @@ class EngineStatsCollector(Collector):
         self.model_name = model_name
 
     def collect(self) -> Iterator:
-        stats = self.engine.stats()
-        label = [self.model_name]
+        """One series per engine core (label ``engine``: its data parallel rank, as vLLM
+        labels them); a dead engine core keeps only ``fw:engine_alive`` 0."""
+        per_engine = self.engine.engine_stats()
+        labels = ["model_name", "engine"]
 
-        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-            family = GaugeMetricFamily(name, doc, labels=["model_name"])
-            family.add_metric(label, value)
-            return family
+        def family(kind, name: str, doc: str, value_of) -> Any:
+            metric = kind(name, doc, labels=labels)
+            for rank, stats in per_engine.items():
+                if stats is not None:
+                    metric.add_metric([self.model_name, str(rank)], value_of(stats))
+            return metric
 
-        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-            family = CounterMetricFamily(name, doc, labels=["model_name"])
-            family.add_metric(label, value)
-            return family
+        alive = GaugeMetricFamily("fw:engine_alive", "1 while the engine core serves, 0 once it has died.",
+                                  labels=labels)
+        for rank, stats in per_engine.items():
+            alive.add_metric([self.model_name, str(rank)], 0 if stats is None else 1)
+        yield alive
+        yield family(GaugeMetricFamily, "fw:num_requests_running", "Requests in the engine's running batch.",
+                     lambda s: s.num_running)
+        yield family(GaugeMetricFamily, "fw:num_requests_waiting", "Requests waiting to be scheduled.",
+                     lambda s: s.num_waiting)
+        yield family(GaugeMetricFamily, "fw:kv_cache_usage_perc", "Fraction of KV-cache blocks in use (1 = full).",
+                     lambda s: s.kv_cache_usage)
+        yield family(CounterMetricFamily, "fw:prefix_cache_queries", "Prompt tokens looked up in the prefix cache.",
+                     lambda s: s.prefix_cache_queries)
+        yield family(CounterMetricFamily, "fw:prefix_cache_hits", "Prompt tokens found in the prefix cache.",
+                     lambda s: s.prefix_cache_hits)
+        yield family(CounterMetricFamily, "fw:num_preemptions", "Requests preempted (their KV cache dropped).",
+                     lambda s: s.num_preemptions)
+        if any(stats is not None and stats.spec_accepted_per_position for stats in per_engine.values()):
+            yield from self._speculative(per_engine, family)
 
-        yield gauge("fw:num_requests_running", "Requests in the engine's running batch.", stats.num_running)
-        yield gauge("fw:num_requests_waiting", "Requests waiting to be scheduled.", stats.num_waiting)
-        yield gauge("fw:kv_cache_usage_perc", "Fraction of KV-cache blocks in use (1 = full).",
-                    stats.kv_cache_usage)
-        yield counter("fw:prefix_cache_queries", "Prompt tokens looked up in the prefix cache.",
-                      stats.prefix_cache_queries)
-        yield counter("fw:prefix_cache_hits", "Prompt tokens found in the prefix cache.",
-                      stats.prefix_cache_hits)
-        yield counter("fw:num_preemptions", "Requests preempted (their KV cache dropped).",
-                      stats.num_preemptions)
+    def _speculative(self, per_engine: dict[int, Any], family) -> Iterator:
+        """vLLM's speculative-decoding counters (only when speculative decoding is on)."""
+        yield family(CounterMetricFamily, "fw:spec_decode_num_drafts", "Proposals checked (one per request and step).",
+                     lambda s: s.spec_num_drafts)
+        yield family(CounterMetricFamily, "fw:spec_decode_num_draft_tokens", "Proposed tokens checked.",
+                     lambda s: s.spec_num_draft_tokens)
+        yield family(CounterMetricFamily, "fw:spec_decode_num_accepted_tokens", "Proposed tokens the model accepted.",
+                     lambda s: s.spec_num_accepted_tokens)
+        per_position = CounterMetricFamily(
+            "fw:spec_decode_num_accepted_tokens_per_pos", "Accepted tokens by their position in the proposal.",
+            labels=["model_name", "engine", "position"])
+        for rank, stats in per_engine.items():
+            for position, count in enumerate(stats.spec_accepted_per_position if stats is not None else ()):
+                per_position.add_metric([self.model_name, str(rank), str(position)], count)
+        yield per_position
 
 
 class ServerMetrics:
@@ -153,6 +178,23 @@ class RequestTracker:
             end = (timing.finished_time - timing.arrival_time
                    if timing is not None and timing.finished_time is not None else now - self.start)
             m.e2e.observe(max(0.0, end))
+
+    def pooled(self, out: PoolingRequestOutput) -> None:
+        """A pooling request's one output: its prompt tokens, queue time, latency and
+        finish (no tokens are generated)."""
+        m, timing = self.m, out.metrics
+        self.finished = True
+        if out.outputs is None:
+            m.count_finished("abort")
+            return
+        m.prompt_tokens.inc(len(out.prompt_token_ids))
+        m.total_prompt_tokens += len(out.prompt_token_ids)
+        m.count_finished("stop")
+        if timing is not None and timing.first_scheduled_time is not None:
+            m.queue_time.observe(max(0.0, timing.first_scheduled_time - timing.arrival_time))
+        end = (timing.finished_time - timing.arrival_time
+               if timing is not None and timing.finished_time is not None else time.monotonic() - self.start)
+        m.e2e.observe(max(0.0, end))
 
     def aborted(self, num_sequences: int) -> None:
         """The client went away (or the request failed) before it finished: its

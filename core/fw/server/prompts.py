@@ -2,7 +2,9 @@
 
 The server tokenizes what it rendered (chat templates) or was given, so the ids it logs
 and submits are the ones the engine runs. Every rule on a prompt (its length against the
-context, ids inside the vocabulary, truncation) is the engine's admission step's.
+context, ids inside the vocabulary, truncation) is the engine's admission step's; the
+server only refuses, before tokenizing, a text too long for any tokenization to fit
+(``fw.server.preprocess``), and tokenizes off the event loop.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 
 from fw.errors import InvalidParameterError
 from fw.server.context import ServerContext
+from fw.server.preprocess import tokenize
 
 
 @dataclass
@@ -19,11 +22,8 @@ class Prompt:
     token_ids: list[int]
 
 
-def encode(ctx: ServerContext, text: str, add_special_tokens: bool) -> list[int]:
-    return list(ctx.tokenizer.encode(text, add_special_tokens=add_special_tokens))
-
-
-def completion_prompts(ctx: ServerContext, prompt: str | list, add_special_tokens: bool) -> list[Prompt]:
+async def completion_prompts(ctx: ServerContext, prompt: str | list, add_special_tokens: bool, *,
+                             truncate: int | None = None) -> list[Prompt]:
     """The completions API's four prompt shapes, as one Prompt each."""
     if isinstance(prompt, str):
         items: list = [prompt]
@@ -33,5 +33,11 @@ def completion_prompts(ctx: ServerContext, prompt: str | list, add_special_token
         items = list(prompt)
     if not items:
         raise InvalidParameterError("prompt", "must not be empty")
-    return [Prompt(item, encode(ctx, item, add_special_tokens)) if isinstance(item, str) else Prompt(None, list(item))
-            for item in items]
+    prompts = []
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            param = "prompt" if len(items) == 1 else f"prompt[{index}]"
+            prompts.append(Prompt(item, await tokenize(ctx, item, add_special_tokens, param=param, truncate=truncate)))
+        else:
+            prompts.append(Prompt(None, list(item)))
+    return prompts

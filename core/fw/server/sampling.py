@@ -12,8 +12,10 @@ from typing import Any
 
 from fw.engine.sampling_params import RequestOutputKind, SamplingParams
 from fw.errors import InvalidParameterError, NotSupportedError
+from fw.registry import UnknownNameError
 from fw.server.protocol.common import SamplingRequest
 from fw.structured.params import StructuredOutputsParams
+from fw.structured.selection import canonical_backend
 
 
 def reject_unsupported(request: SamplingRequest) -> None:
@@ -60,13 +62,25 @@ def structured_outputs(request: SamplingRequest) -> StructuredOutputsParams | No
             raise InvalidParameterError("response_format", "json_schema.schema is required for type json_schema")
         spec["json"] = fmt.json_schema.json_schema
         source = "response_format"
+    backend = _backend(request.guided_decoding_backend)
     if not constraints & spec.keys():
         if "whitespace_pattern" in spec:
             raise InvalidParameterError("guided_whitespace_pattern", "only applies to a JSON constraint")
         return None
-    params = StructuredOutputsParams(**spec, source=source)
+    params = StructuredOutputsParams(**spec, source=source, backend=backend)
     params.kind()
     return params
+
+
+def _backend(name: str | None) -> str | None:
+    """A request's guided_decoding_backend, checked now (a typo is a 400 even when the
+    request has no constraint for it to compile)."""
+    if name is None:
+        return None
+    try:
+        return canonical_backend(name)
+    except UnknownNameError as exc:
+        raise InvalidParameterError("guided_decoding_backend", str(exc)) from None
 
 
 def _logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:

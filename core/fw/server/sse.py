@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, AsyncIterator, Awaitable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import anyio
 from fastapi import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from fw.server.errors import from_exception, log_error
+from fw.server.errors import ApiError, from_exception, log_error
 
 T = TypeVar("T")
 
@@ -28,10 +28,15 @@ class ClientDisconnected(Exception):
     """The client closed the connection before the answer was ready."""
 
 
-def event(payload: Any) -> str:
-    """One SSE event; ``payload`` is a pydantic model or JSON-able data."""
+def event(payload: Any, name: str | None = None) -> str:
+    """One SSE event; ``payload`` is a pydantic model or JSON-able data. ``name``: the
+    ``event:`` line the Responses and Messages APIs put before each payload."""
     data = payload.model_dump_json() if hasattr(payload, "model_dump_json") else json.dumps(payload)
-    return f"data: {data}\n\n"
+    return f"event: {name}\ndata: {data}\n\n" if name else f"data: {data}\n\n"
+
+
+def _openai_error_events(error: ApiError) -> list[str]:
+    return [error.sse_event(), DONE]
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
@@ -61,17 +66,20 @@ class SSEResponse(StreamingResponse):
             group.cancel_scope.cancel()
 
 
-async def guard_stream(events: AsyncIterator[str], *, log_error_stack: bool) -> AsyncIterator[str]:
-    """Once a stream has started its status is sent: a later failure becomes an error
-    event followed by [DONE], so the client still sees a well-formed stream."""
+async def guard_stream(events: AsyncIterator[str], *, log_error_stack: bool,
+                       error_events: Callable[[ApiError], list[str]] = _openai_error_events,
+                       ) -> AsyncIterator[str]:
+    """Once a stream has started its status is sent: a later failure becomes the API's
+    error events (by default an error event followed by [DONE]), so the client still
+    sees a well-formed stream."""
     try:
         async for item in events:
             yield item
     except Exception as exc:  # noqa: BLE001 - mapped like any other error
         error = from_exception(exc)
         log_error(exc, error, stack=log_error_stack)
-        yield error.sse_event()
-        yield DONE
+        for item in error_events(error):
+            yield item
 
 
 async def until_disconnected(request: Request, work: Awaitable[T]) -> T:

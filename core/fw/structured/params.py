@@ -24,6 +24,8 @@ class StructuredOutputsParams:
     disable_additional_properties: bool = False
     #: the request parameter this came from ("response_format", "guided_json", ...), for errors
     source: str | None = None
+    #: the backend to compile it with (a request's guided_decoding_backend); None: the engine's
+    backend: str | None = None
 
     def param_name(self) -> str:
         return self.source or "structured_outputs"

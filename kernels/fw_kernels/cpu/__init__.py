@@ -23,11 +23,15 @@ _SIGNATURES = {
     "rope_neox": [_P, _I, _P, _P, _I, _I, _I, _I],
     "write_kv": [_P, _I, _P, _I, _P, _P, _P, _I, _I],
     "paged_decode": [_P, _P, _I, _P, _P, _P, _I, _P, _I, _I, _I, _I, _I, _F, _I, _F, _I],
-    "int4_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I],
+    "encoder_attention": [_P, _P, _I, _P, _P, _I, _P, _I, _I, _I, _F, _I],
+    "int4_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
     "int8_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
     "dense_gemm": [_P, _P, _I, _P, _P, _I, _I, _I, _I],
     "int8_gemm": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
     "argmax": [_P, _I, _I, _P],
+    "pack_int4": [_P, _I, _I, _P, _P],
+    "pack_int8": [_P, _I, _I, _P, _P],
+    "pack_int8_panels": [_P, _I, _I, _P, _P],
 }
 #: the input rows the quantized GEMV kernels take per pass over a tile of weights (and the
 #: most a step reads them for where int8 or dense panels take larger steps)
@@ -142,6 +146,20 @@ def paged_decode(query: torch.Tensor, key_cache: torch.Tensor, value_cache: torc
     return out
 
 
+def encoder_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, starts: torch.Tensor,
+                      heads: int, scale: float, *, max_len: int) -> torch.Tensor:
+    """Bidirectional attention within each prompt (encoders): query/key/value [tokens, heads *
+    head_size] (any row stride, unit stride within a row; key and value share theirs),
+    ``starts`` int64 [prompts + 1] the prompts' first rows and the end, ``max_len`` the
+    longest prompt -> [tokens, heads * head_size]."""
+    tokens, width = query.shape
+    out = query.new_empty(tokens, width)
+    _function("encoder_attention", query.dtype)(
+        out.data_ptr(), query.data_ptr(), query.stride(0), key.data_ptr(), value.data_ptr(), key.stride(0),
+        starts.data_ptr(), starts.shape[0] - 1, heads, width // heads, scale, max_len)
+    return out
+
+
 def _quantized_gemv(kind: str, x: torch.Tensor, packed: torch.Tensor, params: torch.Tensor,
                     bias: torch.Tensor | None, out_features: int, *extra) -> torch.Tensor:
     rows, k = x.shape
@@ -152,11 +170,12 @@ def _quantized_gemv(kind: str, x: torch.Tensor, packed: torch.Tensor, params: to
 
 
 def int4_gemv(x: torch.Tensor, packed: torch.Tensor, params: torch.Tensor, bias: torch.Tensor | None,
-              out_features: int) -> torch.Tensor:
+              out_features: int, *, float_output: bool = False) -> torch.Tensor:
     """``x @ W.T (+ bias)`` for x [rows, K] (unit stride along K; MAX_GEMV_ROWS rows per
-    pass over a cached tile of weights) and W
-    [out_features, K] packed by ``fw_kernels.cpu.packing.pack_int4``."""
-    return _quantized_gemv("int4_gemv", x, packed, params, bias, out_features)
+    pass over a cached tile of weights) and W [out_features, K] packed by
+    ``fw_kernels.cpu.packing.pack_int4``; with ``float_output`` the result is float32 (the
+    sums unrounded), whatever x's dtype."""
+    return _quantized_gemv("int4_gemv", x, packed, params, bias, out_features, int(float_output))
 
 
 def int8_gemv(x: torch.Tensor, packed: torch.Tensor, params: torch.Tensor, bias: torch.Tensor | None,

@@ -1,4 +1,5 @@
-/* Decode attention over the paged KV cache: one query token per sequence. */
+/* Decode attention over the paged KV cache: one query token per sequence; and encoders'
+ * bidirectional attention within each prompt of a step. */
 #include "fw_cpu.h"
 
 /* One (sequence, kv head) of decode attention: the G queries q [G, D] (already scaled)
@@ -30,7 +31,9 @@ static inline __attribute__((always_inline)) void attend_rows_##SUFFIX(         
 static void attend_##SUFFIX(const float *q, const T *key_cache, const T *value_cache,              \
                             const int64_t *offsets, int64_t n, int64_t G, int64_t D, int64_t stride, \
                             float soft_cap, float *scores, float *acc) {                           \
-    if (HAVE_VECTORS && D == 64)                                                                   \
+    if (HAVE_VECTORS && D == 32)                                                                   \
+        attend_rows_##SUFFIX(q, key_cache, value_cache, offsets, n, G, 32, stride, soft_cap, scores, acc); \
+    else if (HAVE_VECTORS && D == 64)                                                              \
         attend_rows_##SUFFIX(q, key_cache, value_cache, offsets, n, G, 64, stride, soft_cap, scores, acc); \
     else if (HAVE_VECTORS && D == 128)                                                             \
         attend_rows_##SUFFIX(q, key_cache, value_cache, offsets, n, G, 128, stride, soft_cap, scores, acc); \
@@ -185,3 +188,44 @@ void fw_paged_decode_##SUFFIX(T *out, const T *query, int64_t q_stride, const T 
 
 DEFINE_DECODE(f32, float, f32_load, f32_store)
 DEFINE_DECODE(bf16, uint16_t, bf16_load, bf16_store)
+
+#define DEFINE_ENCODER(SUFFIX, T, STORE)                                                          \
+/* Encoder attention: every query of a prompt over every key of that prompt, no cache.       \
+ * query/key/value rows are the step's tokens (row strides q_stride and kv_stride), each row's \
+ * heads [heads, head_size] contiguous; prompt b is rows starts[b] to starts[b + 1], at most \
+ * max_len long. out is [tokens, heads, head_size]. One task per (prompt, head), which       \
+ * reads its keys and values once for all its queries; a row's result depends on its own   \
+ * prompt only. */                                                                           \
+void fw_encoder_attention_##SUFFIX(T *out, const T *query, int64_t q_stride, const T *key,         \
+                                   const T *value, int64_t kv_stride, const int64_t *starts,        \
+                                   int64_t seqs, int64_t heads, int64_t head_size, float scale,     \
+                                   int64_t max_len) {                                               \
+    const int64_t D = head_size;                                                                   \
+    _Pragma("omp parallel if (seqs * heads > 1 && starts[seqs] * max_len >= 256)")                \
+    {                                                                                              \
+        float *scores = fw_scratch(sizeof(float) * (size_t)(max_len * max_len + 2 * max_len * D)); \
+        float *q = scores + max_len * max_len, *acc = q + max_len * D;                             \
+        int64_t *offsets = fw_scratch(sizeof(int64_t) * (size_t)max_len);                          \
+        _Pragma("omp for collapse(2) schedule(dynamic, 1)")                                           \
+        for (int64_t b = 0; b < seqs; b++) {                                                       \
+            for (int64_t h = 0; h < heads; h++) {                                                  \
+                const int64_t first = starts[b], n = starts[b + 1] - first;                        \
+                for (int64_t j = 0; j < n; j++) {                                                  \
+                    offsets[j] = (first + j) * kv_stride + h * D;                                  \
+                    row_##SUFFIX(q + j * D, query + (first + j) * q_stride + h * D, D);            \
+                }                                                                                  \
+                for (int64_t i = 0; i < n * D; i++) q[i] *= scale;                                 \
+                attend_##SUFFIX(q, key, value, offsets, n, n, D, max_len, 0.0f, scores, acc);      \
+                for (int64_t i = 0; i < n; i++) {                                                  \
+                    T *o = out + ((first + i) * heads + h) * D;                                    \
+                    for (int64_t d = 0; d < D; d++) o[d] = STORE(acc[i * D + d]);                  \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        free(offsets);                                                                             \
+        free(scores);                                                                              \
+    }                                                                                              \
+}
+
+DEFINE_ENCODER(f32, float, f32_store)
+DEFINE_ENCODER(bf16, uint16_t, bf16_store)

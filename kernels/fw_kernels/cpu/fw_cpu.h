@@ -185,7 +185,8 @@ static inline void *fw_scratch(size_t bytes) {
                                   int64_t block_size, float scale, int64_t window, float soft_cap, \
                                   int64_t max_len);                                                \
     void fw_int4_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const uint8_t *q,             \
-                               const uint16_t *params, const T *bias, int64_t M, int64_t N, int64_t K); \
+                               const uint16_t *params, const T *bias, int64_t M, int64_t N, int64_t K, \
+                               int64_t float_out);                                                 \
     void fw_int8_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const uint8_t *q,             \
                                const uint16_t *params, const T *bias, int64_t M, int64_t N, int64_t K, \
                                int64_t float_out);

@@ -272,12 +272,13 @@ static void gemv_##SUFFIX(const int BITS, T *out, const T *x, int64_t x_stride, 
     free(xf_all);                                                                                  \
 }                                                                                                  \
                                                                                                    \
+/* float_out: out is float32 [M, N] (an LM head's logits, a tensor-parallel shard's partial  \
+ * sums keep their float32 sums). */                                                              \
 void fw_int4_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const uint8_t *q, const uint16_t *params, \
-                           const T *bias, int64_t M, int64_t N, int64_t K) {                       \
-    gemv_##SUFFIX(4, out, x, x_stride, q, params, bias, M, N, K, 0);                               \
+                           const T *bias, int64_t M, int64_t N, int64_t K, int64_t float_out) {    \
+    gemv_##SUFFIX(4, out, x, x_stride, q, params, bias, M, N, K, float_out);                       \
 }                                                                                                  \
                                                                                                    \
-/* float_out: out is float32 [M, N] (an LM head's logits keep their float32 sums). */        \
 void fw_int8_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const uint8_t *q, const uint16_t *params, \
                            const T *bias, int64_t M, int64_t N, int64_t K, int64_t float_out) {    \
     gemv_##SUFFIX(8, out, x, x_stride, q, params, bias, M, N, K, float_out);                       \

@@ -14,7 +14,7 @@ void fw_project_f32(float *out, const float *x, int64_t x_stride, const fw_proje
     (void)plan;
     (void)step_rows;  /* float32 projections are int4 or 8-bit blocks only (small steps) */
     if (p->int4)
-        fw_int4_gemv_f32(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k);
+        fw_int4_gemv_f32(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k, 0);
     else
         fw_int8_gemv_f32(out, x, x_stride, p->q8, p->q8_params, p->bias, rows, n, k, 0);
 }
@@ -22,7 +22,7 @@ void fw_project_f32(float *out, const float *x, int64_t x_stride, const fw_proje
 void fw_project_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, const fw_projection *p, int64_t rows,
                      int64_t step_rows, int64_t n, int64_t k, const fw_prefetch_plan *plan) {
     if (p->int4 && step_rows <= p->int4_rows)
-        fw_int4_gemv_bf16(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k);
+        fw_int4_gemv_bf16(out, x, x_stride, p->int4, p->params, p->bias, rows, n, k, 0);
     else if (p->q8 && step_rows <= p->q8_rows)
         fw_int8_gemv_bf16(out, x, x_stride, p->q8, p->q8_params, p->bias, rows, n, k, 0);
     else if (p->int8)

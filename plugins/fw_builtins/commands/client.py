@@ -4,7 +4,7 @@ a small OpenAI-compatible HTTP client, server-sent-events parsing and one-line e
 
 The client is httpx and a few lines of SSE parsing rather than the `openai` package,
 which takes over a second to import: these commands must start fast, and they need only
-three calls (list models, stream a chat or a text completion).
+four calls (list models, stream a chat, a response or a text completion).
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ def sse_event(line: str) -> Any:
         event = json.loads(payload)
     except ValueError:
         raise ServerError(f"the server streamed something that is not JSON: {payload[:80]!r}") from None
-    if isinstance(event, dict) and "error" in event:
-        raise ServerError(error_text(payload, 0))
+    if isinstance(event, dict) and ("error" in event or event.get("type") == "error"):
+        raise ServerError(error_text(payload, 0))  # the Responses API's error event has no "error" key
     return event
 
 
@@ -141,6 +141,20 @@ class Client:
         for event in self._stream("/chat/completions", body):
             for choice in event.get("choices") or []:
                 yield (choice.get("delta") or {}).get("content") or ""
+
+    def stream_response(self, model: str, text: str, *, previous_response_id: str | None,
+                        instructions: str | None, ids: list[str]) -> Iterator[str]:
+        """A Responses API turn's text; the response's id is appended to ``ids``."""
+        body: dict[str, Any] = {"model": model, "input": text, "stream": True}
+        if previous_response_id is not None:
+            body["previous_response_id"] = previous_response_id
+        if instructions is not None:
+            body["instructions"] = instructions  # not carried over from the previous response
+        for event in self._stream("/responses", body):
+            if event.get("type") == "response.created":
+                ids.append(event["response"]["id"])
+            elif event.get("type") == "response.output_text.delta":
+                yield event.get("delta") or ""
 
     def stream_completion(self, model: str, prompt: str) -> Iterator[str]:
         body = {"model": model, "prompt": prompt, "stream": True}

@@ -24,9 +24,9 @@ from fw.cli.config_command import config_command
 CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
              "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
 PACKAGES = ("fw", "torch", "triton", "transformers", "tokenizers", "safetensors", "numpy",
-            "xgrammar", "gguf", "fastapi", "uvicorn", "pydantic", "httpx", "pluggy")
+            "xgrammar", "gguf", "fastapi", "uvicorn", "pydantic", "httpx", "pluggy", "ray")
 #: environment variables that change what fw does; values of secret-looking ones are hidden
-ENV_PREFIXES = ("FW_", "CUDA_", "TRITON_", "HF_", "OMP_", "TORCH_", "PYTORCH_")
+ENV_PREFIXES = ("FW_", "CUDA_", "TRITON_", "HF_", "OMP_", "TORCH_", "PYTORCH_", "RAY_", "NCCL_", "GLOO_", "MASTER_")
 
 
 class CollectEnvConfig(BaseModel):
@@ -34,10 +34,10 @@ class CollectEnvConfig(BaseModel):
 
 
 @config_command(CollectEnvConfig, name="collect-env",
-                help="Print the environment (CPU, memory, GPU, package versions, fw plugins) "
+                help="Print the environment (CPU, memory, GPU, distributed set-up, package versions, fw plugins) "
                      "as text to paste into a bug report.")
 def collect_env(config: CollectEnvConfig) -> None:
-    sections = [("System", _system()), ("Versions", _versions()), ("GPU", _gpu()),
+    sections = [("System", _system()), ("Versions", _versions()), ("GPU", _gpu()), ("Distributed", _distributed()),
                 ("fw plugins", _plugins()), ("Environment variables", _environment())]
     for title, lines in sections:
         click.echo(f"== {title} ==")
@@ -128,6 +128,14 @@ def _gpu() -> list[str]:
     return lines
 
 
+def _distributed() -> list[str]:
+    try:
+        from fw.distributed.environment import describe
+    except Exception as exc:  # noqa: BLE001 - a broken torch is reported in the GPU section
+        return [f"cannot be inspected: {type(exc).__name__}: {exc}"]
+    return describe()
+
+
 def _plugins() -> list[str]:
     from fw.plugins import get_host
 
@@ -145,4 +153,4 @@ def _environment() -> list[str]:
         if name.startswith(ENV_PREFIXES):
             secret = any(word in name for word in ("TOKEN", "KEY", "SECRET", "PASSWORD"))
             lines.append(f"{name}={'***' if secret else os.environ[name]}")
-    return lines or ["none of FW_*, CUDA_*, TRITON_*, HF_*, OMP_*, TORCH_*, PYTORCH_* set"]
+    return lines or [f"none of {', '.join(prefix + '*' for prefix in ENV_PREFIXES)} set"]

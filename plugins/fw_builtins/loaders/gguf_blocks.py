@@ -32,6 +32,8 @@ from gguf.quants import IQ4_NL, dequantize
 
 from fw.layers.packed import GroupedLevels, QuantizedMatrix
 
+from fw_builtins.loaders.gguf_dequant import dequantize_blocks
+
 GROUP = 32
 #: the types whose converter keeps the file's values exactly
 EXACT = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.IQ4_NL)
@@ -187,8 +189,9 @@ class GGUFMatrix(QuantizedMatrix):
         self.raw, self.qtype, self.shape, self.type_name = raw, qtype, tuple(shape), qtype.name
 
     def dequantize(self) -> torch.Tensor:
-        values = dequantize(self.raw, self.qtype).reshape(self.shape)
-        return torch.from_numpy(np.array(values, dtype=np.float32, copy=True))
+        fast = dequantize_blocks(np.ascontiguousarray(self.raw), self.qtype)  # Q4_0/Q4_1/Q8_0 in a few numpy ops
+        values = fast if fast is not None else dequantize(self.raw, self.qtype)
+        return torch.from_numpy(np.array(values.reshape(self.shape), dtype=np.float32, copy=True))
 
     def grouped_levels(self) -> GroupedLevels:
         if self.shape[1] % GROUP:

@@ -91,7 +91,7 @@ class GGUFLoader(WeightLoader):
 
         override = self.model_config.tokenizer
         if override is None:
-            return load_gguf_tokenizer(self.path)
+            return load_gguf_tokenizer(self.path, self.__dict__.get("file"))  # the header, if already read
         if Path(override).is_file():
             return load_gguf_tokenizer(Path(override))
         from fw.model_loader.tokenizer import load_hf_tokenizer
@@ -173,8 +173,13 @@ class GGUFLoader(WeightLoader):
         from gguf import GGMLQuantizationType as T
         from gguf.quants import dequantize
 
+        from fw_builtins.loaders.gguf_dequant import dequantize_blocks
+
         raw = self.file.raw(info)
         shape = info.torch_shape
+        fast = dequantize_blocks(raw, info.type)
+        if fast is not None:
+            return torch.from_numpy(fast.reshape(shape))
         if info.type == T.F16:
             return torch.from_numpy(raw.view(np.float16).reshape(shape).copy())
         if info.type == T.BF16:

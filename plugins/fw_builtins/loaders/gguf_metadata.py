@@ -11,6 +11,8 @@ mtime: later loads read that folder, which needs neither the GGUF file nor torch
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import logging
@@ -18,7 +20,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from fw.errors import ModelLoadError
 from fw.model_loader.tokenizer import load_hf_tokenizer
@@ -125,14 +127,19 @@ def _gemma(get, config: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def hf_config(gguf: "GGUFFile"):
-    from transformers import AutoConfig
+#: the model types whose configs ``GGUFConfig`` holds without transformers (its defaults
+#: are theirs); the others (Gemma 3's RoPE base per layer type, derived from its defaults)
+#: get transformers' config class
+LIGHT_MODEL_TYPES = ("llama", "qwen2", "qwen3")
 
-    values = config_dict(gguf)
-    try:
-        return AutoConfig.for_model(**values)
-    except (ValueError, TypeError) as exc:
-        raise ModelLoadError(gguf.path, f"its metadata does not make a valid config: {exc}") from exc
+
+def hf_config(gguf: "GGUFFile"):
+    """The model config (a ``GGUFConfig`` for the Llama family: transformers' config
+    classes cost seconds to import)."""
+    from fw_builtins.loaders.gguf_config import GGUFConfig
+
+    config = GGUFConfig(config_dict(gguf), gguf.path)
+    return config if config.model_type in LIGHT_MODEL_TYPES else config.transformers_config()
 
 
 # -- the tokenizer -------------------------------------------------------------------
@@ -151,22 +158,41 @@ def tokenizer_cache_dir(path: Path) -> Path:
     return cache_root() / "gguf-tokenizers" / f"{path.stem}-{digest}"
 
 
-def load_gguf_tokenizer(path: Path) -> "PreTrainedTokenizerBase":
-    """The tokenizer stored in GGUF ``path``: from the cache, or converted and cached."""
+def load_gguf_tokenizer(path: Path, parsed: "GGUFFile | None" = None) -> "PreTrainedTokenizerBase":
+    """The tokenizer stored in GGUF ``path``: from the cache, or converted (from ``parsed``,
+    the file's header if already read) and cached."""
     folder = tokenizer_cache_dir(path)
     if folder.is_dir():
         return load_hf_tokenizer(folder)
-    tokenizer = convert_tokenizer(path)
-    try:
-        _save_atomically(tokenizer, folder)
-    except OSError as exc:
-        logger.warning("cannot cache the tokenizer of %s in %s (%s); it is converted again next time",
-                       path, folder, exc)
-        return tokenizer
+    with _converting(folder):  # `fw serve`'s API server and engine core both want it: one converts
+        if folder.is_dir():
+            return load_hf_tokenizer(folder)
+        tokenizer = convert_tokenizer(path, parsed)
+        try:
+            _save_atomically(tokenizer, folder)
+        except OSError as exc:
+            logger.warning("cannot cache the tokenizer of %s in %s (%s); it is converted again next time",
+                           path, folder, exc)
+            return tokenizer
     return load_hf_tokenizer(folder)
 
 
-def convert_tokenizer(path: Path) -> "PreTrainedTokenizerBase":
+@contextlib.contextmanager
+def _converting(folder: Path) -> Iterator[None]:
+    """One process at a time converts into ``folder`` (an exclusive lock beside it); where
+    the lock cannot be had (a read-only cache), each converts on its own."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(folder.parent / f".{folder.name}.lock", "w")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def convert_tokenizer(path: Path, parsed: "GGUFFile | None" = None) -> "PreTrainedTokenizerBase":
     """Build the tokenizer from the metadata with transformers' GGUF converter.
 
     The inputs are gathered as transformers' ``get_gguf_tokenizer`` gathers them, but from
@@ -177,7 +203,7 @@ def convert_tokenizer(path: Path) -> "PreTrainedTokenizerBase":
 
     from fw_builtins.loaders.gguf_reader import GGUFFile
 
-    meta = GGUFFile(path).metadata
+    meta = (parsed or GGUFFile(path)).metadata
     tokenizer_dict, tokenizer_config = (
         {name: meta[f"tokenizer.{key}"] for key, name in GGUF_TOKENIZER_MAPPING[group].items()
          if f"tokenizer.{key}" in meta}

@@ -51,22 +51,36 @@ class PtLoader(WeightLoader):
             raise ModelLoadError(self.path, f"holds no {PATTERN} files")
         return files
 
+    def default_quantization(self) -> str | None:
+        """``int4`` for a GPTQ or AWQ checkpoint (its quantization_config)."""
+        from fw_builtins.quantization import checkpoint
+
+        return checkpoint.default_method(self)
+
     def iter_weights(self) -> Iterator[tuple[str, "torch.Tensor"]]:
+        """The stored tensors; a GPTQ or AWQ layer's come as its dense weight."""
+        from fw_builtins.quantization import checkpoint
+
+        return checkpoint.decoded(self, self._tensors())
+
+    def _tensors(self) -> Iterator[tuple[str, "torch.Tensor"]]:
         files = self.weight_files()
         for file in progress(files, total=len(files), desc="Loading pt checkpoint shards",
                              enabled=self.load_config.use_tqdm_on_load):
-            yield from _read(file).items()
+            yield from _read(file, self.load_config.pt_load_map_location).items()
 
 
-def _read(file: Path) -> dict[str, "torch.Tensor"]:
+def _read(file: Path, map_location: "str | dict[str, str]" = "cpu") -> dict[str, "torch.Tensor"]:
+    """``map_location``: --pt-load-map-location, as torch.load takes it."""
     import pickle
     import zipfile
 
     import torch
 
     try:
-        # Memory-map where the format allows it (zip files; not the pre-2020 legacy format).
-        state = torch.load(file, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(file))
+        # Memory-map where the format allows it (zip files; not the pre-2020 legacy format), onto the CPU.
+        mmap = zipfile.is_zipfile(file) and map_location == "cpu"
+        state = torch.load(file, map_location=map_location, weights_only=True, mmap=mmap)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(file, f"cannot be read as a PyTorch checkpoint: {first_line}") from exc

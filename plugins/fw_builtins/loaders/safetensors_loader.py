@@ -4,6 +4,9 @@ A sharded checkpoint is read through its ``model.safetensors.index.json``; other
 ``model.safetensors``, or every ``*.safetensors`` file in the folder. Each file's header
 is checked against the file size before any tensor is read, so a truncated download is
 reported as such (naming the file and the missing bytes) rather than as a Rust error.
+Files are memory-mapped (``--safetensors-load-strategy lazy``) or read whole (``eager``).
+A GPTQ or AWQ checkpoint (config.json's ``quantization_config``) is decoded layer by
+layer (``fw_builtins.quantization.checkpoint``).
 """
 
 from __future__ import annotations
@@ -59,9 +62,24 @@ class SafetensorsLoader(WeightLoader):
             raise ModelLoadError(self.path, "holds no *.safetensors files")
         return files
 
+    def default_quantization(self) -> str | None:
+        """``int4`` for a GPTQ or AWQ checkpoint (its quantization_config)."""
+        from fw_builtins.quantization import checkpoint
+
+        return checkpoint.default_method(self)
+
     def iter_weights(self) -> Iterator[tuple[str, "torch.Tensor"]]:
+        """The stored tensors; a GPTQ or AWQ layer's come as its dense weight."""
+        from fw_builtins.quantization import checkpoint
+
+        return checkpoint.decoded(self, self._tensors())
+
+    def _tensors(self) -> Iterator[tuple[str, "torch.Tensor"]]:
         from safetensors import SafetensorError, safe_open
 
+        if self.load_config.safetensors_load_strategy == "eager":
+            yield from self._iter_eager()
+            return
         files = self.weight_files()
         names = {file: read_header(file) for file in files}
         items = ((file, name) for file in files for name in names[file])
@@ -76,6 +94,24 @@ class SafetensorsLoader(WeightLoader):
             except SafetensorError as exc:
                 raise ModelLoadError(file, f"cannot read tensor {name!r}: {exc}") from exc
             yield name, tensor
+
+
+    def _iter_eager(self) -> Iterator[tuple[str, "torch.Tensor"]]:
+        """--safetensors-load-strategy eager: each file read whole into memory, in one
+        sequential read (network file systems serve that far better than mmap's random
+        page faults), then its tensors taken from the bytes."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load
+
+        files = self.weight_files()
+        for file in progress(files, total=len(files), desc="Loading safetensors files (eager)",
+                             enabled=self.load_config.use_tqdm_on_load):
+            read_header(file)
+            try:
+                tensors = load(file.read_bytes())
+            except SafetensorError as exc:
+                raise ModelLoadError(file, f"cannot be read: {exc}") from exc
+            yield from tensors.items()
 
 
 def read_header(file: Path) -> list[str]:

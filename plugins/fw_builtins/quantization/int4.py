@@ -8,7 +8,9 @@ weight is packed twice and each step picks by its number of rows: int4 blocks, a
 weights per output column for fw's W8A8 GEMM (bf16 where that GEMM is not built). For a
 GGUF file of Q4_1 tensors the int4 copy is lossless: every Q4_1 block holds its minimum
 at level 0 and its maximum at level 15, so min-max quantization recovers the file's own
-levels; the 8-bit copy rounds them to 1/254 of a row's range.
+levels; the 8-bit copy rounds them to 1/254 of a row's range. A GPTQ or AWQ checkpoint
+brings its own grid (``layer.int4_grid``, see ``fw.model_loader.int4_grids``), onto which
+its levels and scales are packed as they are (``int4_groups``).
 
 The GEMV is fw's own CPU kernel (``fw_kernels.cpu``); where that cannot be built, torch's
 int4-pack kernel takes its place. Such files store the embedding / LM head at 8 bits
@@ -24,6 +26,7 @@ from fw.layers.packed import (
     Int4Blocks, Int8Blocks, Int8Panels, PackedWeight, TorchInt4, dense_layout,
 )
 from fw.layers.quantization import QuantizationMethod
+from fw_builtins.quantization.int4_groups import pack_on_grid
 from fw_kernels import cpu
 from fw_kernels.cpu import packing
 
@@ -37,6 +40,9 @@ class Int4WeightOnly(QuantizationMethod):
         weight = layer.weight.data
         if weight.device.type != "cpu" or weight.dtype not in (torch.bfloat16, torch.float32):
             raise ValueError("the int4 quantization method runs on the CPU, in bfloat16 or float32")
+        grid = layer.__dict__.pop("int4_grid", None)  # a GPTQ/AWQ checkpoint's own grid
+        if grid is not None and weight.shape[1] % GROUP == 0 and cpu.supports(weight):
+            return PackedWeight([Int4Blocks(*pack_on_grid(weight, grid), *weight.shape), _large_batch_layout(weight)])
         return self.pack(weight)
 
     def pack(self, weight: torch.Tensor) -> PackedWeight:

@@ -81,18 +81,6 @@ class XGrammarBackend(StructuredOutputBackend):
     def allocate_bitmask(self, rows: int) -> torch.Tensor:
         return xgr.allocate_token_bitmask(rows, self.vocab_size)
 
-    def apply_bitmask(self, logits: torch.Tensor, bitmask: torch.Tensor, rows: list[int]) -> None:
-        """Unpack the rows' bits with shifts and mask in one pass: 3-4x faster on the CPU
-        than xgrammar's own apply kernel."""
-        index = torch.tensor(rows, dtype=torch.long, device=logits.device)
-        masks = bitmask.to(logits.device).index_select(0, index)
-        shifts = torch.arange(32, dtype=torch.int32, device=logits.device)
-        allowed = ((masks.unsqueeze(-1) >> shifts) & 1).bool().view(len(rows), -1)[:, : logits.shape[1]]
-        if len(rows) == logits.shape[0]:
-            logits.masked_fill_(~allowed, float("-inf"))
-        else:
-            logits[index] = logits.index_select(0, index).masked_fill_(~allowed, float("-inf"))
-
 
 def _with_whitespace(grammar: xgr.Grammar, pattern: str) -> str:
     """The JSON grammar with every optional-whitespace run replaced by ``pattern``."""

@@ -7,8 +7,9 @@ Decisions for imperfect output:
 
 * what follows ``<tool_call>`` must be one JSON object with a string ``name`` and an
   object (or a JSON string of an object) as ``arguments``, then ``</tool_call>``;
-  otherwise the text is returned as content, tags included. The object is read as
-  JSON, so a ``</tool_call>`` inside an argument string does not end the call;
+  otherwise the text is returned as content, without the tags (markers never reach
+  the client: see ``ToolParser``). The object is read as JSON, so a ``</tool_call>``
+  inside an argument string does not end the call;
 * a missing (or cut-off) ``</tool_call>`` at the end of the output is forgiven when the
   call's JSON is complete; JSON cut off by the end of the output is content: a half
   call is not a call;

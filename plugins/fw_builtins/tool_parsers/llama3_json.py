@@ -8,7 +8,8 @@ middle of prose is prose.
 
 Decisions for imperfect output: JSON that is valid but not a call (a JSON answer),
 malformed JSON, and JSON cut off at the end of the output are returned as content,
-``<|python_tag|>`` included; so is Llama's built-in tool syntax after the tag
+without ``<|python_tag|>`` (markers never reach the client); so is Llama's built-in
+tool syntax after the tag
 (``brave_search.call(query=...)``), which is not a custom-tool call.
 """
 

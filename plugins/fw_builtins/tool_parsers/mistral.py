@@ -9,7 +9,7 @@ the calls are sent back in the conversation.
 
 Decisions for imperfect output: a list whose items are not all valid calls, a name
 with characters a function name cannot have, or JSON that never closes (truncated
-output) is returned as content, marker included, and parsing carries on after it.
+output) is returned as content, without its markers, and parsing carries on after it.
 """
 
 from __future__ import annotations

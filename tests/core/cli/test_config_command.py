@@ -86,9 +86,9 @@ def test_positional_model_and_flag():
 
 
 def test_booleans_take_no_prefix():
-    _, config = invoke("--no-enable-prefix-caching", "--enforce-eager")
+    _, config = invoke("--no-enable-prefix-caching", "--trust-remote-code")
     assert config.cache.enable_prefix_caching is False
-    assert config.model.enforce_eager is True
+    assert config.model.trust_remote_code is True
 
 
 @pytest.mark.parametrize("text,value", [

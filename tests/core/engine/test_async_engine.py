@@ -4,6 +4,7 @@ the first output."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -87,3 +88,24 @@ def test_invalid_request_raises_before_any_output(engine):
 
     asyncio.run(main())
     engine.check_health()
+
+
+def test_callers_cancelled_while_their_request_is_added_leave_the_loop_alive_and_idle(engine):
+    """A client that goes away while its request is handed to the loop: the hand-over is
+    dropped or undone, never left running, and the loop survives (setting the result of
+    a cancelled future used to kill it)."""
+    async def main():
+        for i in range(30):
+            task = asyncio.ensure_future(collect(engine, f"gone{i}", "Hello! How are you", delta(max_tokens=200)))
+            await asyncio.sleep(0.0005 * (i % 6))
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return await collect(engine, "after", "Hello! How are you", delta(max_tokens=3))
+
+    _, tokens, last = asyncio.run(asyncio.wait_for(main(), 60))  # a dead loop answers nothing
+    assert last.finished and len(tokens) == 3
+    engine.check_health()
+    deadline = time.monotonic() + 10
+    while engine.stats().num_running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert engine.stats().num_running == 0 and engine.stats().kv_cache_usage == 0

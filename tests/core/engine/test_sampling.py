@@ -170,6 +170,9 @@ def test_delta_outputs_concatenate_to_the_cumulative_text(llm, greedy):
     ({"n": 0}, "n"), ({"max_tokens": 0}, "max_tokens"), ({"min_p": 2.0}, "min_p"),
     ({"presence_penalty": 3.0}, "presence_penalty"), ({"repetition_penalty": 0.0}, "repetition_penalty"),
     ({"min_tokens": 5, "max_tokens": 2}, "min_tokens"), ({"stop": [""]}, "stop"),
+    ({"temperature": float("nan")}, "temperature"), ({"temperature": float("inf")}, "temperature"),
+    ({"top_p": float("nan")}, "top_p"), ({"presence_penalty": float("nan")}, "presence_penalty"),
+    ({"logit_bias": {5: float("nan")}}, "logit_bias"), ({"seed": 2**63}, "seed"), ({"seed": -(2**63) - 1}, "seed"),
 ])
 def test_invalid_values_name_the_parameter(kwargs, param):
     with pytest.raises(InvalidParameterError) as info:

@@ -15,6 +15,7 @@ from fw_kernels import cpu
 needs_kernels = pytest.mark.skipif(not cpu.available(), reason="fw's CPU kernels could not be built here")
 needs_dense = pytest.mark.skipif(not cpu.dense_available(), reason="fw's dense bf16 GEMM is not built on this CPU")
 needs_igemm = pytest.mark.skipif(not cpu.int8_gemm_available(), reason="fw's int8 GEMM is not built on this CPU")
+needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch has no oneDNN here")
 
 OUT, IN = 70, 128  # 70 rows: neither a multiple of the 4-row blocks nor of the 32-row panels
 
@@ -27,6 +28,7 @@ LAYOUTS = {
     "plain-fp32": lambda: PlainWeight(weight(torch.float32)),
     "plain-bf16": lambda: PlainWeight(weight()),
     "dense-panels": pytest.param(lambda: DensePanels.pack(weight()), marks=needs_dense),
+    "onednn": pytest.param(lambda: OneDNNWeight.pack(weight()), marks=needs_onednn),
     "int4-blocks": pytest.param(lambda: Int4Blocks.pack(weight(torch.float32)), marks=needs_kernels),
     "int8-blocks": pytest.param(lambda: Int8Blocks.pack(weight(torch.float32)), marks=needs_kernels),
     "int8-panels": pytest.param(lambda: Int8Panels.pack(weight()), marks=needs_igemm),
@@ -39,7 +41,7 @@ def _input(layout, rows: int) -> torch.Tensor:
     if isinstance(layout, PlainWeight):
         dtype = layout.weight.dtype
     else:
-        dtype = torch.bfloat16 if isinstance(layout, (DensePanels, Int8Panels)) else torch.float32
+        dtype = torch.bfloat16 if isinstance(layout, (DensePanels, Int8Panels, OneDNNWeight)) else torch.float32
     return torch.randn(rows, IN, generator=torch.Generator().manual_seed(2)).to(dtype)
 
 
@@ -54,7 +56,7 @@ def test_row_shards_are_exactly_those_rows(make, ranges):
     assert torch.equal(shard.dequantize(), expected)
     x = _input(layout, 3)
     full = torch.cat([layout.matmul(x, None, True)[:, a:b] for a, b in ranges], dim=1)
-    if isinstance(layout, PlainWeight):  # torch's GEMM may block a narrower matrix differently
+    if isinstance(layout, (PlainWeight, OneDNNWeight)):  # torch's GEMMs may block a narrower matrix differently
         torch.testing.assert_close(shard.matmul(x, None, True), full)
     else:  # fw's kernels compute each output column on its own
         assert torch.equal(shard.matmul(x, None, True), full)
@@ -83,9 +85,6 @@ def test_quantized_columns_may_not_split_a_group():
 def test_layouts_without_a_way_back_refuse_to_shard():
     with pytest.raises(NotImplementedError, match="TorchInt4 weights cannot be sharded"):
         TorchInt4.pack(weight(torch.float32)[:64]).rows([(0, 8)])
-    if torch.backends.mkldnn.is_available():
-        with pytest.raises(NotImplementedError, match="OneDNNWeight weights cannot be sharded"):
-            OneDNNWeight.pack(weight()).columns(0, 64)
 
 
 @needs_kernels
@@ -100,6 +99,8 @@ def test_the_row_count_picks_the_layout():
     assert packed.matmul(torch.randn(2, 3, IN)).shape == (2, 3, OUT)
     shard = packed.rows([(0, 10)])
     assert [type(layout) for layout in shard.layouts] == [Int4Blocks, PlainWeight] and shard.shape == (10, IN)
+    # 4-bit levels and two float16 parameters per 32 weights, plus the plain matrix
+    assert packed.nbytes == OUT * IN * 4 + (OUT + 2) // 4 * 4 * (IN // 2 + IN // 32 * 4)
 
 
 def test_a_packed_weight_must_serve_every_row_count_with_one_shape():

@@ -64,10 +64,10 @@ def test_yaml_config_takes_a_list_of_mappings(tmp_path):
 
 def test_numeric_options_and_choices():
     result, lora = invoke("--enable-lora", "--max-loras", "2", "--max-lora-rank", "64", "--max-cpu-loras", "4",
-                          "--lora-dtype", "bfloat16", "--fully-sharded-loras")
+                          "--lora-dtype", "bfloat16", "--no-fully-sharded-loras")
     assert result.exit_code == 0, result.output
     assert (lora.max_loras, lora.max_lora_rank, lora.max_cpu_loras, lora.lora_dtype) == (2, 64, 4, "bfloat16")
-    assert lora.fully_sharded_loras and lora.cpu_capacity == 4
+    assert not lora.fully_sharded_loras and lora.cpu_capacity == 4
 
 
 @pytest.mark.parametrize("args, message", [

@@ -59,7 +59,7 @@ def test_missing_things_are_named(tmp_path):
 
 
 @pytest.mark.parametrize("changes, reason", [
-    ({"peft_type": "IA3"}, "peft_type is IA3"),
+    ({"peft_type": "IA3"}, "peft_type is not LORA"),
     ({"use_dora": True}, "DoRA"),
     ({"bias": "lora_only"}, "trains biases"),
     ({"modules_to_save": ["lm_head"]}, "replaces whole modules"),
@@ -86,3 +86,32 @@ def test_malformed_weights_are_refused(tmp_path):
     assert "cannot read adapter_model.safetensors" in refusal("a", folder)
     (folder / "adapter_config.json").write_text(json.dumps([1]))
     assert "is not a JSON object" in refusal("a", folder)
+
+
+def test_errors_do_not_quote_the_files(tmp_path):
+    """A loader that quotes what it read, or where its parser stopped, reads files for
+    whoever calls it."""
+    folder = write_adapter(tmp_path / "a", layer0_shapes("q_proj"))
+    config = folder / "adapter_config.json"
+    config.write_text('{"r": 8, "secret": "hunter2", oops}')
+    message = refusal("a", folder)
+    assert message.endswith("adapter_config.json is not valid JSON")
+    assert "hunter2" not in message and "line" not in message and "column" not in message
+    config.write_text(json.dumps({"peft_type": "hunter2"}))
+    assert "hunter2" not in refusal("a", folder)
+    config.write_text(json.dumps({"bias": "hunter2", "peft_type": "LORA"}))
+    assert "hunter2" not in refusal("a", folder)
+    config.write_text(json.dumps({"modules_to_save": ["hunter2"]}))
+    assert "hunter2" not in refusal("a", folder)
+    config.write_text(json.dumps({"peft_type": "LORA"}))
+    (folder / "adapter_model.safetensors").write_bytes(b"\x20\x00\x00\x00\x00\x00\x00\x00" + b'{"hunter2": 1}' + b" " * 18)
+    message = refusal("a", folder)
+    assert "cannot read adapter_model.safetensors" in message and "hunter2" not in message
+
+
+def test_tilde_is_not_expanded(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    write_adapter(home / "a", layer0_shapes("q_proj"))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    assert "the folder does not exist" in refusal("a", "~/a")

@@ -35,11 +35,6 @@ def test_missing_path_is_named(tmp_path):
     assert error.value.path == tmp_path / "nope"
 
 
-def test_hub_id_says_fw_never_downloads():
-    with pytest.raises(ModelLoadError, match="HuggingFaceTB/SmolLM2-135M-Instruct.*never downloads from a hub"):
-        resolve_model_path("HuggingFaceTB/SmolLM2-135M-Instruct")
-
-
 def test_auto_picks_by_what_the_path_holds(tiny_llama, tmp_path):
     assert type(loader(tiny_llama)).__name__ == "SafetensorsLoader"
     assert type(loader(tiny_llama / "model.safetensors")).__name__ == "SafetensorsLoader"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import httpx
 import openai
@@ -56,6 +57,10 @@ class LiveServer:
     @property
     def url(self) -> str:
         return self.urls[0]
+
+    def server_context(self):
+        """The app's ``fw.server.context.ServerContext``."""
+        return self.server.config.app.state.fw
 
     def http(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
@@ -120,3 +125,29 @@ def real_server():
     yield _Live(box["url"], box["server"])
     box["server"].should_exit = True
     thread.join(30)
+
+
+@contextlib.contextmanager
+def real_engine_server(**options: Any) -> Iterator[_Live]:
+    """`fw serve` (its run_server, on a thread) with ``options`` over a real engine: engine
+    core processes by default, which stop with the server, also when the test fails."""
+    from fw_builtins.commands.serve import run_server
+
+    config = build_bundle(ServeConfig, {"port": 0, "disable_log_stats": True, "uvicorn_log_level": "warning",
+                                        "disable_uvicorn_access_log": True, **options})
+    box: dict = {}
+    ready = threading.Event()
+
+    def started(server, urls):
+        box.update(server=server, url=urls[0])
+        ready.set()
+
+    thread = threading.Thread(target=run_server, args=(config,), kwargs={"on_started": started}, daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(600), "the server did not start"
+        yield _Live(box["url"], box["server"])
+    finally:
+        if "server" in box:
+            box["server"].should_exit = True
+        thread.join(60)

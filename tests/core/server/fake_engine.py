@@ -9,7 +9,10 @@ engine's. It can be slowed down
 (``requests``, ``extras``, ``lora_requests``), and raises ``OverloadedError`` beyond
 ``queue_limit`` running requests. LoRA adapters are a registry of names (``loras``):
 an adapter shifts the generated text by its id, so tests can tell who answered. It ignores structured-output constraints (the real engine's are
-tested in tests/core/structured and against SmolLM2).
+tested in tests/core/structured and against SmolLM2). Given a ``pooling`` setup it also
+pools (``encode``, through the real ``admit_pooling``): its "hidden state" of a token is a
+fixed function of the token id and its type (``fake_states``), pooled by mean, so tests
+can compute what any request must get.
 """
 
 from __future__ import annotations
@@ -20,12 +23,18 @@ import time
 from functools import lru_cache
 from typing import Any, AsyncIterator
 
+import numpy as np
+
 from fw.engine.admission import Admission
-from fw.engine.outputs import CompletionOutput, Logprob, RequestMetrics, RequestOutput
+from fw.engine.outputs import (
+    CompletionOutput, Logprob, PoolingOutput, PoolingRequestOutput, RequestMetrics, RequestOutput,
+)
 from fw.engine.protocol import EngineClient, EngineStats, ModelInfo
 from fw.engine.sampling_params import RequestOutputKind, SamplingParams
 from fw.errors import EngineDeadError, ModelNotFoundError, OverloadedError
 from fw.lora.request import LoRARequest
+from fw.pooling.params import PoolingParams
+from fw.pooling.setup import PoolingSetup
 
 SENTENCE = " the quick brown fox jumps over the lazy dog."
 CHATML = (
@@ -58,17 +67,18 @@ class FakeEngine(EngineClient):
                  queue_limit: int | None = None, chat_template: str | None = CHATML,
                  served_names: tuple[str, ...] = ("fake-model",), model_chat_template: str | None = None,
                  loras: tuple[LoRARequest, ...] = (), generation_defaults: dict[str, Any] | None = None,
-                 max_num_seqs: int = 128):
+                 max_num_seqs: int = 128, pooling: PoolingSetup | None = None):
         self.tokenizer = make_tokenizer(chat_template)
+        runner = pooling.runner if pooling is not None else "generate"
         self.model_info = ModelInfo(
             name=served_names[0], served_model_names=list(served_names), path="/models/fake",
             max_model_len=max_model_len, vocab_size=len(self.tokenizer), max_logprobs=max_logprobs,
-            eos_token_ids=[1], chat_template=model_chat_template,
+            eos_token_ids=[1], chat_template=model_chat_template, runner=runner, pooling=pooling,
         )
         self.admission = Admission(
             max_model_len=max_model_len, vocab_size=len(self.tokenizer), max_num_seqs=max_num_seqs,
             max_logprobs=max_logprobs, num_kv_blocks=max_model_len, block_size=16, tokenizer=self.tokenizer,
-            defaults=dict(generation_defaults or {}))
+            defaults=dict(generation_defaults or {}), runner=runner, pooling=pooling)
         self.token_delay = token_delay
         self.queue_limit = queue_limit
         self.running: set[str] = set()
@@ -92,6 +102,26 @@ class FakeEngine(EngineClient):
         self.extras[request_id] = extras
         self.lora_requests[request_id] = lora_request
         return self._generate(prompt, params, request_id)
+
+    def encode(self, prompt, params, request_id, *, priority=0) -> AsyncIterator[PoolingRequestOutput]:
+        return self._encode(prompt, params, request_id)
+
+    async def _encode(self, prompt: dict, params: PoolingParams, request_id: str):
+        text, ids, params, types = self.admission.admit_pooling(
+            prompt.get("prompt"), list(prompt["prompt_token_ids"]), params, prompt.get("token_type_ids"))
+        if self.queue_limit is not None and len(self.running) >= self.queue_limit:
+            raise OverloadedError("the waiting queue is full", retry_after=3)
+        self.requests.append((request_id, {"prompt": text, "prompt_token_ids": ids, "token_type_ids": types}, params))
+        self.running.add(request_id)
+        try:
+            await asyncio.sleep(self.token_delay)
+            if request_id not in self.running:
+                yield PoolingRequestOutput(request_id, None, ids)
+                return
+            yield PoolingRequestOutput(request_id, PoolingOutput(fake_pooled(self.model_info.pooling, ids, types, params)),
+                                       ids, prompt=text, metrics=RequestMetrics(time.monotonic(), time.monotonic()))
+        finally:
+            self.running.discard(request_id)
 
     async def abort(self, request_id: str) -> None:
         self.aborted.append(request_id)
@@ -213,3 +243,27 @@ class FakeEngine(EngineClient):
                     return
         finally:
             self.running.discard(request_id)
+
+
+def fake_states(ids: list[int], types: list[int] | None, size: int) -> np.ndarray:
+    """The fake engine's hidden state of each token: ``sin((id + 7 * type + 1) * (j + 1))``."""
+    rows = np.asarray(ids, dtype=np.float64)[:, None] + 7 * np.asarray(types or [0] * len(ids))[:, None] + 1
+    return np.sin(rows * np.arange(1, size + 1)[None, :]).astype(np.float32)
+
+
+def fake_pooled(setup: PoolingSetup, ids: list[int], types: list[int] | None, params: PoolingParams) -> np.ndarray:
+    """What the fake engine returns for a resolved request: mean pooling, then the task's head
+    (a classifier's logits are the first ``num_labels`` dimensions)."""
+    states = fake_states(ids, types, setup.hidden_size)
+    if params.task == "encode":
+        out = states
+    elif params.task == "classify":
+        logits = states.mean(0)[: setup.num_labels]
+        if params.activation:
+            logits = 1 / (1 + np.exp(-logits)) if len(logits) == 1 else np.exp(logits) / np.exp(logits).sum()
+        return logits.astype(np.float32)
+    else:
+        out = states.mean(0)[: params.dimensions or None]
+    if params.normalize:
+        out = out / np.linalg.norm(out, axis=-1, keepdims=True)
+    return out.astype(np.float32)

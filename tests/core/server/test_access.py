@@ -30,6 +30,25 @@ def test_api_key_guards_v1_only(start_server):
     assert live.openai(api_key="k1").chat.completions.create(model="fake-model", messages=HI, max_tokens=1)
 
 
+def test_api_key_guards_the_tokenizer_routes(start_server):
+    live = start_server(api_key=["k"], enable_tokenizer_info_endpoint=True)
+    key = {"Authorization": "Bearer k"}
+    with live.http() as http:
+        for method, path, body in (("POST", "/tokenize", {"prompt": "a"}), ("POST", "/detokenize", {"tokens": [5]}),
+                                   ("GET", "/get_tokenizer_info", None)):
+            refused = http.request(method, path, json=body)
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key", path
+            assert http.request(method, path, json=body, headers=key).status_code == 200, path
+
+
+def test_tokenize_without_api_key_restores_open_tokenizer_routes(start_server):
+    live = start_server(api_key=["k"], tokenize_without_api_key=True)
+    with live.http() as http:
+        assert http.post("/tokenize", json={"prompt": "a"}).status_code == 200
+        assert http.post("/detokenize", json={"tokens": [5]}).status_code == 200
+        assert http.get("/v1/models").status_code == 401
+
+
 def test_api_key_from_the_environment(monkeypatch):
     from click.testing import CliRunner
 

@@ -87,9 +87,11 @@ def test_unset_fields_take_the_models_generation_config(start_server):
     assert result.usage.completion_tokens == 5  # the model's max_new_tokens, not the 60 left
     params = engine.requests[-1][2]
     assert (params.temperature, params.top_k, params.top_p) == (0.25, 7, 1.0)
-    live.openai().chat.completions.create(model="fake-model", messages=HI, temperature=0.9, max_tokens=8)
+    live.openai().chat.completions.create(model="fake-model", messages=HI, temperature=0.9, max_tokens=3)
     params = engine.requests[-1][2]
-    assert (params.temperature, params.top_k, params.max_tokens) == (0.9, 7, 8)
+    assert (params.temperature, params.top_k, params.max_tokens) == (0.9, 7, 3)
+    live.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=8)
+    assert engine.requests[-1][2].max_tokens == 5  # max_new_tokens caps every request (vLLM's server-wide limit)
 
 
 def test_truncation_is_what_usage_counts(small):

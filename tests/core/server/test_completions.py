@@ -37,7 +37,7 @@ def test_stream_ends_with_done_and_usage_chunk(server):
     usage_chunk = events[-2]
     assert usage_chunk["choices"] == []
     assert usage_chunk["usage"] == {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8,
-                                    "prompt_tokens_details": None}
+                                    "prompt_tokens_details": {"cached_tokens": 0}}
     assert all(e["usage"] is None for e in events[:-2])
 
 
@@ -162,12 +162,23 @@ def test_max_tokens_null_fills_the_context(start_server):
     assert body["usage"]["completion_tokens"] == 40 - 5
 
 
-def test_prompt_tokens_details(start_server):
-    live = start_server(enable_prompt_tokens_details=True)
-    client = live.openai()
-    client.completions.create(model="fake-model", prompt="same prompt", max_tokens=1)
+def test_prompt_tokens_details_by_default(server):
+    """The prefix cache's hits are reported without a flag (vLLM needs one)."""
+    client = server.openai()
+    first = client.completions.create(model="fake-model", prompt="same prompt", max_tokens=1)
     again = client.completions.create(model="fake-model", prompt="same prompt", max_tokens=1)
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
     assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1
+    chat = [{"role": "user", "content": "same"}]
+    client.chat.completions.create(model="fake-model", messages=chat, max_tokens=1)
+    again = client.chat.completions.create(model="fake-model", messages=chat, max_tokens=1)
+    assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1
+
+
+def test_prompt_tokens_details_can_be_turned_off(start_server):
+    live = start_server(enable_prompt_tokens_details=False)
+    usage = live.openai().completions.create(model="fake-model", prompt="abc", max_tokens=1).usage
+    assert usage.prompt_tokens_details is None
 
 
 def test_prompt_logprobs_extra(server):

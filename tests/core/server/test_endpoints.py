@@ -17,7 +17,7 @@ def test_models_lists_every_served_name(start_server):
     card = models[0]
     assert card.owned_by == "fw" and card.object == "model"
     extra = card.model_extra
-    assert extra["root"] == "/models/fake" and extra["parent"] is None and extra["max_model_len"] == 99
+    assert extra["root"] == "main" and extra["parent"] is None and extra["max_model_len"] == 99
 
 
 def test_health_and_version(server):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import openai
 import pytest
 
@@ -170,17 +172,41 @@ def test_empty_prompt_and_bad_token_ids(server):
     assert post(server, "/v1/chat/completions", {"messages": []}).status_code == 400
 
 
-def test_internal_failure_is_500_and_the_server_keeps_serving(start_server):
+def _error_records(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_internal_failure_is_500_and_the_server_keeps_serving(start_server, caplog):
     engine = FakeEngine()
     live = start_server(engine)
     engine.fail_after = 0
-    response = post(live, "/v1/completions", {"prompt": "a"})
+    response = post(live, "/v1/completions", {"prompt": "a"}, headers={"X-Request-Id": "trace-me"})
     assert response.status_code == 500 and error_of(response)["code"] == "internal_error"
+    assert "request id trace-me" in error_of(response)["message"]
+    assert response.headers["x-request-id"] == "trace-me"
     engine.fail_after = None
     assert post(live, "/v1/completions", {"prompt": "a"}).status_code == 200
+    # one log line names the request and the exception; no traceback, from fw or uvicorn
+    (record,) = _error_records(caplog)
+    message = record.getMessage()
+    assert "trace-me" in message and "RuntimeError: fake engine failure" in message
+    assert "fake_engine.py" in message and "\n" not in message and record.exc_info is None
 
 
-def test_failure_mid_stream_is_an_error_event(start_server):
+def test_internal_failure_with_log_error_stack_has_one_traceback(start_server, caplog):
+    engine = FakeEngine()
+    live = start_server(engine, log_error_stack=True)
+    engine.fail_after = 0
+    response = post(live, "/v1/completions", {"prompt": "a"})
+    assert response.status_code == 500
+    request_id = response.headers["x-request-id"]
+    assert f"request id {request_id}" in error_of(response)["message"]
+    assert post(live, "/v1/models").status_code == 405  # the first request's handling is over
+    (record,) = _error_records(caplog)
+    assert request_id in record.getMessage() and record.exc_info is not None
+
+
+def test_failure_mid_stream_is_an_error_event(start_server, caplog):
     engine = FakeEngine()
     live = start_server(engine)
     engine.fail_after = 2
@@ -189,6 +215,8 @@ def test_failure_mid_stream_is_an_error_event(start_server):
     events = sse_events(response)
     assert events[-1] == "[DONE]" and events[-2]["error"]["code"] == "internal_error"
     assert engine.aborted  # the failed request was aborted
+    (record,) = _error_records(caplog)
+    assert "RuntimeError: fake engine failure" in record.getMessage() and record.exc_info is None
 
 
 def test_dead_engine(start_server):
@@ -196,7 +224,8 @@ def test_dead_engine(start_server):
     live = start_server(engine)
     engine.dead = True
     with live.http() as http:
-        assert http.get("/health").status_code == 500
+        health = http.get("/health")
+    assert health.status_code == 503 and error_of(health)["code"] == "engine_dead"
     response = post(live, "/v1/completions", {"prompt": "a"})
     assert response.status_code == 500 and error_of(response)["code"] == "engine_dead"
 

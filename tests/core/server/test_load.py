@@ -111,5 +111,6 @@ def test_metric_names_follow_vllm(server):
                      "time_to_first_token_seconds_bucket", "inter_token_latency_seconds_bucket",
                      "e2e_request_latency_seconds_bucket", "request_queue_time_seconds_bucket"):
         assert f"fw:{expected}" in names, expected
-    assert 'fw:num_requests_running{model_name="fake-model"}' in text
+    assert 'fw:num_requests_running{engine="0",model_name="fake-model"}' in text
+    assert 'fw:engine_alive{engine="0",model_name="fake-model"} 1.0' in text
     assert "_created" not in text

@@ -28,9 +28,17 @@ def test_models_lists_the_base_names_then_the_adapters(start_server):
     live = start_server(engine(max_model_len=99))
     cards = {m.id: m.model_extra for m in live.openai().models.list().data}
     assert list(cards) == ["base", "alias", "sql", "chat"]
-    assert cards["base"]["parent"] is None and cards["base"]["root"] == "/models/fake"
-    assert cards["sql"]["parent"] == "base" and cards["sql"]["root"] == "/adapters/sql"
+    assert cards["base"]["parent"] is None and cards["base"]["root"] == "base"
+    assert cards["sql"]["parent"] == "base" and cards["sql"]["root"] == "sql"
     assert cards["chat"]["parent"] == "other-base" and cards["chat"]["max_model_len"] == 99
+    assert "/" not in live.http().get("/v1/models").text  # no folder of the server's
+
+
+def test_expose_model_paths_lists_the_folders(start_server):
+    live = start_server(engine(), expose_model_paths=True)
+    cards = {m.id: m.model_extra for m in live.openai().models.list().data}
+    assert cards["base"]["root"] == cards["alias"]["root"] == "/models/fake"
+    assert cards["sql"]["root"] == "/adapters/sql" and cards["chat"]["root"] == "/adapters/chat"
 
 
 def test_a_request_naming_an_adapter_runs_with_it(start_server):
@@ -100,6 +108,14 @@ def load(http, name: str, path):
     return http.post("/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)})
 
 
+def adapter_folder(path):
+    """A folder that looks like an adapter to the server's path check (the fake engine
+    reads nothing in it)."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "adapter_config.json").write_text("{}")
+    return path
+
+
 def unload(http, name: str):
     return http.post("/v1/unload_lora_adapter", json={"lora_name": name})
 
@@ -124,13 +140,14 @@ def test_loading_needs_enable_lora(start_server, runtime_updates, tmp_path):
 
 
 def test_load_use_and_unload_at_run_time(start_server, runtime_updates, tmp_path):
-    live = start_server(engine(), enable_lora=True)
+    folder = adapter_folder(tmp_path / "new")
+    live = start_server(engine(), enable_lora=True, lora_path_roots=[str(tmp_path)])
     with live.http() as http:
-        response = load(http, "new", tmp_path)
-        assert response.status_code == 200 and response.text == f"LoRA adapter 'new' loaded from {tmp_path}"
-        assert live.engine.loras["new"] == LoRARequest("new", 3, str(tmp_path))
+        response = load(http, "new", folder)
+        assert response.status_code == 200 and response.text == f"LoRA adapter 'new' loaded from {folder}"
+        assert live.engine.loras["new"] == LoRARequest("new", 3, str(folder))
         card = http.get("/v1/models").json()["data"][-1]
-        assert (card["id"], card["root"], card["parent"]) == ("new", str(tmp_path), "base")
+        assert (card["id"], card["root"], card["parent"]) == ("new", "new", "base")
         assert complete(http, "new").json()["model"] == "new"
         assert live.engine.lora_requests[live.engine.requests[-1][0]].lora_name == "new"
         response = unload(http, "new")
@@ -140,16 +157,16 @@ def test_load_use_and_unload_at_run_time(start_server, runtime_updates, tmp_path
 
 
 def test_load_and_unload_errors(start_server, runtime_updates, tmp_path):
-    live = start_server(engine(), enable_lora=True)
+    adapter_folder(tmp_path / "a")
+    live = start_server(engine(), enable_lora=True, lora_path_roots=[str(tmp_path)])
     with live.http() as http:
-        taken = load(http, "sql", tmp_path)
+        taken = load(http, "sql", tmp_path / "a")
         assert taken.status_code == 400 and taken.json()["error"]["param"] == "lora_name"
         assert taken.json()["error"]["message"] == (
-            "lora_name: a LoRA adapter named 'sql' is already loaded (from /adapters/sql); unload it first")
+            "lora_name: a LoRA adapter named 'sql' is already loaded; unload it first")
         missing = load(http, "gone", tmp_path / "nowhere")
         assert missing.status_code == 400 and missing.json()["error"]["param"] == "lora_path"
-        assert missing.json()["error"]["message"] == (
-            f"LoRA adapter 'gone' ({tmp_path / 'nowhere'}): the folder does not exist")
+        assert missing.json()["error"]["message"] == outside(tmp_path / "nowhere")
         unknown = unload(http, "gone")
         assert unknown.status_code == 404
         assert unknown.json()["error"] == {
@@ -159,3 +176,52 @@ def test_load_and_unload_errors(start_server, runtime_updates, tmp_path):
         assert incomplete.status_code == 400 and incomplete.json()["error"]["param"] == "lora_path"
         assert load(http, "", tmp_path).status_code == 400
     assert list(live.engine.loras) == ["sql", "chat"]
+
+
+def outside(path) -> str:
+    return (f"lora_path: no LoRA adapter this server may load at {str(path)!r}: run-time loads read only "
+            "adapter folders inside --lora-path-roots (or the folders of --lora-modules)")
+
+
+def test_paths_outside_the_roots_all_get_one_answer(start_server, runtime_updates, tmp_path):
+    """Whatever the path names (a folder, a file, nothing, a folder fw may not read, a
+    home directory), the answer is the same: the loader maps nothing."""
+    root = tmp_path / "adapters"
+    adapter_folder(root / "ok")
+    (root / "plain").mkdir()
+    (root / "file").write_text("x")
+    (root / "leak").symlink_to(adapter_folder(tmp_path / "secret"))  # inside, pointing out
+    (root / "escape").symlink_to(tmp_path)
+    live = start_server(engine(), enable_lora=True, lora_path_roots=[str(root)])
+    probes = ["/etc", "/etc/passwd", "/nonexistent", "/proc/1/root", "~", "~nobody", "~nosuchuser", "ok",
+              "adapters/ok", str(root / "plain"), str(root / "file"), str(root / "missing"),
+              str(root / "leak"), str(tmp_path / "secret"), str(root / "escape" / "adapters" / "ok" / ".." / ".."),
+              str(root) + "/../adapters-x", "/etc/\x00"]
+    with live.http() as http:
+        for path in probes:
+            response = load(http, "new", path)
+            assert response.status_code == 400, (path, response.text)
+            assert response.json()["error"] == {"message": outside(path), "type": "invalid_request_error",
+                                                "param": "lora_path", "code": "invalid_value"}, path
+        assert load(http, "new", root / "escape" / "adapters" / "ok").status_code == 200  # inside after all
+    assert list(live.engine.loras) == ["sql", "chat", "new"]
+
+
+def test_the_folders_of_lora_modules_are_the_default_roots(start_server, runtime_updates, tmp_path):
+    adapter_folder(tmp_path / "sql" / "v2")
+    adapter_folder(tmp_path / "other")
+    live = start_server(engine(), enable_lora=True, lora_modules=[f"sql={tmp_path / 'sql'}"])
+    with live.http() as http:
+        assert load(http, "v2", tmp_path / "sql" / "v2").status_code == 200
+        assert load(http, "other", tmp_path / "other").json()["error"]["message"] == outside(tmp_path / "other")
+    bare = start_server(engine(), enable_lora=True)
+    with bare.http() as http:
+        assert load(http, "other", tmp_path / "other").json()["error"]["message"] == outside(tmp_path / "other")
+
+
+def test_roots_must_be_absolute():
+    from fw.config.options import ConfigError
+    from tests.core.server.helpers import serve_config
+
+    with pytest.raises(ConfigError, match="--lora-path-roots: must be absolute paths .*~/adapters"):
+        serve_config(lora_path_roots=["~/adapters"])

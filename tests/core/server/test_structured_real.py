@@ -8,6 +8,7 @@ import re
 import jsonschema
 import openai
 import pytest
+from pydantic import BaseModel, Field
 
 from tests.core.server.helpers import sse_events
 
@@ -95,3 +96,18 @@ def test_invalid_schema_is_a_400_naming_the_parameter(real_server):
             "model": MODEL, "messages": ASK, "guided_regex": "(unclosed"})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "guided_regex"
+
+
+class Person(BaseModel):
+    name: str = Field(max_length=20)
+    age: int = Field(ge=0, le=120)
+
+
+@pytest.mark.parametrize("backend", ["xgrammar", "guidance"])
+def test_parse_with_a_pydantic_response_format(client, backend):
+    completion = client.chat.completions.parse(model=MODEL, messages=ASK, response_format=Person, temperature=0,
+                                               max_tokens=60, extra_body={"guided_decoding_backend": backend})
+    message = completion.choices[0].message
+    assert isinstance(message.parsed, Person), message.content
+    assert message.parsed == Person.model_validate_json(message.content)
+

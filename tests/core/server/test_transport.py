@@ -1,9 +1,12 @@
-"""Listening on a unix socket, and TLS with a certificate made here."""
+"""Listening on a unix socket, and TLS with a certificate made here (and renewed: --enable-ssl-refresh)."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
+import socket
+import time
 
 import httpx
 import openai
@@ -66,3 +69,34 @@ def test_tls_with_a_self_signed_certificate(start_server, tmp_path):
             assert "CERTIFICATE_VERIFY_FAILED" in str(exc)
         else:
             raise AssertionError("a client without the certificate must not connect")
+
+
+def test_enable_ssl_refresh_serves_a_renewed_certificate(start_server, tmp_path, monkeypatch):
+    import ssl
+
+    from fw.server import ssl_refresh
+
+    monkeypatch.setattr(ssl_refresh, "POLL_SECONDS", 0.1)
+    key, cert = self_signed(tmp_path)
+    live = start_server(ssl_keyfile=key, ssl_certfile=cert, enable_ssl_refresh=True)
+    port = int(live.url.rsplit(":", 1)[1])
+
+    def served_certificate() -> bytes:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", port)) as sock, context.wrap_socket(sock) as tls:
+            return tls.getpeercert(binary_form=True)
+
+    first = served_certificate()
+    renewed = tmp_path / "renewed"
+    renewed.mkdir()
+    new_key, new_cert = self_signed(renewed)
+    time.sleep(0.05)  # a later modification time than the first files
+    os.replace(new_key, key)
+    os.replace(new_cert, cert)
+    deadline = time.monotonic() + 10
+    while served_certificate() == first:
+        assert time.monotonic() < deadline, "the renewed certificate was never served"
+        time.sleep(0.1)
+    with httpx.Client(base_url=live.url, verify=ssl.create_default_context(cafile=cert)) as http:
+        assert http.get("/health").status_code == 200

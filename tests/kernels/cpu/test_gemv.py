@@ -133,3 +133,6 @@ def test_float_output_keeps_the_unrounded_sums():
     blocks = packing.pack_int8(weight.float())
     exact8 = cpu.int8_gemv(x, *blocks, None, 40, float_output=True)
     assert exact8.dtype == torch.float32 and torch.equal(exact8.bfloat16(), cpu.int8_gemv(x, *blocks, None, 40))
+    blocks4 = packing.pack_int4(weight.float())  # a tensor-parallel shard's partial sums stay float32
+    exact4 = cpu.int4_gemv(x, *blocks4, None, 40, float_output=True)
+    assert exact4.dtype == torch.float32 and torch.equal(exact4.bfloat16(), cpu.int4_gemv(x, *blocks4, None, 40))

@@ -17,8 +17,9 @@ F32, BF16 = torch.float32, torch.bfloat16
 pytestmark = pytest.mark.skipif(not cpu.available(), reason="fw's CPU kernels could not be built here")
 
 # seq_lens (a single token, exactly one block, one past it, long), kv heads, GQA group,
-# head size (64 and 128 take the vector path, 48 the plain one), block size, dtype
+# head size (32, 64 and 128 take the vector path, 48 the plain one), block size, dtype
 CASES = [
+    ([1, 16, 17, 45], 2, 2, 32, 16, F32),
     ([1, 16, 17, 45], 2, 1, 64, 16, F32),
     ([5, 32, 33, 200], 1, 3, 128, 32, F32),
     ([2, 31, 50], 1, 8, 48, 16, F32),

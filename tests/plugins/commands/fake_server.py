@@ -2,7 +2,8 @@
 
 It speaks the parts of the API that `fw chat`, `fw complete` and `fw bench serve` use,
 the way fw's own server does: one model at /v1/models, streamed (SSE) and plain chat and
-text completions with `usage`, and OpenAI-style error bodies. Its replies say how many
+text completions with `usage`, streamed responses (/v1/responses, which count the turns
+of a previous_response_id chain), and OpenAI-style error bodies. Its replies say how many
 messages it received, so a test can see whether a conversation's history was sent. It
 records every request (body and Authorization header) for the test to inspect.
 
@@ -38,6 +39,8 @@ class Recorded:
 class FakeServer:
     port: int
     requests: list[Recorded] = field(default_factory=list)
+    #: response id -> its turn number in a previous_response_id chain
+    turns: dict[str, int] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -110,6 +113,18 @@ def make_app(server: FakeServer) -> FastAPI:
     async def completions(request: Request):
         return await handle(request, chat=False)
 
+    @app.post("/v1/responses")
+    async def responses(request: Request):
+        body = await request.json()
+        server.requests.append(Recorded(request.url.path, body, request.headers.get("authorization")))
+        if "please fail" in body["input"]:
+            return _error(400, "you asked me to fail", "BadRequestError", "input")
+        turn = server.turns.get(body.get("previous_response_id"), 0) + 1
+        response_id = f"resp_{len(server.requests)}"
+        server.turns[response_id] = turn
+        text = f"Turn {turn}; you said {body['input']!r}."
+        return StreamingResponse(_response_events(response_id, text), media_type="text/event-stream")
+
     return app
 
 
@@ -131,6 +146,17 @@ async def _sse(tokens: list[str], chat: bool, usage: dict | None):
     if usage is not None:
         yield event([], usage=usage)
     yield "data: [DONE]\n\n"
+
+
+async def _response_events(response_id: str, text: str):
+    def event(payload: dict) -> str:
+        return f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n"
+
+    yield event({"type": "response.created", "response": {"id": response_id, "status": "in_progress"}})
+    for word in text.split(" "):
+        await asyncio.sleep(TOKEN_DELAY_S)
+        yield event({"type": "response.output_text.delta", "delta": word + " "})
+    yield event({"type": "response.completed", "response": {"id": response_id, "status": "completed"}})
 
 
 class RunningServer:

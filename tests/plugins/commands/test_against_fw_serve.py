@@ -45,8 +45,8 @@ def fw(*args: str):
 
 
 def test_chat_and_complete_quick(fw_server):
-    for command in ("chat", "complete"):
-        result = fw(command, "--url", fw_server, "-q", "Hello")
+    for command in (["chat"], ["chat", "--api", "responses"], ["complete"]):
+        result = fw(*command, "--url", fw_server, "-q", "Hello")
         assert result.exit_code == 0, result.output
         assert result.stdout.endswith("\n") and result.stderr == ""
 
@@ -68,3 +68,14 @@ def test_bench_serve_table_and_json(fw_server, tiny_llama, tmp_path):
     assert saved["model_id"] == str(tiny_llama)
     assert saved["output_throughput"] > 0
     assert f"{'Output token throughput (tok/s):':<40} {saved['output_throughput']:.2f}" in result.stdout
+
+
+@pytest.mark.parametrize("endpoint", ["/v1/responses", "/v1/messages"])
+def test_bench_serve_drives_the_responses_and_messages_apis(fw_server, endpoint, tmp_path):
+    result = fw("bench", "serve", "--base-url", fw_server, "--endpoint", endpoint, "--num-prompts", "4",
+                "--random-input-len", "16", "--random-output-len", "5", "--ignore-eos", "--disable-tqdm",
+                "--save-result", "--result-dir", str(tmp_path), "--result-filename", "r.json")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["completed"] == 4 and saved["total_output_tokens"] == 20  # the server's usage
+    assert saved["total_input_tokens"] >= 4 * 16 and saved["mean_ttft_ms"] > 0

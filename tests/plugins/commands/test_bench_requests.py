@@ -40,3 +40,17 @@ def test_a_line_longer_than_aiohttp_reads_whole():
 
 def test_an_unterminated_last_line_is_kept():
     assert lines_of([b"data: a\ndata: b"]) == ["data: a", "data: b"]
+
+
+def test_usage_and_text_in_each_apis_shape():
+    from fw_builtins.commands.bench.requests import _text_of, _usage_of
+
+    assert _text_of({"type": "response.output_text.delta", "delta": "ab"}) == "ab"
+    assert _text_of({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "cd"}}) == "cd"
+    assert _text_of({"type": "content_block_delta", "delta": {"type": "input_json_delta", "partial_json": "{"}}) == ""
+    assert _usage_of({"type": "response.completed", "response": {"usage": {"input_tokens": 7, "output_tokens": 3}}}) \
+        == {"prompt_tokens": 7, "completion_tokens": 3}
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": 2, "cache_read_input_tokens": 16,
+                                                            "cache_creation_input_tokens": 0, "output_tokens": 0}}}
+    assert _usage_of(start) == {"prompt_tokens": 18}
+    assert _usage_of({"type": "message_delta", "usage": {"output_tokens": 5}}) == {"completion_tokens": 5}

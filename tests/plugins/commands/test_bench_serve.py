@@ -110,6 +110,19 @@ def test_sharegpt_dataset(fake_server, tiny_llama, tmp_path):
     assert result.exit_code == 2 and "has 5 usable prompts but --num-prompts is 9" in result.output
 
 
+def test_prefix_repetition_dataset_shares_a_few_prefixes(fake_server, tiny_llama):
+    result = bench("--port", str(fake_server.port), "--tokenizer", str(tiny_llama), "--dataset-name",
+                   "prefix_repetition", "--num-prompts", "12", "--prefix-repetition-prefix-len", "40",
+                   "--prefix-repetition-suffix-len", "10", "--prefix-repetition-num-prefixes", "3",
+                   "--prefix-repetition-output-len", "4", "--ignore-eos")
+    assert result.exit_code == 0, result.output
+    bodies = fake_server.bodies("/v1/completions")[1:]  # after the warm-up request
+    assert len(bodies) == 12 and all(b["max_tokens"] == 4 for b in bodies)
+    starts = {b["prompt"][:60] for b in bodies}
+    assert len(starts) == 3  # three shared prefixes, each with its own suffixes
+    assert len({b["prompt"] for b in bodies}) == 12
+
+
 def test_unreachable_server(dead_url):
     result = bench("--base-url", dead_url.removesuffix("/v1"))
     assert result.exit_code == 1
@@ -129,7 +142,7 @@ def test_a_bad_model_stops_before_the_load(fake_server, custom_dataset):
     (["--metric-percentiles", "0"], "--metric-percentiles"),
     (["--dataset-name", "sharegpt"], "--dataset-name sharegpt needs --dataset-path"),
     (["--request-rate", "0"], "--request-rate"),
-    (["--endpoint", "/v1/embeddings"], "--endpoint"),
+    (["--endpoint", "/v1/audio/transcriptions"], "--endpoint"),
 ])
 def test_bad_options_name_the_flag(args, message):
     result = bench(*args)

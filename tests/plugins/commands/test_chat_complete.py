@@ -20,14 +20,14 @@ from click.testing import CliRunner
 from fw.cli.main import cli
 from tests.conftest import REPO, run_fw
 
-CHAT_FLAGS = {"--url", "--model-name", "--api-key", "--system-prompt", "--quick", "-q"}
+CHAT_FLAGS = {"--url", "--model-name", "--api-key", "--system-prompt", "--api", "--quick", "-q"}
 COMPLETE_FLAGS = {"--url", "--model-name", "--api-key", "--quick", "-q"}
 GENERAL_FLAGS = {"-h", "--help", "--config"}
 
 
-def fw(*args: str, env: dict[str, str] | None = None):
+def fw(*args: str, env: dict[str, str] | None = None, input: str | None = None):
     """Run `fw ARGS` in-process; the result has exit_code, stdout and stderr."""
-    return CliRunner().invoke(cli, list(args), env=env, prog_name="fw")
+    return CliRunner().invoke(cli, list(args), env=env, input=input, prog_name="fw")
 
 
 def listed_flags(help_text: str) -> set[str]:
@@ -62,6 +62,18 @@ def test_chat_system_prompt_comes_first(fake_server):
     (body,) = fake_server.bodies("/v1/chat/completions")
     assert body["messages"] == [{"role": "system", "content": "Be brief."},
                                 {"role": "user", "content": "hi"}]
+
+
+def test_chat_over_the_responses_api_lets_the_server_keep_the_conversation(fake_server):
+    result = fw("chat", "--url", fake_server.url, "--api", "responses", "--system-prompt", "Be brief.",
+                input="hello\nplease fail\nand again\n")
+    assert result.exit_code == 0, result.stderr
+    assert "Turn 1; you said 'hello'." in result.stdout and "Turn 2; you said 'and again'." in result.stdout
+    assert result.stderr == "server error (400): you asked me to fail\n"
+    first, failed, second = fake_server.bodies("/v1/responses")
+    assert "previous_response_id" not in first and first["instructions"] == "Be brief."
+    assert failed["previous_response_id"] == second["previous_response_id"] == "resp_1"
+    assert second["instructions"] == "Be brief." and second["input"] == "and again"
 
 
 def test_complete_quick_prints_the_completion(fake_server):

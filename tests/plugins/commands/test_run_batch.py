@@ -102,7 +102,7 @@ def test_every_kind_of_bad_line_is_answered_in_place(tmp_path):
         json.dumps({"custom_id": "no-body", "method": "POST", "url": CHAT}),
         json.dumps({"custom_id": 5, "method": "POST", "url": CHAT, "body": {}}),
         json.dumps({"custom_id": "get", "method": "GET", "url": CHAT, "body": {}}),
-        line("embeddings", "/v1/embeddings", input="x"),
+        line("audio", "/v1/audio/transcriptions", file="x"),
         chat("streamed", stream=True),
         "",  # blank: skipped, but counted in line numbers
         chat("cold", temperature=-1),
@@ -116,7 +116,7 @@ def test_every_kind_of_bad_line_is_answered_in_place(tmp_path):
     codes = [(r["custom_id"], r["error"] and r["error"]["code"]) for r in records]
     assert codes == [
         (None, "invalid_json"), (None, "invalid_json"), ("no-body", "missing_parameter"),
-        (None, "invalid_value"), ("get", "not_supported"), ("embeddings", "not_supported"),
+        (None, "invalid_value"), ("get", "not_supported"), ("audio", "not_supported"),
         ("streamed", "not_supported"), ("cold", "invalid_value"), ("unknown-field", "unknown_parameter"),
         ("fine", None),
     ]
@@ -256,7 +256,7 @@ def test_metrics_are_served_while_the_batch_runs(tmp_path):
             threading.Event().wait(0.01)
         assert engine.held == 5
         scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        assert 'fw:num_requests_running{model_name="fake-model"}' in scraped
+        assert 'fw:num_requests_running{engine="0",model_name="fake-model"}' in scraped
         assert 'fw:prompt_tokens_total{model_name="fake-model"} 0.0' in scraped
     finally:
         engine.gate.set()

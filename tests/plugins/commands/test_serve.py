@@ -57,6 +57,7 @@ def test_bad_options_fail_before_the_engine_loads(tmp_path):
         ({"chat_template": "{% for %}"}, "--chat-template: the chat template is not valid Jinja"),
         ({"middleware": ["no.such.module:thing"]}, "cannot be imported"),
         ({"ssl_certfile": str(tmp_path / "cert.pem")}, "--ssl-certfile: no such file"),
+        ({"lora_path_roots": [str(tmp_path / "adapters")]}, "--lora-path-roots: no such folder"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             serve_module.run_server(build_bundle(ServeConfig, options), never)

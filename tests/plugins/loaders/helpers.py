@@ -29,12 +29,15 @@ def read_all(path: Path, load_format: str = "auto") -> dict[str, torch.Tensor]:
 
 
 def transformers_tensors(folder: Path) -> dict[str, torch.Tensor]:
-    """The parameters transformers loads from ``folder`` (a tied lm_head is not stored)."""
-    from transformers import AutoModelForCausalLM
+    """The parameters transformers loads from ``folder`` with the class its config names
+    (a causal model's tied lm_head is not stored)."""
+    import transformers
 
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto")
+    config = transformers.AutoConfig.from_pretrained(folder)
+    model_class = getattr(transformers, config.architectures[0])
+    model = model_class.from_pretrained(folder, dtype="auto")
     state = model.state_dict()
-    if model.config.tie_word_embeddings:
+    if "lm_head.weight" in state and model.config.tie_word_embeddings:
         state.pop("lm_head.weight")
     return state
 

@@ -111,7 +111,7 @@ def test_tokenizer_cache_hit_skips_the_file_and_a_changed_file_misses(gguf_facto
     cached = gguf_metadata.tokenizer_cache_dir(path)
     assert cached.is_dir() and str(cached).startswith(str(fw_cache_dir))
 
-    def no_conversion(_path):
+    def no_conversion(*_args):
         raise AssertionError("a cache hit must not convert")
 
     monkeypatch.setattr(gguf_metadata, "convert_tokenizer", no_conversion)

@@ -6,7 +6,10 @@ from __future__ import annotations
 from fw_builtins.models.plugin import ARCHITECTURES
 
 EXPECTED = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Gemma2ForCausalLM",
-            "Gemma3ForCausalLM", "Phi3ForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"}
+            "Gemma3ForCausalLM", "Phi3ForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM",
+            # encoders, for the pooling runner
+            "BertModel", "BertForSequenceClassification", "RobertaModel", "RobertaForSequenceClassification",
+            "XLMRobertaModel", "XLMRobertaForSequenceClassification"}
 
 
 def test_every_architecture_is_registered_and_loads():

@@ -87,11 +87,11 @@ def test_resident_weights_stay_near_the_file_size(gguf_file):
     stored = sum(t.nbytes for t in GGUFFile(path).tensors if t.name.startswith("blk.") and len(t.shape) == 2)
     held = {q: {name: m.packed for name, m in linears(LLM(str(path), dtype="bfloat16", quantization=q)).items()
                 if name != "lm_head"} for q in (None, "gguf_lean", "none")}
-    lean = sum(w.nbytes() for w in held["gguf_lean"].values())
+    lean = sum(w.nbytes for w in held["gguf_lean"].values())
     assert all(len(w.layouts) == 1 and w.layouts[0].max_rows is None for w in held["gguf_lean"].values())
     assert lean <= 1.15 * stored
     assert sum(_bytes(w.layout_for(1)) for w in held[None].values()) == lean  # the same blocks
-    assert sum(w.nbytes() for w in held[None].values()) < 0.85 * sum(w.nbytes() for w in held["none"].values())
+    assert sum(w.nbytes for w in held[None].values()) < 0.85 * sum(w.nbytes for w in held["none"].values())
 
 
 def _bytes(layout) -> int:

@@ -42,11 +42,16 @@ def test_text_before_and_between_calls():
     assert parse(text) == ("Let me check.\n\n\nAnd also:", [("a", {}), ("b", {})])
 
 
-def test_malformed_json_inside_the_tags_is_content():
+def unmarked(text: str) -> str:
+    """Content as a client sees it: the parser's marker tokens never leak into it."""
+    return text.replace("<tool_call>", "").replace("</tool_call>", "")
+
+
+def test_malformed_json_inside_the_tags_is_content_without_the_tags():
     bad = '<tool_call>\n{"name": "a", "arguments": {"x": 1,}}\n</tool_call>'
-    assert parse("Hi " + bad) == ("Hi " + bad, [])
+    assert parse("Hi " + bad) == ('Hi \n{"name": "a", "arguments": {"x": 1,}}\n', [])
     not_a_call = '<tool_call>{"arguments": {}}</tool_call>'
-    assert parse(not_a_call + call("b", {})) == (not_a_call, [("b", {})])
+    assert parse(not_a_call + call("b", {})) == (unmarked(not_a_call), [("b", {})])
 
 
 def test_unicode_and_nested_arguments():
@@ -63,17 +68,23 @@ def test_arguments_as_a_json_string_and_missing_arguments():
 
 def test_json_followed_by_anything_but_the_end_tag_is_content():
     text = '<tool_call>{"name": "a", "arguments": {}} oops</tool_call> ok'
-    assert parse(text) == (text, [])
+    assert parse(text) == (unmarked(text), [])
 
 
-def test_prose_that_mentions_the_tag_is_not_held_back():
+def test_prose_after_the_tag_is_not_held_back():
     parser = HermesToolParser()
-    assert parser.feed("Wrap calls in <tool_call> tags").content == "Wrap calls in <tool_call> tags"
+    assert parser.feed("Wrap calls in <tool_call> tags").content == "Wrap calls in  tags"
+
+
+def test_a_stray_end_tag_never_reaches_the_content():
+    assert parse("Done.</tool_call>") == ("Done.", [])
+    parser = HermesToolParser()
+    assert [parser.feed(piece).content for piece in ("Done.</tool", "_call> ok")] == ["Done.", " ok"]
 
 
 def test_truncated_output_is_content():
     truncated = '<tool_call>\n{"name": "f", "arguments": {"city": "Par'
-    assert parse("Sure. " + truncated) == ("Sure. " + truncated, [])
+    assert parse("Sure. " + truncated) == ("Sure. " + unmarked(truncated), [])
 
 
 def test_missing_end_tag_after_a_complete_call_is_forgiven():

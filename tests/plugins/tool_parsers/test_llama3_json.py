@@ -48,7 +48,7 @@ def test_malformed_json_is_content():
                 '<|python_tag|>{"name": "a" "parameters": {}}',
                 '{"answer": 42}',
                 '<|python_tag|>brave_search.call(query="weather")']:
-        assert parse(bad) == (bad, [])
+        assert parse(bad) == (bad.replace("<|python_tag|>", ""), [])  # the marker never leaks
     text = f"{call('a', {})}; not json"
     assert parse(text) == ("; not json", [("a", {})])
 
@@ -60,7 +60,7 @@ def test_unicode_and_nested_parameters():
 
 def test_truncated_output_is_content():
     truncated = '<|python_tag|>{"name": "a", "parameters": {"city": "Ber'
-    assert parse(truncated) == (truncated, [])
+    assert parse(truncated) == (truncated.replace("<|python_tag|>", ""), [])
     assert parse(f"{call('a', {})}; {{\"name\": \"b\"") == ('; {"name": "b"', [("a", {})])
 
 

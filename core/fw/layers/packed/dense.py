@@ -88,6 +88,16 @@ class OneDNNWeight(PackedLayout):
         eye = torch.eye(self.in_features, dtype=torch.bfloat16)
         return self.matmul(eye, None, False).float().T.contiguous()
 
+    def _matrix(self) -> torch.Tensor:
+        """The bf16 matrix: a product with the identity sums one weight and zeros, exactly."""
+        return self.dequantize().to(torch.bfloat16)
+
+    def rows(self, ranges):
+        return OneDNNWeight.pack(select_rows(self._matrix(), ranges))
+
+    def columns(self, start, stop):
+        return OneDNNWeight.pack(self._matrix()[:, start:stop])
+
 
 def dense_layout(weight: torch.Tensor) -> PackedLayout:
     """The fastest unquantized form of ``weight`` here: fw's bf16 GEMM, else oneDNN's (both

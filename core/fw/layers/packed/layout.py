@@ -39,6 +39,11 @@ class PackedLayout(ABC):
         form, which a tied LM head shares)."""
         raise NotImplementedError(f"{type(self).__name__} weights cannot be looked up by row")
 
+    @property
+    def nbytes(self) -> int:
+        """The memory its stored tensors take."""
+        return sum(t.numel() * t.element_size() for t in vars(self).values() if isinstance(t, torch.Tensor))
+
     def rows(self, ranges: RowRanges) -> "PackedLayout":
         """The layout of the matrix made of these output rows."""
         raise NotImplementedError(f"{type(self).__name__} weights cannot be sharded")

@@ -95,7 +95,8 @@ class Int4Blocks(_Blocks):
         return (levels * params[..., :1] + params[..., 1:]).flatten(1)
 
     def matmul(self, x, bias, float_output):
-        return cpu.int4_gemv(x.contiguous(), self.packed, self.params, bias, self.out_features)
+        return cpu.int4_gemv(x.contiguous(), self.packed, self.params, bias, self.out_features,
+                             float_output=float_output)
 
     def dequantize(self):
         return packing.unpack_int4(self.packed, self.params, self.out_features)

@@ -32,6 +32,11 @@ class PackedWeight:
     def shape(self) -> tuple[int, int]:
         return self.out_features, self.in_features
 
+    @property
+    def nbytes(self) -> int:
+        """The memory of every layout it keeps."""
+        return sum(layout.nbytes for layout in self.layouts)
+
     def layout_for(self, rows: int) -> PackedLayout:
         for limit, layout in self._limits:
             if rows <= limit:
@@ -52,11 +57,6 @@ class PackedWeight:
     def gather_rows(self, index: torch.Tensor) -> torch.Tensor:
         """Float32 rows ``index`` of the matrix the layout for one row stands for."""
         return self.layout_for(1).gather_rows(index)
-
-    def nbytes(self) -> int:
-        """The bytes its layouts hold (every tensor attribute of each layout)."""
-        return sum(value.nbytes for layout in self.layouts for value in vars(layout).values()
-                   if isinstance(value, torch.Tensor))
 
     def _map(self, cut: Callable[[PackedLayout], PackedLayout]) -> "PackedWeight":
         return PackedWeight([cut(layout) for layout in self.layouts])

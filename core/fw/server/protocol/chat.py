@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
-from fw.server.protocol.common import RequestModel, SamplingRequest, UsageInfo
+from fw.server.protocol.common import Int64, RequestModel, SamplingRequest, UsageInfo
 
 
 class ChatMessage(BaseModel):
@@ -39,10 +39,10 @@ class ChatTemplateFields(RequestModel):
 
 
 class ChatCompletionRequest(SamplingRequest, ChatTemplateFields):
-    max_tokens: int | None = Field(None, description="Deprecated by OpenAI in favour of max_completion_tokens.")
-    max_completion_tokens: int | None = Field(None, description="Tokens to generate; null fills the context.")
+    max_tokens: Int64 | None = Field(None, description="Deprecated by OpenAI in favour of max_completion_tokens.")
+    max_completion_tokens: Int64 | None = Field(None, description="Tokens to generate; null fills the context.")
     logprobs: bool = False
-    top_logprobs: int | None = Field(None, description="Top tokens per position; needs logprobs=true.")
+    top_logprobs: Int64 | None = Field(None, description="Top tokens per position; needs logprobs=true.")
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     reasoning_effort: Literal["low", "medium", "high"] | None = Field(

@@ -3,9 +3,15 @@ usage and the error body."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
+
+#: an integer a 64-bit field can hold (seeds reach torch as int64; anything larger is a
+#: client mistake, refused with a 400 rather than an overflow deep in the engine)
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+#: a token id: a JSON integer only (false, "0" and 0.0 are not token 0)
+TokenId = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class RequestModel(BaseModel):
@@ -51,8 +57,8 @@ class SamplingRequest(RequestModel):
     frequency_penalty: float | None = 0.0
     presence_penalty: float | None = 0.0
     logit_bias: dict[str, float] | None = None
-    n: int = Field(1, description="How many choices to generate for each prompt.")
-    seed: int | None = None
+    n: Int64 = Field(1, description="How many choices to generate for each prompt.")
+    seed: Int64 | None = Field(None, description="A 64-bit signed integer, as OpenAI's.")
     stop: str | list[str] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
@@ -61,24 +67,24 @@ class SamplingRequest(RequestModel):
     user: str | None = Field(None, description="Accepted for compatibility; not used.")
     response_format: ResponseFormat | None = None
     # vLLM's extra sampling parameters
-    best_of: int | None = Field(None, description="Only best_of = n is supported.")
+    best_of: Int64 | None = Field(None, description="Only best_of = n is supported.")
     use_beam_search: bool = Field(False, description="Not supported by the server yet.")
-    top_k: int | None = None
+    top_k: Int64 | None = None
     min_p: float | None = None
     repetition_penalty: float | None = None
     length_penalty: float = 1.0
     early_stopping: bool = False
-    stop_token_ids: list[int] | None = None
+    stop_token_ids: list[TokenId] | None = None
     include_stop_str_in_output: bool = False
     ignore_eos: bool = False
-    min_tokens: int = 0
+    min_tokens: Int64 = 0
     skip_special_tokens: bool = True
     spaces_between_special_tokens: bool = True
-    truncate_prompt_tokens: int | None = Field(None, ge=1, description="Keep only the last N prompt tokens.")
-    allowed_token_ids: list[int] | None = None
+    truncate_prompt_tokens: Int64 | None = Field(None, ge=1, description="Keep only the last N prompt tokens.")
+    allowed_token_ids: list[TokenId] | None = None
     bad_words: list[str] | None = None
-    prompt_logprobs: int | None = None
-    priority: int = Field(0, description="Lower runs first under --scheduling-policy priority.")
+    prompt_logprobs: Int64 | None = None
+    priority: Int64 = Field(0, description="Lower runs first under --scheduling-policy priority.")
     request_id: str | None = Field(None, description="The id the server uses for this request.")
     return_tokens_as_token_ids: bool | None = Field(
         None, description="Represent logprob tokens as 'token_id:{id}' (defaults to the server option)."
@@ -88,7 +94,9 @@ class SamplingRequest(RequestModel):
     guided_regex: str | None = None
     guided_choice: list[str] | None = None
     guided_grammar: str | None = None
-    guided_decoding_backend: str | None = Field(None, description="Accepted; the server's backend is used.")
+    guided_decoding_backend: str | None = Field(
+        None, description="The structured-output backend for this request: xgrammar, guidance, auto, or a "
+                          "plugin's (default: the server's --guided-decoding-backend).")
     guided_whitespace_pattern: str | None = None
     structured_outputs: StructuredOutputsSpec | None = None
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from fw.server.protocol.chat import ChatMessage
-from fw.server.protocol.common import RequestModel
+from fw.server.protocol.common import RequestModel, TokenId
 
 
 class ModelPermission(BaseModel):
@@ -74,13 +74,13 @@ class TokenizeRequest(RequestModel):
 class TokenizeResponse(BaseModel):
     count: int
     max_model_len: int
-    tokens: list[int]
+    tokens: list[TokenId]
     token_strs: list[str] | None = None
 
 
 class DetokenizeRequest(RequestModel):
     model: str | None = None
-    tokens: list[int]
+    tokens: list[TokenId]
 
 
 class DetokenizeResponse(BaseModel):

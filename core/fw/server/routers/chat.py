@@ -12,23 +12,22 @@ from fw.errors import InvalidParameterError, NotSupportedError
 from fw.parsing.messages import ToolCallDelta
 from fw.parsing.pipeline import OutputParser
 from fw.server.accumulate import Accumulator, Choice, prompt_logprobs_json
-from fw.server.chat_prompt import message_dicts, render_messages
+from fw.server.chat_parsing import feed_parser
+from fw.server.chat_pipeline import start_chat
 from fw.server.context import ServerContext, base_request_id, get_context
-from fw.server.generation import Outputs, Submission
+from fw.server.generation import Outputs
+from fw.server.json_body import StrictJSONRoute
 from fw.server.logprobs import chat_logprobs
-from fw.server.errors import api_param_names
-from fw.server.prompts import Prompt, encode
+from fw.server.prompts import Prompt
 from fw.server.protocol.chat import (
     ChatChoice, ChatChoiceLogprobs, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse,
     ChatResponseMessage, ChatStreamChoice, DeltaMessage,
 )
 from fw.server.response_options import response_options
-from fw.server.routers import ERROR_RESPONSES
-from fw.server.sampling import reject_unsupported, sampling_params
+from fw.server.routers import ERROR_RESPONSES, STREAM_RESPONSE
 from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
-from fw.server.tools import plan_tools
 
-router = APIRouter(tags=["OpenAI"])
+router = APIRouter(tags=["OpenAI"], route_class=StrictJSONRoute)
 
 #: OpenAI features fw does not have: refused when set, rather than silently ignored
 _UNSUPPORTED = ("audio", "prediction", "web_search_options", "functions", "function_call", "verbosity")
@@ -46,43 +45,17 @@ def _reject_unsupported_chat(body: ChatCompletionRequest) -> None:
         raise InvalidParameterError("stream_options", "only allowed when stream is true")
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=ERROR_RESPONSES)
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse,
+             responses={**ERROR_RESPONSES, **STREAM_RESPONSE})
 async def create_chat_completion(body: ChatCompletionRequest, request: Request,
                                  ctx: ServerContext = Depends(get_context)):
     """Answer a conversation, rendered into a prompt by the model's chat template."""
-    served = ctx.resolve_model(body.model)
     _reject_unsupported_chat(body)
-    reject_unsupported(body)
-    top_n = (body.top_logprobs or 0) if body.logprobs else None
-    frontend = ctx.config.frontend
-    plan = plan_tools(body.tools, body.tool_choice, parallel_tool_calls=body.parallel_tool_calls,
-                      auto_enabled=frontend.enable_auto_tool_choice, parser=frontend.tool_call_parser,
-                      exclude_when_none=frontend.exclude_tools_when_tool_choice_none)
-    messages = message_dicts(body)
-    extra = {"reasoning_effort": body.reasoning_effort} if body.reasoning_effort else None
-    text = render_messages(ctx, body, messages, extra, tools=plan.template_tools)
-    prompt = Prompt(text, encode(ctx, text, body.add_special_tokens))
-    asked, param = ((body.max_completion_tokens, "max_completion_tokens")
-                    if body.max_completion_tokens is not None else (body.max_tokens, "max_tokens"))
-    names = {"prompt": "messages", "logprobs": "top_logprobs", "max_tokens": param}
-    with api_param_names(names):
-        params = sampling_params(body, max_tokens=asked, logprobs=top_n, prompt_logprobs=body.prompt_logprobs)
-    if plan.constraint is not None:
-        if params.structured_outputs is not None:
-            raise InvalidParameterError(
-                "tool_choice", f'"{plan.mode}" tool choice is enforced with structured outputs and cannot be '
-                               "combined with response_format or guided decoding")
-        params.structured_outputs = plan.constraint
-    parsers = [ctx.parsing.for_choice(plan) for _ in range(body.n)]
     request_id = f"chatcmpl-{base_request_id(request, body.request_id)}"
-    submission = Submission(
-        prompt, params, request_id, lora_request=served.lora,
-        keep_special_ids=ctx.parsing.keep_special_ids(parsers[0]),
-        reasoning_end_ids=ctx.parsing.reasoning_end_ids(text) if params.structured_outputs else None,
-        param_names=names)
-    outputs = Outputs(ctx, [submission], body.priority)
-    await until_disconnected(request, outputs.start())
-    view = ChatView(ctx, body, served.name, request_id, outputs.admitted_prompts()[0], messages, parsers)
+    run = await start_chat(ctx, body, request, request_id)
+    outputs = run.outputs
+    view = ChatView(ctx, body, run.served.name, request_id, run.rendered.prompt, run.rendered.messages,
+                    run.parsers)
     if body.stream:
         return SSEResponse(guard_stream(view.stream(outputs),
                                         log_error_stack=ctx.config.frontend.log_error_stack))
@@ -161,12 +134,7 @@ class ChatView:
         parser = self.parsers[choice.index]
         if parser is None:
             return DeltaMessage(content=text or None)
-        parsed = parser.feed(text)
-        if final:
-            last = parser.finish()
-            parsed.content = ((parsed.content or "") + (last.content or "")) or None
-            parsed.reasoning = ((parsed.reasoning or "") + (last.reasoning or "")) or None
-            parsed.tool_calls += last.tool_calls
+        parsed = feed_parser(parser, text, final)
         if parsed.tool_calls:
             self.called[choice.index] = True
         return DeltaMessage(content=parsed.content, reasoning_content=parsed.reasoning, reasoning=parsed.reasoning,

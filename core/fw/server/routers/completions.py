@@ -11,31 +11,36 @@ from fw.errors import InvalidParameterError, NotSupportedError
 from fw.server.accumulate import Accumulator, Choice, prompt_logprobs_json
 from fw.server.context import ServerContext, base_request_id, get_context
 from fw.server.generation import Outputs, Submission
+from fw.server.json_body import StrictJSONRoute
 from fw.server.logprobs import completion_logprobs, merge_completion_logprobs
+from fw.server.pooling import require_task
+from fw.server.preprocess import check_sequences, count_prompts
 from fw.server.prompts import Prompt, completion_prompts
 from fw.server.protocol.completions import (
     CompletionChoice, CompletionChunk, CompletionLogprobs, CompletionRequest, CompletionResponse,
 )
 from fw.server.response_options import response_options
-from fw.server.routers import ERROR_RESPONSES
+from fw.server.routers import ERROR_RESPONSES, STREAM_RESPONSE
 from fw.server.sampling import reject_unsupported, sampling_params
 from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
 
-router = APIRouter(tags=["OpenAI"])
+router = APIRouter(tags=["OpenAI"], route_class=StrictJSONRoute)
 
 
-@router.post("/v1/completions", response_model=CompletionResponse, responses=ERROR_RESPONSES)
+@router.post("/v1/completions", response_model=CompletionResponse, responses={**ERROR_RESPONSES, **STREAM_RESPONSE})
 async def create_completion(body: CompletionRequest, request: Request,
                             ctx: ServerContext = Depends(get_context)):
     """Complete one prompt or a batch of prompts (OpenAI's legacy completions API)."""
     served = ctx.resolve_model(body.model)
+    require_task(ctx, "generate", "/v1/completions")
     if body.suffix is not None:
         raise NotSupportedError("suffix is not supported (fill-in-the-middle is not implemented)",
                                 param="suffix")
     if body.stream_options is not None and not body.stream:
         raise InvalidParameterError("stream_options", "only allowed when stream is true")
     reject_unsupported(body)
-    prompts = completion_prompts(ctx, body.prompt, body.add_special_tokens)
+    check_sequences(ctx, count_prompts(body.prompt), body.n)
+    prompts = await completion_prompts(ctx, body.prompt, body.add_special_tokens, truncate=body.truncate_prompt_tokens)
     request_id = f"cmpl-{base_request_id(request, body.request_id)}"
     prompt_logprobs = body.prompt_logprobs
     if body.echo and body.logprobs is not None and prompt_logprobs is None:
@@ -62,7 +67,9 @@ class CompletionView:
         self.created = int(time.time())
         self.acc = Accumulator([p.token_ids for p in prompts], body.n)
         self.prompt_texts = [p.text if p.text is not None else ctx.tokenizer.decode(p.token_ids)
-                             for p in prompts]
+                             if ctx.tokenizer is not None else "" for p in prompts]
+        #: token ids in the choices: asked for, or all a server without a tokenizer can give
+        self.ids = bool(body.return_token_ids) or ctx.tokenizer is None
         self.as_ids, self.details, self.include_usage, self.continuous_usage = response_options(
             ctx.config.frontend, body)
 
@@ -85,6 +92,12 @@ class CompletionView:
             return None
         return prompt_logprobs_json(self.acc.prompts[choice.prompt_index])
 
+    def _ids(self, choice: Choice, token_ids: list[int], first: bool) -> dict:
+        if not self.ids:
+            return {}
+        prompt = self.acc.prompts[choice.prompt_index].token_ids if first else None
+        return {"prompt_token_ids": prompt, "token_ids": list(token_ids)}
+
     async def collect(self, outputs: Outputs) -> CompletionResponse:
         async for index, out in outputs:
             self.acc.add(index, out)
@@ -99,7 +112,8 @@ class CompletionView:
                 logprobs = merge_completion_logprobs(logprobs, generated) if logprobs else generated
             choices.append(CompletionChoice(
                 index=choice.index, text=text, logprobs=logprobs, finish_reason=choice.finish_reason,
-                stop_reason=choice.stop_reason, prompt_logprobs=self._prompt_logprobs(choice)))
+                stop_reason=choice.stop_reason, prompt_logprobs=self._prompt_logprobs(choice),
+                **self._ids(choice, choice.token_ids, first=True)))
         return CompletionResponse(id=self.id, created=self.created, model=self.model, choices=choices,
                                   usage=self.acc.usage(details=self.details))
 
@@ -107,7 +121,8 @@ class CompletionView:
         async for index, out in outputs:
             for choice, delta in self.acc.add(index, out):
                 first = choice.sent == 0
-                if not delta.text and delta.finish_reason is None and not (first and self.body.echo):
+                if (not delta.text and delta.finish_reason is None and not (first and self.body.echo)
+                        and not (self.ids and delta.token_ids)):
                     continue
                 text, logprobs = delta.text, None
                 offset = len(choice.text) - len(delta.text)
@@ -125,7 +140,8 @@ class CompletionView:
                     choices=[CompletionChoice(
                         index=choice.index, text=text, logprobs=logprobs,
                         finish_reason=delta.finish_reason, stop_reason=delta.stop_reason,
-                        prompt_logprobs=self._prompt_logprobs(choice) if first else None)],
+                        prompt_logprobs=self._prompt_logprobs(choice) if first else None,
+                        **self._ids(choice, delta.token_ids, first))],
                     usage=self.acc.usage(details=self.details) if self.continuous_usage else None,
                 ))
         if self.include_usage:

@@ -5,7 +5,8 @@ Changing what a server serves is the operator's decision, not any client's, so t
 routes exist only when the environment variable ``FW_ALLOW_RUNTIME_LORA_UPDATING`` is
 ``1`` (or true/yes/on) at start-up, the switch vLLM also uses (under its own prefix);
 otherwise they answer 404 like any unknown path. They also need ``--enable-lora``,
-which sizes the LoRA slots when the engine starts.
+which sizes the LoRA slots when the engine starts, and read adapters only from inside
+--lora-path-roots (``fw.lora.paths``).
 """
 
 from __future__ import annotations
@@ -16,19 +17,20 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 
 from fw.errors import InvalidParameterError, ModelNotFoundError, NotSupportedError
+from fw.lora.paths import check_adapter_path
 from fw.lora.request import LoRARequest
 from fw.server.context import ServerContext, get_context
-from fw.server.protocol.common import ErrorResponse
+from fw.server.json_body import StrictJSONRoute
 from fw.server.protocol.lora import LoadLoRAAdapterRequest, UnloadLoRAAdapterRequest
+from fw.server.routers import json_errors
 
 RUNTIME_LORA_ENV = "FW_ALLOW_RUNTIME_LORA_UPDATING"
 
-router = APIRouter(tags=["LoRA"])
+router = APIRouter(tags=["LoRA"], route_class=StrictJSONRoute)
 
 _ERRORS = {
-    400: {"model": ErrorResponse, "description": "LoRA is off, the name is taken, or the adapter is unusable."},
-    401: {"model": ErrorResponse, "description": "Missing or wrong API key."},
-    404: {"model": ErrorResponse, "description": "No adapter of that name is loaded (unload)."},
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+    **json_errors(400, 401, 404, 413, 500),
 }
 
 
@@ -43,17 +45,18 @@ def _require_lora(ctx: ServerContext) -> None:
 
 
 def _already_loaded(lora: LoRARequest) -> InvalidParameterError:
-    return InvalidParameterError("lora_name", f"a LoRA adapter named {lora.lora_name!r} is already loaded "
-                                              f"(from {lora.lora_path}); unload it first")
+    return InvalidParameterError("lora_name", f"a LoRA adapter named {lora.lora_name!r} is already loaded; "
+                                              "unload it first")
 
 
 @router.post("/v1/load_lora_adapter", response_class=PlainTextResponse, responses=_ERRORS)
 async def load_lora_adapter(body: LoadLoRAAdapterRequest,
                             ctx: ServerContext = Depends(get_context)) -> PlainTextResponse:
-    """Load a PEFT adapter; requests may then name it as their ``model``. Its files are
-    read and checked now, so a bad folder or an adapter the model cannot take is a 400
-    naming the reason. Enabled by FW_ALLOW_RUNTIME_LORA_UPDATING=1."""
+    """Load a PEFT adapter from a folder inside --lora-path-roots; requests may then name
+    it as their ``model``. Its files are read and checked now, so an adapter the model
+    cannot take is a 400 naming the reason. Enabled by FW_ALLOW_RUNTIME_LORA_UPDATING=1."""
     _require_lora(ctx)
+    check_adapter_path(body.lora_path, ctx.config.lora.runtime_roots)
     loaded = ctx.engine.list_loras()
     existing = next((lora for lora in loaded if lora.lora_name == body.lora_name), None)
     if existing is not None:

@@ -10,6 +10,7 @@ from fw.server.context import ServerContext, get_context
 router = APIRouter(tags=["Server"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, responses={200: {
+    "description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def metrics(ctx: ServerContext = Depends(get_context)) -> Response:
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,5 @@
-"""The prompts `fw bench serve` sends: random tokens, ShareGPT first turns, or a JSONL file.
+"""The prompts `fw bench serve` sends: random tokens, ShareGPT first turns, a JSONL file, or
+random prompts behind a few shared prefixes (as vLLM's prefix_repetition dataset).
 
 Every dataset gives the same thing, a list of ``Prompt``s, each with the reply length to
 ask for. Sampling is seeded, so two runs with the same ``--seed`` send the same prompts.
@@ -35,6 +36,8 @@ def load_prompts(options: Any, tokenizer: Any) -> list[Prompt]:
         return random_prompts(options, tokenizer, rng)
     if options.dataset_name == "sharegpt":
         return sharegpt_prompts(options, tokenizer, rng)
+    if options.dataset_name == "prefix_repetition":
+        return prefix_repetition_prompts(options, tokenizer, rng)
     return custom_prompts(options, rng)
 
 
@@ -64,6 +67,22 @@ def random_prompts(options: Any, tokenizer: Any, rng: random.Random) -> list[Pro
         output_len = draw_length(rng, options.random_output_len, options.random_range_ratio)
         ids = [rng.choice(vocabulary) for _ in range(input_len)]
         prompts.append(Prompt(tokenizer.decode(ids), output_len))
+    return prompts
+
+
+def prefix_repetition_prompts(options: Any, tokenizer: Any, rng: random.Random) -> list[Prompt]:
+    """Each prompt is one of ``--prefix-repetition-num-prefixes`` shared random prefixes
+    (think system prompts) followed by its own random suffix; requests cycle through the
+    prefixes in a shuffled order, so each prefix recurs throughout the run."""
+    vocabulary = ordinary_token_ids(tokenizer)
+    prefixes = [[rng.choice(vocabulary) for _ in range(options.prefix_repetition_prefix_len)]
+                for _ in range(options.prefix_repetition_num_prefixes)]
+    prompts = []
+    for index in range(options.num_prompts):
+        prefix = prefixes[index % len(prefixes)]
+        suffix = [rng.choice(vocabulary) for _ in range(options.prefix_repetition_suffix_len)]
+        prompts.append(Prompt(tokenizer.decode(prefix + suffix), options.prefix_repetition_output_len))
+    rng.shuffle(prompts)
     return prompts
 
 

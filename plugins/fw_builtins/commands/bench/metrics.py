@@ -58,6 +58,10 @@ def summarize(results: Sequence[Result], duration: float, metrics: Sequence[str]
         "output_throughput": total_output / duration,
         "total_token_throughput": (total_input + total_output) / duration,
     }
+    inputs = sum(r.inputs for r in ok)
+    if inputs:  # /v1/embeddings
+        figures["embedded_inputs"] = inputs
+        figures["embedding_throughput"] = inputs / duration
     series = _series(ok)
     for name in metrics:
         values = np.asarray(series[name] or [0.0]) * 1000
@@ -88,6 +92,9 @@ def format_table(figures: dict[str, Any], metrics: Sequence[str], percentiles: S
         row("Output token throughput (tok/s)", figures["output_throughput"]),
         row("Total Token throughput (tok/s)", figures["total_token_throughput"]),
     ]
+    if "embedded_inputs" in figures:
+        lines += [row("Inputs embedded", figures["embedded_inputs"]),
+                  row("Embedding throughput (inputs/s)", figures["embedding_throughput"])]
     for name in metrics:
         title, label = METRIC_TITLES[name]
         lines.append(f"{title:-^{WIDTH}}")

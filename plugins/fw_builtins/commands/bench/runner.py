@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from fw_builtins.commands.bench import metrics
 from fw_builtins.commands.bench.datasets import Prompt, load_prompts
-from fw_builtins.commands.bench.requests import Result, request_body, send
+from fw_builtins.commands.bench.requests import Result, embedding_body, request_body, send, send_embeddings
 from fw_builtins.commands.client import Client, ServerOptions, fail, fatal_errors
 
 
@@ -50,16 +50,18 @@ def run(config: Any) -> None:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted; no results")
-    if tokenizer is not None:
+    embeddings = target.endpoint == "/v1/embeddings"
+    if tokenizer is not None and not embeddings:
         _fill_prompt_lengths(results, prompts, tokenizer)
     failures = [r.error for r in results if not r.success]
     if len(failures) == len(results):
         fail(f"all {len(results)} requests failed; the first: {failures[0]}")
     if failures:
         click.echo(f"{len(failures)} requests failed; the first: {failures[0]}", err=True)
-    figures = metrics.summarize(results, duration, report.metrics(), report.percentiles())
-    click.echo(metrics.format_table(figures, report.metrics(), report.percentiles(),
-                                    traffic.max_concurrency))
+    # an embedding has no tokens after the first: its latency is the one figure
+    names = ["e2el"] if embeddings else report.metrics()
+    figures = metrics.summarize(results, duration, names, report.percentiles())
+    click.echo(metrics.format_table(figures, names, report.percentiles(), traffic.max_concurrency))
     if report.save_result:
         path = _save(config, model, len(prompts), figures, results)
         click.echo(f"Results saved to {path}")
@@ -75,6 +77,7 @@ def _save(config: Any, model: str, num_prompts: int, figures: dict, results: lis
         "dataset_name": config.dataset.dataset_name, "num_prompts": num_prompts,
         "request_rate": "inf" if math.isinf(traffic.request_rate) else traffic.request_rate,
         "max_concurrency": traffic.max_concurrency, "ignore_eos": traffic.ignore_eos,
+        "inputs_per_request": traffic.inputs_per_request,
     }
     return metrics.save(Path(report.result_dir or ".") / name, figures, results, settings, now)
 
@@ -112,30 +115,36 @@ async def _benchmark(url: str, model: str, prompts: list[Prompt], traffic: Any, 
         # POST cannot be safely retried. Connecting over loopback costs microseconds.
         connector=aiohttp.TCPConnector(limit=limit or 0, force_close=True),  # limit 0: none
     )
-    async with client:
-        def body(prompt: Prompt) -> dict:
-            return request_body(url, model, prompt, traffic.ignore_eos)
+    embeddings = url.endswith("/embeddings")
+    per_request = traffic.inputs_per_request if embeddings else 1
+    groups = [prompts[i:i + per_request] for i in range(0, len(prompts), per_request)]
 
-        probe = await send(client, url, body(prompts[0]))
+    async def send_one(group: list[Prompt]) -> Result:
+        if embeddings:
+            return await send_embeddings(client, url, embedding_body(model, group))
+        return await send(client, url, request_body(url, model, group[0], traffic.ignore_eos))
+
+    async with client:
+        probe = await send_one(groups[0][:1])
         if not probe.success:
             raise BenchError(f"the first test request to {url} failed: {probe.error}")
         gate = asyncio.Semaphore(limit) if limit else None
-        bar = tqdm(total=len(prompts), disable=traffic.disable_tqdm, unit="req")
+        bar = tqdm(total=len(groups), disable=traffic.disable_tqdm, unit="req")
 
-        async def one(prompt: Prompt) -> Result:
+        async def one(group: list[Prompt]) -> Result:
             if gate is None:
-                result = await send(client, url, body(prompt))
+                result = await send_one(group)
             else:
                 async with gate:
-                    result = await send(client, url, body(prompt))
+                    result = await send_one(group)
             bar.update(1)
             return result
 
         arrivals = random.Random(seed)
         start = time.perf_counter()
         tasks = []
-        for prompt in prompts:
-            tasks.append(asyncio.create_task(one(prompt)))
+        for group in groups:
+            tasks.append(asyncio.create_task(one(group)))
             if not math.isinf(traffic.request_rate):
                 await asyncio.sleep(arrivals.expovariate(traffic.request_rate))
         results = await asyncio.gather(*tasks)

@@ -3,7 +3,8 @@
 It sends a set of prompts (random, ShareGPT or your own) at a chosen request rate and
 concurrency, streams every reply, and reports throughput and the latency figures users
 feel: time to first token, time per output token, inter-token latency, end-to-end
-latency. Token counts are the server's own (`usage`), so any server can be measured
+latency. With ``--endpoint /v1/embeddings`` it embeds the prompts instead, several per
+request if asked, and reports inputs embedded per second and request latency. Token counts are the server's own (`usage`), so any server can be measured
 without fw's tokenizer agreeing with it. Heavy imports wait until the command runs.
 """
 
@@ -29,8 +30,11 @@ class TargetOptions(ConfigGroup):
               "overrides --host and --port.")
     host: str = option("127.0.0.1", "The server's host, when --base-url is not given.")
     port: int = option(8000, "The server's port, when --base-url is not given.")
-    endpoint: Literal["/v1/completions", "/v1/chat/completions"] = option(
-        "/v1/completions", "The API to call; each prompt becomes one request.")
+    endpoint: Literal["/v1/completions", "/v1/chat/completions", "/v1/responses", "/v1/messages",
+                      "/v1/embeddings"] = option(
+        "/v1/completions", "The API to call; each prompt becomes one request (a user message for the "
+                           "chat, Responses and Anthropic Messages APIs); /v1/embeddings embeds "
+                           "--inputs-per-request prompts per request.")
     model: str | None = option(
         None, "The model to ask for; when not given, the first one the server lists at /v1/models.")
     tokenizer: str | None = option(
@@ -53,9 +57,10 @@ class DatasetOptions(ConfigGroup):
     group_title = "Dataset"
     group_help = "Which prompts to send and how long the replies should be."
 
-    dataset_name: Literal["random", "sharegpt", "custom"] = option(
+    dataset_name: Literal["random", "sharegpt", "custom", "prefix_repetition"] = option(
         "random", "random: random tokens of --random-input-len; sharegpt: first turns of a "
-                  "ShareGPT JSON file; custom: a JSONL file of {\"prompt\": ...} lines.")
+                  "ShareGPT JSON file; custom: a JSONL file of {\"prompt\": ...} lines; prefix_repetition: "
+                  "random prompts that start with one of a few shared prefixes (system prompts).")
     dataset_path: str | None = option(None, "The ShareGPT or custom dataset file.")
     num_prompts: int = option(1000, "How many requests to send.", ge=1)
     random_input_len: int = option(1024, "Prompt length in tokens (random dataset).", ge=1)
@@ -66,11 +71,16 @@ class DatasetOptions(ConfigGroup):
     sharegpt_output_len: int | None = option(
         None, "Reply length for every ShareGPT prompt; when not given, the recorded reply's.", ge=1)
     custom_output_len: int = option(256, "Reply length in tokens (custom dataset).", ge=1)
+    prefix_repetition_prefix_len: int = option(256, "Shared prefix length in tokens (prefix_repetition).", ge=1)
+    prefix_repetition_suffix_len: int = option(256, "Per-request suffix length in tokens (prefix_repetition).",
+                                               ge=1)
+    prefix_repetition_num_prefixes: int = option(10, "How many distinct prefixes (prefix_repetition).", ge=1)
+    prefix_repetition_output_len: int = option(128, "Reply length in tokens (prefix_repetition).", ge=1)
     seed: int = option(0, "Seed for prompt sampling and request arrival times.")
 
     @model_validator(mode="after")
     def _path_when_needed(self) -> "DatasetOptions":
-        if self.dataset_name != "random" and not self.dataset_path:
+        if self.dataset_name in ("sharegpt", "custom") and not self.dataset_path:
             raise ValueError(f"--dataset-name {self.dataset_name} needs --dataset-path")
         return self
 
@@ -85,6 +95,9 @@ class TrafficOptions(ConfigGroup):
         None, "At most this many requests in flight; others wait their turn.", ge=1)
     ignore_eos: bool = option(
         False, "Ask the server to ignore end-of-sequence, so every reply has its full length.")
+    inputs_per_request: int = option(
+        1, "With --endpoint /v1/embeddings: how many prompts each request embeds (its input list); "
+           "--num-prompts counts prompts.", ge=1)
     disable_tqdm: bool = option(False, "Do not show the progress bar.")
 
 

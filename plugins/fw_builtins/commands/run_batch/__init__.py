@@ -48,9 +48,10 @@ def run(config: RunBatchConfig, engine_factory: Callable[[Any], Any] | None = No
 
 @config_command(
     RunBatchConfig, name="run-batch",
-    help="Run a file of OpenAI batch requests (JSON lines for /v1/chat/completions and "
-         "/v1/completions) through one engine, all at once, and write one result line per "
-         "request, in order: `fw run-batch -i batch.jsonl -o results.jsonl --model PATH`. "
+    help="Run a file of OpenAI batch requests (JSON lines for /v1/chat/completions, "
+         "/v1/completions, /v1/embeddings, /v1/score and /v1/rerank) through one engine, all at "
+         "once, and write one result line per request, in order: `fw run-batch -i batch.jsonl -o results.jsonl --model PATH` "
+         "(or a hub id, ORG/NAME). "
          "A bad line gets an error in its result line and does not stop the batch. The "
          "engine options of `fw serve` apply; -i/-o and the metrics options are in the "
          "RunBatch group.",

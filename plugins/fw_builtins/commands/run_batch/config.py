@@ -31,8 +31,8 @@ class RunBatchOptions(ConfigGroup):
     input_file: str | None = option(
         None,
         "The batch to run: a local path, or an http(s) URL read with GET. One JSON request "
-        "per line with custom_id, method (POST), url (/v1/chat/completions or "
-        "/v1/completions) and body; blank lines are skipped.",
+        "per line with custom_id, method (POST), url (/v1/chat/completions, /v1/completions, "
+        "/v1/embeddings, /v1/score or /v1/rerank) and body; blank lines are skipped.",
         short="-i",
     )
     output_file: str | None = option(

@@ -18,8 +18,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-#: the endpoints a batch line may name
-SUPPORTED_URLS = ("/v1/chat/completions", "/v1/completions")
+#: the endpoints a batch line may name (vLLM's run-batch takes the same)
+SUPPORTED_URLS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/score", "/v1/rerank")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def parse_line(raw: bytes) -> BatchRequest:
                       custom_id)
     if url not in SUPPORTED_URLS:
         raise BadLine("not_supported", f"url {url!r} is not supported; use "
-                      f"{' or '.join(SUPPORTED_URLS)}", custom_id)
+                      f"{', '.join(SUPPORTED_URLS[:-1])} or {SUPPORTED_URLS[-1]}", custom_id)
     if not isinstance(body, dict):
         raise BadLine("invalid_value", "body: must be a JSON object", custom_id)
     if body.get("stream"):

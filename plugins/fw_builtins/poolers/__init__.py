@@ -1,0 +1,1 @@
+"""The built-in poolers (registered by ``fw_builtins.models.plugin``)."""

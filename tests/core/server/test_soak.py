@@ -1,0 +1,113 @@
+"""Soak: rounds of concurrent streams over a real engine where half the clients vanish
+mid-stream (and some non-streamed clients give up). Every finished stream is whole, and
+after each round the engine is back to idle: no running or waiting request, no KV block
+in use, as /metrics reports it. Run over the engine-core process `fw serve` starts, and
+over the in-thread engine (--disable-frontend-multiprocessing)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from fw.config.options import build_bundle
+from fw.config.serve import ServeConfig
+
+ROUNDS = 3
+STREAMS = 24
+TOKENS = 48
+
+
+async def _client(url: str, index: int) -> str:
+    """Odd clients leave after three chunks, every fourth non-streamed one times out; the
+    rest read to [DONE]. Returns what happened."""
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        body = {"prompt": f"Once upon a time {index}", "max_tokens": TOKENS, "ignore_eos": True,
+                "temperature": 0}
+        if index % 4 == 2:
+            try:
+                await http.post("/v1/completions", json=body, timeout=0.05)
+            except httpx.TimeoutException:
+                return "timed out"
+            return "answered"
+        async with http.stream("POST", "/v1/completions", json={**body, "stream": True}) as response:
+            events, reason = 0, None
+            async for line in response.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                events += 1
+                if index % 2 and events == 3:
+                    return "left"
+                if line == "data: [DONE]":
+                    return "done" if reason == "length" else f"ended by {reason!r}"
+                reason = json.loads(line[len("data: "):])["choices"][0]["finish_reason"] or reason
+    return "no [DONE]"
+
+
+def _metrics(url: str) -> dict[str, float]:
+    values = {}
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("fw:") and "{" in line:
+            name = line.split("{", 1)[0]
+            labels = line[line.index("{"):line.index("}") + 1]
+            if "finished_reason" in labels:
+                name += "/" + labels.split('finished_reason="', 1)[1].split('"', 1)[0]
+            values[name] = values.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return values
+
+
+def _wait_idle(url: str, timeout: float = 30) -> dict[str, float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        values = _metrics(url)
+        busy = [values.get(f"fw:{name}", 0) for name in ("num_requests_running", "num_requests_waiting",
+                                                           "kv_cache_usage_perc")]
+        if not any(busy):
+            return values
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the engine did not return to idle: {busy}")
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frontend_multiprocessing", [True, False], ids=["engine-core", "in-thread"])
+def test_rounds_of_streams_with_disconnects_leave_the_engine_idle(tiny_llama, frontend_multiprocessing):
+    from fw_builtins.commands.serve import run_server
+
+    config = build_bundle(ServeConfig, {
+        "model": str(tiny_llama), "dtype": "float32", "max_model_len": 256, "port": 0, "disable_log_stats": True,
+        "uvicorn_log_level": "warning", "disable_uvicorn_access_log": True,
+        "disable_frontend_multiprocessing": not frontend_multiprocessing})
+    box: dict = {}
+    ready = threading.Event()
+
+    def started(server, urls):
+        box.update(server=server, url=urls[0])
+        ready.set()
+
+    thread = threading.Thread(target=run_server, args=(config,), kwargs={"on_started": started}, daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(300), "the server did not start"
+        url = box["url"]
+
+        async def round_() -> list[str]:
+            return await asyncio.gather(*(_client(url, i) for i in range(STREAMS)))
+
+        for _ in range(ROUNDS):
+            outcomes = asyncio.run(round_())
+            assert outcomes.count("left") == STREAMS // 2
+            assert outcomes.count("done") == STREAMS // 4, outcomes
+            assert set(outcomes) <= {"left", "done", "timed out", "answered"}, outcomes
+            values = _wait_idle(url)
+        assert values.get("fw:request_success_total/length", 0) >= ROUNDS * STREAMS // 4
+        assert values.get("fw:request_success_total/abort", 0) >= ROUNDS * STREAMS // 2
+        assert httpx.get(f"{url}/health", timeout=30).status_code == 200
+    finally:
+        if "server" in box:
+            box["server"].should_exit = True
+        thread.join(60)
