@@ -94,7 +94,11 @@ def bench(url: str, concurrency: int, prompts: int, tokenizer: Path, out_dir: Pa
                "--num-prompts", str(prompts), "--max-concurrency", str(concurrency), "--ignore-eos",
                "--disable-tqdm", "--save-result", "--result-dir", str(out_dir), "--result-filename", filename]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return json.loads((out_dir / filename).read_text())
+    result = json.loads((out_dir / filename).read_text())
+    if result["failed"]:  # a figure over failed requests would compare nothing
+        raise SystemExit(f"{label}: {result['failed']} of {prompts} requests failed at concurrency {concurrency}; "
+                         f"the first: {next(e for e in result['errors'] if e)}")
+    return result
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -179,4 +183,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    # a SIGTERM unwinds through measure()'s finally, so the server it started is stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     main(sys.argv[1:])

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
-import time
 
 
 def test_fw_help_does_not_import_torch():
@@ -21,12 +21,13 @@ def test_fw_help_does_not_import_torch():
 
 
 def test_fw_help_returns_quickly():
-    # Best of three, to keep a noisy machine from failing a correct build.
-    best = min(_time_help() for _ in range(3))
-    assert best < 0.5, f"fw --help took {best:.2f}s"
+    # CPU seconds, not wall time, and the best of three: a busy machine must not fail a correct build
+    best = min(_cpu_seconds_of_help() for _ in range(3))
+    assert best < 0.5, f"fw --help took {best:.2f} CPU s"
 
 
-def _time_help() -> float:
-    start = time.perf_counter()
+def _cpu_seconds_of_help() -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([sys.executable, "-m", "fw.cli.main", "--help"], capture_output=True, check=True)
-    return time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

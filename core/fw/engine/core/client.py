@@ -32,8 +32,9 @@ from fw.pooling.params import PoolingParams
 
 logger = logging.getLogger("fw.engine")
 
-#: an engine core on another machine is dead after this long without a message
-HEARTBEAT_TIMEOUT_S = 10.0
+#: an engine core on another machine is dead after this long without a message (it sends
+#: one between steps, so this bounds the longest step it may take, a long prefill included)
+HEARTBEAT_TIMEOUT_S = 60.0
 WATCH_INTERVAL_S = 0.25
 
 
@@ -52,6 +53,14 @@ class _Engine:
     socket: Any = None
     alive: bool = True
     last_heard: float = field(default_factory=time.monotonic)
+
+    def seems_dead(self, now: float) -> bool:
+        """On this host by its process alone: a step that runs long (a large prefill on a
+        loaded machine) or an API server whose event loop was starved is not a death.
+        Elsewhere, where no pid can be checked, by its silence."""
+        if not self.handle.on_this_host:
+            return now - self.last_heard > HEARTBEAT_TIMEOUT_S
+        return not self.handle.alive()
 
 
 class EngineCoreClient(EngineClient):
@@ -151,7 +160,7 @@ class EngineCoreClient(EngineClient):
             await asyncio.sleep(WATCH_INTERVAL_S)
             now = time.monotonic()
             for engine in self.engines.values():
-                if engine.alive and (not engine.handle.alive() or now - engine.last_heard > HEARTBEAT_TIMEOUT_S):
+                if engine.alive and engine.seems_dead(now):
                     self._engine_died(engine)
 
     def _engine_died(self, engine: _Engine) -> None:

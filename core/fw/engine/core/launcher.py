@@ -47,10 +47,14 @@ class EngineHandle:
     stats: Any
     loras: list = field(default_factory=list)
 
+    @property
+    def on_this_host(self) -> bool:
+        return self.hostname == socket.gethostname()
+
     def alive(self) -> bool:
         """Whether its process still runs (checked by pid on its own host; elsewhere the
         client goes by heartbeats)."""
-        if self.hostname != socket.gethostname():
+        if not self.on_this_host:
             return True
         try:
             with open(f"/proc/{self.pid}/stat") as stat:
