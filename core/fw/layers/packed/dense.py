@@ -23,6 +23,9 @@ class PlainWeight(PackedLayout):
     def dequantize(self):
         return self.weight.float()
 
+    def gather_rows(self, index):
+        return self.weight.index_select(0, index).float()
+
     def rows(self, ranges):
         return PlainWeight(select_rows(self.weight, ranges).contiguous())
 
