@@ -32,10 +32,12 @@ OTHERS = [
 ]
 MAX_TOKENS = 32
 
-#: the int4 default packs each weight twice (int4 blocks up to 8 rows, 8-bit panels beyond)
-INT4_TWO_QUANTIZATIONS = pytest.mark.xfail(strict=True, raises=AssertionError, reason="the int4 method quantizes a weight differently "
-                                           "beyond 8 rows (int8 panels); one quantization for every row count is "
-                                           "issue 22's weight-path part, after issue 18's any-rows int4 kernel")
+#: the default method (gguf) packs each weight twice (the file's blocks up to 8 rows, 8-bit
+#: panels beyond); --quantization gguf_lean does not (tests/core/engine/test_batch_invariance.py)
+INT4_TWO_QUANTIZATIONS = pytest.mark.xfail(strict=True, raises=AssertionError,
+                                           reason="the default gguf method quantizes a weight differently beyond "
+                                                  "8 rows (int8 panels); one quantization for every row count by "
+                                                  "default is issue 22's weight-path part")
 
 
 def _differences(expected: dict, actual: dict) -> dict:

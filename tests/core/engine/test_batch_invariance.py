@@ -12,6 +12,8 @@ another answer when the server is busy".
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -25,12 +27,15 @@ PROMPTS = [" ".join(_WORDS[7 * i: 7 * i + 20 + 2 * i]) for i in range(16)]
 MAX_TOKENS = 24
 GREEDY = SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0, ignore_eos=True, logprobs=0)
 
-#: (checkpoint dtype, engine options): float32 and bfloat16 weights, and the int4 method
-#: over bfloat16 ones (head_dim 64: the attention kernels' vector path)
+#: (checkpoint dtype, engine options, stored as a Q4_1 GGUF file): float32 and bfloat16
+#: weights, the int4 method over bfloat16 ones, and a Q4_1 file under its default method
+#: (gguf) and under gguf_lean (head_dim 64: the attention kernels' vector path)
 CASES = {
-    "fp32": (torch.float32, {"dtype": "float32"}),
-    "bf16": (torch.bfloat16, {"dtype": "bfloat16"}),
-    "int4": (torch.bfloat16, {"dtype": "bfloat16", "quantization": "int4"}),
+    "fp32": (torch.float32, {"dtype": "float32"}, False),
+    "bf16": (torch.bfloat16, {"dtype": "bfloat16"}, False),
+    "int4": (torch.bfloat16, {"dtype": "bfloat16", "quantization": "int4"}, False),
+    "gguf-q4_1": (torch.float32, {"dtype": "bfloat16"}, True),
+    "gguf-q4_1-lean": (torch.float32, {"dtype": "bfloat16", "quantization": "gguf_lean"}, True),
 }
 
 
@@ -47,20 +52,26 @@ def _first_difference(expected, actual) -> str:
     return "lengths differ" if len(expected) != len(actual) else "none"
 
 
-#: the int4 method packs each weight twice, int4 blocks up to 8 rows and 8-bit panels beyond
-#: (8-bit blocks and panels for the LM head), so a row's weights depend on its step's size
-INT4_TWO_QUANTIZATIONS = pytest.mark.xfail(strict=True, raises=AssertionError, reason="the int4 method quantizes a weight differently "
-                                           "beyond 8 rows (int8 panels); one quantization for every row count is "
-                                           "issue 22's weight-path part, after issue 18's any-rows int4 kernel")
-PARAMS = [pytest.param(name, marks=INT4_TWO_QUANTIZATIONS) if name == "int4" else name for name in CASES]
+#: the int4 and gguf methods pack each weight twice, blocks up to 8 rows and 8-bit panels
+#: beyond (likewise the LM head), so a row's weights depend on its step's size; gguf_lean
+#: keeps the blocks alone for every step and is invariant
+TWO_QUANTIZATIONS = pytest.mark.xfail(strict=True, raises=AssertionError,
+                                      reason="the method quantizes a weight differently beyond 8 rows (int8 "
+                                             "panels); one quantization for every row count by default is "
+                                             "issue 22's weight-path part")
+PARAMS = [pytest.param(name, marks=TWO_QUANTIZATIONS) if name in ("int4", "gguf-q4_1") else name for name in CASES]
 
 
 @pytest.fixture(scope="module", params=PARAMS)
-def served(request, tiny_checkpoint_factory):
+def served(request, tiny_checkpoint_factory, tmp_path_factory):
     """The 16 prompts' greedy answers served four ways on engines of one case."""
-    dtype, options = CASES[request.param]
+    dtype, options, as_gguf = CASES[request.param]
     path = str(tiny_checkpoint_factory("LlamaForCausalLM", dtype=dtype, hidden_size=128, num_attention_heads=4,
                                        num_key_value_heads=2, head_dim=64, intermediate_size=256))
+    if as_gguf:
+        from tests.tiny_gguf import make_tiny_gguf
+
+        path = str(make_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-q4_1.gguf", Path(path), tensor_type="Q4_1"))
     common = dict(max_model_len=256, kv_cache_memory_bytes=16 << 20, **options)
 
     cached_llm = LLM(path, enable_prefix_caching=True, **common)
