@@ -67,6 +67,12 @@ def dense_available() -> bool:
 
 
 @functools.cache
+def dense_f32_available() -> bool:
+    """Whether the float32 GEMM of fixed summation order is built (any CPU the kernels build for)."""
+    return available()
+
+
+@functools.cache
 def int8_gemm_available() -> bool:
     """Whether the int8 GEMM for batches is built (it needs AVX512-VNNI and AVX512-BF16)."""
     return _built("fw_int8_gemm_available")
@@ -195,6 +201,18 @@ def dense_gemm(x: torch.Tensor, panels: torch.Tensor, bias: torch.Tensor | None,
     _function("dense_gemm", torch.bfloat16)(out.data_ptr(), x.data_ptr(), x.stride(0), panels.data_ptr(),
                                             0 if bias is None else bias.data_ptr(), rows, out_features, k,
                                             int(float_output))
+    return out
+
+
+def dense_gemm_f32(x: torch.Tensor, panels: torch.Tensor, bias: torch.Tensor | None,
+                   out_features: int) -> torch.Tensor:
+    """``x @ W.T (+ bias)`` for float32 x [rows, K] (unit stride along K) and W packed by
+    ``fw_kernels.cpu.packing.pack_f32_panels``: every output summed over k in order, so a
+    row's result does not depend on the other rows (``dense_f32.c``)."""
+    rows, k = x.shape
+    out = x.new_empty(rows, out_features)
+    _function("dense_gemm", torch.float32)(out.data_ptr(), x.data_ptr(), x.stride(0), panels.data_ptr(),
+                                           0 if bias is None else bias.data_ptr(), rows, out_features, k, 1)
     return out
 
 
