@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fw-installed
 
-.PHONY: setup browser serve test test-fast clean
+.PHONY: setup browser serve test test-fast mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ test: setup browser
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+# Mutation testing (docs/testing.md): hours on two cores, so not part of `make test`.
+# One module while working on it: make mutation MODULE=fw.engine.scheduler
+# Report: build/mutation/report.md
+mutation: setup
+	$(BIN)/python -m tests.mutation $(foreach m,$(MODULE),--module $(m)) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

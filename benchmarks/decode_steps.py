@@ -121,8 +121,9 @@ def measure(llm, batch: int, steps: int, prompt_len: int = 64, breakdown: bool =
     engine, model = llm.engine, llm.engine.loaded.model
     params = SamplingParams(max_tokens=steps + 10, ignore_eos=True, temperature=0.0)
     ids = [f"bench-{batch}-{i}" for i in range(batch)]
+    vocab = min(20100, llm.engine.loaded.hf_config.vocab_size)  # ids 100.. (a small model: all of its own)
     for i, request_id in enumerate(ids):
-        prompt = [100 + (i * prompt_len + j) % 20000 for j in range(prompt_len)]
+        prompt = [(100 + (i * prompt_len + j) % 20000) % vocab for j in range(prompt_len)]
         engine.add_request(request_id, {"prompt_token_ids": prompt}, params)
     while any(r.num_computed_tokens < r.num_prompt_tokens for r in engine.scheduler.requests.values()):
         engine.step()

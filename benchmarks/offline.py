@@ -3,6 +3,7 @@
     python benchmarks/offline.py                  # the embedded SmolLM2-135M-Instruct
     python benchmarks/offline.py --quick          # a smaller smoke run of the same logic
     python benchmarks/offline.py --model PATH --dtype float32
+    python benchmarks/offline.py --models         # the model table (below)
 
 Two figures, as issue 3 asks: offline throughput (64 prompts of 64 random tokens, 128
 output tokens each, end-of-sequence ignored, all given at once; transformers in batches
@@ -11,6 +12,15 @@ Single-stream tokens/s include each prompt's prefill, as a user waiting on one r
 it. The work is done by `fw bench throughput`'s own functions, so the numbers mean what
 that command's do; the table is Markdown, to paste into docs/benchmarks.md with the
 command printed under it.
+
+``--models`` measures fw alone on several GGUF models instead, all loaded at once in bf16
+and measured in alternating rounds (this machine's speed drifts): SmolLM2 Q4_1, Gemma 3
+270M Q4_K_M (default ``gguf`` and ``gguf_lean``) and the same Gemma in Q4_1
+(``gguf_models.requantize``), and a random 1024-wide Llama in llama.cpp's Q4_K_M recipe
+and in Q4_1 (``gguf_models.synthetic_q4_k_m``). Per model: file size, the bytes its weights hold, a fresh
+process's resident memory with it loaded (and at its peak while loading), and decode
+tokens/s at batch 1 and 8 (median steps, prompts excluded); and the Q4_K_M / Q4_1 decode
+ratio of each round.
 """
 
 from __future__ import annotations
@@ -33,6 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dtype", default="auto", help="fw's --dtype, used by both (default: auto)")
     parser.add_argument("--quick", action="store_true", help="a smaller run, to check the script works")
     parser.add_argument("--output-json", help="also write the figures to this JSON file")
+    parser.add_argument("--models", action="store_true", help="the GGUF model table instead (see above)")
+    parser.add_argument("--rounds", type=int, default=3, help="--models: alternating measurement rounds")
     return parser.parse_args(argv)
 
 
@@ -92,10 +104,81 @@ def table(result: dict, argv: list[str]) -> str:
     return "\n".join(lines)
 
 
+def model_rows(args: argparse.Namespace) -> dict:
+    import statistics
+
+    from fw import LLM
+    from fw.model_loader.default_model import default_model_path
+    from gguf_models import (decode_rate, gemma3_q4_k_m, process_memory, requantize, synthetic_q4_k_m,
+                             weight_bytes)
+
+    gemma = gemma3_q4_k_m()
+    gemma_q4_1 = requantize(gemma, gemma.with_name("gemma-3-270m-q4_1.gguf"))
+    llama = synthetic_q4_k_m(gemma.parent)
+    llama_q4_1 = requantize(llama, llama.with_name("synthetic-llama-1024-q4_1.gguf"))
+    models = [("SmolLM2-135M-Instruct Q4_1", default_model_path(), None),
+              ("Gemma 3 270M Q4_K_M", gemma, None),
+              ("Gemma 3 270M Q4_K_M, gguf_lean", gemma, "gguf_lean"),
+              ("Gemma 3 270M Q4_1", gemma_q4_1, None),
+              ("random Llama, 1024 wide, Q4_K_M recipe", llama, None),
+              ("random Llama, 1024 wide, Q4_1", llama_q4_1, None)]
+    #: (Q4_K_M row, Q4_1 row) pairs whose decode speeds are compared round by round
+    pairs = {"Gemma 3 270M": (1, 3), "random Llama": (4, 5)}
+    steps = 8 if args.quick else 48
+    loaded = []
+    for label, path, method in models:
+        rss, peak = process_memory(path, method)
+        llm = LLM(str(path), quantization=method, max_model_len=1024, kv_cache_memory_bytes=64 * 1024**2,
+                  use_tqdm_on_load=False)
+        loaded.append({"label": label, "llm": llm, "file": path.stat().st_size,
+                       "weights": weight_bytes(llm.engine.loaded.model), "rss": rss, "peak": peak,
+                       "rates": {1: [], 8: []}})
+    ratios = {name: {1: [], 8: []} for name in pairs}
+    for _ in range(args.rounds):
+        for batch in (1, 8):
+            for row in loaded:
+                row["rates"][batch].append(decode_rate(row["llm"], batch, steps))
+            for name, (k_quant, q4_1) in pairs.items():
+                ratios[name][batch].append(loaded[k_quant]["rates"][batch][-1] / loaded[q4_1]["rates"][batch][-1])
+    return {"rounds": args.rounds, "steps": steps, "idle_rss": process_memory(None)[0],
+            "models": [{key: value for key, value in row.items() if key != "llm"} for row in loaded],
+            "q4_k_m_over_q4_1": {name: {batch: statistics.median(values) for batch, values in by_batch.items()}
+                                 for name, by_batch in ratios.items()},
+            "ratios": ratios}
+
+
+def models_table(result: dict, argv: list[str]) -> str:
+    import statistics
+
+    mb = 1024 ** 2
+    lines = ["| model | file MB | weights held MB | process RSS MB (peak) | decode tok/s, batch 1 | batch 8 |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for row in result["models"]:
+        lines.append(f"| {row['label']} | {row['file'] / mb:.0f} | {row['weights'] / mb:.0f} | "
+                     f"{row['rss'] / mb:.0f} ({row['peak'] / mb:.0f}) | {statistics.median(row['rates'][1]):.1f} | "
+                     f"{statistics.median(row['rates'][8]):.1f} |")
+    lines += ["", f"A process with torch and fw imported and no model: {result['idle_rss'] / mb:.0f} MB resident; "
+                  "every process has a 64 MiB KV cache."]
+    for name, ratio in result["q4_k_m_over_q4_1"].items():
+        rounds = result["ratios"][name]
+        lines += ["", f"{name}, Q4_K_M / Q4_1 decode speed, median of {result['rounds']} alternating rounds: "
+                      f"{ratio[1]:.2f} at batch 1, {ratio[8]:.2f} at batch 8 "
+                      f"(rounds: {', '.join(f'{r:.2f}' for r in rounds[1])} / "
+                      f"{', '.join(f'{r:.2f}' for r in rounds[8])})"]
+    lines += ["", f"command: python benchmarks/offline.py {shlex.join(argv)}".rstrip()]
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     import click
 
     args = parse_args(argv)
+    if args.models:
+        result = model_rows(args)
+        print(models_table(result, argv))
+        if args.output_json:
+            Path(args.output_json).write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     try:
         result = run(args)
     except click.ClickException as exc:

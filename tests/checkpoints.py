@@ -30,6 +30,12 @@ ARCHITECTURES = {
     "MistralForCausalLM": "MistralConfig",
     "Qwen2ForCausalLM": "Qwen2Config",
     "Qwen3ForCausalLM": "Qwen3Config",
+    "Gemma2ForCausalLM": "Gemma2Config",
+    "Gemma3ForCausalLM": "Gemma3TextConfig",
+    "Phi3ForCausalLM": "Phi3Config",
+    "MixtralForCausalLM": "MixtralConfig",
+    "Qwen2MoeForCausalLM": "Qwen2MoeConfig",
+    "Qwen3MoeForCausalLM": "Qwen3MoeConfig",
     # encoders, for the pooling runner (no generation config)
     "BertModel": "BertConfig",
     "BertForSequenceClassification": "BertConfig",
@@ -37,6 +43,30 @@ ARCHITECTURES = {
     "RobertaForSequenceClassification": "RobertaConfig",
     "XLMRobertaModel": "XLMRobertaConfig",
     "XLMRobertaForSequenceClassification": "XLMRobertaConfig",
+}
+
+#: what each architecture's tiny checkpoint sets beyond the shared sizes, so that what sets
+#: it apart shows in a short prompt: weights drawn 5x wider than transformers' default (a
+#: peaked next-token distribution, which a bug moves visibly), windows of a few tokens
+#: beside global layers, soft caps that bend the scores, an attention scale other than
+#: head_dim ** -0.5, LongRoPE factors with part of each head rotating, 4 experts (top 2)
+#: beside a dense layer. Gemma's are untied: with random weights its sqrt(hidden)-scaled
+#: embedding outweighs the layers, and a tied head then predicts the input token again.
+_WIDE = {"initializer_range": 0.1}
+_GEMMA = {**_WIDE, "layer_types": ["sliding_attention", "full_attention"], "sliding_window": 6,
+          "query_pre_attn_scalar": 24, "tie_word_embeddings": False}
+_EXPERTS = {**_WIDE, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64}
+ARCHITECTURE_DEFAULTS = {
+    "MistralForCausalLM": {"sliding_window": None},  # full attention unless a test asks for a window
+    "Gemma2ForCausalLM": {**_GEMMA, "attn_logit_softcapping": 2.0, "final_logit_softcapping": 4.0},
+    "Gemma3ForCausalLM": {**_GEMMA, "max_position_embeddings": 512},
+    "Phi3ForCausalLM": {**_WIDE, "max_position_embeddings": 2048, "original_max_position_embeddings": 512,
+                        "partial_rotary_factor": 0.75,
+                        "rope_scaling": {"type": "longrope", "short_factor": [1.0 + 0.25 * i for i in range(6)],
+                                         "long_factor": [2.0 + i for i in range(6)]}},
+    "MixtralForCausalLM": {**_WIDE, "num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 64},
+    "Qwen3MoeForCausalLM": {**_EXPERTS, "norm_topk_prob": True, "mlp_only_layers": [1]},
+    "Qwen2MoeForCausalLM": {**_EXPERTS, "shared_expert_intermediate_size": 96},
 }
 
 CHAT_TEMPLATE = (
@@ -123,14 +153,12 @@ def _config(architecture: str, tokenizer, dtype: torch.dtype, overrides: dict):
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    if architecture == "MistralForCausalLM":
-        values["sliding_window"] = None  # full attention unless a test asks for a window
+    values.update(ARCHITECTURE_DEFAULTS.get(architecture, {}))
     values.update(overrides)
     config = config_class(**values)
     config.architectures = [architecture]
     config.dtype = dtype
     return config
-
 
 
 def make_tiny_checkpoint(directory: Path, architecture: str = "LlamaForCausalLM", *,

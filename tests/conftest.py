@@ -60,6 +60,18 @@ def tiny_llama(tiny_checkpoint_factory) -> Path:
     return tiny_checkpoint_factory("LlamaForCausalLM")
 
 
+@pytest.fixture(scope="session")
+def gemma3_270m() -> Path:
+    """The real Gemma 3 270M Q4_K_M GGUF (tests/gemma3_270m.py); skips where its packages
+    are not installed."""
+    from tests.gemma3_270m import Missing, gemma3_270m_path
+
+    try:
+        return gemma3_270m_path()
+    except Missing as exc:
+        pytest.skip(str(exc))
+
+
 @pytest.fixture
 def fw_cache_dir(tmp_path_factory, monkeypatch) -> Path:
     """FW_CACHE_DIR pointed at one folder shared by this session's tests (not ~/.cache/fw)."""

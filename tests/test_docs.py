@@ -58,6 +58,32 @@ def test_cli_reference_is_up_to_date():
     assert result.returncode == 0, result.stderr + result.stdout
 
 
+def test_supported_models_table_is_up_to_date():
+    env = {k: v for k, v in os.environ.items() if k != "FW_PLUGINS"}
+    result = subprocess.run([sys.executable, str(DOCS / "gen_supported_models.py"), "--check"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_supported_models_name_tests_that_run_them():
+    """Every built-in architecture is in the table, and each checkpoint it names is run by
+    a test file that exists and names the architecture (a tiny random one) or the
+    checkpoint (a real one)."""
+    from fw.plugins import registry
+
+    text = (DOCS / "models.md").read_text()
+    for entry in registry("model").entries():
+        if entry.plugin != "models":
+            continue
+        assert f"| `{entry.name}` |" in text, entry.name
+        tested = entry.load().tested_with
+        assert tested, f"{entry.name} names no tested checkpoint"
+        for checkpoint, path in tested:
+            source = (REPO / path).read_text()
+            named = entry.name if checkpoint.startswith("tiny") else checkpoint.split(",")[0]
+            assert named in source, f"{path} does not run {entry.name} ({checkpoint})"
+
+
 def test_cli_reference_lists_every_builtin_command():
     from fw.plugins import registry
 

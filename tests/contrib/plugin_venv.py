@@ -55,8 +55,9 @@ class PluginVenv:
         return subprocess.run([program, *map(str, args[1:])], capture_output=True, text=True,
                               cwd=cwd or self.root, env=self.env(**env), timeout=timeout)
 
-    def create(self) -> "PluginVenv":
-        wheel = self._build_fw_wheel()
+    def create(self, *, with_fw: bool = True) -> "PluginVenv":
+        """The venv, with fw's wheel installed unless ``with_fw`` is false."""
+        wheel = self._build_fw_wheel() if with_fw else None
         _checked(subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(self.path)],
                                 capture_output=True, text=True), "python -m venv")
         purelib = self.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
@@ -64,7 +65,8 @@ class PluginVenv:
         Path(purelib.stdout.strip(), "test-env.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
         # --force-reinstall: the test environment's own fw (an editable install) is
         # visible too; pip must still put the wheel into the venv, which then wins.
-        self.pip_install("--no-index", "--force-reinstall", wheel)
+        if wheel is not None:
+            self.pip_install("--no-index", "--force-reinstall", wheel)
         return self
 
     def pip_install(self, *targets: str | Path) -> None:

@@ -102,6 +102,11 @@ def _check_model(config: EngineConfig, size: int) -> None:
     heads = getattr(hf_config, "num_attention_heads", None)
     if heads:
         check_heads(heads, getattr(hf_config, "num_key_value_heads", None) or heads, size)
+    own = vars(hf_config)  # what the config holds (a GGUF file's config asks transformers for the rest)
+    experts = own.get("num_local_experts") or own.get("num_experts")
+    if experts:
+        raise ConfigurationError(f"the model's mixture-of-experts layers ({experts} experts) are not split by "
+                                 f"tensor parallelism; serve it with --tensor-parallel-size 1")
 
 
 def _threads_per_rank(local_size: int) -> int:

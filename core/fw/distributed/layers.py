@@ -54,18 +54,30 @@ def row_parallel(linear: Linear, columns: tuple[int, int], group: TensorParallel
 
 
 class VocabParallelEmbedding(VocabEmbedding):
-    """The rows of the vocabulary ``[start, stop)``; the all-reduce fills in the rest."""
+    """The rows of the vocabulary ``[start, stop)``; the all-reduce fills in the rest. An
+    embedding kept quantized (a GGUF file's blocks) keeps its part of them; the scale
+    (Gemma's) is applied to the whole rows, as the whole embedding does."""
 
     def __init__(self, whole: VocabEmbedding, start: int, stop: int, group: TensorParallelGroup):
         nn.Module.__init__(self)
         self.vocab_size = whole.vocab_size
+        self.scale = whole.scale
         self.start, self.stop, self.group = start, stop, group
-        self.weight = nn.Parameter(whole.weight.data[start:stop].clone(), requires_grad=False)
+        self.packed = None if whole.packed is None else whole.packed.rows([(start, stop)])
+        weight = whole.weight.data if whole.packed is not None else whole.weight.data[start:stop].clone()
+        self.weight = nn.Parameter(weight, requires_grad=False)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         outside = (input_ids < self.start) | (input_ids >= self.stop)
-        rows = F.embedding((input_ids - self.start).masked_fill(outside, 0), self.weight)
-        return self.group.all_reduce(rows.masked_fill_(outside.unsqueeze(-1), 0))
+        local = (input_ids - self.start).masked_fill(outside, 0)
+        if self.packed is None:
+            rows = F.embedding(local, self.weight)
+        else:
+            rows = self.packed.gather_rows(local.reshape(-1)).to(self.weight.dtype).view(*local.shape, -1)
+        rows = self.group.all_reduce(rows.masked_fill_(outside.unsqueeze(-1), 0))
+        if self.scale is None:
+            return rows
+        return rows * torch.tensor(self.scale, dtype=rows.dtype, device=rows.device)
 
 
 def vocab_parallel_head(head: LMHead, start: int, stop: int, group: TensorParallelGroup) -> None:

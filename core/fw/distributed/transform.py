@@ -3,8 +3,9 @@
 What to split comes from the model's ``DecoderDescription`` (``describe_decoder()``): each
 layer's q/k/v and gate/up projections become column-parallel, o and down row-parallel,
 the attention layer serves the rank's heads; the embedding and the LM head (the model's
-one ``LMHead``) become vocabulary-parallel. Norms, rotary tables and everything else stay
-whole on every rank. The rank's KV cache then holds only its KV heads.
+one ``LMHead``) become vocabulary-parallel. Norms (Gemma's output norms too), rotary
+tables and everything else stay whole on every rank. The rank's KV cache then holds only
+its KV heads. Mixture-of-experts layers are not split: such a model is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def shard_model(model: nn.Module, group: TensorParallelGroup) -> None:
     if description is None:
         raise ConfigurationError(f"{type(model).__name__} does not describe its decoder (describe_decoder), so fw "
                                  f"cannot split it across --tensor-parallel-size {size} ranks")
+    if any(layer.moe is not None for layer in description.layers):
+        raise ConfigurationError(f"{type(model).__name__} has mixture-of-experts layers, which tensor parallelism "
+                                 f"does not split; serve it with --tensor-parallel-size 1")
     heads = [attention_shard(layer.attention.num_heads, layer.attention.num_kv_heads, size, rank)
              for layer in description.layers]
     names = {id(module): name for name, module in model.named_modules()}
@@ -38,7 +42,7 @@ def shard_model(model: nn.Module, group: TensorParallelGroup) -> None:
         _shard_layer(layer, shard, group, names)
     embedding = description.embedding
     start, stop = vocab_split(embedding.vocab_size, size, rank)
-    parallel = layers.VocabParallelEmbedding(embedding, start, stop, group)
+    parallel = _cut(names[id(embedding)], lambda: layers.VocabParallelEmbedding(embedding, start, stop, group))
     _replace(model, names[id(embedding)], parallel)
     head = heads_of_lm[0]
     if head.tied_to is embedding:
@@ -68,10 +72,10 @@ def _shard_layer(layer: DecoderLayerDescription, shard: AttentionShard, group: T
     _cut(names[id(layer.down)], lambda: layers.row_parallel(layer.down, part, group))
 
 
-def _cut(name: str, cut) -> None:
+def _cut(name: str, cut):
     """Run one cut; a weight layout that cannot be cut there is refused by name."""
     try:
-        cut()
+        return cut()
     except (NotImplementedError, ValueError) as exc:
         raise ConfigurationError(f"tensor parallelism cannot split {name}: {exc}") from exc
 

@@ -8,9 +8,11 @@ tokens; prompt chunks and everything it cannot run take the model's own forward.
 
 It applies when every part of the description is something the C decoder computes:
 projections whose packed weights it reads (``PackedWeight.decoder_projection``) without
-LoRA, RMSNorms, SiLU gating, the neox rotary table in float32, an attention backend that
-declares ``fused_cpu_decode``, contiguous KV caches in the model dtype, and one set of
-attention settings for every layer. Otherwise ``build`` says why and returns None.
+LoRA, RMSNorms (one epsilon and one weight offset for all), SiLU or GELU-tanh gating, neox
+rotary tables in float32, mixtures of experts whose experts it reads, an attention
+backend that declares ``fused_cpu_decode``, contiguous KV caches in the model dtype, and
+one attention scale, soft cap and head layout for every layer (windows and rotary tables
+may differ by layer). Otherwise ``build`` says why and returns None.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import torch
 
 from fw.attention.metadata import AttentionMetadata
+from fw.layers.activation import FUSED_GATES
 from fw.models.description import DecoderDescription, DecoderLayerDescription
 from fw_kernels import cpu
 
@@ -74,6 +77,14 @@ def _projection(linear, name: str):
     return views
 
 
+def _norm(norm, dtype: torch.dtype, what: str) -> torch.Tensor | None:
+    if norm is None:
+        return None
+    _require(cpu.supports(norm.weight) and norm.weight.dtype == dtype, f"the {what} weight is not a CPU tensor in "
+                                                                       "the model dtype")
+    return norm.weight
+
+
 def _layer(layer: DecoderLayerDescription, dtype: torch.dtype):
     from fw_kernels.cpu.decoder import DecoderLayer
 
@@ -83,30 +94,41 @@ def _layer(layer: DecoderLayerDescription, dtype: torch.dtype):
     cache = attention.kv_cache
     _require(cache is not None and cache.is_contiguous() and cache.dtype == dtype,
              "the KV cache is not bound, not contiguous or not in the model dtype")
-    _require(layer.activation == "silu", f"the {layer.activation!r} activation is not fused")
     q_size, kv_size = attention.num_heads * attention.head_size, attention.num_kv_heads * attention.head_size
     _require(list(layer.qkv.shard_sizes) == [q_size, kv_size, kv_size], "qkv's shards do not match the heads")
-    _require(len(layer.gate_up.shard_sizes) == 2 and layer.gate_up.shard_sizes[0] == layer.gate_up.shard_sizes[1],
-             "gate_up is not two equal shards")
-    norms = [layer.input_norm, layer.post_attention_norm, layer.q_norm, layer.k_norm]
-    _require(all(n is None or cpu.supports(n.weight) and n.weight.dtype == dtype for n in norms),
-             "a norm weight is not a CPU tensor in the model dtype")
+    rotary = layer.rotary
+    _require(rotary.cos_sin_cache.dtype == torch.float32 and rotary.cos_sin_cache.is_contiguous(),
+             "the rotary table is not contiguous float32")
+    mlp = {}
+    if layer.moe is not None:
+        moe = layer.moe.fused()
+        _require(moe is not None and moe.dtype == dtype, "the mixture of experts is not one fw's MoE kernel runs")
+        mlp["moe"] = moe
+    else:
+        _require(len(layer.gate_up.shard_sizes) == 2 and layer.gate_up.shard_sizes[0] == layer.gate_up.shard_sizes[1],
+                 "gate_up is not two equal shards")
+        mlp.update(gate_up=_projection(layer.gate_up, "gate_up"), down=_projection(layer.down, "down"))
     return DecoderLayer(
-        input_norm=layer.input_norm.weight, post_norm=layer.post_attention_norm.weight,
-        qkv=_projection(layer.qkv, "qkv"), o=_projection(layer.o, "o"),
-        gate_up=_projection(layer.gate_up, "gate_up"), down=_projection(layer.down, "down"),
-        kv_cache=cache, q_norm=None if layer.q_norm is None else layer.q_norm.weight,
-        k_norm=None if layer.k_norm is None else layer.k_norm.weight,
+        input_norm=_norm(layer.input_norm, dtype, "input norm"),
+        post_norm=_norm(layer.post_attention_norm, dtype, "post-attention norm"),
+        qkv=_projection(layer.qkv, "qkv"), o=_projection(layer.o, "o"), kv_cache=cache, cos_sin=rotary.cos_sin_cache,
+        q_norm=_norm(layer.q_norm, dtype, "q norm"), k_norm=_norm(layer.k_norm, dtype, "k norm"),
+        attn_out_norm=_norm(layer.attention_output_norm, dtype, "attention output norm"),
+        mlp_out_norm=_norm(layer.mlp_output_norm, dtype, "MLP output norm"),
+        sliding_window=attention.impl.sliding_window, **mlp,
     )
+
+
+def _norms(layer: DecoderLayerDescription) -> list:
+    return [n for n in (layer.input_norm, layer.post_attention_norm, layer.q_norm, layer.k_norm,
+                        layer.attention_output_norm, layer.mlp_output_norm) if n is not None]
 
 
 def _settings(layer: DecoderLayerDescription) -> tuple:
     """What the C decoder holds once for all layers."""
-    impl, rotary, attention = layer.attention.impl, layer.rotary, layer.attention
-    norms = (layer.input_norm, layer.post_attention_norm, layer.q_norm, layer.k_norm)
-    return (frozenset(n.eps for n in norms if n is not None), impl.scale, impl.sliding_window,
-            impl.logits_soft_cap, id(rotary.cos_sin_cache), rotary.rotary_dim, attention.num_heads,
-            attention.num_kv_heads, attention.head_size, layer.down.in_features)
+    impl, attention = layer.attention.impl, layer.attention
+    return (impl.scale, impl.logits_soft_cap, layer.rotary.rotary_dim, attention.num_heads, attention.num_kv_heads,
+            attention.head_size, layer.activation, layer.input_norm.weight.shape[0])
 
 
 def _decoder(description: DecoderDescription):
@@ -116,20 +138,21 @@ def _decoder(description: DecoderDescription):
     dtype = first.input_norm.weight.dtype
     _require(cpu.supports(first.input_norm.weight), "the model is not a float32/bfloat16 CPU model")
     settings = {_settings(layer) for layer in description.layers}
-    _require(len(settings) == 1, "the layers differ in their attention, rotary or size settings")
-    _require(settings.pop()[0] == {first.input_norm.eps}, "the norms differ in epsilon")
-    rotary = first.rotary
-    _require(rotary.cos_sin_cache.dtype == torch.float32 and rotary.cos_sin_cache.is_contiguous(),
-             "the rotary table is not contiguous float32")
-    _require(description.final_norm.weight.dtype == dtype and description.final_norm.eps == first.input_norm.eps,
-             "the final norm differs from the layers' norms")
+    _require(len(settings) == 1, "the layers differ in their attention, rotary, activation or size settings")
+    gate = FUSED_GATES.get(first.activation)
+    _require(gate is not None, f"the {first.activation!r} activation is not fused")
+    norms = [n for layer in description.layers for n in _norms(layer)] + [description.final_norm]
+    _require(len({n.eps for n in norms}) == 1, "the norms differ in epsilon")
+    _require(len({n.offset for n in norms}) == 1, "the norms differ in their weight offset")
+    dense = {layer.down.in_features for layer in description.layers if layer.moe is None}
+    _require(len(dense) <= 1, "the dense MLPs differ in size")
+    _require(description.final_norm.weight.dtype == dtype, "the final norm is not in the model dtype")
     layers = [_layer(layer, dtype) for layer in description.layers]
     attention, impl = first.attention, first.attention.impl
     shape = DecoderShape(
         hidden=first.input_norm.weight.shape[0], heads=attention.num_heads, kv_heads=attention.num_kv_heads,
-        head_size=attention.head_size, intermediate=first.down.in_features, rotary_dim=rotary.rotary_dim,
-        eps=first.input_norm.eps, scale=impl.scale, cos_sin=rotary.cos_sin_cache,
-        final_norm=description.final_norm.weight, sliding_window=impl.sliding_window,
-        soft_cap=impl.logits_soft_cap,
+        head_size=attention.head_size, intermediate=dense.pop() if dense else 0, rotary_dim=first.rotary.rotary_dim,
+        eps=first.input_norm.eps, scale=impl.scale, final_norm=description.final_norm.weight,
+        soft_cap=impl.logits_soft_cap, activation=gate, norm_offset=first.input_norm.offset,
     )
     return FusedDecoder(layers, shape)

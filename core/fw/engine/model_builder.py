@@ -131,15 +131,16 @@ def _drop_sliding_window(hf_config: Any) -> int | None:
 
 
 def _quantization(config: EngineConfig, loader: Any, device: torch.device, dtype: torch.dtype) -> Any:
-    """--quantization, else what the file calls for: a GGUF file of 4-bit tensors is served
-    with int4 weights on a CPU in bfloat16 (in float32, the parity dtype, it stays dense)."""
+    """--quantization, else what the file calls for: a GGUF file of quantized tensors is
+    served from its own blocks (``gguf``) on a CPU in bfloat16 (in float32, the parity
+    dtype, it is dequantized to the file's values)."""
     name = config.model.quantization
     if name is None:
         name = loader.default_quantization()
         if name is not None and not (device.type == "cpu" and dtype == torch.bfloat16):
             name = None
         if name is not None:
-            logger.info("quantization: %s (the file's own 4-bit weights; --quantization none for bf16)", name)
+            logger.info("quantization: %s (the file's own quantized weights; --quantization none for bf16)", name)
     return plugins.load("quantization", name)() if name else None
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 
 from fw.engine.detokenizer import IncrementalDetokenizer, TokenTexts
 from fw.engine.outputs import CompletionOutput, PoolingOutput, PoolingRequestOutput, RequestMetrics, RequestOutput
-from fw.engine.request import Request
+from fw.engine.request import Request, RequestStatus
 from fw.engine.sampling_params import RequestOutputKind, SamplingParams
 from fw.engine.step_output import StepOutput
 
@@ -96,7 +96,12 @@ class OutputProcessor:
             child = parent.children[request.index]
             count = len(step.sampled.get(request.request_id, ()))
             if child.detok is not None and count:
-                kept = self._detokenize(child, request.output_token_ids[-count:], parent.params)
+                new_tokens = request.output_token_ids[-count:]
+                if request.status == RequestStatus.FINISHED_STOPPED and not parent.params.include_stop_str_in_output:
+                    # Stopped by a token (EOS or a stop token id): as in vLLM, its text is
+                    # not part of the output unless include_stop_str_in_output.
+                    new_tokens = new_tokens[:-1]
+                kept = self._detokenize(child, new_tokens, parent.params)
                 if kept is not None:
                     if kept < count:
                         del request.all_token_ids[kept - count:]

@@ -41,7 +41,7 @@ MIN_BYTES = 32 << 20
 #: entries kept; older ones are removed when a new one is written
 KEEP = 3
 #: packages whose source decides how weights are prepared (a change makes new keys)
-CODE = ("fw.layers", "fw.engine", "fw.model_loader", "fw_kernels.cpu")
+CODE = ("fw.layers", "fw.layers.packed", "fw.models", "fw.engine", "fw.model_loader", "fw_kernels.cpu")
 
 
 def cache_root() -> Path:

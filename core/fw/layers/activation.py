@@ -17,16 +17,27 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
 
 
 def gelu_and_mul(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    if approximate == "tanh" and x.dim() == 2 and x.is_contiguous() and cpu.supports(x):
+        return cpu.gelu_tanh_and_mul(x)  # the kernel the fused decoder runs (Gemma's gate)
     gate, up = x.chunk(2, dim=-1)
     return F.gelu(gate, approximate=approximate) * up
+
+
+def gelu_tanh_and_mul(x: torch.Tensor) -> torch.Tensor:
+    return gelu_and_mul(x, "tanh")
 
 
 ACTIVATIONS = {
     "silu": silu_and_mul,
     "swish": silu_and_mul,
     "gelu": gelu_and_mul,
-    "gelu_pytorch_tanh": lambda x: gelu_and_mul(x, "tanh"),
+    "gelu_pytorch_tanh": gelu_tanh_and_mul,
+    "gelu_new": gelu_tanh_and_mul,
+    "gelu_fast": gelu_tanh_and_mul,
 }
+#: hidden_act -> the gate fw's fused CPU kernels compute for it (``fw_kernels.cpu.projection.GATES``)
+FUSED_GATES = {"silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh",
+               "gelu_fast": "gelu_tanh"}
 
 
 def gated_activation(name: str):

@@ -65,6 +65,11 @@ class Linear(nn.Module):
             out = self.lora(x, out)
         return out
 
+    def load_weight(self, tensor, shard: int | None = None) -> None:
+        """Fill the weight (of a merged layer: its shard ``shard``) from a checkpoint tensor
+        or ``fw.layers.packed.QuantizedMatrix``; the quantization method decides how."""
+        self.quant_method.load_weight(self, tensor, shard)
+
     def _forward_partial(self, x: torch.Tensor) -> torch.Tensor:
         """A row-parallel shard: its partial products (and its LoRA ones) are summed over
         the ranks in float32, the kernels' sums unrounded, and rounded once to x's dtype,
@@ -108,6 +113,9 @@ class MergedLinear(Linear):
         return slice(start, start + self.shard_sizes[index])
 
     def load_shard(self, param: nn.Parameter, tensor: torch.Tensor, index: int) -> None:
+        if param is getattr(self, "weight", None):
+            self.load_weight(tensor, index)
+            return
         target = param.data[self.shard_slice(index)]
         if target.shape != tensor.shape:
             raise ValueError(f"shape mismatch for shard {index}: {tuple(target.shape)} vs {tuple(tensor.shape)}")

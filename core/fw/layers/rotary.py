@@ -1,5 +1,5 @@
 """Rotary position embeddings (neox layout: the two halves of each head rotate together),
-with the scalings fw supports: default, linear, dynamic (NTK) and llama3.
+with the scalings fw supports: default, linear, dynamic (NTK), llama3 and LongRoPE (Phi-3).
 
 cos/sin are precomputed for every position up to ``max_position`` once, in float32, so a
 step only gathers rows by position.
@@ -17,18 +17,30 @@ from torch import nn
 
 from fw_kernels import cpu
 
-SUPPORTED_SCALINGS = ("default", "linear", "dynamic", "llama3")
+SUPPORTED_SCALINGS = ("default", "linear", "dynamic", "llama3", "longrope", "su")
 
 
-def rope_parameters(config: Any) -> tuple[float, dict[str, Any]]:
-    """(theta, scaling dict) from a Hugging Face config, old or new style."""
+def rope_parameters(config: Any, layer_type: str | None = None) -> tuple[float, dict[str, Any]]:
+    """(theta, scaling dict) from a Hugging Face config, old or new style; with
+    ``layer_type``, those of that kind of layer where the config has one set per kind
+    (Gemma 3: ``sliding_attention`` and ``full_attention``)."""
     params = getattr(config, "rope_parameters", None)
+    if isinstance(params, dict) and layer_type is not None and isinstance(params.get(layer_type), dict):
+        params = params[layer_type]
     if isinstance(params, dict) and params:
         scaling = dict(params)
         theta = float(scaling.pop("rope_theta", getattr(config, "rope_theta", 10000.0)))
         return theta, scaling
     scaling = dict(getattr(config, "rope_scaling", None) or {})
     return float(getattr(config, "rope_theta", 10000.0)), scaling
+
+
+def partial_rotary_factor(config: Any) -> float:
+    """The share of each head that rotates (Phi-4-mini: 0.75), wherever the config keeps it."""
+    params = getattr(config, "rope_parameters", None)
+    if isinstance(params, dict) and "partial_rotary_factor" in params:
+        return float(params["partial_rotary_factor"])
+    return float(getattr(config, "partial_rotary_factor", None) or 1.0)
 
 
 def _inv_freq(dim: int, base: float) -> torch.Tensor:
@@ -49,6 +61,30 @@ def _llama3_inv_freq(inv_freq: torch.Tensor, scaling: dict[str, Any]) -> torch.T
     return torch.where(between, smoothed, scaled)
 
 
+def _longrope(dim: int, base: float, scaling: dict[str, Any], positions: torch.Tensor,
+              extended: int) -> torch.Tensor:
+    """LongRoPE (Phi-3's ``longrope``/``su``): per-frequency factors, ``short_factor``
+    inside the trained context and ``long_factor`` beyond it, and cos/sin scaled by the
+    attention factor. transformers switches every position of a sequence to the long
+    factors once the sequence outgrows the trained context; here each position keeps its
+    own, fixed, so cached keys and new queries always agree (positions inside the trained
+    context match transformers exactly)."""
+    trained = int(scaling.get("original_max_position_embeddings") or extended)
+    factor = float(scaling.get("factor") or extended / trained)
+    attention = scaling.get("attention_factor")
+    if attention is None:
+        attention = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(trained))
+    exponent = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
+
+    def table(factors) -> torch.Tensor:
+        return _cos_sin(1.0 / (torch.tensor(factors, dtype=torch.float32) * base ** exponent), positions)
+
+    short = table(scaling["short_factor"])
+    cache = short if positions.numel() <= trained else torch.where(
+        (positions < trained)[:, None], short, table(scaling["long_factor"]))
+    return cache * float(attention)
+
+
 def _cos_sin(inv_freq: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     freqs = torch.outer(positions.float(), inv_freq)
     return torch.cat([freqs.cos(), freqs.sin()], dim=-1)  # [P, rotary_dim]
@@ -67,6 +103,8 @@ def _shared_cache(rotary_dim: int, max_position: int, base: float, scaling_key: 
         cache = _cos_sin(inv_freq / float(scaling["factor"]), positions)
     elif kind == "llama3":
         cache = _cos_sin(_llama3_inv_freq(inv_freq, scaling), positions)
+    elif kind in ("longrope", "su"):
+        cache = _longrope(rotary_dim, base, scaling, positions, int(original_max_position or max_position))
     elif kind == "dynamic":
         # Unscaled inside the trained context (as transformers computes it there);
         # beyond it, NTK-scaled for the whole served context, fixed so that cached
@@ -97,6 +135,16 @@ class RotaryEmbedding(nn.Module):
         self.cos_sin_cache = _shared_cache(rotary_dim, max_position, float(base),
                                            json.dumps(scaling, sort_keys=True, default=str),
                                            original_max_position, str(torch.device(device)))
+
+    @classmethod
+    def for_config(cls, config: Any, head_size: int, ctx, *, layer_type: str | None = None) -> "RotaryEmbedding":
+        """The rotary embedding a Hugging Face config describes (its theta, scaling and
+        rotating share of each head; ``layer_type`` for configs with one set per kind of
+        layer), for the engine's context length (``ctx``: the model's ``ModelContext``)."""
+        theta, scaling = rope_parameters(config, layer_type)
+        return cls(head_size, int(head_size * partial_rotary_factor(config)), ctx.extra["max_model_len"], theta,
+                   scaling, original_max_position=getattr(config, "max_position_embeddings", None),
+                   dtype=ctx.dtype, device=ctx.device)
 
     def _cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin at ``positions``, [T, 1, rotary_dim / 2]; computed once per step and

@@ -40,6 +40,12 @@ class WeightLoader(ABC):
         self.int4_grids: dict[str, "Int4Grid"] = {}
 
     @classmethod
+    def architectures(cls) -> frozenset[str] | None:
+        """The Hugging Face architectures files of this format can hold (None: any, as a
+        checkpoint folder's config.json names it); the supported-models table reads it."""
+        return None
+
+    @classmethod
     def can_load(cls, path: Path) -> bool:
         """Whether ``path`` holds weights this loader reads (for ``--load-format auto``)."""
         return False
@@ -88,7 +94,7 @@ class WeightLoader(ABC):
 
     def default_quantization(self) -> str | None:
         """The quantization method the file's own format calls for when ``--quantization``
-        is not given (a GGUF file of 4-bit tensors: ``int4``), or None for plain weights."""
+        is not given (a GGUF file of quantized tensors: ``gguf``), or None for plain weights."""
         return None
 
     @abstractmethod

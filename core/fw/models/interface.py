@@ -15,7 +15,10 @@ A model class is registered under its Hugging Face architecture name and built a
 
 ``load_weights(weights) -> set[str]``
     ``weights`` yields ``(hf_checkpoint_name, tensor)``; returns the names of the
-    parameters it filled so the loader can report missing ones.
+    parameters it filled so the loader can report missing ones. A quantized file's
+    matrices come as ``fw.layers.packed.QuantizedMatrix``: pass them to the layer's
+    ``load_weight`` (``fw.models.loading.load_checkpoint`` does all of this by name), or
+    call ``.dequantize()`` for the file's values.
 
 Optionally:
 
@@ -41,8 +44,10 @@ A model without ``compute_logits`` does not generate; one without ``fw.layers.at
 layers has no KV cache, and each of its prompts is computed whole in one step (its
 attention is ``fw.layers.encoder_attention.EncoderAttention``).
 
-Layers from ``fw.layers`` (linear, norms, rotary embedding, attention, embeddings) take
-care of dtype, quantization and LoRA, so a model plugin gets those without writing them.
+Layers from ``fw.layers`` (linear, norms, rotary embedding, attention, embeddings, and
+the blocks built of them: ``self_attention``, ``mlp``, ``moe``, ``decoder``) take care of
+dtype, quantization and LoRA, so a model plugin gets those without writing them;
+``fw.models.causal_lm.CausalLM`` is the rest of the contract over such a stack.
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ from fw_kernels.cpu.build import library
 
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 _SIGNATURES = {
-    "add_rms_norm": [_P, _P, _P, _P, _I, _I, _F],
+    "add_rms_norm": [_P, _P, _P, _P, _I, _I, _F, _F],
     "silu_and_mul": [_P, _P, _I, _I],
+    "gelu_tanh_and_mul": [_P, _P, _I, _I],
     "rope_neox": [_P, _I, _P, _P, _I, _I, _I, _I],
     "write_kv": [_P, _I, _P, _I, _P, _P, _P, _I, _I],
     "paged_decode": [_P, _P, _I, _P, _P, _P, _I, _P, _I, _I, _I, _I, _I, _F, _I, _F, _I],
@@ -32,7 +33,8 @@ _SIGNATURES = {
     "pack_int8": [_P, _I, _I, _P, _P],
     "pack_int8_panels": [_P, _I, _I, _P, _P],
 }
-#: the most input rows the quantized GEMV kernels take in one call
+#: the input rows the quantized GEMV kernels take per pass over a tile of weights (and the
+#: most a step reads them for where int8 or dense panels take larger steps)
 MAX_GEMV_ROWS = 8
 _SUFFIX = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
@@ -65,6 +67,12 @@ def dense_available() -> bool:
 
 
 @functools.cache
+def dense_f32_available() -> bool:
+    """Whether the float32 GEMM of fixed summation order is built (any CPU the kernels build for)."""
+    return available()
+
+
+@functools.cache
 def int8_gemm_available() -> bool:
     """Whether the int8 GEMM for batches is built (it needs AVX512-VNNI and AVX512-BF16)."""
     return _built("fw_int8_gemm_available")
@@ -77,23 +85,34 @@ def supports(*tensors: torch.Tensor) -> bool:
             and all(t.device.type == "cpu" and t.dtype == dtype for t in tensors))
 
 
-def add_rms_norm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """``rms_norm(x + residual) * weight``, storing ``x + residual`` into ``residual``
-    (rounded to its dtype first, as the separate add would); without a residual,
-    ``rms_norm(x) * weight``. x and residual are contiguous [rows, hidden]."""
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float,
+                 offset: float = 0.0) -> torch.Tensor:
+    """``rms_norm(x + residual) * (offset + weight)`` in float32, storing ``x + residual``
+    into ``residual`` (rounded to its dtype first, as the separate add would); without a
+    residual, ``rms_norm(x) * (offset + weight)``. x and residual are contiguous [rows,
+    hidden]; ``offset`` is 1 for Gemma's norms, which store their scale minus one."""
     rows, hidden = x.shape
     out = torch.empty_like(x)
     _function("add_rms_norm", x.dtype)(x.data_ptr(), 0 if residual is None else residual.data_ptr(),
-                                       weight.data_ptr(), out.data_ptr(), rows, hidden, eps)
+                                       weight.data_ptr(), out.data_ptr(), rows, hidden, eps, offset)
+    return out
+
+
+def _gated(name: str, x: torch.Tensor) -> torch.Tensor:
+    rows, width = x.shape
+    out = x.new_empty(rows, width // 2)
+    _function(name, x.dtype)(x.data_ptr(), out.data_ptr(), rows, width // 2)
     return out
 
 
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     """``silu(x[:, :n]) * x[:, n:]`` for contiguous x [rows, 2n]."""
-    rows, width = x.shape
-    out = x.new_empty(rows, width // 2)
-    _function("silu_and_mul", x.dtype)(x.data_ptr(), out.data_ptr(), rows, width // 2)
-    return out
+    return _gated("silu_and_mul", x)
+
+
+def gelu_tanh_and_mul(x: torch.Tensor) -> torch.Tensor:
+    """``gelu_tanh(x[:, :n]) * x[:, n:]`` (GELU's tanh approximation) for contiguous x [rows, 2n]."""
+    return _gated("gelu_tanh_and_mul", x)
 
 
 def rope_neox_(x: torch.Tensor, positions: torch.Tensor, cos_sin: torch.Tensor, heads: int, head_size: int,
@@ -158,9 +177,10 @@ def _quantized_gemv(kind: str, x: torch.Tensor, packed: torch.Tensor, params: to
 
 def int4_gemv(x: torch.Tensor, packed: torch.Tensor, params: torch.Tensor, bias: torch.Tensor | None,
               out_features: int, *, float_output: bool = False) -> torch.Tensor:
-    """``x @ W.T (+ bias)`` for x [rows <= MAX_GEMV_ROWS, K] (unit stride along K) and W
-    [out_features, K] packed by ``fw_kernels.cpu.packing.pack_int4``; with ``float_output``
-    the result is float32 (the sums unrounded), whatever x's dtype."""
+    """``x @ W.T (+ bias)`` for x [rows, K] (unit stride along K; MAX_GEMV_ROWS rows per
+    pass over a cached tile of weights) and W [out_features, K] packed by
+    ``fw_kernels.cpu.packing.pack_int4``; with ``float_output`` the result is float32 (the
+    sums unrounded), whatever x's dtype."""
     return _quantized_gemv("int4_gemv", x, packed, params, bias, out_features, int(float_output))
 
 
@@ -181,6 +201,18 @@ def dense_gemm(x: torch.Tensor, panels: torch.Tensor, bias: torch.Tensor | None,
     _function("dense_gemm", torch.bfloat16)(out.data_ptr(), x.data_ptr(), x.stride(0), panels.data_ptr(),
                                             0 if bias is None else bias.data_ptr(), rows, out_features, k,
                                             int(float_output))
+    return out
+
+
+def dense_gemm_f32(x: torch.Tensor, panels: torch.Tensor, bias: torch.Tensor | None,
+                   out_features: int) -> torch.Tensor:
+    """``x @ W.T (+ bias)`` for float32 x [rows, K] (unit stride along K) and W packed by
+    ``fw_kernels.cpu.packing.pack_f32_panels``: every output summed over k in order, so a
+    row's result does not depend on the other rows (``dense_f32.c``)."""
+    rows, k = x.shape
+    out = x.new_empty(rows, out_features)
+    _function("dense_gemm", torch.float32)(out.data_ptr(), x.data_ptr(), x.stride(0), panels.data_ptr(),
+                                           0 if bias is None else bias.data_ptr(), rows, out_features, k, 1)
     return out
 
 

@@ -1,10 +1,10 @@
 """The fused decoder stack of ``decoder.c``, for decode steps of a few tokens.
 
-A model plugin describes its layers with ``DecoderLayer`` (tensors it already holds: its
-projections' packed weights, its norms, its KV cache) and ``DecoderShape``; a
-``FusedDecoder`` keeps the C structs pointing at them and runs every layer in one call.
-Each projection runs from int4 blocks up to ``MAX_GEMV_ROWS`` rows and from int8 or dense
-bf16 panels beyond, as the quantization methods do layer by layer.
+A model's layers are described with ``DecoderLayer`` (tensors it already holds: its
+projections' packed weights, its norms, its KV cache, its rotary table) and
+``DecoderShape``; a ``FusedDecoder`` keeps the C structs pointing at them and runs every
+layer in one call. Each projection runs from int4 blocks up to ``MAX_GEMV_ROWS`` rows and
+from int8 or dense bf16 panels beyond, as the quantization methods do layer by layer.
 The tensors must stay alive and in place while the decoder is used, which they do as
 model parameters and bound caches.
 """
@@ -16,59 +16,58 @@ from dataclasses import dataclass
 
 import torch
 
-from fw_kernels.cpu import MAX_GEMV_ROWS, library
+from fw_kernels.cpu import library
+from fw_kernels.cpu.moe import FusedMoE
+from fw_kernels.cpu.projection import GATES, Projection, ProjectionStruct, address, max_rows
+
+__all__ = ["DecoderLayer", "DecoderShape", "FusedDecoder", "Projection"]
 
 _PROJECTIONS = ("qkv", "o", "gate_up", "down")
-_SIZES = ("layers", "hidden", "heads", "kv_heads", "head_size", "intermediate", "rotary_dim", "block_size", "window")
-
-
-class _Projection(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_void_p) for name in ("int4", "params", "int8", "scales", "dense", "bias")]
+_NORMS = ("input_norm", "post_norm", "q_norm", "k_norm", "attn_out_norm", "mlp_out_norm")
+_SIZES = ("layers", "hidden", "heads", "kv_heads", "head_size", "intermediate", "rotary_dim", "block_size",
+          "activation")
 
 
 class _Layer(ctypes.Structure):
-    _fields_ = ([(name, ctypes.c_void_p) for name in ("input_norm", "post_norm", "q_norm", "k_norm")]
-                + [(name, _Projection) for name in _PROJECTIONS]
-                + [(name, ctypes.c_void_p) for name in ("key_cache", "value_cache")])
+    _fields_ = ([(name, ctypes.c_void_p) for name in _NORMS]
+                + [(name, ProjectionStruct) for name in _PROJECTIONS]
+                + [(name, ctypes.c_void_p) for name in ("moe", "key_cache", "value_cache", "cos_sin")]
+                + [("window", ctypes.c_int64)])
 
 
 class _Decoder(ctypes.Structure):
     _fields_ = ([(name, ctypes.c_int64) for name in _SIZES]
-                + [("eps", ctypes.c_float), ("scale", ctypes.c_float), ("soft_cap", ctypes.c_float),
-                   ("cos_sin", ctypes.c_void_p), ("final_norm", ctypes.c_void_p), ("layer", ctypes.POINTER(_Layer))])
-
-
-@dataclass
-class Projection:
-    #: ``packing.pack_int4`` blocks, used up to MAX_GEMV_ROWS rows
-    int4: tuple[torch.Tensor, torch.Tensor] | None = None
-    #: ``packing.pack_int8_panels``, used beyond (and always without int4)
-    int8: tuple[torch.Tensor, torch.Tensor] | None = None
-    #: ``packing.pack_bf16_panels``, used beyond where int8 panels are absent
-    dense: torch.Tensor | None = None
-    bias: torch.Tensor | None = None
-
-    def max_rows(self) -> int | None:
-        """The most rows this projection can take (None: any)."""
-        if self.int8 is not None or self.dense is not None:
-            return None
-        return MAX_GEMV_ROWS if self.int4 is not None else 0
+                + [(name, ctypes.c_float) for name in ("eps", "norm_offset", "scale", "soft_cap")]
+                + [("final_norm", ctypes.c_void_p), ("layer", ctypes.POINTER(_Layer))])
 
 
 @dataclass
 class DecoderLayer:
     input_norm: torch.Tensor
     post_norm: torch.Tensor
-    #: the merged q/k/v, output, merged gate/up and down projections
+    #: the merged q/k/v and output projections
     qkv: Projection
     o: Projection
-    gate_up: Projection
-    down: Projection
     #: [2, blocks, block_size, kv_heads, head_size], contiguous
     kv_cache: torch.Tensor
-    #: per-head RMSNorm weights of queries and keys (Qwen3)
+    #: float32 [max_position, rotary_dim]: cosines then sines, this layer's
+    cos_sin: torch.Tensor
+    #: the merged gate/up and down projections, or a mixture of experts in their place
+    gate_up: Projection | None = None
+    down: Projection | None = None
+    moe: FusedMoE | None = None
+    #: per-head RMSNorm weights of queries and keys (Qwen3, Gemma 3)
     q_norm: torch.Tensor | None = None
     k_norm: torch.Tensor | None = None
+    #: norms of the attention and MLP outputs before their residual add (Gemma 2/3)
+    attn_out_norm: torch.Tensor | None = None
+    mlp_out_norm: torch.Tensor | None = None
+    #: this layer's sliding window (None: full attention)
+    sliding_window: int | None = None
+
+    def projections(self) -> list[Projection]:
+        dense = [self.gate_up, self.down] if self.moe is None else []
+        return [self.qkv, self.o, *dense]
 
 
 @dataclass
@@ -77,47 +76,47 @@ class DecoderShape:
     heads: int
     kv_heads: int
     head_size: int
+    #: the dense MLPs' intermediate size (0 when every layer is a mixture of experts)
     intermediate: int
     rotary_dim: int
     eps: float
     scale: float
-    #: float32 [max_position, rotary_dim]: cosines then sines
-    cos_sin: torch.Tensor
     final_norm: torch.Tensor
-    sliding_window: int | None = None
     soft_cap: float | None = None
-
-
-def _address(tensor: torch.Tensor | None) -> int | None:
-    return None if tensor is None else tensor.data_ptr()
+    #: the gating activation between gate/up and down (``GATES``)
+    activation: str = "silu"
+    #: norms compute ``rms_norm(x) * (norm_offset + weight)`` (Gemma: 1)
+    norm_offset: float = 0.0
 
 
 class FusedDecoder:
     def __init__(self, layers: list[DecoderLayer], shape: DecoderShape):
         self.dtype = shape.final_norm.dtype
         self._layers = (_Layer * len(layers))()
-        limits = []
+        projections, moe_limits = [], []
         for struct, layer in zip(self._layers, layers):
-            for name in ("input_norm", "post_norm", "q_norm", "k_norm"):
-                setattr(struct, name, _address(getattr(layer, name)))
+            for name in _NORMS:
+                setattr(struct, name, address(getattr(layer, name)))
             for name in _PROJECTIONS:
-                projection, target = getattr(layer, name), getattr(struct, name)
-                packed, params = projection.int4 or (None, None)
-                target.int4, target.params = _address(packed), _address(params)
-                panels, scales = projection.int8 or (None, None)
-                target.int8, target.scales = _address(panels), _address(scales)
-                target.dense, target.bias = _address(projection.dense), _address(projection.bias)
-                limits.append(projection.max_rows())
+                projection = getattr(layer, name)
+                if projection is not None:
+                    projection.fill(getattr(struct, name))
+            projections += layer.projections()
+            if layer.moe is not None:
+                struct.moe = layer.moe.address
+                moe_limits.append(layer.moe.max_rows)
             struct.key_cache, struct.value_cache = layer.kv_cache[0].data_ptr(), layer.kv_cache[1].data_ptr()
+            struct.cos_sin, struct.window = layer.cos_sin.data_ptr(), layer.sliding_window or 0
         self._struct = _Decoder(
             layers=len(layers), hidden=shape.hidden, heads=shape.heads, kv_heads=shape.kv_heads,
             head_size=shape.head_size, intermediate=shape.intermediate, rotary_dim=shape.rotary_dim,
-            block_size=layers[0].kv_cache.shape[2], window=shape.sliding_window or 0, eps=shape.eps,
-            scale=shape.scale, soft_cap=shape.soft_cap or 0.0, cos_sin=shape.cos_sin.data_ptr(),
+            block_size=layers[0].kv_cache.shape[2], activation=GATES[shape.activation], eps=shape.eps,
+            norm_offset=shape.norm_offset, scale=shape.scale, soft_cap=shape.soft_cap or 0.0,
             final_norm=shape.final_norm.data_ptr(), layer=self._layers)
         self._keep = (layers, shape)  # the tensors the structs point into
+        limits = [limit for limit in [max_rows(projections), *moe_limits] if limit is not None]
         #: the most rows (tokens) a call may have; None: any
-        self.max_rows = None if all(limit is None for limit in limits) else min(l for l in limits if l is not None)
+        self.max_rows = min(limits) if limits else None
         suffix = {torch.float32: "f32", torch.bfloat16: "bf16"}[self.dtype]
         self._run = getattr(library(), f"fw_decoder_decode_{suffix}")
         P, I = ctypes.c_void_p, ctypes.c_int64

@@ -1,11 +1,12 @@
-/* Element-wise kernels of a decoder layer: residual add + RMSNorm, SiLU gating, rotary
- * embedding, and the KV-cache write. */
+/* Element-wise kernels of a decoder layer: residual add + RMSNorm, SiLU and GELU-tanh
+ * gating, rotary embedding, and the KV-cache write. */
 #include "fw_cpu.h"
 
 #define DEFINE_ELEMENTWISE(SUFFIX, T, LOAD, STORE)                                                     \
-/* residual += x (when residual is given); out = rms_norm(residual or x) * weight. */              \
+/* residual += x (when residual is given); out = rms_norm(residual or x) * (offset + weight)    \
+ * (offset 0 for Llama's norms, 1 for Gemma's, which store the scale minus one). */               \
 void fw_add_rms_norm_##SUFFIX(const T *x, T *residual, const T *weight, T *out, int64_t rows,     \
-                              int64_t hidden, float eps) {                                         \
+                              int64_t hidden, float eps, float offset) {                           \
     _Pragma("omp parallel for if (rows * hidden >= 65536) schedule(static)")                        \
     for (int64_t t = 0; t < rows; t++) {                                                           \
         const T *xr = x + t * hidden;                                                              \
@@ -23,7 +24,8 @@ void fw_add_rms_norm_##SUFFIX(const T *x, T *residual, const T *weight, T *out, 
         for (; i < hidden; i++) { float v = LOAD(src[i]); sum += v * v; }                          \
         float inv = 1.0f / sqrtf(sum / (float)hidden + eps);                                       \
         _Pragma("omp simd")                                                                        \
-        for (int64_t i = 0; i < hidden; i++) o[i] = STORE(LOAD(src[i]) * inv * LOAD(weight[i]));   \
+        for (int64_t i = 0; i < hidden; i++)                                                       \
+            o[i] = STORE(LOAD(src[i]) * inv * (offset + LOAD(weight[i])));                         \
     }                                                                                              \
 }                                                                                                  \
                                                                                                    \
@@ -38,6 +40,17 @@ void fw_silu_and_mul_##SUFFIX(const T *x, T *out, int64_t rows, int64_t inter) {
             float g = LOAD(gate[i]);                                                               \
             o[i] = STORE(g / (1.0f + fw_expf(-g)) * LOAD(up[i]));                                  \
         }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+                                                                                                   \
+/* out[t] = gelu_tanh(x[t, :inter]) * x[t, inter:] (Gemma's gating) */                             \
+void fw_gelu_tanh_and_mul_##SUFFIX(const T *x, T *out, int64_t rows, int64_t inter) {              \
+    _Pragma("omp parallel for if (rows * inter >= 65536) schedule(static)")                         \
+    for (int64_t t = 0; t < rows; t++) {                                                           \
+        const T *gate = x + t * 2 * inter, *up = gate + inter;                                     \
+        T *o = out + t * inter;                                                                    \
+        _Pragma("omp simd")                                                                        \
+        for (int64_t i = 0; i < inter; i++) o[i] = STORE(fw_gelu_tanh(LOAD(gate[i])) * LOAD(up[i])); \
     }                                                                                              \
 }                                                                                                  \
                                                                                                    \

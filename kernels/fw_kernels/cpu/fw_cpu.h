@@ -55,6 +55,13 @@ static inline float fw_expf(float x) {
     return p * scale.f;
 }
 
+/* GELU with the tanh approximation (transformers' gelu_pytorch_tanh), through fw_expf:
+ * tanh(u) = 1 - 2 / (exp(2u) + 1). Absolute error ~1e-7. */
+static inline float fw_gelu_tanh(float x) {
+    const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+    return 0.5f * x * (2.0f - 2.0f / (fw_expf(2.0f * u) + 1.0f));
+}
+
 /* Vector helpers over float32 rows; AVX-512 where the CPU has it (the library is built
  * with -march=native), plain loops elsewhere. */
 #if defined(__AVX512F__)
@@ -162,8 +169,9 @@ static inline void *fw_scratch(size_t bytes) {
 
 #define DECLARE_KERNELS(SUFFIX, T)                                                                 \
     void fw_add_rms_norm_##SUFFIX(const T *x, T *residual, const T *weight, T *out, int64_t rows, \
-                                  int64_t hidden, float eps);                                      \
+                                  int64_t hidden, float eps, float offset);                        \
     void fw_silu_and_mul_##SUFFIX(const T *x, T *out, int64_t rows, int64_t inter);               \
+    void fw_gelu_tanh_and_mul_##SUFFIX(const T *x, T *out, int64_t rows, int64_t inter);          \
     void fw_rope_neox_##SUFFIX(T *x, int64_t row_stride, const int64_t *positions,                 \
                                const float *cos_sin, int64_t rows, int64_t heads, int64_t head_size, \
                                int64_t rotary_dim);                                                \
@@ -212,27 +220,65 @@ void fw_int8_gemm_prefetching_bf16(void *out, const uint16_t *x, int64_t x_strid
                                    int64_t float_out, const fw_prefetch_plan *plan);
 int fw_int8_gemm_available(void);
 
-/* One projection of a decoder layer: int4 blocks (gemv.c) for small steps and/or int8
- * panels with their column scales (igemm.c) or dense bf16 panels (dense.c) for larger
- * ones (NULL where absent), and its bias (or NULL). */
+/* One projection of a decoder layer: int4 blocks for steps of up to int4_rows rows, or
+ * 8-bit blocks for steps of up to q8_rows (gemv.c), and/or int8 panels with their column
+ * scales (igemm.c) or dense bf16 panels (dense.c) for larger ones (NULL where absent),
+ * and its bias (or NULL). */
 typedef struct {
-    const uint8_t *int4; const uint16_t *params; const uint8_t *int8; const float *scales;
-    const uint16_t *dense; const void *bias;
+    const uint8_t *int4; const uint16_t *params; int64_t int4_rows;
+    const uint8_t *q8; const uint16_t *q8_params; int64_t q8_rows;
+    const uint8_t *int8; const float *scales; const uint16_t *dense; const void *bias;
 } fw_projection;
 
-/* One Llama-family decoder layer for decoder.c: norms in the model dtype, the four
- * projections, q/k norms (Qwen3; NULL when absent), and the layer's KV cache. */
+/* projection.c: out = x @ W.T (+ bias) for `rows` rows, from the layout a step of
+ * `step_rows` rows uses (int4 or 8-bit blocks up to their row limits, int8 or dense
+ * panels beyond: the rule of the layer-by-layer path's PackedWeight), prefetching `plan`
+ * (or NULL). */
+void fw_project_f32(float *out, const float *x, int64_t x_stride, const fw_projection *p, int64_t rows,
+                    int64_t step_rows, int64_t n, int64_t k, const fw_prefetch_plan *plan);
+void fw_project_bf16(uint16_t *out, const uint16_t *x, int64_t x_stride, const fw_projection *p, int64_t rows,
+                     int64_t step_rows, int64_t n, int64_t k, const fw_prefetch_plan *plan);
+
+/* The gating activations between gate/up and down: act(gate) * up. */
+enum { FW_ACT_SILU = 0, FW_ACT_GELU_TANH = 1 };
+
+/* A mixture-of-experts MLP for moe.c: a router (model-dtype rows [experts, hidden], plain
+ * dot products), the top_k experts per token (their softmax weights renormalised to sum
+ * to one when `renormalize`), each expert's merged gate/up and down projections, and an
+ * optional shared expert whose output is scaled by sigmoid(x . shared_gate) (Qwen2-MoE;
+ * shared_gate NULL: unscaled). */
 typedef struct {
-    const void *input_norm, *post_norm, *q_norm, *k_norm;
+    int64_t experts, top_k, renormalize, intermediate, shared_intermediate, activation;
+    const void *router;
+    const fw_projection *gate_up, *down;  /* [experts] */
+    fw_projection shared_gate_up, shared_down;
+    const void *shared_gate;
+} fw_moe;
+
+/* moe.c: out = the MoE MLP of x [rows, hidden]. Tokens are grouped by expert, so each
+ * expert's projections run once for all its tokens; a token's result is its experts'
+ * outputs summed in float32 in the order of their weights, rounded once. */
+void fw_moe_f32(const fw_moe *moe, const float *x, float *out, int64_t rows, int64_t hidden);
+void fw_moe_bf16(const fw_moe *moe, const uint16_t *x, uint16_t *out, int64_t rows, int64_t hidden);
+
+/* One decoder layer for decoder.c: norms in the model dtype (the q/k norms of Qwen3 and
+ * Gemma 3, the norms of the attention and MLP outputs before their residual add of
+ * Gemma 2/3: NULL when absent), the projections (gate_up/down, or a mixture of experts),
+ * the layer's KV cache, rotary table (float32 [positions, rotary_dim]) and sliding window
+ * (0: none). */
+typedef struct {
+    const void *input_norm, *post_norm, *q_norm, *k_norm, *attn_out_norm, *mlp_out_norm;
     fw_projection qkv, o, gate_up, down;
+    const fw_moe *moe;
     void *key_cache, *value_cache;
+    const float *cos_sin;
+    int64_t window;
 } fw_decoder_layer;
 
-/* A whole Llama-family decoder stack (SiLU-gated MLP, neox rotary, RMSNorm). */
+/* A whole pre-norm decoder stack (RMSNorm times offset + weight, a gated MLP, neox rotary). */
 typedef struct {
-    int64_t layers, hidden, heads, kv_heads, head_size, intermediate, rotary_dim, block_size, window;
-    float eps, scale, soft_cap;
-    const float *cos_sin;
+    int64_t layers, hidden, heads, kv_heads, head_size, intermediate, rotary_dim, block_size, activation;
+    float eps, norm_offset, scale, soft_cap;
     const void *final_norm;
     const fw_decoder_layer *layer;
 } fw_decoder;

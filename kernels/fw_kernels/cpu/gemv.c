@@ -1,5 +1,6 @@
-/* Weight-only quantized matrix products for one to MAX_GEMV_ROWS input rows: the decode
- * step's linears, bound by the bytes of weight they read.
+/* Weight-only quantized matrix products: the decode step's linears, bound by the bytes of
+ * weight they read, MAX_GEMV_ROWS input rows at a time (more rows pass over each tile of
+ * weights while it is in cache, so a prompt reads the weights from memory once).
  *
  * Both formats hold, per output row, groups of 32 input weights as unsigned levels u with
  * a float16 scale and minimum (as GGUF does), w = u * scale + min:
@@ -21,6 +22,8 @@
 #define INT4_BLOCK 4
 /* input rows per sweep of the float path (its accumulators must fit in registers) */
 #define GEMV_PASS 4
+/* weight rows per tile (8 blocks: at K = 2048, 64 KB of 8-bit levels stay in L2) */
+#define GEMV_TILE 32
 
 /* One group's 32 levels as float32 (elements 0..15 in lo, 16..31 in hi). */
 #if defined(__AVX512F__)
@@ -206,55 +209,67 @@ static inline __attribute__((always_inline)) void vnni_int8_rows(const int8_t *x
 #endif
 
 /* out [M, N] = x [M, K] (row stride x_stride) @ W.T (+ bias) for W in the BITS format;
- * M <= MAX_GEMV_ROWS, K a multiple of 32. VNNI: whether to quantize x and use int8 dot
- * products (bfloat16 inputs on a CPU that has them). */
+ * K a multiple of 32, any M. VNNI: whether to quantize x and use int8 dot products
+ * (bfloat16 inputs on a CPU that has them). Weight rows go in tiles of GEMV_TILE: each
+ * chunk of up to MAX_GEMV_ROWS input rows passes over a tile while its blocks are in
+ * cache, so more rows than a chunk read the weights from memory once, not once per
+ * chunk. A row's result is the same whatever rows are beside it. */
 #define DEFINE_GEMV(SUFFIX, T, LOAD, STORE, VNNI)                                                 \
 static void gemv_##SUFFIX(const int BITS, T *out, const T *x, int64_t x_stride, const uint8_t *q,  \
                           const uint16_t *params, const T *bias, int64_t M, int64_t N, int64_t K,  \
                           int64_t float_out) {                                                     \
     const int64_t groups = K / 32, block_bytes = INT4_BLOCK * K * BITS / 8;                        \
-    float *xf = fw_scratch(sizeof(float) * (size_t)(M * K + 3 * M * groups) + (size_t)(M * K));   \
-    float *xsum = xf + M * K, *dx = xsum + M * groups;                                             \
-    int8_t *xq = (int8_t *)(dx + M * groups);                                                      \
+    float *xf_all = fw_scratch(sizeof(float) * (size_t)(M * K + 3 * M * groups) + (size_t)(M * K)); \
+    float *xsum_all = xf_all + M * K, *dx_all = xsum_all + M * groups;                             \
+    int8_t *xq_all = (int8_t *)(dx_all + M * groups);                                              \
     for (int64_t m = 0; m < M; m++) {                                                              \
-        row_##SUFFIX(xf + m * K, x + m * x_stride, K);                                             \
+        row_##SUFFIX(xf_all + m * K, x + m * x_stride, K);                                         \
         if (!(VNNI)) {                                                                             \
             for (int64_t g = 0; g < groups; g++) {                                                 \
                 float lanes[FW_LANES] = {0};                                                       \
                 for (int h = 0; h < 32; h += FW_LANES)                                             \
-                    for (int l = 0; l < FW_LANES; l++) lanes[l] += xf[m * K + g * 32 + h + l];     \
-                xsum[m * groups + g] = fw_lanes_sum(lanes);                                        \
+                    for (int l = 0; l < FW_LANES; l++) lanes[l] += xf_all[m * K + g * 32 + h + l]; \
+                xsum_all[m * groups + g] = fw_lanes_sum(lanes);                                    \
             }                                                                                      \
         }                                                                                          \
     }                                                                                              \
     VNNI_QUANTIZE(VNNI)                                                                            \
     _Pragma("omp parallel for if (N * K >= 65536) schedule(static)")                              \
-    for (int64_t n0 = 0; n0 < N; n0 += INT4_BLOCK) {                                               \
-        float r[INT4_BLOCK * MAX_GEMV_ROWS];                                                       \
-        const int rows = N - n0 < INT4_BLOCK ? (int)(N - n0) : INT4_BLOCK;                         \
-        const uint8_t *qn = q + n0 / INT4_BLOCK * block_bytes;                                     \
-        const uint16_t *pn = params + n0 / INT4_BLOCK * groups * INT4_BLOCK * 2;                   \
-        if (VNNI) { VNNI_PASS }                                                                    \
-        else {                                                                                     \
-            for (int64_t m0 = 0; m0 < M; m0 += GEMV_PASS) {                                        \
-                switch (M - m0) {                                                                  \
-                case 1: FLOAT_CALL(1, m0); break;                                                  \
-                case 2: FLOAT_CALL(2, m0); break;                                                  \
-                case 3: FLOAT_CALL(3, m0); break;                                                  \
-                default: FLOAT_CALL(4, m0); break;                                                 \
+    for (int64_t t0 = 0; t0 < N; t0 += GEMV_TILE) {                                                \
+        const int64_t t1 = t0 + GEMV_TILE < N ? t0 + GEMV_TILE : N;                                \
+        for (int64_t c0 = 0; c0 < M; c0 += MAX_GEMV_ROWS) {                                        \
+            const int64_t MC = M - c0 < MAX_GEMV_ROWS ? M - c0 : MAX_GEMV_ROWS;                    \
+            const float *xf = xf_all + c0 * K, *xsum = xsum_all + c0 * groups, *dx = dx_all + c0 * groups; \
+            const int8_t *xq = xq_all + c0 * K;                                                    \
+            (void)dx; (void)xq;                                                                    \
+            for (int64_t n0 = t0; n0 < t1; n0 += INT4_BLOCK) {                                     \
+                float r[INT4_BLOCK * MAX_GEMV_ROWS];                                               \
+                const int rows = N - n0 < INT4_BLOCK ? (int)(N - n0) : INT4_BLOCK;                 \
+                const uint8_t *qn = q + n0 / INT4_BLOCK * block_bytes;                             \
+                const uint16_t *pn = params + n0 / INT4_BLOCK * groups * INT4_BLOCK * 2;           \
+                if (VNNI) { VNNI_PASS }                                                            \
+                else {                                                                             \
+                    for (int64_t m0 = 0; m0 < MC; m0 += GEMV_PASS) {                               \
+                        switch (MC - m0) {                                                         \
+                        case 1: FLOAT_CALL(1, m0); break;                                          \
+                        case 2: FLOAT_CALL(2, m0); break;                                          \
+                        case 3: FLOAT_CALL(3, m0); break;                                          \
+                        default: FLOAT_CALL(4, m0); break;                                         \
+                        }                                                                          \
+                    }                                                                              \
+                }                                                                                  \
+                for (int i = 0; i < rows; i++) {                                                   \
+                    float b = bias ? LOAD(bias[n0 + i]) : 0.0f;                                    \
+                    for (int64_t m = 0; m < MC; m++) {                                             \
+                        const float value = r[i * MAX_GEMV_ROWS + m] + b;                          \
+                        if (float_out) ((float *)out)[(c0 + m) * N + n0 + i] = value;              \
+                        else out[(c0 + m) * N + n0 + i] = STORE(value);                            \
+                    }                                                                              \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
-        for (int i = 0; i < rows; i++) {                                                           \
-            float b = bias ? LOAD(bias[n0 + i]) : 0.0f;                                            \
-            for (int64_t m = 0; m < M; m++) {                                                      \
-                const float value = r[i * MAX_GEMV_ROWS + m] + b;                                  \
-                if (float_out) ((float *)out)[m * N + n0 + i] = value;                             \
-                else out[m * N + n0 + i] = STORE(value);                                           \
-            }                                                                                      \
-        }                                                                                          \
     }                                                                                              \
-    free(xf);                                                                                      \
+    free(xf_all);                                                                                  \
 }                                                                                                  \
                                                                                                    \
 /* float_out: out is float32 [M, N] (an LM head's logits, a tensor-parallel shard's partial  \
@@ -270,9 +285,9 @@ void fw_int8_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const uint8_t *
 }
 
 #if HAVE_VNNI
-#define VNNI_QUANTIZE(VNNI) if (VNNI) quantize_rows(xf, M, K, xq, dx, xsum);
+#define VNNI_QUANTIZE(VNNI) if (VNNI) quantize_rows(xf_all, M, K, xq_all, dx_all, xsum_all);
 #define VNNI_PASS                                                                                  \
-    switch (M) {                                                                                   \
+    switch (MC) {                                                                                  \
     case 1: VNNI_CALL(1); break;                                                                   \
     case 2: VNNI_CALL(2); break;                                                                   \
     case 3: VNNI_CALL(3); break;                                                                   \

@@ -133,6 +133,20 @@ def pack_bf16_panels(weight: torch.Tensor) -> torch.Tensor:
     return padded.view(-1, PANEL, cols // 2, 2).permute(0, 2, 1, 3).contiguous()
 
 
+def pack_f32_panels(weight: torch.Tensor) -> torch.Tensor:
+    """float32 [ceil(rows / PANEL), cols, PANEL]: panels of PANEL output rows, each input's
+    PANEL weights adjacent, the layout of ``dense_f32.c``."""
+    rows, cols = weight.shape
+    padded = torch.zeros(-(-rows // PANEL) * PANEL, cols, dtype=torch.float32)
+    padded[:rows] = weight
+    return padded.view(-1, PANEL, cols).transpose(1, 2).contiguous()
+
+
+def unpack_f32_panels(panels: torch.Tensor, rows: int) -> torch.Tensor:
+    """The float32 matrix [rows, cols] of ``pack_f32_panels`` output."""
+    return panels.transpose(1, 2).flatten(0, 1)[:rows]
+
+
 def pack_int8_panels(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric 8-bit per output row (scale max|w| / 127, levels q in -127..127 stored as
     q + 128) in the layout of ``igemm.c``: (uint8 [ceil(rows / PANEL), cols / 4, PANEL, 4],

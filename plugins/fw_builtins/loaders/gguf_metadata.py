@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fw.loaders.gguf")
 
 #: GGUF general.architecture -> the Hugging Face architecture it holds
-ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                 "gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM", "phi3": "Phi3ForCausalLM"}
+#: GGUF architecture -> the Hugging Face model_type (Gemma 3's file holds the text model)
+MODEL_TYPES = {"gemma3": "gemma3_text"}
 #: tokenizer.ggml.* special-token keys -> config keys
 TOKEN_IDS = {"bos_token_id": "bos_token_id", "eos_token_id": "eos_token_id",
              "unknown_token_id": "unk_token_id", "padding_token_id": "pad_token_id"}
@@ -55,6 +58,9 @@ def config_dict(gguf: "GGUFFile") -> dict[str, Any]:
     if "rope_freqs.weight" in tensor_names:
         raise ModelLoadError(gguf.path, "uses llama3 RoPE frequency factors (rope_freqs.weight), which fw's "
                                         "GGUF loader does not support; load the Hugging Face folder instead")
+    if "rope_factors_long.weight" in tensor_names:
+        raise ModelLoadError(gguf.path, "uses LongRoPE factors (rope_factors_long.weight), which fw's GGUF loader "
+                                        "does not read; load the Hugging Face folder instead")
 
     def get(key: str, default: Any = _REQUIRED) -> Any:
         value = meta.get(f"{arch}.{key}", default)
@@ -64,7 +70,7 @@ def config_dict(gguf: "GGUFFile") -> dict[str, Any]:
 
     heads = get("attention.head_count")
     config = {
-        "architectures": [ARCHITECTURES[arch]], "model_type": arch,
+        "architectures": [ARCHITECTURES[arch]], "model_type": MODEL_TYPES.get(arch, arch),
         "hidden_size": get("embedding_length"), "intermediate_size": get("feed_forward_length"),
         "num_hidden_layers": get("block_count"), "num_attention_heads": heads,
         "num_key_value_heads": get("attention.head_count_kv", heads),
@@ -77,6 +83,14 @@ def config_dict(gguf: "GGUFFile") -> dict[str, Any]:
     head_dim = get("attention.key_length", None) or (get("rope.dimension_count", None) if arch == "llama" else None)
     if head_dim:
         config["head_dim"] = head_dim
+    if arch in ("gemma2", "gemma3"):
+        config.update(_gemma(get, config))
+    if arch == "phi3":
+        size = head_dim or config["hidden_size"] // heads
+        rotary = get("rope.dimension_count", None)
+        if rotary and rotary != size:
+            config["partial_rotary_factor"] = rotary / size
+        config["sliding_window"] = get("attention.sliding_window", None)
     scaling = get("rope.scaling.type", "none")
     if scaling in ("linear", "yarn"):
         config["rope_scaling"] = {"rope_type": scaling, "factor": get("rope.scaling.factor")}
@@ -90,11 +104,42 @@ def config_dict(gguf: "GGUFFile") -> dict[str, Any]:
     return config
 
 
+def _gemma(get, config: dict[str, Any]) -> dict[str, Any]:
+    """What Gemma 2/3 files say besides the llama keys. llama.cpp scales attention by
+    head_dim ** -0.5, except for the 27B models (by (hidden / heads) ** -0.5), which it
+    tells apart by their layer count: so does fw (the file does not store the scalar)."""
+    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    big = config["num_hidden_layers"] in (46, 62)  # Gemma 2 27B, Gemma 3 27B
+    values = {"sliding_window": get("attention.sliding_window", None),
+              "query_pre_attn_scalar": config["hidden_size"] // config["num_attention_heads"] if big else head_dim,
+              "hidden_activation": "gelu_pytorch_tanh"}
+    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+        value = get(key, None)
+        if value is not None:
+            values[key] = value
+    # which layers attend through the window: a per-layer list, or every n-th layer global
+    # (llama.cpp's default: every 2nd for Gemma 2, every 6th for Gemma 3)
+    pattern = get("attention.sliding_window_pattern", None)
+    if isinstance(pattern, int):
+        values["sliding_window_pattern"] = pattern
+    elif isinstance(pattern, list) and len(pattern) == config["num_hidden_layers"]:
+        values["layer_types"] = ["sliding_attention" if windowed else "full_attention" for windowed in pattern]
+    return values
+
+
+#: the model types whose configs ``GGUFConfig`` holds without transformers (its defaults
+#: are theirs); the others (Gemma 3's RoPE base per layer type, derived from its defaults)
+#: get transformers' config class
+LIGHT_MODEL_TYPES = ("llama", "qwen2", "qwen3")
+
+
 def hf_config(gguf: "GGUFFile"):
-    """The model config (a ``GGUFConfig``: transformers' config classes cost seconds to import)."""
+    """The model config (a ``GGUFConfig`` for the Llama family: transformers' config
+    classes cost seconds to import)."""
     from fw_builtins.loaders.gguf_config import GGUFConfig
 
-    return GGUFConfig(config_dict(gguf), gguf.path)
+    config = GGUFConfig(config_dict(gguf), gguf.path)
+    return config if config.model_type in LIGHT_MODEL_TYPES else config.transformers_config()
 
 
 # -- the tokenizer -------------------------------------------------------------------

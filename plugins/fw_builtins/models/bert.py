@@ -168,6 +168,9 @@ class BertModel(nn.Module):
     prefix: ClassVar[str] = "bert."
     #: positions are numbered from pad_token_id + 1 (RoBERTa), else from 0
     roberta_positions: ClassVar[bool] = False
+    #: the checkpoints fw's tests run this architecture on, each with the test file (docs/models.md)
+    tested_with: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("tiny random, against transformers", "tests/plugins/models/test_bert.py"),)
 
     def __init__(self, config: Any, context: ModelContext):
         super().__init__()

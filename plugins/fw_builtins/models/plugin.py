@@ -3,14 +3,23 @@ poolers that turn a pooling model's hidden states into its outputs."""
 
 from fw import hookimpl
 
+#: module -> the architectures it defines
+ARCHITECTURES = {
+    "llama": ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"),
+    "gemma": ("Gemma2ForCausalLM", "Gemma3ForCausalLM"),
+    "phi3": ("Phi3ForCausalLM",),
+    "mixtral": ("MixtralForCausalLM",),
+    "qwen_moe": ("Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"),
+    "bert": ("BertModel", "BertForSequenceClassification", "RobertaModel", "RobertaForSequenceClassification",
+             "XLMRobertaModel", "XLMRobertaForSequenceClassification"),
+}
+
 
 @hookimpl
 def fw_register_models(register):
-    for arch in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"):
-        register(arch, f"fw_builtins.models.llama:{arch}")
-    for arch in ("BertModel", "BertForSequenceClassification", "RobertaModel", "RobertaForSequenceClassification",
-                 "XLMRobertaModel", "XLMRobertaForSequenceClassification"):
-        register(arch, f"fw_builtins.models.bert:{arch}")
+    for module, architectures in ARCHITECTURES.items():
+        for arch in architectures:
+            register(arch, f"fw_builtins.models.{module}:{arch}")
 
 
 @hookimpl

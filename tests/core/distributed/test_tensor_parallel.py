@@ -45,6 +45,10 @@ CASES = {
     "llama-mp": ("LlamaForCausalLM", {}, "mp"),
     "qwen3-mp": pytest.param("Qwen3ForCausalLM", {}, "mp", marks=pytest.mark.slow),
     "llama-1-kv-head-mp": pytest.param("LlamaForCausalLM", {"num_key_value_heads": 1}, "mp", marks=pytest.mark.slow),
+    # Gemma 3: the embedding's scale, windowed and global layers, q/k and output norms
+    "gemma3-mp": ("Gemma3ForCausalLM", {}, "mp"),
+    "gemma2-mp": pytest.param("Gemma2ForCausalLM", {}, "mp", marks=pytest.mark.slow),
+    "phi3-mp": pytest.param("Phi3ForCausalLM", {}, "mp", marks=pytest.mark.slow),
     "llama-ray": pytest.param("LlamaForCausalLM", {}, "ray", marks=pytest.mark.slow),
     "qwen3-ray": pytest.param("Qwen3ForCausalLM", {}, "ray", marks=pytest.mark.slow),
 }
@@ -72,6 +76,16 @@ def test_heads_that_do_not_divide_are_refused_before_any_process_starts(tiny_che
     before = psutil.Process().children(recursive=True)
     with pytest.raises(ConfigurationError, match="the model's 3 attention heads do not divide by "
                                                  "--tensor-parallel-size 2"):
+        tp_llm(path, tensor_parallel_size=2)
+    assert psutil.Process().children(recursive=True) == before
+
+
+@pytest.mark.parametrize("architecture", ["MixtralForCausalLM", "Qwen3MoeForCausalLM"])
+def test_mixture_of_experts_models_are_refused_before_any_process_starts(architecture, tiny_checkpoint_factory,
+                                                                        tp_llm):
+    path = tiny_checkpoint_factory(architecture)
+    before = psutil.Process().children(recursive=True)
+    with pytest.raises(ConfigurationError, match="mixture-of-experts layers .* --tensor-parallel-size 1"):
         tp_llm(path, tensor_parallel_size=2)
     assert psutil.Process().children(recursive=True) == before
 

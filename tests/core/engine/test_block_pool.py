@@ -92,3 +92,35 @@ def test_allocation_failure_changes_nothing():
     request = make_request("a", list(range(12)))
     assert not kv.allocate_slots(request, 12)
     assert kv.pool.num_free_blocks == 2 and kv.block_ids("a") == []
+
+
+def test_usage_is_the_share_of_blocks_in_use():
+    """What fw:kv_cache_usage_perc reports."""
+    pool = BlockPool(4)
+    assert pool.usage() == 0.0
+    blocks = pool.get_new_blocks(3)
+    assert pool.usage() == 0.75
+    pool.free(blocks[:1])
+    assert pool.usage() == 0.5
+    assert BlockPool(0).usage() == 0.0
+
+
+def test_free_blocks_are_reused_least_recently_freed_first():
+    pool = BlockPool(4)
+    a, b, c, d = pool.get_new_blocks(4)
+    pool.free([c])
+    pool.free([a, d])
+    assert [block.block_id for block in pool.free_queue] == [2, 0, 3]
+    assert [block.block_id for block in pool.get_new_blocks(2)] == [2, 0]
+
+
+def test_blocks_never_computed_are_no_longer_found():
+    """A step that failed before running leaves its blocks registered but empty."""
+    kv = KVCacheManager(num_blocks=8, block_size=4)
+    request = make_request("a", list(range(12)))
+    assert kv.allocate_slots(request, 12)
+    request.num_computed_tokens = 4  # only the first block was computed
+    kv.discard_uncomputed(request)
+    kv.free(request)
+    blocks, cached = kv.get_computed_blocks(make_request("b", list(range(13))))
+    assert cached == 4 and [b.block_id for b in blocks] == [0]

@@ -50,3 +50,51 @@ def test_other_tokenizers_keep_their_own_decode(tokenizer):
     texts = TokenTexts(_Wrapped(tokenizer))
     ids = tokenizer.encode("hello", add_special_tokens=False)
     assert texts.decode(ids) == "HELLO"
+
+
+def special_mix(tokenizer) -> list[int]:
+    """Text, a special token, text, two special tokens, text."""
+    words = [tokenizer.encode(w, add_special_tokens=False) for w in ("Hello world", " again", " and done")]
+    return words[0] + [1] + words[1] + [2, 1] + words[2]
+
+
+def stream(tokenizer, ids, **options) -> str:
+    detok = IncrementalDetokenizer(TokenTexts(tokenizer), [], **options)
+    return "".join(detok.add(i) for i in ids)
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_text_around_special_tokens_is_transformers_text(tokenizer, skip):
+    ids = special_mix(tokenizer)
+    got = stream(tokenizer, ids, skip_special_tokens=skip, spaces_between_special_tokens=False)
+    assert got == tokenizer.decode(ids, skip_special_tokens=skip)
+
+
+def test_spaces_between_special_tokens(tokenizer):
+    """The slow tokenizers' convention (vLLM's default): a space each side of a special token."""
+    ids = special_mix(tokenizer)
+    assert stream(tokenizer, ids, skip_special_tokens=False) == (
+        "Hello world <|im_start|>  again <|im_end|> <|im_start|>  and done")
+
+
+class _CleansUpByDefault:
+    """A tokenizer outside transformers' fast wrapper (TokenTexts takes its generic path)
+    whose decode cleans up spaces unless told not to, as transformers' slow tokenizers
+    with ``clean_up_tokenization_spaces=True`` do."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def decode(self, ids, skip_special_tokens=False, clean_up_tokenization_spaces=None):
+        text = self.inner.decode(ids, skip_special_tokens=skip_special_tokens)
+        cleanup = clean_up_tokenization_spaces is None or clean_up_tokenization_spaces
+        return self.inner.clean_up_tokenization(text) if cleanup else text
+
+
+def test_streamed_text_is_the_raw_text_even_where_decode_would_clean_it_up(tokenizer):
+    text = "Hello , world . Bye !"
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    cleaning = _CleansUpByDefault(tokenizer)
+    assert cleaning.decode(ids) == "Hello, world. Bye!"
+    detok = IncrementalDetokenizer(TokenTexts(cleaning), [])
+    assert "".join(detok.add(i) for i in ids) == text

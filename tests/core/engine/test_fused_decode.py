@@ -1,6 +1,8 @@
 """The fused CPU decode step: any model that describes its decoder gets it, it gives exactly
-the layer-by-layer results, and it only takes the steps it is built for (pure decode,
-int4 weights up to 8 tokens, int8 or dense bf16 weights for any count)."""
+the layer-by-layer results (every built-in architecture: the Llama family, Gemma 2/3's
+norms, windows, soft caps and GELU gate, Phi-3's LongRoPE, the mixtures of experts), and
+it only takes the steps it is built for (pure decode, int4 weights up to 8 tokens, int8 or
+dense bf16 weights for any count)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ LLAMA_FAMILY = [
     ("Qwen2ForCausalLM", {}),  # q/k/v biases
     ("Qwen3ForCausalLM", {}),  # per-head q/k norms
 ]
+BEYOND_LLAMA = ["Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM", "MixtralForCausalLM",
+                "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"]
 PARAMS = SamplingParams(max_tokens=12, min_tokens=12, temperature=0.0, logprobs=2)
 
 
@@ -181,6 +185,29 @@ def test_llama_family_same_tokens_and_logprobs_as_layer_by_layer(architecture, o
     fused = _results(llm.generate(PROMPTS[:3], PARAMS, use_tqdm=False))
     assert fused_rows and max(fused_rows) == 3
     assert _unfused(llm, PROMPTS[:3]) == fused
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("architecture", BEYOND_LLAMA)
+def test_every_architecture_fuses_to_the_layer_by_layer_results(architecture, dtype, tiny_checkpoint_factory,
+                                                                fused_rows):
+    path = tiny_checkpoint_factory(architecture)
+    llm = LLM(str(path), dtype=dtype, quantization="int4", enable_prefix_caching=False, block_size=8)
+    fused = _results(llm.generate(PROMPTS[:3], PARAMS, use_tqdm=False))
+    assert fused_rows and max(fused_rows) == 3  # three sequences decoded together, fused
+    assert _unfused(llm, PROMPTS[:3]) == fused
+
+
+@pytest.mark.skipif(not cpu.dense_available(), reason="fw's dense bf16 GEMM is not built on this CPU")
+@pytest.mark.parametrize("architecture", ["Qwen2MoeForCausalLM", "Gemma3ForCausalLM"])
+def test_experts_and_gemma_layers_fuse_beyond_eight_rows_on_dense_weights(architecture, tiny_checkpoint_factory,
+                                                                          fused_rows):
+    llm = LLM(str(tiny_checkpoint_factory(architecture)), dtype="bfloat16", enable_prefix_caching=False,
+              block_size=8)
+    many = PROMPTS * 2
+    fused = _results(llm.generate(many, PARAMS, use_tqdm=False))
+    assert max(fused_rows) == len(many)
+    assert _unfused(llm, many) == fused
 
 
 @pytest.mark.skipif(not cpu.dense_available(), reason="fw's dense bf16 GEMM is not built on this CPU")

@@ -71,3 +71,17 @@ def test_missing_model_path_is_named(tmp_path):
 def test_max_model_len_above_the_model_is_refused(tiny_llama):
     with pytest.raises(Exception, match="exceeds the model's context"):
         LLM(str(tiny_llama), max_model_len=100_000)
+
+
+def test_aborting_a_finished_or_unknown_request_does_nothing(llm):
+    """A client that goes away after its answer (or twice) must not break the engine."""
+    engine = llm.engine
+    engine.add_request("done", "Hello", SamplingParams(max_tokens=2, ignore_eos=True))
+    while engine.has_unfinished_requests():
+        engine.step()
+    assert engine.abort_request(["done", "never-added"]) == []
+    engine.add_request("twice", "Hello", SamplingParams(max_tokens=50, ignore_eos=True))
+    engine.step()
+    (first,) = engine.abort_request("twice")
+    assert first.finished and first.outputs[0].finish_reason == "abort"
+    assert engine.abort_request("twice") == [] and not engine.has_unfinished_requests()

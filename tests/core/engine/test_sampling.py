@@ -195,3 +195,16 @@ def test_engine_limits_name_the_parameter(llm):
         llm.generate([PROMPT], SamplingParams(n=100_000), use_tqdm=False)
     assert info.value.param == "n" and "--max-num-seqs" in str(info.value)
     assert not llm.engine.has_unfinished_requests()
+
+
+def test_logprobs_name_their_tokens(llm):
+    """Each logprob entry carries its token's text, as the tokenizer decodes it alone."""
+    tokenizer = llm.get_tokenizer()
+    params = SamplingParams(temperature=0.0, ignore_eos=True, max_tokens=4, logprobs=2, prompt_logprobs=2)
+    output = llm.generate([PROMPT], params, use_tqdm=False)[0]
+    entries = output.outputs[0].logprobs + output.prompt_logprobs[1:]
+    assert output.prompt_logprobs[0] is None and len(entries) == 4 + len(output.prompt_token_ids) - 1
+    for entry in entries:
+        assert len(entry) >= 2
+        for token, logprob in entry.items():
+            assert logprob.decoded_token == tokenizer.decode([token]), token

@@ -123,6 +123,7 @@ def test_random_operations_leak_no_block(seed):
     live: list[Request] = []
     for op in range(1000):
         choice = rng.random()
+        scheduler_output = SchedulerOutput()
         if choice < 0.3:
             request = make_request(f"r{op}", rng.randint(1, 20), max_tokens=rng.randint(1, 12),
                                    priority=rng.randint(0, 3), arrival=op)
@@ -133,8 +134,9 @@ def test_random_operations_leak_no_block(seed):
         elif choice < 0.45 and scheduler.running:
             scheduler._preempt(rng.choice(scheduler.running), SchedulerOutput())
         else:
-            run_step(scheduler)
+            scheduler_output = run_step(scheduler)
         live = [r for r in live if not r.status.finished]
+        assert not set(scheduler_output.preempted) & set(scheduler_output.num_scheduled_tokens)
         in_use = sum(len(b) for b in scheduler.kv.req_blocks.values())
         refs = sum(b.ref_count for b in scheduler.kv.pool.blocks)
         assert refs == in_use
@@ -145,3 +147,74 @@ def test_random_operations_leak_no_block(seed):
         run_step(scheduler)
     assert scheduler.kv.pool.num_free_blocks == 24
     assert not scheduler.kv.req_blocks
+
+
+def test_request_times_behind_the_latency_metrics():
+    """Queue time, time to first token and inter-token latency come from these: the first
+    schedule and the first token keep their time through a preemption; the last token's
+    time moves on to the finish."""
+    now = [0.0]
+    scheduler = make_scheduler(num_blocks=6, block_size=4, budget=64, caching=False)
+    scheduler.clock = lambda: now[0]
+    requests = [make_request("a", 8, max_tokens=8, arrival=0), make_request("b", 8, max_tokens=8, arrival=0)]
+    for request in requests:
+        scheduler.add_request(request)
+    while scheduler.has_unfinished_requests():
+        now[0] += 1.0
+        run_step(scheduler)
+    assert requests[1].num_preemptions > 0
+    for request in requests:
+        assert (request.first_scheduled_time, request.first_token_time) == (1.0, 1.0)
+        assert request.last_token_time == request.finished_time >= 8.0  # eight tokens, one a step
+
+
+@pytest.mark.parametrize("policy,victim", [("fcfs", "c"), ("priority", "a")])
+def test_the_victim_of_a_preemption(policy, victim):
+    """fcfs preempts the newest running request, whatever its priority; priority preempts
+    the lowest priority (the highest number), wherever it sits in the batch."""
+    scheduler = make_scheduler(num_blocks=7, block_size=4, budget=64, policy=policy, caching=False)
+    for request_id, priority in (("a", 5), ("b", 0), ("c", 0)):
+        scheduler.add_request(make_request(request_id, 7, max_tokens=8, priority=priority, arrival=ord(request_id)))
+        run_step(scheduler)  # one at a time: the batch order is a, b, c
+    assert [r.request_id for r in scheduler.running] == ["a", "b", "c"]
+    preempted = []
+    while not preempted:
+        out = run_step(scheduler)
+        preempted = out.preempted
+        assert not set(preempted) & set(out.num_scheduled_tokens)  # nothing runs for it this step
+    assert preempted[0] == victim
+
+
+def test_a_preempted_request_resumes_before_those_that_waited_behind_it():
+    scheduler = make_scheduler(num_blocks=6, block_size=4, budget=64, caching=False)
+    for request_id, prompt in (("a", 7), ("b", 7), ("c", 12)):  # c does not fit beside a and b
+        scheduler.add_request(make_request(request_id, prompt, max_tokens=8, arrival=ord(request_id)))
+    run_step(scheduler)
+    assert [r.request_id for r in scheduler.running] == ["a", "b"]
+    while not run_step(scheduler).preempted:
+        pass
+    assert [r.request_id for r in scheduler.waiting] == ["b", "c"]
+    order = []
+    while scheduler.has_unfinished_requests():
+        order += [r for r in run_step(scheduler).num_scheduled_tokens if r not in order and r != "a"]
+    assert order == ["b", "c"]
+
+
+def test_max_loras_lets_other_requests_pass_a_blocked_adapter():
+    """With --max-loras 1, a request for a second adapter waits (keeping its place) while
+    requests for the running adapter and for the base model go ahead."""
+    kv = KVCacheManager(64, 4, True)
+    config = SchedulerConfig(max_num_batched_tokens=64, max_num_seqs=8, enable_chunked_prefill=True)
+    scheduler = Scheduler(config, kv, max_model_len=256, max_loras=1)
+    for request_id, lora in (("x1", "x"), ("y1", "y"), ("x2", "x"), ("base", None)):
+        scheduler.add_request(Request(request_id, [1, 2, 3], SamplingParams(max_tokens=2, ignore_eos=True),
+                                      lora=lora))
+    first = run_step(scheduler)
+    assert list(first.num_scheduled_tokens) == ["x1", "x2", "base"]
+    assert [r.request_id for r in scheduler.waiting] == ["y1"]
+    order = []
+    while scheduler.has_unfinished_requests():
+        out = run_step(scheduler)
+        assert not ({"x1", "x2"} & set(out.num_scheduled_tokens) and "y1" in out.num_scheduled_tokens)
+        order += [r for r in out.num_scheduled_tokens if r not in order]
+    assert "y1" in order

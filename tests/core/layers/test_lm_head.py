@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from fw.layers.embedding import LMHead, VocabEmbedding
-from fw.layers.packed import Int8Blocks, Int8Panels, PlainWeight
+from fw.layers.packed import F32Panels, Int8Blocks, Int8Panels, PlainWeight
 from fw_builtins.quantization.int4 import Int4WeightOnly
 from fw_kernels import cpu
 from fw_kernels.cpu import packing
 
-INT8_MAX_ROWS = Int8Blocks.max_rows
+INT8_MAX_ROWS = Int8Blocks.default_rows
 
 
 def q8_0_like(rows: int, cols: int) -> torch.Tensor:
@@ -22,6 +22,10 @@ def q8_0_like(rows: int, cols: int) -> torch.Tensor:
     levels[..., 0] = 127
     scales = (torch.rand(rows, cols // 32, 1, generator=gen) * 0.01).half().float()  # float16, as in GGUF
     return (levels * scales).view(rows, cols)
+
+
+#: float32's dense layout: fw's GEMM of fixed summation order where the kernels are built
+DENSE_F32 = F32Panels if cpu.dense_f32_available() else PlainWeight
 
 
 def make_head(weight: torch.Tensor, int8: bool) -> LMHead:
@@ -35,7 +39,7 @@ def make_head(weight: torch.Tensor, int8: bool) -> LMHead:
 def test_dense_unless_asked():
     weight = torch.randn(50, 64)
     head = make_head(weight, int8=False)
-    assert [type(layout) for layout in head.packed.layouts] == [PlainWeight]
+    assert [type(layout) for layout in head.packed.layouts] == [DENSE_F32]
     x = torch.randn(2, 64)
     assert torch.allclose(head(x), x @ weight.t(), atol=1e-5)
 
@@ -45,7 +49,7 @@ def test_dense_unless_asked():
 def test_8bit_blocks_reproduce_q8_0_weights(rows):
     weight = q8_0_like(50, 64)
     head = make_head(weight, int8=True)
-    assert type(head.packed.layout_for(rows)) is (Int8Blocks if rows <= INT8_MAX_ROWS else PlainWeight)
+    assert type(head.packed.layout_for(rows)) is (Int8Blocks if rows <= INT8_MAX_ROWS else DENSE_F32)
     assert torch.equal(head.tied_to.weight, weight)  # lookups still read the dense matrix
     x = torch.randn(rows, 64)
     assert torch.allclose(head(x), x @ weight.t(), atol=1e-4)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from fw.layers.packed import (
-    DensePanels, Int4Blocks, Int8Blocks, Int8Panels, OneDNNWeight, PackedWeight, PlainWeight, TorchInt4,
+    DensePanels, F32Panels, Int4Blocks, Int8Blocks, Int8Panels, OneDNNWeight, PackedWeight, PlainWeight,
+    TorchInt4,
 )
 from fw_kernels import cpu
 
@@ -28,6 +29,7 @@ LAYOUTS = {
     "plain-fp32": lambda: PlainWeight(weight(torch.float32)),
     "plain-bf16": lambda: PlainWeight(weight()),
     "dense-panels": pytest.param(lambda: DensePanels.pack(weight()), marks=needs_dense),
+    "f32-panels": pytest.param(lambda: F32Panels.pack(weight(torch.float32)), marks=needs_kernels),
     "onednn": pytest.param(lambda: OneDNNWeight.pack(weight()), marks=needs_onednn),
     "int4-blocks": pytest.param(lambda: Int4Blocks.pack(weight(torch.float32)), marks=needs_kernels),
     "int8-blocks": pytest.param(lambda: Int8Blocks.pack(weight(torch.float32)), marks=needs_kernels),
@@ -74,6 +76,22 @@ def test_column_shards_are_exactly_those_columns_and_sum_to_the_whole(make):
         halves[1].matmul(x[:, 64:].contiguous(), None, True).float()
     full = layout.matmul(x, None, True).float()
     assert (parts - full).abs().max() <= 2e-2 * full.abs().max()  # the same products, summed in two parts
+
+
+FW_LAYOUTS = {name: make for name, make in LAYOUTS.items() if not name.startswith(("plain", "onednn"))}
+
+
+@pytest.mark.parametrize("make", FW_LAYOUTS.values(), ids=FW_LAYOUTS.keys())
+def test_a_rows_result_does_not_depend_on_the_rows_beside_it(make):
+    """fw's kernels sum each output in one order whatever the row count (batch-invariant
+    numerics): row r of a 1-row product is bit for bit row r of any product holding it."""
+    layout = make()
+    x = _input(layout, layout.max_rows or 40)
+    whole = layout.matmul(x, None, True)
+    for r in (0, x.shape[0] // 2, x.shape[0] - 1):
+        assert torch.equal(layout.matmul(x[r:r + 1], None, True)[0], whole[r])
+    for rows in range(2, x.shape[0]):
+        assert torch.equal(layout.matmul(x[:rows], None, True), whole[:rows])
 
 
 @needs_kernels

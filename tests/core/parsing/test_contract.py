@@ -54,7 +54,7 @@ def test_lifecycle_misuse_is_an_error():
     with pytest.raises(RuntimeError, match="fresh parser"):
         parser.parse("y")
     parser.finish()
-    with pytest.raises(RuntimeError, match="already finished"):
+    with pytest.raises(RuntimeError, match="BangParser was already finished"):
         parser.feed("z")
     with pytest.raises(RuntimeError, match="already finished"):
         parser.finish()
@@ -65,7 +65,7 @@ def test_a_step_that_leaves_text_at_the_end_is_a_bug():
         def _step(self, text, final):
             return None
 
-    with pytest.raises(RuntimeError, match="undecided"):
+    with pytest.raises(RuntimeError, match="^Lazy left 3 characters undecided at the end of the stream$"):
         Lazy().parse("abc")
 
 
@@ -74,8 +74,28 @@ def test_a_step_that_never_progresses_is_a_bug():
         def _step(self, text, final):
             return 0
 
-    with pytest.raises(RuntimeError, match="no progress"):
+    with pytest.raises(RuntimeError, match="^Stuck makes no progress$"):
         Stuck().feed("abc")
+
+
+def test_a_step_may_change_state_sixteen_times_in_a_row_between_characters():
+    """Steps that consume nothing but change the parser's state are allowed, 16 in a
+    row, however long the text pushed at once."""
+    class Patient(ToolParser):
+        def __init__(self, tokenizer=None, tools=None):
+            super().__init__(tokenizer, tools)
+            self.zeros = 0
+
+        def _step(self, text, final):
+            if self.zeros < 16:
+                self.zeros += 1
+                return 0
+            self.zeros = 0
+            self._emit_content(text[0])
+            return 1
+
+    text = "a long answer, pushed in one piece"
+    assert Patient().parse(text).content == text
 
 
 def test_call_from_object_accepts_what_models_write():
@@ -117,3 +137,37 @@ def test_importing_the_parsers_does_not_import_torch_or_transformers():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["tool_parser", "reasoning_parser"])
+def test_every_built_in_parser_keeps_what_the_server_gives_it(kind):
+    """The server builds each parser with the model's tokenizer (and a tool parser with the
+    request's tools); a plugin that extends a built-in parser finds them there."""
+    from fw.plugins import registry
+
+    tools = [{"type": "function", "function": {"name": "look"}}]
+    names = [entry.name for entry in registry(kind).entries() if str(entry.target).startswith("fw_builtins.")]
+    assert names
+    for name in names:
+        cls = registry(kind).load(name)
+        parser = cls("tok", tools) if kind == "tool_parser" else cls("tok")
+        assert parser.tokenizer == "tok", name
+        if kind == "tool_parser":
+            assert parser.tools is tools, name
+
+
+def test_misuse_names_the_parser_class():
+    from fw_builtins.tool_parsers.hermes import HermesToolParser
+
+    parser = HermesToolParser()
+    parser.feed("x")
+    with pytest.raises(RuntimeError, match=r"^HermesToolParser\.parse\(\) needs a fresh parser; this one has "
+                                           r"already been fed$"):
+        parser.parse("y")
+
+
+def test_call_ids_look_like_openais():
+    import re
+
+    ids = {BangParser().parse("!look").tool_calls[0].id for _ in range(5)}
+    assert len(ids) == 5 and all(re.fullmatch(r"call_[0-9a-f]{24}", i) for i in ids)

@@ -26,6 +26,18 @@ def test_merge_concatenates_content_reasoning_and_arguments():
     assert parsed.tools_called
 
 
+def test_a_call_whose_name_comes_before_its_arguments():
+    """As vLLM's own parsers stream: id and name first, the arguments in later deltas,
+    some of which carry none yet."""
+    for opening in (first(0, arguments=""), first(0, arguments=None)):
+        parsed = merge_deltas([
+            DeltaMessage(tool_calls=[opening]),
+            DeltaMessage(tool_calls=[ToolCallDelta(index=0, arguments=None)]),
+            DeltaMessage(tool_calls=[ToolCallDelta(index=0, arguments='{"a": 1}')]),
+        ])
+        assert [(c.name, c.arguments) for c in parsed.tool_calls] == [("f", '{"a": 1}')]
+
+
 def test_empty_parts_are_none():
     parsed = merge_deltas([DeltaMessage(), DeltaMessage(content="")])
     assert parsed == ParsedMessage() and not parsed.tools_called
@@ -46,3 +58,13 @@ def test_delta_truthiness_tells_empty_chunks():
 def test_contract_violations_are_named(pieces, problem):
     with pytest.raises(ParserContractError, match=problem):
         merge_deltas([DeltaMessage(tool_calls=pieces)])
+
+
+def test_a_delta_is_true_when_it_carries_anything():
+    """Parsers and servers skip empty deltas with ``if delta:``."""
+    from fw.parsing import ReasoningDelta
+
+    assert not ReasoningDelta() and not ReasoningDelta(reasoning="", content="")
+    assert ReasoningDelta(reasoning="r") and ReasoningDelta(content="c")
+    assert not DeltaMessage() and DeltaMessage(content="c") and DeltaMessage(reasoning="r")
+    assert DeltaMessage(tool_calls=[first(0)])

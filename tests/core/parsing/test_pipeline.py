@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fw.parsing import OutputParser
+from fw.parsing import DeltaMessage, OutputParser, ReasoningParser
 from fw.parsing.testkit import check_output_parser
 from fw_builtins.reasoning.deepseek_r1 import DeepSeekR1ReasoningParser
 from fw_builtins.reasoning.qwen3 import Qwen3ReasoningParser
@@ -48,5 +48,32 @@ def test_special_tokens_of_both_parsers_are_kept():
 def test_parse_needs_fresh_parsers():
     output = OutputParser(tools=HermesToolParser())
     output.feed("x")
-    with pytest.raises(RuntimeError, match="fresh"):
+    with pytest.raises(RuntimeError, match=r"^OutputParser.parse\(\) needs fresh parsers$"):
         output.parse("y")
+
+
+@pytest.mark.parametrize("reasoning", [None, Qwen3ReasoningParser])
+def test_text_a_tool_parser_held_back_is_content_at_the_end(reasoning):
+    """A partial tool-call marker at the end of the stream was not a marker after all."""
+    parsed = check_output_parser(reasoning, HermesToolParser, "The tag starts with <tool_ca")
+    assert (parsed.content, parsed.tool_calls) == ("The tag starts with <tool_ca", [])
+
+
+class DecidesAtTheEnd(ReasoningParser):
+    """A plugin's reasoning parser may hold everything back until the stream ends."""
+
+    def _step(self, text: str, final: bool) -> int | None:
+        if not final:
+            return None
+        self._end_reasoning()
+        self._emit_content(text)
+        return len(text)
+
+
+def test_a_call_released_only_at_the_end_is_still_a_call():
+    output = OutputParser(DecidesAtTheEnd(), HermesToolParser())
+    assert output.feed(f"Checking.\n{CALL}") == DeltaMessage()
+    last = output.finish()
+    assert last.content == "Checking." and [c.name for c in last.tool_calls] == ["get_weather"]
+    assert [c.name for c in check_output_parser(DecidesAtTheEnd, HermesToolParser, CALL).tool_calls] == [
+        "get_weather"]

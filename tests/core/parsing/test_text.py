@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fw.parsing.text import EdgeTrim, held_suffix_len, skip_ws, split_at_marker
+from fw.parsing.text import EdgeTrim, MarkerFilter, held_suffix_len, skip_ws, split_at_marker
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -50,3 +50,8 @@ def test_edge_trim_drops_leading_padding_after_a_cut_or_with_trim_start():
     assert cut_first.push("\n\n") == "" and cut_first.push(" Done") == "Done"
     trimmed = EdgeTrim(trim_start=True)
     assert trimmed.push("\n Okay,") == "Okay," and trimmed.push(" so") == " so"
+
+
+def test_a_marker_whose_pieces_join_when_another_is_removed_is_removed_too():
+    markers = MarkerFilter(("[TOOL_CALLS]", "<|python_tag|>"))
+    assert markers.push("a [TOOL_<|python_tag|>CALLS] b") == "a  b"

@@ -1,10 +1,12 @@
 """A fake EngineClient for server tests: deterministic, fast, observable.
 
 It "generates" characters of a fixed sentence, one byte-level token per character, and
-honours what the server must pass through: max_tokens, stop strings and stop token ids,
-n, logprobs and prompt_logprobs shapes, DELTA outputs. Requests pass the engine's real admission step
+honours what the server must pass through: max_tokens, stop strings and stop token ids
+(with min_tokens and include_stop_str_in_output), n, logprobs and prompt_logprobs
+shapes, DELTA outputs. Requests pass the engine's real admission step
 (``fw.engine.admission``), so the server's errors for refused requests are the real
-engine's. It can be slowed down
+engine's. tests/core/server/test_engine_contract.py holds it to the real engine's
+behaviour on the rest. It can be slowed down
 (``token_delay``) so clients can disconnect mid-stream, records what it was asked
 (``requests``, ``extras``, ``lora_requests``), and raises ``OverloadedError`` beyond
 ``queue_limit`` running requests. LoRA adapters are a registry of names (``loras``):
@@ -165,8 +167,9 @@ class FakeEngine(EngineClient):
         return SENTENCE[(offset + step) % len(SENTENCE)]
 
     def _position(self, token_id: int, char: str, top: int | None) -> dict[int, Logprob]:
+        # The sampled token is the most likely one, so it is one of the top ``top``.
         position = {token_id: Logprob(-0.5, rank=1, decoded_token=char)}
-        count = 5 if top == -1 else (top or 0)
+        count = 5 if top == -1 else max((top or 0) - 1, 0)
         for k, alt in enumerate(c for c in "xyzwvutsrq" if self._ids.get(c) != token_id):
             if k >= count:
                 break
@@ -205,16 +208,28 @@ class FakeEngine(EngineClient):
                 for i in range(n):
                     if done[i] is not None:
                         continue
-                    char = self._char(ids, i, step, params, 11 * lora.lora_int_id if lora else 0)
+                    shift = 11 * lora.lora_int_id if lora else 0
+                    char = self._char(ids, i, step, params, shift)
+                    stops_count = step + 1 >= params.min_tokens
+                    for _ in SENTENCE:  # stop tokens are masked before min_tokens, as the real sampler does
+                        if stops_count or self._ids[char] not in params.stop_token_ids:
+                            break
+                        shift += 1
+                        char = self._char(ids, i, step, params, shift)
                     token = self._ids[char]
                     texts[i] += char
                     reason, stop_reason = None, None
-                    if token in params.stop_token_ids:
-                        texts[i] = texts[i][:-1]
+                    if stops_count and token in params.stop_token_ids:
+                        if not params.include_stop_str_in_output:
+                            texts[i] = texts[i][:-1]
                         reason, stop_reason = "stop", token
-                    for stop in params.stop:
-                        at = texts[i].find(stop)
-                        if at >= 0:
+                    elif stops_count and params.stop:
+                        # the earliest stop string that the new character completes
+                        found = min(((at, stop) for stop in params.stop
+                                     if (at := texts[i].find(stop, max(0, len(texts[i]) - len(stop)))) >= 0),
+                                    default=None)
+                        if found is not None:
+                            at, stop = found
                             texts[i] = texts[i][: at + (len(stop) if params.include_stop_str_in_output else 0)]
                             reason, stop_reason = "stop", stop
                     if reason is None and step + 1 == params.max_tokens:

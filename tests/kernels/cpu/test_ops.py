@@ -36,6 +36,26 @@ def test_add_rms_norm(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_rms_norm_with_gemmas_one_plus_weight(dtype):
+    """Gemma's norms scale by (1 + w) in float32 and round once (transformers' Gemma3RMSNorm)."""
+    x = torch.randn(5, 96).to(dtype)
+    weight = (torch.randn(96) * 0.5).to(dtype)
+    expected = (F.rms_norm(x.float(), (96,), None, 1e-6) * (1.0 + weight.float())).to(dtype)
+    out = cpu.add_rms_norm(x, None, weight, 1e-6, 1.0)
+    _close(out, expected, dtype)
+    if dtype == torch.float32:
+        torch.testing.assert_close(out, expected, rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 9])
+def test_gelu_tanh_and_mul(dtype, rows):
+    x = (torch.randn(rows, 2 * 80) * 4).to(dtype)
+    expected = F.gelu(x[:, :80].float(), approximate="tanh") * x[:, 80:].float()
+    _close(cpu.gelu_tanh_and_mul(x), expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows", [1, 9])
 def test_silu_and_mul(dtype, rows):
     x = (torch.randn(rows, 2 * 80) * 4).to(dtype)

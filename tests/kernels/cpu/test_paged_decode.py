@@ -69,3 +69,22 @@ def test_query_rows_may_be_strided():
     out = cpu.paged_decode(view, batch.key_cache, batch.value_cache, batch.block_table, batch.seq_lens, 0.125,
                            max_len=batch.max_seq_len)
     assert_close(out, _expected(batch, 0.125), F32)
+
+
+@pytest.mark.parametrize("head_size,group,dtype", [(64, 3, BF16), (128, 1, BF16), (64, 2, F32), (48, 2, F32)])
+def test_a_rows_attention_does_not_depend_on_the_rows_beside_it(head_size, group, dtype):
+    """Batch-invariant attention: each row sums its keys and values in one order over its
+    own positions, so its output is the same bits alone, in any batch and whatever the
+    longest context of the step (the scratch size); this is what makes a prompt's chunks and
+    a cached prefix attend exactly as one whole prefill (every token is such a row)."""
+    batch = make_batch([1, 16, 17, 45, 130, 33], num_kv_heads=2, group=group, head_size=head_size, dtype=dtype)
+    whole = _decode(batch, 0.125)
+    for i in range(len(batch.seq_lens)):
+        rows = slice(i, i + 1)
+        alone = cpu.paged_decode(batch.query[rows], batch.key_cache, batch.value_cache, batch.block_table[rows],
+                                 batch.seq_lens[rows], 0.125, max_len=int(batch.seq_lens[i]))
+        assert torch.equal(alone, whole[rows])
+    pairs = [0, 4, 2]  # a sub-batch in another order
+    subset = cpu.paged_decode(batch.query[pairs], batch.key_cache, batch.value_cache, batch.block_table[pairs],
+                              batch.seq_lens[pairs], 0.125, max_len=batch.max_seq_len)
+    assert torch.equal(subset, whole[pairs])

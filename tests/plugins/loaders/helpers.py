@@ -17,11 +17,14 @@ def loader_for(path: Path, load_format: str = "auto", *, tqdm: bool = False, **m
 
 
 def read_all(path: Path, load_format: str = "auto") -> dict[str, torch.Tensor]:
-    """Every (name, tensor) the loader yields; fails on a name yielded twice."""
+    """Every (name, tensor) the loader yields, quantized matrices dequantized to the file's
+    values; fails on a name yielded twice."""
+    from fw.layers.packed import QuantizedMatrix
+
     weights: dict[str, torch.Tensor] = {}
     for name, tensor in loader_for(path, load_format).iter_weights():
         assert name not in weights, f"{name} yielded twice"
-        weights[name] = tensor
+        weights[name] = tensor.dequantize() if isinstance(tensor, QuantizedMatrix) else tensor
     return weights
 
 

@@ -127,3 +127,45 @@ def test_tokenizer_cache_hit_skips_the_file_and_a_changed_file_misses(gguf_facto
 def test_gguf_reads_no_generation_defaults(gguf_factory):
     path, _ = gguf_factory()
     assert loader_for(path).generation_config() == {}
+
+
+# -- Gemma: llama.cpp's names, its (1 + w) norms, the window pattern -----------------------
+
+
+#: llama.cpp writes no output matrix for Gemma 2 (its models are tied); Gemma 3 may have one
+GEMMA = {"Gemma2ForCausalLM": {"tie_word_embeddings": True}, "Gemma3ForCausalLM": {}}
+#: Phi-3 with merged q/k/v and gate/up, 3/4 of each head rotating (no LongRoPE factors:
+#: fw's GGUF loader refuses files with them)
+PHI3 = {"rope_scaling": None}
+
+
+@pytest.mark.parametrize("architecture", sorted(GEMMA))
+def test_gemma_tensors_equal_transformers(gguf_factory, architecture):
+    path, _ = gguf_factory("Q8_0", architecture, query_pre_attn_scalar=16, **GEMMA[architecture])
+    _, expected = transformers_gguf(path)
+    actual = read_all(path)
+    assert sorted(actual) == sorted(expected)
+    for name, tensor in expected.items():
+        torch.testing.assert_close(actual[name].float(), tensor, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("architecture", [*sorted(GEMMA), "Phi3ForCausalLM"])
+def test_a_gemma_or_phi3_file_generates_the_checkpoints_tokens(gguf_factory, architecture):
+    """The file's config (window, pattern, soft caps, head size) and tensors make the
+    checkpoint's model: transformers' greedy tokens on the checkpoint, in float32. (GGUF
+    stores no query_pre_attn_scalar: fw takes head_dim, as llama.cpp does, so the
+    checkpoint here has that scale.)"""
+    from fw import LLM, SamplingParams
+    from tests.core.engine.conftest import PROMPTS, hf_greedy
+
+    if architecture in GEMMA:
+        path, checkpoint = gguf_factory("F32", architecture, query_pre_attn_scalar=16, **GEMMA[architecture])
+        config = loader_for(path).hf_config()
+        assert config.layer_types == ["sliding_attention", "full_attention"] and config.sliding_window == 6
+    else:
+        path, checkpoint = gguf_factory("F32", architecture, **PHI3)
+        assert loader_for(path).hf_config().partial_rotary_factor == 0.75
+    llm = LLM(str(path), dtype="float32", quantization="none")
+    outputs = llm.generate(PROMPTS[:3], SamplingParams(max_tokens=12, min_tokens=12, temperature=0.0),
+                           use_tqdm=False)
+    assert [o.outputs[0].token_ids for o in outputs] == [hf_greedy(checkpoint, p, 12) for p in PROMPTS[:3]]

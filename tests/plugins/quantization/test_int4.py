@@ -1,5 +1,5 @@
-"""Weight-only int4: exact on 4-bit data, close on any data, and chosen by default only
-for GGUF files of 4-bit tensors served in bfloat16."""
+"""Weight-only int4: exact on 4-bit data, close on any data, and what ``--quantization
+int4`` serves a GGUF file of 4-bit tensors with (its default is the file's own ``gguf``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fw_builtins.quantization.int4 import Int4WeightOnly
 from fw_kernels import cpu
 from fw_kernels.cpu import packing
 
-INT4_MAX_ROWS = Int4Blocks.max_rows
+INT4_MAX_ROWS = Int4Blocks.default_rows
 
 
 def q4_1_like(out_features: int, in_features: int, seed: int = 0) -> torch.Tensor:
@@ -125,10 +125,11 @@ def quant_methods(llm) -> set[str]:
     return {type(m.quant_method).__name__ for m in llm.engine.loaded.model.modules() if isinstance(m, Linear)}
 
 
-def test_a_4bit_gguf_is_served_with_int4_weights_in_bfloat16(q4_gguf):
+def test_a_4bit_gguf_can_be_served_with_int4_weights_in_bfloat16(q4_gguf):
+    """By request: the file's own default is ``gguf`` (tests/plugins/quantization/test_gguf.py)."""
     from fw import LLM, SamplingParams
 
-    quantized = LLM(str(q4_gguf), dtype="bfloat16")
+    quantized = LLM(str(q4_gguf), dtype="bfloat16", quantization="int4")
     assert quant_methods(quantized) == {"Int4WeightOnly"}
     dense = LLM(str(q4_gguf), dtype="bfloat16", quantization="none")
     assert quant_methods(dense) == {"QuantizationMethod"}

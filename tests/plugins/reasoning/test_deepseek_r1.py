@@ -50,3 +50,7 @@ def test_reasoning_ended_and_streaming_hold_back():
 
 def test_marker_strings_are_declared():
     assert DeepSeekR1ReasoningParser.special_tokens == ("<think>", "</think>")
+
+
+def test_a_partial_end_tag_at_the_end_is_reasoning_text():
+    assert parse("Counting: 1, 2 </thin") == ("Counting: 1, 2 </thin", None)

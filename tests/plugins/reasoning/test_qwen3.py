@@ -44,3 +44,13 @@ def test_reasoning_ended_once_decided():
     assert parser.reasoning_ended
     plain = Qwen3ReasoningParser()
     assert plain.feed("Hello").content == "Hello" and plain.reasoning_ended
+
+
+def test_a_partial_tag_at_the_end_is_what_it_says():
+    """Held back in case it became a tag; at the end of the stream it is text."""
+    assert parse("<thi") == (None, "<thi")
+    assert parse("<think>Let me see.</thi") == ("Let me see.</thi", None)
+
+
+def test_truncated_reasoning_keeps_its_last_characters():
+    assert parse("<think>First add 2 and 2, then ") == ("First add 2 and 2, then ", None)

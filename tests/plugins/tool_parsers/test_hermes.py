@@ -106,3 +106,12 @@ def test_streaming_holds_only_what_may_be_a_marker():
 
 def test_marker_strings_are_declared():
     assert HermesToolParser.special_tokens == ("<tool_call>", "</tool_call>")
+
+
+def test_text_before_a_call_streams_before_it():
+    """What looked like the start of the marker, then was not, is sent with the text before
+    the call, not after it."""
+    parser = HermesToolParser()
+    delta = parser.feed(f"Use a <tool{call('f', {})}")
+    assert delta.content == "Use a <tool" and [c.name for c in delta.tool_calls] == ["f"]
+    assert not parser.finish()

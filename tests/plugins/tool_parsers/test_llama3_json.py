@@ -71,3 +71,28 @@ def test_missing_end_of_message_token_is_fine():
 
 def test_marker_strings_are_declared():
     assert Llama3JsonToolParser.special_tokens == ("<|python_tag|>",)
+
+
+def test_a_call_needs_its_place_to_start():
+    """Only at the start, after the tag, or after ';' that follows a call."""
+    assert parse(f"\n {call('a', {})}") == (None, [("a", {})])
+    text = f"{call('a', {})} {call('b', {})}"
+    assert parse(text) == (call("b", {}), [("a", {})])
+    assert parse(f"; {call('a', {})}") == (f"; {call('a', {})}", [])
+
+
+def test_parsing_goes_on_after_what_is_not_a_call():
+    for not_a_call in ['<|python_tag|>brave_search.call(query="weather")', '{"answer": 42}',
+                       '<|python_tag|>{"name": "a" "parameters": {}}']:
+        expected = not_a_call.replace("<|python_tag|>", "")  # the marker never leaks
+        assert parse(f"{not_a_call}\n<|python_tag|>{call('b', {})}") == (expected, [("b", {})])
+
+
+def test_text_that_may_start_a_tag_is_content_at_the_end():
+    assert parse("Answer: <|python_ta") == ("Answer: <|python_ta", [])
+    assert parse("  ") == ("  ", [])
+
+
+def test_llamas_own_parameters_key_wins():
+    text = json.dumps({"name": "f", "parameters": {"a": 1}, "arguments": {"b": 2}})
+    assert parse(text) == (None, [("f", {"a": 1})])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from fw.parsing.testkit import check_tool_parser
 from fw_builtins.tool_parsers.mistral import MistralToolParser
 
@@ -47,19 +49,23 @@ def unmarked(text: str) -> str:
     return text.replace("[TOOL_CALLS]", "").replace("[ARGS]", "")
 
 
-def test_malformed_json_is_content_without_the_markers():
-    for bad in ['[TOOL_CALLS] [{"name": "a", "arguments": {"x": 1,}}]',
-                '[TOOL_CALLS] [{"name": "a", "arguments": {}}, {"arguments": {}}]',
-                '[TOOL_CALLS] []',
-                '[TOOL_CALLS]a[ARGS]{"x": }',
-                '[TOOL_CALLS]a[ARGS][1, 2]',
-                '[TOOL_CALLS]not a name[ARGS]{}']:
-        assert parse(bad) == (unmarked(bad), [])
+MALFORMED = ['[TOOL_CALLS] [{"name": "a", "arguments": {"x": 1,}}]',
+             '[TOOL_CALLS] [{"name": "a", "arguments": {}}, {"arguments": {}}]',
+             '[TOOL_CALLS] []',
+             '[TOOL_CALLS] {"x": 1}',
+             '[TOOL_CALLS]a[ARGS]{"x": }',
+             '[TOOL_CALLS]a[ARGS][1, 2]',
+             '[TOOL_CALLS]not a name[ARGS]{}']
 
 
-def test_parsing_goes_on_after_a_malformed_call():
-    text = '[TOOL_CALLS]a[ARGS]{"x": }[TOOL_CALLS]b[ARGS]{"y": 2}'
-    assert parse(text) == ('a{"x": }', [("b", {"y": 2})])
+@pytest.mark.parametrize("bad", MALFORMED)
+def test_malformed_json_is_content_without_the_markers(bad):
+    assert parse(bad) == (unmarked(bad), [])
+
+
+@pytest.mark.parametrize("bad", MALFORMED)
+def test_parsing_goes_on_after_a_malformed_call(bad):
+    assert parse(bad + '[TOOL_CALLS]X_ray[ARGS]{"y": 2}') == (unmarked(bad), [("X_ray", {"y": 2})])
 
 
 def test_unicode_and_nested_arguments():
@@ -71,7 +77,7 @@ def test_unicode_and_nested_arguments():
 
 def test_truncated_output_is_content():
     for truncated in ['[TOOL_CALLS] [{"name": "a", "arguments": {"x": "Par',
-                      '[TOOL_CALLS]get_wea', '[TOOL_CALLS]a[ARGS]{"x": 1', '[TOOL_CALLS] ']:
+                      '[TOOL_CALLS]get_wea', '[TOOL_CALLS]a[ARGS]{"x": 1', '[TOOL_CALLS] ', '[TOOL_CALLS]a[ARGS] ']:
         assert parse("Ok. " + truncated) == ("Ok. " + unmarked(truncated), [])
 
 

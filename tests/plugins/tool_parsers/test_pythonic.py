@@ -37,6 +37,21 @@ def test_text_before_a_call_makes_it_content():
 
 def test_text_after_a_call_is_content():
     assert parse("[a()]\n\nCalling it now.") == ("Calling it now.", [("a", {})])
+    assert parse("[a()] [b()]") == ("[b()]", [("a", {})])  # only the list that opens the answer
+
+
+def test_empty_strings_and_capitals():
+    assert parse("[tools.X_search(q='', n=1)]\nDone.") == ("Done.", [("tools.X_search", {"q": "", "n": 1})])
+
+
+def test_whitespace_may_come_before_the_list():
+    assert parse("\n  [a(x='],)')]") == (None, [("a", {"x": "],)"})])
+
+
+def test_content_streams_as_soon_as_it_is_not_a_call():
+    parser = PythonicToolParser()
+    assert parser.feed("  ").content is None  # a list may still open
+    assert parser.feed("It is 12").content == "  It is 12"
 
 
 @pytest.mark.parametrize("bad", [
@@ -53,6 +68,10 @@ def test_text_after_a_call_is_content():
     "[]",
     "[a(x=1,]",
     "[__import__('os').system('true')]",
+    "[a().b(x=1)]",              # a method of a call's result is not a function name
+    "[a(x={**y})]",
+    "[a(x=-True)]",              # signs apply to numbers only
+    "[a(x=+'s')]",
 ])
 def test_anything_but_literal_keyword_arguments_is_content(bad):
     assert parse(bad) == (bad, [])

@@ -12,10 +12,11 @@ Shards are cut from the stored levels and parameters, never from dequantized flo
 shard's weights are bit for bit those of the whole matrix.
 """
 
-from fw.layers.packed.dense import DensePanels, OneDNNWeight, PlainWeight, dense_layout
+from fw.layers.packed.dense import DensePanels, F32Panels, OneDNNWeight, PlainWeight, dense_layout
 from fw.layers.packed.layout import PackedLayout, RowRanges
+from fw.layers.packed.levels import GroupedLevels, QuantizedMatrix
 from fw.layers.packed.quantized import Int4Blocks, Int8Blocks, Int8Panels, TorchInt4
 from fw.layers.packed.weight import PackedWeight
 
-__all__ = ["DensePanels", "Int4Blocks", "Int8Blocks", "Int8Panels", "OneDNNWeight", "PackedLayout", "PackedWeight",
-           "PlainWeight", "RowRanges", "TorchInt4", "dense_layout"]
+__all__ = ["DensePanels", "F32Panels", "GroupedLevels", "Int4Blocks", "Int8Blocks", "Int8Panels", "OneDNNWeight",
+           "PackedLayout", "PackedWeight", "PlainWeight", "QuantizedMatrix", "RowRanges", "TorchInt4", "dense_layout"]

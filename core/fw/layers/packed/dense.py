@@ -1,4 +1,4 @@
-"""Unquantized layouts: the matrix as it is, fw's bf16 panels, oneDNN's prepacked form."""
+"""Unquantized layouts: the matrix as it is, fw's bf16 and float32 panels, oneDNN's prepacked form."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ class PlainWeight(PackedLayout):
 
     def dequantize(self):
         return self.weight.float()
+
+    def gather_rows(self, index):
+        return self.weight.index_select(0, index).float()
 
     def rows(self, ranges):
         return PlainWeight(select_rows(self.weight, ranges).contiguous())
@@ -62,6 +65,36 @@ class DensePanels(PackedLayout):
         return DensePanels.pack(self._matrix()[:, start:stop])
 
 
+class F32Panels(PackedLayout):
+    """float32 in panels of 32 output rows for fw's float32 GEMM (``dense_f32.c``), which sums
+    every output in one fixed order whatever the number of rows: torch's float32 linear
+    changes its blocking with the row count, and a row's last bits with it."""
+
+    def __init__(self, panels: torch.Tensor, out_features: int, in_features: int):
+        super().__init__(out_features, in_features)
+        self.panels = panels
+
+    @classmethod
+    def pack(cls, weight: torch.Tensor) -> "F32Panels":
+        return cls(packing.pack_f32_panels(weight), *weight.shape)
+
+    @staticmethod
+    def applies(weight: torch.Tensor) -> bool:
+        return weight.device.type == "cpu" and weight.dtype == torch.float32 and cpu.dense_f32_available()
+
+    def matmul(self, x, bias, float_output):
+        return cpu.dense_gemm_f32(x.contiguous(), self.panels, bias, self.out_features)
+
+    def dequantize(self):
+        return packing.unpack_f32_panels(self.panels, self.out_features)
+
+    def rows(self, ranges):
+        return F32Panels.pack(select_rows(self.dequantize(), ranges))
+
+    def columns(self, start, stop):
+        return F32Panels.pack(self.dequantize()[:, start:stop])
+
+
 class OneDNNWeight(PackedLayout):
     """bfloat16 prepacked for oneDNN's linear (CPUs without AVX512-BF16): 1.3-2.5x torch's
     default path at serving batch sizes, with F.linear's sums."""
@@ -98,9 +131,11 @@ class OneDNNWeight(PackedLayout):
 
 def dense_layout(weight: torch.Tensor) -> PackedLayout:
     """The fastest unquantized form of ``weight`` here: fw's bf16 GEMM, else oneDNN's (both
-    bf16 on a CPU), else the matrix itself."""
+    bf16 on a CPU); in float32 fw's GEMM of fixed summation order; else the matrix itself."""
     if DensePanels.applies(weight):
         return DensePanels.pack(weight)
+    if F32Panels.applies(weight):
+        return F32Panels.pack(weight)
     if OneDNNWeight.applies(weight):
         return OneDNNWeight.pack(weight)
     return PlainWeight(weight)

@@ -34,6 +34,11 @@ class PackedLayout(ABC):
     def dequantize(self) -> torch.Tensor:
         """The float32 matrix this layout stands for (tests, references)."""
 
+    def gather_rows(self, index: torch.Tensor) -> torch.Tensor:
+        """Float32 rows ``index`` of the matrix (an embedding looked up from its packed
+        form, which a tied LM head shares)."""
+        raise NotImplementedError(f"{type(self).__name__} weights cannot be looked up by row")
+
     @property
     def nbytes(self) -> int:
         """The memory its stored tensors take."""

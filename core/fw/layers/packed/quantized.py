@@ -41,28 +41,58 @@ class _LevelLayout(PackedLayout):
         return self._from_parts(levels[:, start:stop].contiguous(), params)
 
 
-class Int4Blocks(_LevelLayout):
-    """4-bit min-max levels in groups of 32 inputs with a float16 scale and minimum (GGUF's
-    Q4_1), read by ``gemv.c`` for up to ``cpu.MAX_GEMV_ROWS`` rows."""
+class _Blocks(_LevelLayout):
+    """Levels in groups of 32 inputs with a float16 scale and minimum per group,
+    interleaved by ``packing`` for ``gemv.c``: it reads them for any number of rows, but a
+    method that also keeps a layout for larger steps uses them up to ``max_rows`` (None:
+    any count, the GEMV passing over each cached tile of weights chunk by chunk)."""
 
-    max_rows = cpu.MAX_GEMV_ROWS
+    default_rows: ClassVar[int | None] = cpu.MAX_GEMV_ROWS
 
-    def __init__(self, packed: torch.Tensor, params: torch.Tensor, out_features: int, in_features: int):
+    def __init__(self, packed: torch.Tensor, params: torch.Tensor, out_features: int, in_features: int,
+                 max_rows: int | None = None, *, any_rows: bool = False):
         super().__init__(out_features, in_features)
         self.packed, self.params = packed, params
+        self.max_rows = None if any_rows else (max_rows or self.default_rows)
+
+    def _with_rows(self, layout: "_Blocks") -> "_Blocks":
+        layout.max_rows = self.max_rows
+        return layout
+
+    def rows(self, ranges):
+        return self._with_rows(super().rows(ranges))
+
+    def columns(self, start, stop):
+        return self._with_rows(super().columns(start, stop))
+
+    def _stored_rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the packed bytes [n, groups, ...], float32 parameters [n, groups, 2]) of rows
+        ``index``, read in place from the interleaved blocks."""
+        block, lane = index // packing.BLOCK, index % packing.BLOCK
+        return self.packed[block, :, lane], self.params[block, :, lane].float()
+
+
+class Int4Blocks(_Blocks):
+    """4-bit min-max levels in groups of 32 inputs with a float16 scale and minimum (GGUF's
+    Q4_1; Q4_0 and Q4_K levels as they are), read by ``gemv.c``."""
 
     @classmethod
     def pack(cls, weight: torch.Tensor) -> "Int4Blocks":
         return cls(*packing.pack_int4(weight), *weight.shape)
 
     @classmethod
-    def _from_parts(cls, levels, params):
+    def _from_parts(cls, levels, params, max_rows=None, **rows):
         """From levels uint8 [out, in] (0..15) and float16 (scale, minimum) [out, in / 32, 2]:
         ``w = level * scale + minimum``."""
-        return cls(*packing.pack_int4_parts(levels, params), *levels.shape)
+        return cls(*packing.pack_int4_parts(levels, params), *levels.shape, max_rows, **rows)
 
     def _parts(self):
         return packing.int4_parts(self.packed, self.params, self.out_features)
+
+    def gather_rows(self, index):
+        packed, params = self._stored_rows(index)
+        levels = torch.cat([packed & 15, packed >> 4], -1).float()
+        return (levels * params[..., :1] + params[..., 1:]).flatten(1)
 
     def matmul(self, x, bias, float_output):
         return cpu.int4_gemv(x.contiguous(), self.packed, self.params, bias, self.out_features,
@@ -72,27 +102,27 @@ class Int4Blocks(_LevelLayout):
         return packing.unpack_int4(self.packed, self.params, self.out_features)
 
 
-class Int8Blocks(_LevelLayout):
-    """8-bit absolute-max levels in groups of 32 inputs (GGUF's Q8_0), read by ``gemv.c``;
-    the LM head of an 8-bit embedding uses them up to ``max_rows`` rows (2x the bf16 GEMM
-    at one row, even at 4-5)."""
+class Int8Blocks(_Blocks):
+    """8-bit levels in groups of 32 inputs with a float16 scale and minimum (GGUF's Q8_0,
+    and Q5_0/Q5_1/IQ4_NL levels as they are), read by ``gemv.c``: an LM head of an 8-bit
+    embedding up to 4 rows by default (2x the bf16 GEMM at one row, even at 4-5)."""
 
-    max_rows = 4
-
-    def __init__(self, packed: torch.Tensor, params: torch.Tensor, out_features: int, in_features: int):
-        super().__init__(out_features, in_features)
-        self.packed, self.params = packed, params
+    default_rows = 4
 
     @classmethod
-    def pack(cls, weight: torch.Tensor) -> "Int8Blocks":
-        return cls(*packing.pack_int8(weight), *weight.shape)
+    def pack(cls, weight: torch.Tensor, max_rows: int | None = None) -> "Int8Blocks":
+        return cls(*packing.pack_int8(weight), *weight.shape, max_rows)
 
     @classmethod
-    def _from_parts(cls, levels, params):
-        return cls(*packing.pack_int8_parts(levels, params), *levels.shape)
+    def _from_parts(cls, levels, params, max_rows=None, **rows):
+        return cls(*packing.pack_int8_parts(levels, params), *levels.shape, max_rows, **rows)
 
     def _parts(self):
         return packing.int8_parts(self.packed, self.params, self.out_features)
+
+    def gather_rows(self, index):
+        levels, params = self._stored_rows(index)
+        return (levels.float() * params[..., :1] + params[..., 1:]).flatten(1)
 
     def matmul(self, x, bias, float_output):
         return cpu.int8_gemv(x.contiguous(), self.packed, self.params, bias, self.out_features,

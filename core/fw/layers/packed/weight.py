@@ -8,8 +8,8 @@ import torch
 
 from fw.layers.packed.dense import DensePanels
 from fw.layers.packed.layout import PackedLayout, RowRanges
-from fw.layers.packed.quantized import Int4Blocks, Int8Panels
-from fw_kernels.cpu.decoder import Projection
+from fw.layers.packed.quantized import Int4Blocks, Int8Blocks, Int8Panels
+from fw_kernels.cpu.projection import Projection
 
 
 class PackedWeight:
@@ -54,6 +54,10 @@ class PackedWeight:
         """The float32 matrix the layout for one row stands for."""
         return self.layout_for(1).dequantize()
 
+    def gather_rows(self, index: torch.Tensor) -> torch.Tensor:
+        """Float32 rows ``index`` of the matrix the layout for one row stands for."""
+        return self.layout_for(1).gather_rows(index)
+
     def _map(self, cut: Callable[[PackedLayout], PackedLayout]) -> "PackedWeight":
         return PackedWeight([cut(layout) for layout in self.layouts])
 
@@ -72,7 +76,9 @@ class PackedWeight:
         views = Projection(bias=bias)
         for layout in self.layouts:
             if isinstance(layout, Int4Blocks):
-                views.int4 = (layout.packed, layout.params)
+                views.int4, views.int4_rows = (layout.packed, layout.params), layout.max_rows
+            elif isinstance(layout, Int8Blocks) and views.int4 is None:
+                views.q8, views.q8_rows = (layout.packed, layout.params), layout.max_rows
             elif isinstance(layout, Int8Panels):
                 views.int8 = (layout.panels, layout.scales)
             elif isinstance(layout, DensePanels):

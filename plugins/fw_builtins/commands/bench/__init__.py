@@ -16,6 +16,8 @@ from fw.registry import import_target
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "latency": ("fw_builtins.commands.bench.latency:latency",
                 "Time one batch of requests end to end, repeatedly (offline engine)."),
+    "roofline": ("fw_builtins.commands.bench.roofline:roofline",
+                 "The int8 peak and memory bandwidth, and the model's kernels against them."),
     "serve": ("fw_builtins.commands.bench.serve:serve",
               "Benchmark a running OpenAI-compatible server under load (online serving)."),
     "throughput": ("fw_builtins.commands.bench.throughput:throughput",

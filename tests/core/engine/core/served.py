@@ -28,13 +28,14 @@ def free_port() -> int:
 
 class Served:
     def __init__(self, model: Path, *args: str, log: Path, env: dict[str, str] | None = None,
-                 ready_timeout: float = 240.0, wait: bool = True):
-        """``wait``: until /health answers 200 (False for a headless node, which has no API)."""
+                 ready_timeout: float = 240.0, wait: bool = True, dtype: str = "float32"):
+        """``wait``: until /health answers 200 (False for a headless node, which has no API);
+        ``dtype``: the --dtype to serve in ("auto": the model's default)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log
         command = [sys.executable, "-m", "fw.cli.main", "serve", str(model), "--port", str(self.port),
-                   "--dtype", "float32", "--kv-cache-memory-bytes", "32M", "--disable-log-stats",
+                   "--dtype", dtype, "--kv-cache-memory-bytes", "32M", "--disable-log-stats",
                    "--uvicorn-log-level", "warning", *args]
         self._log = open(log, "w")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
