@@ -100,9 +100,8 @@ class ModelConfig(ConfigGroup):
     )
     enforce_eager: bool = option(
         False,
-        "Always run the model in eager PyTorch, never through CUDA graphs.",
-        unsupported="fw has no CUDA graphs or compiled mode to turn off: it always runs eagerly "
-                    "(its CPU kernels are ahead-of-time C); drop the option",
+        "Always run the model eagerly: no CUDA graphs of decode steps. On a CPU, where no "
+        "graphs are captured, nothing changes.",
     )
     max_logprobs: int = option(
         20, "Maximum number of log probabilities a request may ask for; -1 means no cap."

@@ -64,8 +64,9 @@ class SchedulerConfig(ConfigGroup):
     )
     cuda_graph_sizes: list[int] = option(
         [],
-        "Batch sizes to capture CUDA graphs for.",
-        unsupported="fw captures no CUDA graphs",
+        "Decode batch sizes to capture CUDA graphs for (on CUDA): one value N means 1, 2, 4 "
+        "and every multiple of 8 up to N; several values are the sizes. Unset: up to "
+        "min(2 * --max-num-seqs, 512). Sizes above --max-num-seqs are dropped.",
     )
     disable_chunked_mm_input: bool = option(
         False,

@@ -34,6 +34,10 @@ class KVCacheManager:
         self.enable_caching = enable_caching
         self.pool = BlockPool(num_blocks, enable_caching)
         self.req_blocks: dict[str, list[KVBlock]] = {}
+        #: the ids of ``req_blocks``, kept beside them: the runner reads them every step, and
+        #: a request keeps the same list object while it holds its blocks (the runner's
+        #: incremental block tables tell a request's blocks from its next ones by it)
+        self.req_block_ids: dict[str, list[int]] = {}
         #: chained hashes of each request's full blocks, computed once and extended
         self.req_hashes: dict[str, list] = {}
         #: how many of the request's blocks are registered in the prefix cache
@@ -102,12 +106,16 @@ class KVCacheManager:
         revived = sum(1 for b in computed_blocks if b.ref_count == 0)
         if needed + revived > self.pool.num_free_blocks:
             return False
+        ids = self.req_block_ids.setdefault(request.request_id, [])
         if computed_blocks:
             self.pool.touch(computed_blocks)
             blocks.extend(computed_blocks)
+            ids.extend(b.block_id for b in computed_blocks)
             self.num_registered[request.request_id] = len(blocks)
         if needed > 0:
-            blocks.extend(self.pool.get_new_blocks(needed))
+            new = self.pool.get_new_blocks(needed)
+            blocks.extend(new)
+            ids.extend(b.block_id for b in new)
         self._register_full_blocks(request, num_computed + num_new_tokens)
         return True
 
@@ -125,11 +133,14 @@ class KVCacheManager:
         self.num_registered[request.request_id] = num_full
 
     def block_ids(self, request_id: str) -> list[int]:
-        return [b.block_id for b in self.req_blocks.get(request_id, ())]
+        """The request's block ids, in order: the manager's own list (read, never change it)."""
+        ids = self.req_block_ids.get(request_id)
+        return [] if ids is None else ids
 
     def free(self, request: Request) -> None:
         """Release every block of the request (preemption, finish or abort)."""
         blocks = self.req_blocks.pop(request.request_id, [])
+        self.req_block_ids.pop(request.request_id, None)
         self.pool.free(list(reversed(blocks)))
         self.num_registered.pop(request.request_id, None)
 

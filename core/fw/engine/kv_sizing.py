@@ -1,9 +1,9 @@
 """How many KV blocks to allocate, and the allocation itself.
 
 Without ``--kv-cache-memory-bytes`` fw takes, on a CPU, a quarter of the memory available
-after loading the model (at most 2 GiB); on a GPU, what is left of
-``--gpu-memory-utilization`` (0.9) of the device's memory once the model is loaded (vLLM's
-meaning: the fraction fw may fill in all). Never more than ``max_num_seqs`` full-length
+after loading the model (at most 2 GiB); on a GPU, what the profiled peak of the largest
+step leaves of ``--gpu-memory-utilization`` (0.9) of the device's memory
+(``fw.engine.memory_profile``, vLLM's method: the fraction fw may fill in all). Never more than ``max_num_seqs`` full-length
 sequences could use. On a CPU, a given ``--gpu-memory-utilization`` is accepted with a
 notice that ``--kv-cache-memory-bytes`` governs, as on vLLM's CPU backend.
 
@@ -73,9 +73,10 @@ def attention_layers(model: nn.Module) -> list[Attention]:
 def plan_kv_cache(model: nn.Module, dtype: torch.dtype, device: torch.device, *, block_size: int,
                   memory_bytes: int | None, num_blocks_override: int | None, max_model_len: int,
                   max_num_seqs: int, gpu_memory_utilization: float | None = None,
-                  extra_layers: list[Attention] = ()) -> KVPlan:
+                  extra_layers: list[Attention] = (), profiled_bytes: int | None = None) -> KVPlan:
     """``extra_layers``: attention layers of another model whose caches use the same block
-    ids (a speculative draft model); a block's bytes count theirs too."""
+    ids (a speculative draft model); a block's bytes count theirs too. ``profiled_bytes``:
+    the KV budget a GPU memory profile found (``fw.engine.memory_profile``)."""
     layers = attention_layers(model) + list(extra_layers)
     if not layers:  # an encoder: blocks are the scheduler's bookkeeping only, and hold no memory
         return KVPlan(max_num_seqs * cdiv(max_model_len, block_size) + 1, block_size, 0)
@@ -84,7 +85,8 @@ def plan_kv_cache(model: nn.Module, dtype: torch.dtype, device: torch.device, *,
     if num_blocks_override is not None:
         num_blocks = num_blocks_override
     else:
-        budget = memory_bytes if memory_bytes is not None else _available_memory(device, gpu_memory_utilization)
+        budget = (memory_bytes if memory_bytes is not None else profiled_bytes if profiled_bytes is not None
+                  else _available_memory(device, gpu_memory_utilization))
         num_blocks = budget // per_block
         if memory_bytes is None:
             num_blocks = min(num_blocks, max_num_seqs * cdiv(max_model_len, block_size) + 1)

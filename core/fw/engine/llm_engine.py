@@ -18,11 +18,13 @@ import torch
 
 from fw.config import EngineConfig
 from fw.engine.admission import Admission, tokenize_prompt
+from fw.engine.cuda_graphs import plan_for
 from fw.engine.generation_config import sampling_defaults
 from fw.engine.kv_cache_manager import KVCacheManager
 from fw.engine.kv_sizing import allocate_kv_caches, fit_max_model_len, plan_kv_cache
 from fw.engine.loras import EngineLoRAs
 from fw.engine.model_builder import LoadedModel, build_model
+from fw.engine.memory_profile import profile_for
 from fw.engine.model_runner import ModelRunner
 from fw.engine.output_processor import OutputProcessor
 from fw.engine.outputs import RequestOutput
@@ -82,12 +84,14 @@ class LLMEngine:
         on_phase("allocating the KV cache")
         start = time.perf_counter()
         cache = config.cache
+        profile = profile_for(loaded, cache, scheduler_config, self.max_model_len)
         plan = plan_kv_cache(loaded.model, loaded.dtype, loaded.device, block_size=cache.block_size,
                              memory_bytes=cache.kv_cache_memory_bytes,
                              num_blocks_override=cache.num_gpu_blocks_override,
                              max_model_len=self.max_model_len, max_num_seqs=scheduler_config.max_num_seqs,
                              gpu_memory_utilization=cache.gpu_memory_utilization,
-                             extra_layers=self.speculation.proposer.kv_layers() if self.speculation else ())
+                             extra_layers=self.speculation.proposer.kv_layers() if self.speculation else (),
+                             profiled_bytes=profile.kv_bytes if profile else None)
         self.max_model_len = fit_max_model_len(plan, self.max_model_len, explicit=config.model.max_model_len is not None)
         kv_caches = allocate_kv_caches(loaded.model, plan, loaded.dtype, loaded.device)
         #: False for an encoder: its blocks hold nothing, and nothing is cached across prompts
@@ -128,6 +132,7 @@ class LLMEngine:
             runner=self.pooling.runner if self.pooling else "generate", pooling=self.pooling)
         on_phase("warming up")
         self._warm_up()
+        self._capture_graphs(lora is None and self.has_kv_cache and self.pooling is None)
         for index, module in enumerate(config.lora.lora_modules if lora else ()):
             self.add_lora(LoRARequest(module.name, index + 1, module.path, module.base_model_name))
 
@@ -280,6 +285,16 @@ class LLMEngine:
         gc.collect()
         gc.freeze()
         logger.info("warm-up done in %.2fs", time.perf_counter() - start)
+
+    def _capture_graphs(self, applies: bool) -> None:
+        plan = plan_for(self.config, self.scheduler_config, self.loaded.device)
+        if not (plan.enabled and applies):
+            logger.debug("decode steps run eagerly: %s", plan.reason or "LoRA, pooling or no KV cache")
+            return
+        start = time.perf_counter()
+        self.runner.capture_graphs(plan, self.max_model_len)
+        logger.info("captured CUDA graphs of decode steps for batch sizes %s in %.2fs", plan.sizes,
+                    time.perf_counter() - start)
 
     # -- LoRA adapters (fw.engine.loras) -------------------------------------------------
 

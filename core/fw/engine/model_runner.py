@@ -1,23 +1,23 @@
 """Runs one scheduled step: flatten the batch, one forward pass for every sequence's new
 tokens together (prefill chunks and decode tokens alike; pure decode steps through the
-fused CPU decode when the model describes its decoder), logits only for the rows that are
-sampled (and prompt positions whose logprobs were asked for), then sample; pooling
+fused CPU decode when the model describes its decoder, on CUDA through captured graphs),
+logits only for the rows that are sampled (and prompt positions whose logprobs were asked
+for), then sample on the logits' device; pooling
 requests' rows go to the pooling runner (``fw.pooling.runner``) instead. The result is
 one ``StepOutput``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 
 from fw.attention.context import forward_context
-from fw.attention.metadata import AttentionMetadata
 from fw.engine import fused_decode
 from fw.engine.constraints import no_token_error
+from fw.engine.cuda_graphs import DecodeGraphs, GraphPlan
+from fw.engine.flat_batch import BatchBuilder, FlatBatch
 from fw.engine.kv_cache_manager import KVCacheManager
 from fw.engine.request import Request
 from fw.engine.sampler import prompt_logprob_entries, sample
@@ -29,45 +29,11 @@ from fw.engine.step_output import StepOutput
 from fw.speculative.verify import verify
 from fw.errors import FwError
 from fw.layers.attention import Attention
-from fw.pooling.runner import PoolingRunner, PoolSpan
+from fw.pooling.runner import PoolingRunner
 
 if TYPE_CHECKING:
     from fw.lora.manager import LoRAManager
     from fw.structured.manager import StructuredOutputManager
-
-
-@dataclass
-class FlatBatch:
-    input_ids: torch.Tensor
-    positions: torch.Tensor
-    metadata: AttentionMetadata
-    #: rows of the hidden states whose logits are sampled: one per sampling request, and
-    #: one more per proposed token of a speculating request (its rows are consecutive)
-    sample_rows: list[int]
-    #: the request of each sampled row
-    sample_requests: list[Request]
-    #: request -> (first hidden row, rows, first prompt position) for prompt logprobs
-    prompt_logprob_spans: list[tuple[Request, int, int, int]]
-    #: the rows of pooling requests
-    pool_spans: list[PoolSpan]
-    #: every row's token type, when a scheduled request has them (BERT pairs), else None
-    token_type_ids: torch.Tensor | None = None
-
-
-def _rows_as_sequences(query_start: list[int], seq_lens: list[int],
-                       tables: list[list[int]]) -> tuple[list[int], list[int], list[list[int]]]:
-    """A step whose sequences decode their last token and check proposals behind it, as a
-    pure decode step: each row a sequence of its own over the same blocks, its context
-    ending at its own position. Attention writes a step's keys and values before any
-    query reads them (the backends' contract), so row ``j`` sees its sequence's rows
-    before it and none after: the same causal attention, and the fused decode step (which
-    runs pure decode steps only) can take the step."""
-    row_lens, row_tables = [], []
-    for first, last, length, table in zip(query_start, query_start[1:], seq_lens, tables):
-        for row in range(first, last):
-            row_lens.append(length - (last - 1 - row))
-            row_tables.append(table)
-    return list(range(len(row_lens) + 1)), row_lens, row_tables
 
 
 class ModelRunner:
@@ -84,6 +50,12 @@ class ModelRunner:
         self.device = device
         #: the sampling state of the requests that are running
         self.sampling = SamplingBatch(max_num_seqs, vocab_size)
+        #: the last sampling metadata and its copy on the logits' device
+        self._on_device = None
+        #: the step's inputs, written into buffers that persist from step to step
+        self.batches = BatchBuilder(block_size, device, max_num_seqs)
+        #: captured decode steps (CUDA graphs; ``capture_graphs``), else None
+        self.graphs: DecodeGraphs | None = None
         self.bind_kv_caches(kv_caches)
 
     def bind_kv_caches(self, kv_caches: list[torch.Tensor]) -> None:
@@ -99,79 +71,16 @@ class ModelRunner:
 
     def prepare(self, scheduled: dict[str, int], requests: dict[str, Request],
                 block_ids: dict[str, list[int]], proposals: dict[str, list[int]] | None = None) -> FlatBatch:
-        """``proposals``: the tokens a speculating request advances by after its last one."""
-        proposals = proposals or {}
-        bs = self.block_size
-        ids: list[int] = []
-        positions: list[np.ndarray] = []
-        slots: list[np.ndarray] = []
-        query_start = [0]
-        seq_lens: list[int] = []
-        tables: list[list[int]] = []
-        sample_rows: list[int] = []
-        sample_requests: list[Request] = []
-        spans = []
-        pool_spans: list[PoolSpan] = []
-        types: list[int] | None = None
-        for request_id, n in scheduled.items():
-            request = requests[request_id]
-            start = request.num_computed_tokens
-            end = start + n
-            proposed = proposals.get(request_id, ())
-            ids.extend(request.all_token_ids[start:end - len(proposed)])
-            ids.extend(proposed)
-            pos = np.arange(start, end, dtype=np.int64)
-            blocks = np.asarray(block_ids[request_id], dtype=np.int64)
-            positions.append(pos)
-            slots.append(blocks[pos // bs] * bs + pos % bs)
-            row0 = query_start[-1]
-            query_start.append(row0 + n)
-            seq_lens.append(end)
-            tables.append(block_ids[request_id])
-            if request.token_type_ids is not None and types is None:
-                types = [0] * (len(ids) - n)
-            if types is not None:
-                types.extend(request.token_type_ids[start:end] if request.token_type_ids else [0] * n)
-            if request.pooling is not None:
-                pool_spans.append(PoolSpan(request, row0, n))
-                continue
-            if request.params.prompt_logprobs is not None and start < request.num_prompt_tokens - 1:
-                last = min(end, request.num_prompt_tokens - 1)
-                spans.append((request, row0, last - start, start))
-            if end - len(proposed) == request.num_tokens:  # the chunk reaches the end: sample
-                for row in range(row0 + n - 1 - len(proposed), row0 + n):
-                    sample_rows.append(row)
-                    sample_requests.append(request)
-        if proposals and len(sample_rows) == len(ids):  # only decoding rows: a decode step of rows
-            query_start, seq_lens, tables = _rows_as_sequences(query_start, seq_lens, tables)
-        width = max(len(t) for t in tables)
-        table = np.zeros((len(tables), width), dtype=np.int32)
-        for i, row in enumerate(tables):
-            table[i, : len(row)] = row
-        dev = self.device
-        metadata = AttentionMetadata(
-            num_tokens=len(ids), num_seqs=len(seq_lens),
-            max_query_len=max(b - a for a, b in zip(query_start, query_start[1:])),
-            max_seq_len=max(seq_lens),
-            query_start_loc=torch.tensor(query_start, dtype=torch.int32, device=dev),
-            seq_lens=torch.tensor(seq_lens, dtype=torch.int32, device=dev),
-            block_table=torch.from_numpy(table).to(dev),
-            slot_mapping=torch.from_numpy(np.concatenate(slots)).to(dev),
-            query_start_loc_host=query_start, seq_lens_host=seq_lens,
-        )
-        return FlatBatch(
-            input_ids=torch.tensor(ids, dtype=torch.long, device=dev),
-            positions=torch.from_numpy(np.concatenate(positions)).to(dev),
-            metadata=metadata, sample_rows=sample_rows, sample_requests=sample_requests,
-            prompt_logprob_spans=spans, pool_spans=pool_spans,
-            token_type_ids=None if types is None else torch.tensor(types, dtype=torch.long, device=dev),
-        )
+        """The step flattened into the runner's persistent input buffers; ``proposals``:
+        the tokens a speculating request advances by after its last one."""
+        return self.batches.build(scheduled, requests, block_ids, proposals)
 
     @torch.inference_mode()
     def execute(self, out: SchedulerOutput, requests: dict[str, Request], kv: KVCacheManager) -> StepOutput:
         """Run the step ``out`` schedules; ``requests`` holds every live request by id."""
         for request_id in (*out.finished_ids, *out.preempted):
             self.sampling.remove(request_id)
+            self.batches.forget(request_id)
             if self.pooling is not None:
                 self.pooling.forget(request_id)
         step = StepOutput(failed=self._load_adapters(out, requests))
@@ -186,16 +95,36 @@ class ModelRunner:
             self.pooling.collect(batch.pool_spans, hidden, step)
         self._prompt_logprobs(batch, hidden, step)
         if batch.sample_rows:
-            rows = torch.tensor(batch.sample_rows, dtype=torch.long, device=hidden.device)
-            logits = self.model.compute_logits(hidden.index_select(0, rows)).float().cpu()
+            # The logits stay on their device: the sampler runs there, and only the sampled
+            # ids (and requested logprobs) come back to the host.
+            logits = self.model.compute_logits(self._sampled_hidden(batch, hidden)).float()
             if out.spec_tokens:
                 self._verify(logits, batch.sample_requests, out.spec_tokens, step)
             else:
                 self._sample(logits, batch.sample_requests, step)
         return step
 
+    @staticmethod
+    def _sampled_hidden(batch: FlatBatch, hidden: torch.Tensor) -> torch.Tensor:
+        """The hidden states of the rows whose logits are sampled (all of them, as they
+        are, in a decode step)."""
+        if batch.samples_every_row:
+            return hidden
+        return hidden.index_select(0, torch.tensor(batch.sample_rows, dtype=torch.long, device=hidden.device))
+
+    def capture_graphs(self, plan: GraphPlan, max_model_len: int) -> None:
+        """Capture the decode steps of ``plan``'s sizes (CUDA; not with LoRA adapters,
+        whose per-row mapping the graphs would freeze)."""
+        if not plan.enabled or self.lora is not None:
+            return
+        self.graphs = DecodeGraphs(self.model, plan, self.device, max_seq_len=max_model_len,
+                                   block_size=self.block_size)
+        self.graphs.capture_all()
+
     def run_model(self, batch: FlatBatch) -> torch.Tensor:
         """The hidden states of the batch's rows (its KV written to the caches)."""
+        if self.graphs is not None and batch.token_type_ids is None and self.graphs.takes(batch.metadata):
+            return self.graphs.run(batch.input_ids, batch.positions, batch.metadata)
         with forward_context(batch.metadata):
             if self.fused_decode is not None and self.fused_decode.takes(batch.metadata):
                 return self.fused_decode(batch.input_ids, batch.positions, batch.metadata)
@@ -212,7 +141,10 @@ class ModelRunner:
             if request.request_id not in self.sampling:
                 self.sampling.add(request.request_id, request.params, request.prompt_token_ids,
                                   request.output_token_ids, request.generator, request.eos_token_ids)
-        return self.sampling.metadata([r.request_id for r in requests])
+        meta = self.sampling.metadata([r.request_id for r in requests])
+        if self._on_device is None or self._on_device[0] is not meta:  # reused metadata is moved once
+            self._on_device = (meta, meta.to(logits.device))
+        return self._on_device[1]
 
     def _sample(self, logits: torch.Tensor, requests: list[Request], step: StepOutput) -> None:
         metadata = self._sampling_metadata(logits, requests)
@@ -282,6 +214,7 @@ class ModelRunner:
             self.execute(SchedulerOutput({request.request_id: count}, count), {request.request_id: request}, kv)
             request.num_computed_tokens += count
         self.sampling.remove(request.request_id)
+        self.batches.forget(request.request_id)
         if self.pooling is not None:
             self.pooling.forget(request.request_id)
         kv.forget(request)

@@ -6,6 +6,13 @@ rows that sample randomly temperature, min-p, top-k and top-p, then a draw. Only
 that use a feature pay for it. Seeded rows draw from their own generator, so a seed gives
 the same text whatever shares the batch. ``metadata`` comes from
 ``fw.engine.sampling_batch``; the sampler never sees a request.
+
+Everything runs on the logits' device (the runner does not copy them to the host):
+``metadata`` is moved there first (``SamplingMetadata.to``), every tensor made here is
+made there, and only the sampled ids, the rows left without a token and requested
+logprobs cross back. The uniform numbers of a draw are made on the host, from the global
+generator or a seeded request's own, and copied over: one number per row, and a seed gives
+the same draws on any device.
 """
 
 from __future__ import annotations
@@ -91,7 +98,8 @@ def rows_without_a_token(logits: torch.Tensor, rows: set[int]) -> list[int]:
     if not rows:
         return []
     order = sorted(rows)
-    alive = (logits.index_select(0, torch.tensor(order, dtype=torch.int64)) > _NEG_INF).any(dim=1).tolist()
+    index = torch.tensor(order, dtype=torch.int64, device=logits.device)
+    alive = (logits.index_select(0, index) > _NEG_INF).any(dim=1).tolist()
     return [row for row, ok in zip(order, alive) if not ok]
 
 
@@ -106,15 +114,16 @@ def draw(probs: torch.Tensor, generators: list[torch.Generator | None] | None) -
     numbers are made (their generation dominated the step on a CPU)."""
     rows = probs.shape[0]
     if generators is None:
-        uniform = torch.rand(rows, 1, dtype=probs.dtype)
+        uniform = torch.rand(rows, 1, dtype=probs.dtype, device="cpu")
     else:
-        uniform = torch.empty(rows, 1, dtype=probs.dtype)
+        uniform = torch.empty(rows, 1, dtype=probs.dtype, device="cpu")
         unseeded = [i for i, g in enumerate(generators) if g is None]
         if unseeded:
-            uniform[unseeded] = torch.rand(len(unseeded), 1, dtype=probs.dtype)
+            uniform[unseeded] = torch.rand(len(unseeded), 1, dtype=probs.dtype, device="cpu")
         for i, generator in enumerate(generators):
             if generator is not None:
-                uniform[i] = torch.rand(1, dtype=probs.dtype, generator=generator)
+                uniform[i] = torch.rand(1, dtype=probs.dtype, generator=generator, device="cpu")
+    uniform = uniform.to(probs.device, non_blocking=True)
     cdf = probs.cumsum(-1)
     # 1 - u is in (0, 1]: the target is above zero, so zero-probability tokens are never hit
     target = (1.0 - uniform) * cdf[:, -1:]
@@ -129,12 +138,14 @@ def argmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 def select_rows(meta: SamplingMetadata, rows: list[int]) -> SamplingMetadata:
-    index = torch.tensor(rows, dtype=torch.int64)
+    index = torch.tensor(rows, dtype=torch.int64, device=meta.temperature.device)
     pick = (lambda t: None if t is None else t.index_select(0, index))
+    greedy = meta.greedy_rows
     return SamplingMetadata(
         temperature=meta.temperature.index_select(0, index), num_logprobs=[meta.num_logprobs[i] for i in rows],
         top_p=pick(meta.top_p), top_k=pick(meta.top_k), min_p=pick(meta.min_p),
-        generators=None if meta.generators is None else [meta.generators[i] for i in rows])
+        generators=None if meta.generators is None else [meta.generators[i] for i in rows],
+        greedy_host=[greedy[i] for i in rows])
 
 
 def _random(logits: torch.Tensor, meta: SamplingMetadata) -> torch.Tensor:
@@ -164,17 +175,17 @@ def sample(logits: torch.Tensor, meta: SamplingMetadata, masked_rows: set[int] =
     raw_logprobs = logits.log_softmax(-1) if wants_logprobs else None
     logits = apply_penalties(apply_logits_processors(logits, meta), meta.penalties)
     no_token = rows_without_a_token(logits, {*masked_rows, *(r for r, _ in meta.allowed), *(r for r, _ in meta.banned)})
-    greedy = meta.greedy.tolist()
+    greedy = meta.greedy_rows
     if all(greedy):
         tokens = argmax(logits)
     elif not any(greedy):
         tokens = _random(logits, meta)
     else:
-        tokens = torch.empty(rows, dtype=torch.int64)
+        tokens = torch.empty(rows, dtype=torch.int64, device=logits.device)
         greedy_rows = [i for i, g in enumerate(greedy) if g]
         random_rows = [i for i, g in enumerate(greedy) if not g]
         tokens[greedy_rows] = argmax(logits[greedy_rows])
-        index = torch.tensor(random_rows, dtype=torch.int64)
+        index = torch.tensor(random_rows, dtype=torch.int64, device=logits.device)
         tokens[index] = _random(logits[index], select_rows(meta, random_rows))
     token_list = tokens.tolist()
     if raw_logprobs is None:

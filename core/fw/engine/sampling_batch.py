@@ -5,7 +5,10 @@ samples, fills it from its ``SamplingParams`` once, updates it as tokens are app
 (penalty counts, the output so far), and frees it when the request finishes or is
 preempted (as vLLM's input batch does). Each step, ``metadata(request_ids)`` gathers the
 rows being sampled into a ``SamplingMetadata``: tensors and plain values only, which is
-all ``fw.engine.sampler.sample`` reads. Features no row of the step uses cost nothing.
+all ``fw.engine.sampler.sample`` reads. Features no row of the step uses cost nothing, and
+a step that samples the same requests as the last one, none of them with settings that
+change as tokens are appended (penalties, bad words, min_tokens), reuses the last step's
+metadata: a decode step at concurrency 1 builds none.
 """
 
 from __future__ import annotations
@@ -54,10 +57,34 @@ class SamplingMetadata:
     bias: list[tuple[int, torch.Tensor, torch.Tensor]] = field(default_factory=list)
     #: (row, int64 token ids) that may not be sampled this step (bad words, EOS before min_tokens)
     banned: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+    #: per row: whether it takes the argmax, known on the host (so a sampler on a device
+    #: need not read ``temperature`` back); None: computed from ``temperature``
+    greedy_host: list[bool] | None = None
 
     @property
     def greedy(self) -> torch.Tensor:
         return self.temperature < GREEDY_EPSILON
+
+    @property
+    def greedy_rows(self) -> list[bool]:
+        """Per row: whether it takes the argmax."""
+        if self.greedy_host is None:
+            self.greedy_host = self.greedy.tolist()
+        return self.greedy_host
+
+    def to(self, device: torch.device) -> "SamplingMetadata":
+        """The same settings with every tensor on ``device`` (itself when they are there)."""
+        if self.temperature.device == device:
+            return self
+        move = (lambda t: None if t is None else t.to(device, non_blocking=True))
+        penalties = None if self.penalties is None else Penalties(
+            *(move(getattr(self.penalties, name)) for name in Penalties.__dataclass_fields__))
+        return SamplingMetadata(
+            temperature=move(self.temperature), num_logprobs=self.num_logprobs, top_p=move(self.top_p),
+            top_k=move(self.top_k), min_p=move(self.min_p), generators=self.generators, penalties=penalties,
+            allowed=[(row, move(ids)) for row, ids in self.allowed],
+            bias=[(row, move(ids), move(values)) for row, ids, values in self.bias],
+            banned=[(row, move(ids)) for row, ids in self.banned], greedy_host=self.greedy_rows)
 
 
 #: per-slot feature flags, one column each
@@ -92,6 +119,8 @@ class SamplingBatch:
         #: slot -> bool [vocab] tokens seen and float32 [vocab] output counts (penalised rows only)
         self._seen: dict[int, torch.Tensor] = {}
         self._counts: dict[int, torch.Tensor] = {}
+        #: (request ids, their metadata) of the last step, when it does not change per token
+        self._last: tuple[tuple[str, ...], SamplingMetadata] | None = None
 
     def __contains__(self, request_id: str) -> bool:
         return request_id in self.slot_of
@@ -105,6 +134,7 @@ class SamplingBatch:
         if not self._free:
             self._grow()
         slot = self._free.pop()
+        self._last = None
         self.slot_of[request_id] = slot
         row = _Row(params, list(output_ids), generator)
         self._rows[slot] = row
@@ -143,6 +173,7 @@ class SamplingBatch:
         slot = self.slot_of.pop(request_id, None)
         if slot is None:
             return
+        self._last = None
         self._rows[slot] = None
         self._seen.pop(slot, None)
         self._counts.pop(slot, None)
@@ -158,12 +189,16 @@ class SamplingBatch:
             self._counts[slot][token] += 1
 
     def metadata(self, request_ids: list[str]) -> SamplingMetadata:
+        key = tuple(request_ids)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
         slots = [self.slot_of[rid] for rid in request_ids]
         index = torch.tensor(slots, dtype=torch.int64)
         used = self.flags.index_select(0, index).any(0).tolist()
         rows = [self._rows[slot] for slot in slots]
-        meta = SamplingMetadata(temperature=self.temperature.index_select(0, index),
-                                num_logprobs=[row.params.logprobs for row in rows])
+        temperature = self.temperature.index_select(0, index)
+        meta = SamplingMetadata(temperature=temperature, num_logprobs=[row.params.logprobs for row in rows],
+                                greedy_host=(temperature < GREEDY_EPSILON).tolist())
         if used[_TOP_P]:
             meta.top_p = self.top_p.index_select(0, index)
         if used[_TOP_K]:
@@ -176,6 +211,8 @@ class SamplingBatch:
             meta.penalties = self._penalties(slots)
         if used[_ALLOWED] or used[_BIAS] or used[_BAD_WORDS] or used[_MIN_TOKENS]:
             self._processors(meta, rows)
+        if not (used[_PENALTY] or used[_BAD_WORDS] or used[_MIN_TOKENS]):
+            self._last = (key, meta)
         return meta
 
     def _penalties(self, slots: list[int]) -> Penalties:

@@ -47,7 +47,7 @@ class Verified:
 
 
 def _uniform(generator: torch.Generator | None) -> float:
-    return float(torch.rand(1, generator=generator)) if generator is not None else float(torch.rand(1))
+    return float(torch.rand(1, generator=generator, device="cpu")) if generator is not None else float(torch.rand(1, device="cpu"))
 
 
 def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> int:
@@ -58,19 +58,20 @@ def verify(logits: torch.Tensor, meta: SamplingMetadata, groups: list[tuple[int,
            masked_rows: set[int] = frozenset()) -> list[Verified]:
     """``logits`` [rows, vocab] float32 (modified in place); ``meta`` has one row per logits
     row; ``groups`` gives each request's first row and its proposals (its rows are that
-    row and the ``len(proposals)`` after it); ``masked_rows`` as in ``sample``."""
+    row and the ``len(proposals)`` after it); ``masked_rows`` as in ``sample``. Runs on the
+    logits' device, as ``sample`` does."""
     wants_logprobs = any(n is not None for n in meta.num_logprobs)
     raw = logits.log_softmax(-1) if wants_logprobs else None
     # Penalties only ever concern one-row groups: a penalised request does not speculate.
     logits = apply_penalties(apply_logits_processors(logits, meta), meta.penalties)
     no_token = set(rows_without_a_token(
         logits, {*masked_rows, *(r for r, _ in meta.allowed), *(r for r, _ in meta.banned)}))
-    greedy = meta.greedy.tolist()
+    greedy = meta.greedy_rows
     targets = argmax(logits).tolist() if any(greedy) else None
     random_rows = [row for row, g in enumerate(greedy) if not g]
     probs = None
     if random_rows:
-        index = torch.tensor(random_rows, dtype=torch.int64)
+        index = torch.tensor(random_rows, dtype=torch.int64, device=logits.device)
         scaled = apply_top_k_top_p_min_p(logits.index_select(0, index), select_rows(meta, random_rows)).softmax(-1)
         probs = dict(zip(random_rows, scaled))
     results = []

@@ -233,6 +233,6 @@ def argmax(logits: torch.Tensor) -> torch.Tensor:
     """The first index of each row's largest value (int64 [rows]) of contiguous float32
     logits [rows, vocab]; NaN entries never win."""
     rows, cols = logits.shape
-    out = torch.empty(rows, dtype=torch.int64)
+    out = torch.empty(rows, dtype=torch.int64, device="cpu")  # the C kernel writes it
     _function("argmax", torch.float32)(logits.data_ptr(), rows, cols, out.data_ptr())
     return out

@@ -116,7 +116,7 @@ def test_every_refused_option_says_why_and_exits_2():
 
 
 @pytest.mark.parametrize("args, reason", [
-    (["--enforce-eager"], "no CUDA graphs"),
+    (["-O", '{"cudagraph_mode": "PIECEWISE"}'], "full graphs of decode steps only"),
     (["--fully-sharded-loras"], "unsharded"),
     (["--swap-space", "4"], "recomputation"),
     (["--tokenizer-mode", "mistral"], "mistral_common"),
@@ -136,14 +136,27 @@ def test_values_that_ask_for_nothing_fw_lacks_are_taken(monkeypatch):
     captured = []
     monkeypatch.setattr(serve_module, "run_server", lambda config: captured.append(config))
     result = CliRunner().invoke(serve_module.serve, [
-        "--no-enforce-eager", "--swap-space", "0", "-O0", "--tokenizer-mode", "auto", "--model-impl", "vllm",
+        "--enforce-eager", "--swap-space", "0", "-O0", "--tokenizer-mode", "auto", "--model-impl", "vllm",
         "--disable-cascade-attn", "--disable-hybrid-kv-cache-manager", "--cpu-offload-gb", "0"])
     assert result.exit_code == 0, result.output
     assert captured[0].vllm.compilation_config == 0
+    assert captured[0].model.enforce_eager
+
+
+def test_the_cuda_graph_keys_of_compilation_config_are_taken_and_others_refused():
+    config = EngineConfig.from_options(compilation_config={"level": 0, "cudagraph_mode": "FULL_DECODE_ONLY",
+                                                           "cudagraph_capture_sizes": [1, 4]},
+                                       cuda_graph_sizes=[8])
+    assert config.vllm.compilation_config["cudagraph_capture_sizes"] == [1, 4]
+    assert config.scheduler.cuda_graph_sizes == [8]
+    for value, reason in (({"backend": "inductor"}, "key 'backend'"), ({"cudagraph_mode": "FULL"}, "FULL_DECODE_ONLY"),
+                          ({"cudagraph_capture_sizes": [0]}, "positive"), (3, "level=3")):
+        with pytest.raises(Exception, match=reason):
+            EngineConfig.from_options(compilation_config=value)
 
 
 def test_the_offline_api_refuses_the_same_options():
-    with pytest.raises(UnsupportedOptionError, match="--enforce-eager: not supported"):
-        EngineConfig.from_options(enforce_eager=True)
+    with pytest.raises(UnsupportedOptionError, match="--swap-space: not supported"):
+        EngineConfig.from_options(swap_space=4)
     with pytest.raises(UnsupportedOptionError, match="'mistral' is not supported"):
         EngineConfig.from_options(tokenizer_mode="mistral")
