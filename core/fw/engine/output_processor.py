@@ -97,9 +97,10 @@ class OutputProcessor:
             count = len(step.sampled.get(request.request_id, ()))
             if child.detok is not None and count:
                 new_tokens = request.output_token_ids[-count:]
-                if request.status == RequestStatus.FINISHED_STOPPED and not parent.params.include_stop_str_in_output:
+                if _stopped_by_its_last_token(request) and not parent.params.include_stop_str_in_output:
                     # Stopped by a token (EOS or a stop token id): as in vLLM, its text is
-                    # not part of the output unless include_stop_str_in_output.
+                    # not part of the output unless include_stop_str_in_output. (A request
+                    # whose grammar ended keeps its last token: that token is the output.)
                     new_tokens = new_tokens[:-1]
                 kept = self._detokenize(child, new_tokens, parent.params)
                 if kept is not None:
@@ -255,3 +256,10 @@ class OutputProcessor:
         for child in parent.children:
             self.child_parent.pop(child.request.request_id, None)
 
+
+def _stopped_by_its_last_token(request: Request) -> bool:
+    """Whether ``request`` finished because its last token is EOS or a stop token id."""
+    if request.status != RequestStatus.FINISHED_STOPPED or not request.output_token_ids:
+        return False
+    token, params = request.output_token_ids[-1], request.params
+    return token in params.stop_token_ids or (not params.ignore_eos and token in request.eos_token_ids)

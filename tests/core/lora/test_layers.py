@@ -18,10 +18,16 @@ def random(*shape, seed):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def make_merged():
+def merged_without_adapters():
+    """The base layer as fw computes it (its own kernel's rounding, not torch's linear)."""
     layer = MergedLinear(6, [5, 3, 3])
     layer.weight.data.copy_(random(11, 6, seed=1))
     layer.post_load()
+    return layer
+
+
+def make_merged():
+    layer = merged_without_adapters()
     step = LoRAStep()
     layer.lora = LoRALinear(layer, max_loras=2, max_rank=MAX_RANK, dtype=torch.float32,
                             device=torch.device("cpu"), step=step)
@@ -37,7 +43,7 @@ def test_rows_get_their_own_adapter_and_base_rows_stay_untouched():
     for (slot, shard), (a, b) in pairs.items():
         layer.lora.set_slot(slot, shard, a, b)
     x = random(8, 6, seed=8)
-    base = torch.nn.functional.linear(x, random(11, 6, seed=1))
+    base = merged_without_adapters()(x)
     runs = [(0, 2), (-1, 3), (1, 2), (0, 1)]
     step.batch = LoRABatch.from_runs(runs, torch.device("cpu"))
     out = layer(x)
@@ -54,17 +60,21 @@ def test_rows_get_their_own_adapter_and_base_rows_stay_untouched():
 
 
 def test_one_adapter_for_the_whole_batch_and_a_step_without_adapters():
-    layer = Linear(4, 5)
-    weight = random(5, 4, seed=1)
-    layer.weight.data.copy_(weight)
-    layer.post_load()
+    def without_adapters():
+        plain = Linear(4, 5)
+        plain.weight.data.copy_(random(5, 4, seed=1))
+        plain.post_load()
+        return plain
+
+    layer = without_adapters()
     step = LoRAStep()
     layer.lora = LoRALinear(layer, max_loras=1, max_rank=MAX_RANK, dtype=torch.float32,
                             device=torch.device("cpu"), step=step)
     a, b = random(2, 4, seed=2), random(5, 2, seed=3)
     layer.lora.set_slot(0, 0, a, b)
     x = random(3, 4, seed=4)
-    base = x @ weight.T
+    base = without_adapters()(x)
+    torch.testing.assert_close(base, x @ random(5, 4, seed=1).T)
     assert torch.equal(layer(x), base)  # no batch published: base model only
     step.batch = LoRABatch.from_runs([(0, 3)], torch.device("cpu"))
     assert step.batch.groups[0][1] is None  # every row: no gather

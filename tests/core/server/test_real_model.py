@@ -19,9 +19,14 @@ def test_chat_stream_and_full_answer_agree(real_server):
     full = client.chat.completions.create(model="SmolLM2-135M-Instruct", messages=QUESTION, max_tokens=16,
                                           temperature=0)
     assert "Paris" in full.choices[0].message.content
+    # The stream is compared with a non-streamed answer served the same way (over the
+    # prompt's cached prefix): whether a cache hit changes the int4 default's greedy text is
+    # issue 22's (tests/e2e/test_batch_invariance_smollm2.py), not a streaming question.
+    cached = client.chat.completions.create(model="SmolLM2-135M-Instruct", messages=QUESTION, max_tokens=16,
+                                            temperature=0)
     streamed = client.chat.completions.create(model="SmolLM2-135M-Instruct", messages=QUESTION, max_tokens=16,
                                               temperature=0, stream=True)
-    assert "".join(c.choices[0].delta.content or "" for c in streamed) == full.choices[0].message.content
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == cached.choices[0].message.content
 
 
 def test_completion_echo_and_logprobs(real_server):
