@@ -84,7 +84,7 @@ def test_the_portable_paths_build_and_agree(tmp_path):
 #: every test whose code path depends on which kernels the build has
 KERNEL_TESTS = ["tests/kernels/cpu", "tests/core/layers/test_linear.py", "tests/core/layers/test_lm_head.py",
                 "tests/plugins/attention/test_torch_backend.py", "tests/plugins/quantization/test_int4.py",
-                "tests/plugins/models/test_llama_fused.py"]
+                "tests/core/engine/test_fused_decode.py"]
 
 
 @pytest.mark.slow

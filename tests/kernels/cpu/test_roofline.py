@@ -8,7 +8,7 @@ import pytest
 from fw_kernels.cpu import roofline
 
 needs_probe = pytest.mark.skipif(not roofline.int8_peak_available(),
-                                 reason="the int8 peak probe needs fw's CPU kernels with AVX512-VNNI")
+                                 reason="the int8 peak probe (AVX512-VNNI) is not built on this CPU")
 
 
 @needs_probe

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fw.layers.linear import Linear
-from fw.layers.packed import DensePanels, Int4Blocks, Int8Panels, OneDNNWeight, PlainWeight, TorchInt4
+from fw.layers.packed import DensePanels, F32Panels, Int4Blocks, Int8Panels, OneDNNWeight, PlainWeight, TorchInt4
 from fw_builtins.quantization.int4 import Int4WeightOnly
 from fw_kernels import cpu
 from fw_kernels.cpu import packing
@@ -61,12 +61,16 @@ def kernels(request, monkeypatch):
     return request.param
 
 
+#: float32 dense weights: fw's fixed-order GEMM where it is built (batch-invariant), else torch's
+FLOAT32_DENSE = F32Panels if F32Panels.applies(torch.zeros(1, 1)) else PlainWeight
+
+
 @pytest.mark.parametrize("rows", [1, INT4_MAX_ROWS, INT4_MAX_ROWS + 1, 32])
 def test_layer_output_matches_the_4bit_weights(rows, kernels):
     weight = q4_1_like(96, 256, seed=rows)
     layer = make_layer(weight, torch.float32)
     small = Int4Blocks if kernels == "fw-kernels" else TorchInt4
-    assert [type(layout) for layout in layer.packed.layouts] == [small, PlainWeight]  # float32: plain beyond
+    assert [type(layout) for layout in layer.packed.layouts] == [small, FLOAT32_DENSE]  # float32: dense beyond
     x = torch.randn(rows, 256)
     expected = x @ weight.t()
     assert (layer(x) - expected).abs().max() < 1e-3 * expected.abs().max()
@@ -96,7 +100,7 @@ def test_bfloat16_batches_beyond_the_gemv_run_on_8bit_weights():
 def test_narrow_layers_stay_dense():
     weight = torch.randn(8, 48)
     layer = make_layer(weight, torch.float32)
-    assert [type(layout) for layout in layer.packed.layouts] == [PlainWeight]
+    assert [type(layout) for layout in layer.packed.layouts] == [FLOAT32_DENSE]
     x = torch.randn(1, 48)
     assert torch.allclose(layer(x), x @ weight.t())
 
