@@ -66,8 +66,9 @@ def uvicorn_config(app: Any, config: ServeConfig) -> uvicorn.Config:
         **({"log_config": log_config} if (log_config := read_log_config(fe.log_config_file)) else {}),
         ssl_keyfile=fe.ssl_keyfile, ssl_certfile=fe.ssl_certfile, ssl_ca_certs=fe.ssl_ca_certs,
         ssl_cert_reqs=fe.ssl_cert_reqs,
-        # after fw's drain (fw.server.lifecycle) the connections left get 5 s to close
-        timeout_graceful_shutdown=5,
+        # uvicorn's clock starts with the signal, as fw's drain (fw.server.lifecycle) does:
+        # the connections get the drain's --shutdown-timeout, then 5 s more to close
+        timeout_graceful_shutdown=config.options.shutdown_timeout + 5,
     )
 
 
