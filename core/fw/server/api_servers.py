@@ -97,23 +97,24 @@ def serve_with_api_servers(config: ServeConfig) -> int:
 
 def _supervise(servers: list, signals: _Signals) -> bool:
     """Wait until a signal comes (passed on) or an API server stops; True if one failed."""
-    passed_on = False
+    passed_on: int | None = None  # the signal passed on to the API servers
     while True:
-        if signals.received is not None and not passed_on:
+        if signals.received is not None and passed_on is None:
             for process in servers:
                 if process.is_alive():
                     os.kill(process.pid, signals.received)
-            passed_on = True
+            passed_on = signals.received
         stopped = [p for p in servers if p.exitcode is not None]
         if len(stopped) == len(servers):
-            return any(p.exitcode != 0 for p in stopped)
-        if stopped and not passed_on:
+            # One that died by the signal passed on had not started serving: nothing was lost.
+            clean = (0, -passed_on) if passed_on else (0,)
+            return any(p.exitcode not in clean for p in stopped)
+        if stopped and passed_on is None:
             logger.error("API server %s stopped (exit %d); stopping the others", stopped[0].name, stopped[0].exitcode)
             for process in servers:
                 if process.is_alive():
                     os.kill(process.pid, signal.SIGTERM)
-            passed_on = True
-            signals.received = signals.received or signal.SIGTERM
+            passed_on = signal.SIGTERM
         time.sleep(0.2)
 
 

@@ -97,6 +97,24 @@ def sse_event(line: str) -> Any:
     return event
 
 
+class SSELines:
+    """A byte stream cut into server-sent-events lines: at line feeds only. A JSON string
+    may hold U+2028 or U+0085 unescaped (fw's and vLLM's servers send them as they are);
+    ``str.splitlines`` and httpx's ``iter_lines`` would cut an event in two there."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, data: bytes) -> list[str]:
+        self._pending += data
+        *lines, self._pending = self._pending.split(b"\n")
+        return [line.removesuffix(b"\r").decode("utf-8") for line in lines]
+
+    def end(self) -> list[str]:
+        rest, self._pending = self._pending, b""
+        return [rest.decode("utf-8")] if rest else []
+
+
 def sse_events(lines: Iterator[str]) -> Iterator[dict]:
     """The JSON chunks of a server-sent-events stream, up to ``data: [DONE]``."""
     for line in lines:
@@ -105,6 +123,13 @@ def sse_events(lines: Iterator[str]) -> Iterator[dict]:
             return
         if event is not None:
             yield event
+
+
+def _lines(response) -> Iterator[str]:
+    splitter = SSELines()
+    for data in response.iter_bytes():
+        yield from splitter.feed(data)
+    yield from splitter.end()
 
 
 class Client:
@@ -164,7 +189,7 @@ class Client:
 
     def _stream(self, path: str, body: dict) -> Iterator[dict]:
         with self._request("POST", path, json=body) as response:
-            yield from sse_events(response.iter_lines())
+            yield from sse_events(_lines(response))
 
     @contextmanager
     def _request(self, method: str, path: str, **kwargs: Any):

@@ -16,6 +16,7 @@ import pytest
 
 from fw.config.options import build_bundle
 from fw.config.serve import ServeConfig
+from fw_builtins.commands.client import SSELines
 
 ROUNDS = 3
 STREAMS = 24
@@ -36,7 +37,8 @@ async def _client(url: str, index: int) -> str:
             return "answered"
         async with http.stream("POST", "/v1/completions", json={**body, "stream": True}) as response:
             events, reason = 0, None
-            async for line in response.aiter_lines():
+            splitter = SSELines()  # httpx's aiter_lines would also cut at a token's U+2028
+            async for line in (line async for data in response.aiter_bytes() for line in splitter.feed(data)):
                 if not line.startswith("data: "):
                     continue
                 events += 1

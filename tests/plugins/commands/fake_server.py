@@ -63,7 +63,7 @@ def _chat_reply(messages: list[dict]) -> str:
 
 def _tokens(text: str, body: dict) -> list[str]:
     """The reply split into 'tokens' (words); with ignore_eos, exactly max_tokens of them."""
-    words = [w + " " for w in text.split()]
+    words = [w + " " for w in text.split(" ") if w]  # not at U+2028: a token may hold it
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     if body.get("ignore_eos") and limit:
         return [f"t{i} " for i in range(limit)]
@@ -88,7 +88,7 @@ def make_app(server: FakeServer) -> FastAPI:
             text = _chat_reply(body["messages"])
         else:
             prompt_text = body["prompt"]
-            text = f"and then the story of {prompt_text!r} went on."
+            text = f"and then the story of '{prompt_text}' went on."
         if "please fail" in prompt_text:
             return _error(400, "you asked\nme to fail", "BadRequestError", "messages" if chat else "prompt")
         tokens = _tokens(text, body)
@@ -133,7 +133,7 @@ async def _sse(tokens: list[str], chat: bool, usage: dict | None):
 
     def event(choices: list, **extra) -> str:
         chunk = {"id": "x", "object": kind, "created": 0, "model": MODEL, "choices": choices, **extra}
-        return f"data: {json.dumps(chunk)}\n\n"
+        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"  # as fw's server: U+2028 as it is
 
     if chat:
         yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])

@@ -86,6 +86,13 @@ def test_complete_quick_prints_the_completion(fake_server):
     assert body["prompt"] == "Once upon a time"
 
 
+def test_a_unicode_line_separator_in_a_token_is_not_the_end_of_an_event(fake_server):
+    # U+2028 and U+0085 end a line for str.splitlines, not for server-sent events
+    result = fw("complete", "--url", fake_server.url, "-q", "one\u2028two\x85three")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "and then the story of 'one\u2028two\x85three' went on. \n"
+
+
 @pytest.mark.parametrize("args,env,expected", [
     (["--api-key", "sk-flag"], {"OPENAI_API_KEY": "sk-env"}, "Bearer sk-flag"),
     ([], {"OPENAI_API_KEY": "sk-env"}, "Bearer sk-env"),

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from fw_builtins.commands.bench.datasets import Prompt
-from fw_builtins.commands.client import DONE, ServerError, ServerUnreachable, error_text, sse_event
+from fw_builtins.commands.client import DONE, ServerError, ServerUnreachable, SSELines, error_text, sse_event
 
 
 @dataclass
@@ -129,14 +129,12 @@ def _usage_of(event: dict) -> dict:
 
 async def _lines(response: aiohttp.ClientResponse):
     """The stream's lines, however long (aiohttp's own line reader caps them)."""
-    pending = b""
+    splitter = SSELines()
     async for data in response.content.iter_any():
-        pending += data
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line.decode("utf-8")
-    if pending:
-        yield pending.decode("utf-8")
+        for line in splitter.feed(data):
+            yield line
+    for line in splitter.end():
+        yield line
 
 
 async def send(session: aiohttp.ClientSession, url: str, body: dict) -> Result:

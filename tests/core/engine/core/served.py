@@ -18,12 +18,21 @@ from pathlib import Path
 
 import httpx
 import psutil
+from fw_builtins.commands.client import SSELines
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _lines(response: httpx.Response):
+    """The stream's SSE lines (httpx's iter_lines would also cut at a token's U+2028)."""
+    splitter = SSELines()
+    for data in response.iter_bytes():
+        yield from splitter.feed(data)
+    yield from splitter.end()
 
 
 class Served:
@@ -108,7 +117,7 @@ class Served:
         events = []
         with httpx.stream("POST", f"{self.url}/v1/completions", json={"prompt": prompt, "stream": True, **body},
                           timeout=120) as response:
-            for line in response.iter_lines():
+            for line in _lines(response):
                 if line.startswith("data: "):
                     data = line[6:]
                     events.append(data if data == "[DONE]" else json.loads(data))

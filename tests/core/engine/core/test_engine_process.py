@@ -83,11 +83,14 @@ def test_sigterm_while_starting_leaves_no_process_behind(model, serve):
     assert served.leftovers() == []
 
 
-def test_sigterm_lets_streams_end_cleanly_and_exits_zero(model, serve):
-    served = serve(model, "--shutdown-timeout", "8")  # longer than uvicorn's own 5 s: it must not cut a stream
+def test_sigterm_lets_streams_end_cleanly_and_exits_zero(tiny_checkpoint_factory, serve):
+    # Streams long enough to outlast the drain on a quiet machine too (30,000 tokens).
+    model = tiny_checkpoint_factory("LlamaForCausalLM", max_position_embeddings=32768)
+    served = serve(model, "--shutdown-timeout", "8",  # longer than uvicorn's own 5 s: it must not cut a stream
+                   "--kv-cache-memory-bytes", "128M")
     started = [threading.Event() for _ in range(8)]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        streams = [pool.submit(served.stream_events, f"{p} {i}", started[i], max_tokens=20 if i % 2 else 4000,
+        streams = [pool.submit(served.stream_events, f"{p} {i}", started[i], max_tokens=20 if i % 2 else 30000,
                                ignore_eos=True) for i, p in enumerate(PROMPTS * 2)]
         assert all(event.wait(60) for event in started)
         os.kill(served.process.pid, signal.SIGTERM)
@@ -142,7 +145,16 @@ def test_api_servers_share_the_port_and_every_engine_core(model, serve):
     assert sorted(served.titled("fw::api_server")) == ["fw::api_server_0", "fw::api_server_1"]
     _both_ranks_serve(served, 32)
     os.kill(served.process.pid, signal.SIGTERM)
-    assert served.wait_exit(60) == 0
+    assert served.wait_exit(60) == 0, served.log()
+
+
+def test_sigterm_while_api_servers_start_exits_zero(model, serve):
+    served = serve(model, "--api-server-count", "2", "--data-parallel-size", "2", wait=False)
+    deadline = time.monotonic() + 120
+    while "fw::api_server_1" not in served.titled("fw::api_server") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(served.process.pid, signal.SIGTERM)  # before they serve: nothing to drain, no failure
+    assert served.wait_exit(60) == 0, served.log()
 
 
 @pytest.mark.slow
