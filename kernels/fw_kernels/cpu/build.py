@@ -72,7 +72,7 @@ def _sources() -> list[Path]:
 
 
 def _target(compiler: str) -> Path:
-    text = b"".join(path.read_bytes() for path in [HEADER, *_sources()])
+    text = b"".join(path.read_bytes() for path in [*sorted(HERE.glob("*.h")), *_sources()])
     digest = hashlib.sha256(text + " ".join([compiler, *_flags(), _cpu_flags()]).encode()).hexdigest()[:16]
     return _cache_dir() / f"fw_cpu-{digest}.so"
 

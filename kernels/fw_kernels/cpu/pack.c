@@ -14,7 +14,7 @@
 #include "fw_cpu.h"
 
 #define PACK_GROUP 32
-#define PACK_BLOCK 4
+#define PACK_BLOCK 16 /* output rows per block, one 32-bit lane each (packing.BLOCK) */
 #define PACK_PANEL 32
 
 /* float -> float16 bits, round to nearest even (as torch's .to(torch.float16)); integer
@@ -55,15 +55,15 @@ static float half_value(uint16_t h) {
 static inline float clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
 #define DEFINE_PACK(SUFFIX, T, LOAD)                                                                     \
-    /* packing.pack_int4: q [rows_p / 4][groups][4][16], params [rows_p / 4][groups][4][2] float16 */ \
+    /* packing.pack_int4: q [rows_p / 16][groups][4][16][4], params [rows_p / 16][groups][2][16] */  \
     void fw_pack_int4_##SUFFIX(const T *w, int64_t rows, int64_t cols, uint8_t *q, uint16_t *params) {  \
         const int64_t groups = cols / PACK_GROUP, padded = (rows + PACK_BLOCK - 1) / PACK_BLOCK * PACK_BLOCK; \
         _Pragma("omp parallel for schedule(static)")                                                   \
         for (int64_t r = 0; r < padded; r++) {                                                         \
             const int64_t b = r / PACK_BLOCK, i = r % PACK_BLOCK;                                      \
             for (int64_t g = 0; g < groups; g++) {                                                     \
-                uint8_t *out = q + ((b * groups + g) * PACK_BLOCK + i) * 16;                           \
-                uint16_t *p = params + ((b * groups + g) * PACK_BLOCK + i) * 2;                        \
+                uint8_t *out = q + (b * groups + g) * 4 * PACK_BLOCK * 4 + i * 4;                      \
+                uint16_t *p = params + (b * groups + g) * 2 * PACK_BLOCK + i;                          \
                 float x[PACK_GROUP], lo = 0.0f, hi = 0.0f;                                             \
                 for (int k = 0; k < PACK_GROUP; k++) x[k] = r < rows ? LOAD(w[r * cols + g * PACK_GROUP + k]) : 0.0f; \
                 lo = hi = x[0];                                                                        \
@@ -77,21 +77,22 @@ static inline float clampf(float x, float lo, float hi) { return x < lo ? lo : (
                     const float d = x[k] - low;                                                        \
                     level[k] = (uint8_t)clampf(rintf(d / safe), 0.0f, 15.0f);                          \
                 }                                                                                      \
-                for (int k = 0; k < 16; k++) out[k] = (uint8_t)(level[k] | (level[k + 16] << 4));      \
+                for (int k = 0; k < 16; k++)                                                           \
+                    out[k / 4 * PACK_BLOCK * 4 + k % 4] = (uint8_t)(level[k] | (level[k + 16] << 4));  \
                 p[0] = scale_bits;                                                                     \
-                p[1] = low_bits;                                                                       \
+                p[PACK_BLOCK] = low_bits;                                                              \
             }                                                                                          \
         }                                                                                              \
     }                                                                                                  \
-    /* packing.pack_int8: q [rows_p / 4][groups][4][32], params (scale, -128 scale) float16 */       \
+    /* packing.pack_int8: q [rows_p / 16][groups][8][16][4], params (scale, -128 scale) [..][2][16] */ \
     void fw_pack_int8_##SUFFIX(const T *w, int64_t rows, int64_t cols, uint8_t *q, uint16_t *params) {  \
         const int64_t groups = cols / PACK_GROUP, padded = (rows + PACK_BLOCK - 1) / PACK_BLOCK * PACK_BLOCK; \
         _Pragma("omp parallel for schedule(static)")                                                   \
         for (int64_t r = 0; r < padded; r++) {                                                         \
             const int64_t b = r / PACK_BLOCK, i = r % PACK_BLOCK;                                      \
             for (int64_t g = 0; g < groups; g++) {                                                     \
-                uint8_t *out = q + ((b * groups + g) * PACK_BLOCK + i) * PACK_GROUP;                   \
-                uint16_t *p = params + ((b * groups + g) * PACK_BLOCK + i) * 2;                        \
+                uint8_t *out = q + (b * groups + g) * 8 * PACK_BLOCK * 4 + i * 4;                      \
+                uint16_t *p = params + (b * groups + g) * 2 * PACK_BLOCK + i;                          \
                 float x[PACK_GROUP], amax = 0.0f;                                                      \
                 for (int k = 0; k < PACK_GROUP; k++) {                                                 \
                     x[k] = r < rows ? LOAD(w[r * cols + g * PACK_GROUP + k]) : 0.0f;                   \
@@ -101,9 +102,10 @@ static inline float clampf(float x, float lo, float hi) { return x < lo ? lo : (
                 const uint16_t scale_bits = half_bits(amax / 127.0f);                                  \
                 const float scale = half_value(scale_bits), safe = scale > 0.0f ? scale : 1.0f;        \
                 for (int k = 0; k < PACK_GROUP; k++)                                                   \
-                    out[k] = (uint8_t)(clampf(rintf(x[k] / safe), -127.0f, 127.0f) + 128.0f);          \
+                    out[k / 4 * PACK_BLOCK * 4 + k % 4] =                                              \
+                        (uint8_t)(clampf(rintf(x[k] / safe), -127.0f, 127.0f) + 128.0f);               \
                 p[0] = scale_bits;                                                                     \
-                p[1] = half_bits(-128.0f * scale);                                                     \
+                p[PACK_BLOCK] = half_bits(-128.0f * scale);                                            \
             }                                                                                          \
         }                                                                                              \
     }                                                                                                  \

@@ -1,6 +1,11 @@
-"""Weight layouts of the quantized GEMV kernels in ``gemv.c``: 32 input weights per
-group, per output row; blocks of ``BLOCK`` output rows interleaved group by group, so a
-kernel reads one sequential stream (rows are padded to a multiple of ``BLOCK``).
+"""Weight layouts of the quantized block kernels (``gemv.c``): 32 input weights per group,
+per output row, with a float16 scale and minimum; blocks of ``BLOCK`` (16) output rows
+interleaved so that one 64-byte vector holds 4 bytes of each of the 16 rows (a row per
+32-bit lane, which ``vpdpbusd`` multiplies with 4 bytes of one input row). Per block and
+group: the levels as ``[slots][16 rows][4 bytes]`` (slot j: bytes 4j..4j+3 of each row's
+group, 4 slots of int4, 8 of int8), then the 16 rows' scales and the 16 minimums
+(``[2][16]`` float16). Rows are padded to a multiple of ``BLOCK`` (zero levels, zero scale
+and minimum).
 
 ``pack_int4`` is min-max 4-bit (GGUF's Q4_1: a Q4_1 block keeps its minimum at level 0
 and its maximum at level 15, so its levels come back exactly); ``pack_int8`` is
@@ -18,7 +23,10 @@ from __future__ import annotations
 import torch
 
 GROUP = 32
-BLOCK = 4
+#: output rows per block: one 32-bit lane of a 512-bit vector each
+BLOCK = 16
+#: bytes of a row's group per lane
+LANE_BYTES = 4
 
 
 def _groups(weight: torch.Tensor) -> torch.Tensor:
@@ -37,12 +45,36 @@ def _half(values: torch.Tensor) -> torch.Tensor:
 
 
 def _interleave(per_row: torch.Tensor) -> torch.Tensor:
-    """[padded rows, groups, ...] -> [padded rows / BLOCK, groups, BLOCK, ...], contiguous."""
-    return per_row.unflatten(0, (-1, BLOCK)).transpose(1, 2).contiguous()
+    """Levels [padded rows, groups, bytes] -> [padded rows / BLOCK, groups, bytes / 4, BLOCK, 4]."""
+    rows, groups, width = per_row.shape
+    blocked = per_row.reshape(rows // BLOCK, BLOCK, groups, width // LANE_BYTES, LANE_BYTES)
+    return blocked.permute(0, 2, 3, 1, 4).contiguous()
 
 
 def _deinterleave(blocked: torch.Tensor, rows: int) -> torch.Tensor:
-    return blocked.transpose(1, 2).flatten(0, 1)[:rows]
+    """The inverse of ``_interleave``, cut to ``rows``: [rows, groups, bytes]."""
+    count, groups, slots = blocked.shape[:3]
+    return blocked.permute(0, 3, 1, 2, 4).reshape(count * BLOCK, groups, slots * LANE_BYTES)[:rows]
+
+
+def _interleave_params(per_row: torch.Tensor) -> torch.Tensor:
+    """(scale, minimum) [padded rows, groups, 2] -> [padded rows / BLOCK, groups, 2, BLOCK]."""
+    rows, groups, _ = per_row.shape
+    return per_row.reshape(rows // BLOCK, BLOCK, groups, 2).permute(0, 2, 3, 1).contiguous()
+
+
+def _deinterleave_params(blocked: torch.Tensor, rows: int) -> torch.Tensor:
+    """The inverse of ``_interleave_params``, cut to ``rows``: [rows, groups, 2]."""
+    count, groups = blocked.shape[:2]
+    return blocked.permute(0, 3, 1, 2).reshape(count * BLOCK, groups, 2)[:rows]
+
+
+def block_rows(packed: torch.Tensor, params: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bytes [n, groups, bytes per group], parameters [n, groups, 2]) of rows ``index`` of
+    ``pack_int4`` or ``pack_int8`` output, read in place (an embedding's lookups)."""
+    block, lane = index // BLOCK, index % BLOCK
+    rows = packed[block, :, :, lane]  # [n, groups, slots, 4]
+    return rows.flatten(2), params[block, :, :, lane]
 
 
 def _packer(name: str, weight: torch.Tensor):
@@ -59,15 +91,16 @@ def _padded(rows: int, multiple: int) -> int:
 
 
 def pack_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(uint8 [rows / BLOCK, groups, BLOCK, 16], float16 [rows / BLOCK, groups, BLOCK, 2]
-    scale and minimum)."""
+    """(uint8 [rows / BLOCK, groups, 4, BLOCK, 4], float16 [rows / BLOCK, groups, 2, BLOCK]
+    scales and minimums); a row's 16 bytes per group hold element j in the low nibble of
+    byte j and element j + 16 in its high nibble (GGUF's Q4_1)."""
     packer = _packer("pack_int4", weight)
     if packer is None:
         return pack_int4_torch(weight)
     weight = weight.contiguous()
     rows, cols = weight.shape
-    blocks = torch.empty(_padded(rows, BLOCK) // BLOCK, cols // GROUP, BLOCK, 16, dtype=torch.uint8)
-    params = torch.empty(_padded(rows, BLOCK) // BLOCK, cols // GROUP, BLOCK, 2, dtype=torch.float16)
+    blocks = torch.empty(_padded(rows, BLOCK) // BLOCK, cols // GROUP, 4, BLOCK, LANE_BYTES, dtype=torch.uint8)
+    params = torch.empty(_padded(rows, BLOCK) // BLOCK, cols // GROUP, 2, BLOCK, dtype=torch.float16)
     packer(weight.data_ptr(), rows, cols, blocks.data_ptr(), params.data_ptr())
     return blocks, params
 
@@ -80,26 +113,26 @@ def pack_int4_torch(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     levels = ((grouped - low) / safe).round().clamp(0, 15).to(torch.uint8)
     packed = levels[..., :16] | (levels[..., 16:] << 4)
-    return _interleave(packed), _interleave(torch.cat([scale, low], -1)).to(torch.float16)
+    return _interleave(packed), _interleave_params(torch.cat([scale, low], -1)).to(torch.float16)
 
 
 def unpack_int4(packed: torch.Tensor, scales_mins: torch.Tensor, rows: int) -> torch.Tensor:
-    grouped, params = _deinterleave(packed, rows), _deinterleave(scales_mins, rows)
+    grouped, params = _deinterleave(packed, rows), _deinterleave_params(scales_mins, rows)
     levels, params = torch.cat([grouped & 15, grouped >> 4], -1).float(), params.float()
     return (levels * params[..., :1] + params[..., 1:]).flatten(1)
 
 
 def pack_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Absolute-max 8-bit: levels q in -127..127 stored as q + 128 (uint8 [rows / BLOCK,
-    groups, BLOCK, 32]), with float16 (scale, -128 * scale) [rows / BLOCK, groups, BLOCK, 2],
+    groups, 8, BLOCK, 4]), with float16 (scale, -128 * scale) [rows / BLOCK, groups, 2, BLOCK],
     so that w = stored * scale + min as in the int4 format."""
     packer = _packer("pack_int8", weight)
     if packer is None:
         return pack_int8_torch(weight)
     weight = weight.contiguous()
     rows, cols = weight.shape
-    blocks = torch.empty(_padded(rows, BLOCK) // BLOCK, cols // GROUP, BLOCK, GROUP, dtype=torch.uint8)
-    params = torch.empty(_padded(rows, BLOCK) // BLOCK, cols // GROUP, BLOCK, 2, dtype=torch.float16)
+    blocks = torch.empty(_padded(rows, BLOCK) // BLOCK, cols // GROUP, 8, BLOCK, LANE_BYTES, dtype=torch.uint8)
+    params = torch.empty(_padded(rows, BLOCK) // BLOCK, cols // GROUP, 2, BLOCK, dtype=torch.float16)
     packer(weight.data_ptr(), rows, cols, blocks.data_ptr(), params.data_ptr())
     return blocks, params
 
@@ -110,11 +143,11 @@ def pack_int8_torch(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = _half(grouped.abs().amax(-1, keepdim=True) / 127)
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     levels = ((grouped / safe).round().clamp(-127, 127) + 128).to(torch.uint8)
-    return _interleave(levels), _interleave(torch.cat([scale, -128 * scale], -1)).to(torch.float16)
+    return _interleave(levels), _interleave_params(torch.cat([scale, -128 * scale], -1)).to(torch.float16)
 
 
 def unpack_int8(packed: torch.Tensor, params: torch.Tensor, rows: int) -> torch.Tensor:
-    levels, params = _deinterleave(packed, rows), _deinterleave(params, rows)
+    levels, params = _deinterleave(packed, rows), _deinterleave_params(params, rows)
     params = params.float()
     return (levels.float() * params[..., :1] + params[..., 1:]).flatten(1)
 
@@ -188,8 +221,8 @@ def unpack_int8_panels(panels: torch.Tensor, scales: torch.Tensor, rows: int) ->
 
 def int4_parts(packed: torch.Tensor, params: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(levels uint8 [rows, cols], float16 (scale, minimum) [rows, groups, 2]) of ``pack_int4`` output."""
-    levels = _deinterleave(torch.cat([packed & 15, packed >> 4], -1), rows).flatten(1)
-    return levels, _deinterleave(params, rows)
+    grouped = _deinterleave(packed, rows)
+    return torch.cat([grouped & 15, grouped >> 4], -1).flatten(1), _deinterleave_params(params, rows)
 
 
 def pack_int4_parts(levels: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,12 +233,12 @@ def pack_int4_parts(levels: torch.Tensor, params: torch.Tensor) -> tuple[torch.T
     grouped[:rows] = levels.view(rows, -1, GROUP)
     parameters = torch.zeros(padded, cols // GROUP, 2, dtype=torch.float16)
     parameters[:rows] = params
-    return _interleave(grouped[..., :16] | (grouped[..., 16:] << 4)), _interleave(parameters)
+    return _interleave(grouped[..., :16] | (grouped[..., 16:] << 4)), _interleave_params(parameters)
 
 
 def int8_parts(packed: torch.Tensor, params: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(stored levels uint8 [rows, cols], float16 (scale, minimum) [rows, groups, 2]) of ``pack_int8`` output."""
-    return _deinterleave(packed, rows).flatten(1), _deinterleave(params, rows)
+    return _deinterleave(packed, rows).flatten(1), _deinterleave_params(params, rows)
 
 
 def pack_int8_parts(levels: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,7 +249,7 @@ def pack_int8_parts(levels: torch.Tensor, params: torch.Tensor) -> tuple[torch.T
     grouped[:rows] = levels.view(rows, -1, GROUP)
     parameters = torch.zeros(padded, cols // GROUP, 2, dtype=torch.float16)
     parameters[:rows] = params
-    return _interleave(grouped), _interleave(parameters)
+    return _interleave(grouped), _interleave_params(parameters)
 
 
 def int8_panel_parts(panels: torch.Tensor, scales: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -93,7 +93,7 @@ def levels_on_grid(weight: torch.Tensor, grid: Int4Grid) -> torch.Tensor:
 
 def pack_on_grid(weight: torch.Tensor, grid: Int4Grid) -> tuple[torch.Tensor, torch.Tensor]:
     """``weight`` on ``grid`` in ``packing.pack_int4``'s layout (that of ``Int4Blocks``):
-    (uint8 [rows / BLOCK, groups, BLOCK, 16], float16 [rows / BLOCK, groups, BLOCK, 2])."""
+    (uint8 [rows / BLOCK, groups, 4, BLOCK, 4], float16 [rows / BLOCK, groups, 2, BLOCK])."""
     params = torch.stack([grid.scales, grid.mins], dim=-1)
     return packing.pack_int4_parts(levels_on_grid(weight, grid), params)
 

@@ -18,7 +18,7 @@ needs_dense = pytest.mark.skipif(not cpu.dense_available(), reason="fw's dense b
 needs_igemm = pytest.mark.skipif(not cpu.int8_gemm_available(), reason="fw's int8 GEMM is not built on this CPU")
 needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch has no oneDNN here")
 
-OUT, IN = 70, 128  # 70 rows: neither a multiple of the 4-row blocks nor of the 32-row panels
+OUT, IN = 70, 128  # 70 rows: neither a multiple of the 16-row blocks nor of the 32-row panels
 
 
 def weight(dtype=torch.bfloat16) -> torch.Tensor:
@@ -118,7 +118,7 @@ def test_the_row_count_picks_the_layout():
     shard = packed.rows([(0, 10)])
     assert [type(layout) for layout in shard.layouts] == [Int4Blocks, PlainWeight] and shard.shape == (10, IN)
     # 4-bit levels and two float16 parameters per 32 weights, plus the plain matrix
-    assert packed.nbytes == OUT * IN * 4 + (OUT + 2) // 4 * 4 * (IN // 2 + IN // 32 * 4)
+    assert packed.nbytes == OUT * IN * 4 + -(-OUT // 16) * 16 * (IN // 2 + IN // 32 * 4)
 
 
 def test_a_packed_weight_must_serve_every_row_count_with_one_shape():

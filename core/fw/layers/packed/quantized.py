@@ -66,10 +66,10 @@ class _Blocks(_LevelLayout):
         return self._with_rows(super().columns(start, stop))
 
     def _stored_rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the packed bytes [n, groups, ...], float32 parameters [n, groups, 2]) of rows
-        ``index``, read in place from the interleaved blocks."""
-        block, lane = index // packing.BLOCK, index % packing.BLOCK
-        return self.packed[block, :, lane], self.params[block, :, lane].float()
+        """(the packed bytes [n, groups, bytes per group], float32 parameters [n, groups, 2])
+        of rows ``index``, read in place from the interleaved blocks."""
+        packed, params = packing.block_rows(self.packed, self.params, index)
+        return packed, params.float()
 
 
 class Int4Blocks(_Blocks):
