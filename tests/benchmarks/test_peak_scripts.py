@@ -50,3 +50,17 @@ def test_gemm_peak_reports_each_shape_at_each_row_count(capsys):
     import torch
     expected = Int4WeightOnly().pack(torch.randn(576, 576).bfloat16())
     assert {r[3] for r in rows if r[1] == "o"} == {type(expected.layout_for(n)).__name__ for n in (1, 9)}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not cpu.available(), reason="fw's CPU kernels could not be built here")
+def test_gemm_peak_compares_with_another_checkout(capsys):
+    """--baseline: both checkouts' figures (here the same one twice), their ratio, the peak."""
+    load("gemm_peak").main(["--rows", "1", "--layers", "1", "--peak", "1000", "--seconds", "0.01",
+                            "--baseline", str(BENCHMARKS.parent), "--rounds", "1"])
+    rows = table(capsys.readouterr().out)
+    assert [r[1] for r in rows] == [s[0] for s in load("gemm_peak").SHAPES]
+    for r in rows:
+        this, base, ratio = float(r[3]), float(r[6]), float(r[7])  # printed rounded: ratio of the unrounded
+        assert r[2] == r[5] and this >= 0 and base >= 0 and ratio > 0
+        assert abs(float(r[4].rstrip(" %")) - this / 10) <= 0.51

@@ -32,14 +32,6 @@ OTHERS = [
 ]
 MAX_TOKENS = 32
 
-#: the default method (gguf) packs each weight twice (the file's blocks up to 8 rows, 8-bit
-#: panels beyond); --quantization gguf_lean does not (tests/core/engine/test_batch_invariance.py)
-INT4_TWO_QUANTIZATIONS = pytest.mark.xfail(strict=True, raises=AssertionError,
-                                           reason="the default gguf method quantizes a weight differently beyond "
-                                                  "8 rows (int8 panels); one quantization for every row count by "
-                                                  "default is issue 22's weight-path part")
-
-
 def _differences(expected: dict, actual: dict) -> dict:
     found = {}
     for question, want in expected.items():
@@ -50,7 +42,6 @@ def _differences(expected: dict, actual: dict) -> dict:
     return found
 
 
-@INT4_TWO_QUANTIZATIONS
 def test_engine_answers_the_same_cold_cached_batched_and_chunked():
     greedy = SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0, ignore_eos=True, logprobs=0)
 
@@ -107,7 +98,6 @@ def _all_at_once(client, questions: list[str]) -> dict:
     return answers
 
 
-@INT4_TWO_QUANTIZATIONS
 def test_server_answers_the_same_cold_cached_batched_and_chunked(tmp_path):
     model = default_model_path()
     server = Served(model, log=tmp_path / "serve.log", dtype="auto")

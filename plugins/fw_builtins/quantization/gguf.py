@@ -9,19 +9,16 @@ projection whose parts differ in width stores all of them at 8 bits (4-bit level
 8-bit levels with the same scale and minimum, exactly). An embedding kept quantized is
 looked up from its blocks, which a tied LM head shares.
 
-Two methods, one trade:
-
-* ``gguf`` (the default for a GGUF file whose layer weights are quantized, when fw serves
-  in bfloat16 on a CPU): the blocks for steps of up to 8 rows (4 for the LM head), and,
-  because a larger step is bound by arithmetic, the int8 panels of fw's W8A8 GEMM for
-  prompts and batches (the ``int4`` method's rule), made from the dequantized levels:
-  about a byte more per weight than the file.
-* ``gguf_lean``: the blocks alone, for every step (the GEMV passes over each cached tile
-  of weights eight rows at a time): resident weights near the file size, prompts and
-  large batches slower (docs/benchmarks.md has both).
+``gguf`` (the default for a GGUF file whose layer weights are quantized, when fw serves on
+a CPU) keeps one copy of each weight, the blocks, for every step: decode steps, batches
+and prompts alike (fw's block GEMM multiplies them by int8 activations, 16 weight rows per
+vector), so a token's result does not depend on the step it shares (batch-invariant) and
+resident weights stay near the file size. ``gguf_lean`` is the same method under the name
+it had when ``gguf`` also kept int8 panels for large steps (issue 22 made one copy the
+default; docs/benchmarks.md compares them).
 
 Matrices the file stores as floats (F32, F16, BF16) stay plain, as ``none`` keeps them.
-Both run on the CPU, in bfloat16 or float32 (where the blocks serve every step).
+Both run on the CPU, in bfloat16 or float32.
 """
 
 from __future__ import annotations
@@ -29,14 +26,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fw.layers.packed import GroupedLevels, Int8Panels, PackedWeight, QuantizedMatrix
+from fw.layers.packed import GroupedLevels, PackedWeight, QuantizedMatrix
 from fw.layers.quantization import QuantizationMethod
 from fw_kernels import cpu
 
 GROUP = 32
-#: rows of a matrix dequantized at a time while its int8 panels are made (bounds the
-#: float32 copy: 8192 x 640 floats for Gemma 3 270M's 262k-row embedding)
-CHUNK = 8192
 
 
 def _stored_types() -> str:
@@ -53,8 +47,6 @@ class GGUFBlocks(QuantizationMethod):
     name = "gguf"
     formats = frozenset({"gguf"})
     stored_types = _stored_types()
-    #: whether steps beyond the blocks' rows run from int8 panels (else the blocks serve all)
-    panels = True
 
     def create_weights(self, layer: nn.Module, in_features: int, out_features: int, dtype: torch.dtype,
                        device: torch.device) -> None:
@@ -64,7 +56,6 @@ class GGUFBlocks(QuantizationMethod):
             raise ValueError("the gguf quantization method runs on the CPU, in bfloat16 or float32")
         layer.weight = nn.Parameter(torch.empty(0, dtype=dtype, device=device), requires_grad=False)
         layer.checkpoint_parts = {}
-        self.dtype = dtype  # the model's (for the LM head, which packs without a layer)
 
     def load_weight(self, layer: nn.Module, tensor, shard: int | None) -> None:
         index = 0 if shard is None else shard
@@ -87,41 +78,19 @@ class GGUFBlocks(QuantizationMethod):
         del layer.checkpoint_parts
         dtype = layer.weight.dtype
         if all(isinstance(part, QuantizedMatrix) for part in parts) and self.keeps_quantized(parts[0]):
-            return self.pack_levels(GroupedLevels.cat([part.grouped_levels() for part in parts]), dtype,
-                                    cpu.MAX_GEMV_ROWS)
+            return PackedWeight([GroupedLevels.cat([part.grouped_levels() for part in parts]).layout()])
         weight = torch.cat([part.dequantize() if isinstance(part, QuantizedMatrix) else part.float()
                             for part in parts])
         return self.pack(weight.to(dtype))
 
     def pack_lm_head(self, matrix) -> PackedWeight:
-        if isinstance(matrix, QuantizedMatrix):
-            # the file's LM head (or embedding): its own blocks up to 4 rows, as the int4
-            # method serves a Q8_0 head, and 8-bit panels beyond
-            return self.pack_levels(matrix.grouped_levels(), getattr(self, "dtype", torch.bfloat16), 4)
+        if isinstance(matrix, QuantizedMatrix):  # the file's LM head (or embedding): its own blocks
+            return PackedWeight([matrix.grouped_levels().layout()])
         return super().pack_lm_head(matrix)
-
-    def pack_levels(self, levels: GroupedLevels, dtype: torch.dtype, small_rows: int) -> PackedWeight:
-        """The file's levels for steps of up to ``small_rows`` rows and int8 panels beyond
-        (where they are built and the model runs in bfloat16), or the levels for all."""
-        if self.panels and dtype == torch.bfloat16 and cpu.int8_gemm_available():
-            return PackedWeight([levels.layout(small_rows), _int8_panels(levels)])
-        return PackedWeight([levels.layout(None)])
 
 
 class GGUFBlocksLean(GGUFBlocks):
+    """``gguf`` under its former name for the blocks-only behaviour (kept for command lines
+    that name it)."""
+
     name = "gguf_lean"
-    panels = False
-
-
-def _int8_panels(levels: GroupedLevels) -> Int8Panels:
-    """The W8A8 GEMM's layout of the dequantized levels, made a chunk of rows at a time."""
-    rows = levels.shape[0]
-    chunks = [Int8Panels.pack(_rows(levels, start, min(start + CHUNK, rows))) for start in range(0, rows, CHUNK)]
-    if len(chunks) == 1:
-        return chunks[0]
-    return Int8Panels(torch.cat([c.panels for c in chunks]), torch.cat([c.scales for c in chunks]), rows,
-                      levels.shape[1])
-
-
-def _rows(levels: GroupedLevels, start: int, stop: int) -> torch.Tensor:
-    return GroupedLevels(levels.levels[start:stop], levels.params[start:stop], levels.bits).dequantize()

@@ -28,12 +28,14 @@ MAX_TOKENS = 24
 GREEDY = SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0, ignore_eos=True, logprobs=0)
 
 #: (checkpoint dtype, engine options, stored as a Q4_1 GGUF file): float32 and bfloat16
-#: weights, the int4 method over bfloat16 ones, and a Q4_1 file under its default method
-#: (gguf) and under gguf_lean (head_dim 64: the attention kernels' vector path)
+#: weights, the int4 method over bfloat16 and float32 ones (one copy of each weight, int4
+#: blocks, for every step), and a Q4_1 file under its default method (gguf) and under
+#: gguf_lean (head_dim 64: the attention kernels' vector path)
 CASES = {
     "fp32": (torch.float32, {"dtype": "float32"}, False),
     "bf16": (torch.bfloat16, {"dtype": "bfloat16"}, False),
     "int4": (torch.bfloat16, {"dtype": "bfloat16", "quantization": "int4"}, False),
+    "int4-fp32": (torch.float32, {"dtype": "float32", "quantization": "int4"}, False),
     "gguf-q4_1": (torch.float32, {"dtype": "bfloat16"}, True),
     "gguf-q4_1-lean": (torch.float32, {"dtype": "bfloat16", "quantization": "gguf_lean"}, True),
 }
@@ -52,17 +54,7 @@ def _first_difference(expected, actual) -> str:
     return "lengths differ" if len(expected) != len(actual) else "none"
 
 
-#: the int4 and gguf methods pack each weight twice, blocks up to 8 rows and 8-bit panels
-#: beyond (likewise the LM head), so a row's weights depend on its step's size; gguf_lean
-#: keeps the blocks alone for every step and is invariant
-TWO_QUANTIZATIONS = pytest.mark.xfail(strict=True, raises=AssertionError,
-                                      reason="the method quantizes a weight differently beyond 8 rows (int8 "
-                                             "panels); one quantization for every row count by default is "
-                                             "issue 22's weight-path part")
-PARAMS = [pytest.param(name, marks=TWO_QUANTIZATIONS) if name in ("int4", "gguf-q4_1") else name for name in CASES]
-
-
-@pytest.fixture(scope="module", params=PARAMS)
+@pytest.fixture(scope="module", params=list(CASES))
 def served(request, tiny_checkpoint_factory, tmp_path_factory):
     """The 16 prompts' greedy answers served four ways on engines of one case."""
     dtype, options, as_gguf = CASES[request.param]

@@ -19,7 +19,7 @@ from fw.layers.attention import Attention
 from fw.layers.embedding import LMHead, VocabEmbedding
 from fw.layers.linear import Linear, MergedLinear
 from fw.layers.norm import RMSNorm
-from fw.layers.packed import Int8Panels
+from fw.layers.packed import DensePanels, Int4Blocks
 from fw.layers.rotary import RotaryEmbedding
 from fw.models.description import DecoderDescription, DecoderLayerDescription
 from fw.plugins import register_plugin
@@ -212,25 +212,28 @@ def test_experts_and_gemma_layers_fuse_beyond_eight_rows_on_dense_weights(archit
 
 @pytest.mark.skipif(not cpu.dense_available(), reason="fw's dense bf16 GEMM is not built on this CPU")
 @pytest.mark.parametrize("quantization", [None, "int4"])
-def test_bf16_batches_beyond_eight_fuse_on_int8_or_dense_weights(quantization, tiny_checkpoint_factory, fused_rows):
+def test_bf16_batches_beyond_eight_fuse_on_int4_or_dense_weights(quantization, tiny_checkpoint_factory, fused_rows):
     path = tiny_checkpoint_factory("Qwen2ForCausalLM")
     llm = LLM(str(path), dtype="bfloat16", quantization=quantization, enable_prefix_caching=False, block_size=8)
     down = llm.engine.loaded.model.model.layers[0].mlp.down_proj
-    assert (type(down.packed.layouts[-1]) is Int8Panels) == (quantization == "int4" and cpu.int8_gemm_available())
+    assert [type(layout) for layout in down.packed.layouts] == [Int4Blocks if quantization else DensePanels]
     many = PROMPTS * 2
     fused = _results(llm.generate(many, PARAMS, use_tqdm=False))
     assert max(fused_rows) == len(many)
     assert _unfused(llm, many) == fused
 
 
-def test_float32_takes_only_small_int4_steps(tiny_checkpoint_factory, fused_rows):
+def test_float32_int4_fuses_steps_of_any_size(tiny_checkpoint_factory, fused_rows):
+    """float32 int4 weights are the blocks alone (one quantization for every step), which the
+    fused decoder reads for any number of rows."""
     path = tiny_checkpoint_factory("LlamaForCausalLM")
-    quantized = LLM(str(path), dtype="float32", quantization="int4")
-    fused_rows.clear()  # the engine's warm-up decodes one token
-    many = PROMPTS * 2  # more sequences than the fused decoder takes: they decode layer by layer
+    quantized = LLM(str(path), dtype="float32", quantization="int4", enable_prefix_caching=False, block_size=8)
+    many = PROMPTS * 2
     assert len(many) > cpu.MAX_GEMV_ROWS
-    quantized.generate(many, SamplingParams(max_tokens=4, ignore_eos=True), use_tqdm=False)
-    assert fused_rows == []
+    fused = _results(quantized.generate(many, PARAMS, use_tqdm=False))
+    assert max(fused_rows) == len(many)
+    assert _unfused(quantized, many) == fused
+    fused_rows.clear()
     dense = LLM(str(path), dtype="float32")
     assert dense.engine.runner.fused_decode is None  # float32 plain weights: nothing it reads
     dense.generate(PROMPTS[:1], SamplingParams(max_tokens=4, ignore_eos=True), use_tqdm=False)

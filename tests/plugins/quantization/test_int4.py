@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from fw.layers.linear import Linear
-from fw.layers.packed import DensePanels, F32Panels, Int4Blocks, Int8Panels, OneDNNWeight, PlainWeight, TorchInt4
+from fw.layers.packed import F32Panels, Int4Blocks, PlainWeight, TorchInt4
 from fw_builtins.quantization.int4 import Int4WeightOnly
 from fw_kernels import cpu
-from fw_kernels.cpu import packing
 
-INT4_MAX_ROWS = Int4Blocks.default_rows
+#: the most rows torch's int4 kernel serves where fw's kernels are not built
+INT4_MAX_ROWS = TorchInt4.max_rows
 
 
 def q4_1_like(out_features: int, in_features: int, seed: int = 0) -> torch.Tensor:
@@ -69,8 +69,9 @@ FLOAT32_DENSE = F32Panels if F32Panels.applies(torch.zeros(1, 1)) else PlainWeig
 def test_layer_output_matches_the_4bit_weights(rows, kernels):
     weight = q4_1_like(96, 256, seed=rows)
     layer = make_layer(weight, torch.float32)
-    small = Int4Blocks if kernels == "fw-kernels" else TorchInt4
-    assert [type(layout) for layout in layer.packed.layouts] == [small, FLOAT32_DENSE]  # float32: dense beyond
+    # fw's kernel: the int4 blocks for every step; torch's int4 kernel: up to 8 rows, dense beyond
+    expected_layouts = [Int4Blocks] if kernels == "fw-kernels" else [TorchInt4, FLOAT32_DENSE]
+    assert [type(layout) for layout in layer.packed.layouts] == expected_layouts
     x = torch.randn(rows, 256)
     expected = x @ weight.t()
     assert (layer(x) - expected).abs().max() < 1e-3 * expected.abs().max()
@@ -84,15 +85,18 @@ def test_bfloat16_layer_is_close(kernels):
     assert (layer(x).float() - expected).abs().max() < 0.02 * expected.abs().max()
 
 
-@pytest.mark.skipif(not cpu.int8_gemm_available(), reason="fw's int8 GEMM is not built on this CPU")
-def test_bfloat16_batches_beyond_the_gemv_run_on_8bit_weights():
+@pytest.mark.skipif(not cpu.available(), reason="fw's CPU kernels could not be built here")
+def test_bfloat16_steps_of_any_size_run_on_the_one_int4_copy():
+    """One quantization of each weight for every row count: a row's output is the same bits
+    alone or in a step of 33 (batch-invariant), and the layer holds only the int4 blocks."""
     weight = q4_1_like(96, 256)
     layer = make_layer(weight)
-    assert layer.weight.numel() == 0  # the packed copies replace the bf16 matrix
-    assert [type(layout) for layout in layer.packed.layouts] == [Int4Blocks, Int8Panels]
-    x = torch.randn(INT4_MAX_ROWS + 1, 256, dtype=torch.bfloat16)
+    assert layer.weight.numel() == 0  # the packed copy replaces the bf16 matrix
+    assert [type(layout) for layout in layer.packed.layouts] == [Int4Blocks]
+    assert layer.packed.layouts[0].max_rows is None
+    x = torch.randn(33, 256, dtype=torch.bfloat16)
     out = layer(x)
-    assert torch.equal(out, cpu.int8_gemm(x, *packing.pack_int8_panels(weight.bfloat16()), None, 96))
+    assert all(torch.equal(layer(x[r:r + 1])[0], out[r]) for r in (0, 8, 9, 32))
     expected = x.float() @ weight.t()
     assert (out.float() - expected).abs().max() < 0.03 * expected.abs().max()
 
@@ -105,10 +109,13 @@ def test_narrow_layers_stay_dense():
     assert torch.allclose(layer(x), x @ weight.t())
 
 
-def test_bfloat16_beyond_the_gemv_without_the_int8_gemm_is_dense(monkeypatch):
+def test_without_the_int8_gemm_bfloat16_still_runs_the_int4_copy(monkeypatch):
+    """The int4 blocks serve every step on any CPU the kernels build for (float path without VNNI)."""
     monkeypatch.setattr(cpu, "int8_gemm_available", lambda: False)
+    if not cpu.available():
+        pytest.skip("fw's CPU kernels could not be built here")
     layer = make_layer(q4_1_like(96, 256))
-    assert type(layer.packed.layouts[1]) in (DensePanels, OneDNNWeight)
+    assert [type(layout) for layout in layer.packed.layouts] == [Int4Blocks]
 
 
 def test_refuses_what_it_cannot_run():

@@ -42,10 +42,12 @@ class _LevelLayout(PackedLayout):
 
 
 class _Blocks(_LevelLayout):
-    """Levels in groups of 32 inputs with a float16 scale and minimum per group,
-    interleaved by ``packing`` for ``gemv.c``: it reads them for any number of rows, but a
-    method that also keeps a layout for larger steps uses them up to ``max_rows`` (None:
-    any count, the GEMV passing over each cached tile of weights chunk by chunk)."""
+    """Levels in groups of 32 inputs with a float16 scale and minimum per group, 16 output
+    rows interleaved by ``packing`` for ``gemv.c``, which reads them for any number of rows
+    with one arithmetic (a row's result does not depend on the others). A layout that
+    serves every row count (``any_rows``) is the default methods' only one, which keeps
+    their numerics batch-invariant; one that a method follows with another layout for
+    larger steps serves up to ``max_rows``."""
 
     default_rows: ClassVar[int | None] = cpu.MAX_GEMV_ROWS
 
@@ -77,8 +79,8 @@ class Int4Blocks(_Blocks):
     Q4_1; Q4_0 and Q4_K levels as they are), read by ``gemv.c``."""
 
     @classmethod
-    def pack(cls, weight: torch.Tensor) -> "Int4Blocks":
-        return cls(*packing.pack_int4(weight), *weight.shape)
+    def pack(cls, weight: torch.Tensor, max_rows: int | None = None, *, any_rows: bool = False) -> "Int4Blocks":
+        return cls(*packing.pack_int4(weight), *weight.shape, max_rows, any_rows=any_rows)
 
     @classmethod
     def _from_parts(cls, levels, params, max_rows=None, **rows):
@@ -104,14 +106,14 @@ class Int4Blocks(_Blocks):
 
 class Int8Blocks(_Blocks):
     """8-bit levels in groups of 32 inputs with a float16 scale and minimum (GGUF's Q8_0,
-    and Q5_0/Q5_1/IQ4_NL levels as they are), read by ``gemv.c``: an LM head of an 8-bit
-    embedding up to 4 rows by default (2x the bf16 GEMM at one row, even at 4-5)."""
+    and Q5_0/Q5_1/IQ4_NL levels as they are), read by ``gemv.c``: an 8-bit embedding's LM
+    head, for every row count by default."""
 
     default_rows = 4
 
     @classmethod
-    def pack(cls, weight: torch.Tensor, max_rows: int | None = None) -> "Int8Blocks":
-        return cls(*packing.pack_int8(weight), *weight.shape, max_rows)
+    def pack(cls, weight: torch.Tensor, max_rows: int | None = None, *, any_rows: bool = False) -> "Int8Blocks":
+        return cls(*packing.pack_int8(weight), *weight.shape, max_rows, any_rows=any_rows)
 
     @classmethod
     def _from_parts(cls, levels, params, max_rows=None, **rows):
