@@ -16,12 +16,13 @@ from concurrent.futures import Future
 from typing import Any, AsyncIterator, Callable
 
 from fw.config import EngineConfig
+from fw.engine.admission import check_room
 from fw.engine.llm_engine import LLMEngine
 from fw.engine.outputs import PoolingRequestOutput, RequestOutput
 from fw.engine.protocol import EngineClient, EngineStats, PromptInput
 from fw.engine.sampling_params import SamplingParams
 from fw.engine.sleep import LEVELS, Sleep
-from fw.errors import EngineDeadError, InvalidParameterError, NotSupportedError, OverloadedError
+from fw.errors import EngineDeadError, InvalidParameterError, NotSupportedError
 from fw.lora.request import LoRARequest
 from fw.pooling.params import PoolingParams
 
@@ -69,8 +70,6 @@ class AsyncEngine(EngineClient):
         self.model_info = engine.model_info()
         self.tokenizer = engine.tokenizer
         self._stats = engine.stats()
-        #: requests may wait beyond this many and get 503 (the offline API queues everything)
-        self.max_waiting = engine.scheduler_config.max_num_seqs * 8
         self._loras = engine.list_loras()
         self.sleep_enabled = engine.config.model.enable_sleep_mode
 
@@ -181,10 +180,7 @@ class AsyncEngine(EngineClient):
         stream = _Stream(asyncio.get_running_loop())
 
         def add() -> None:
-            if self._sleep.sleeping:
-                raise OverloadedError("the engine is asleep (sleep mode); POST /wake_up first")
-            if self.engine.scheduler.num_waiting >= self.max_waiting:
-                raise OverloadedError(f"the waiting queue is full ({self.max_waiting} requests); retry shortly")
+            check_room(self.engine, self._sleep.sleeping)
             add_request()
             self._streams[request_id] = stream
 

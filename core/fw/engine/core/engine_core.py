@@ -56,7 +56,6 @@ class EngineCore:
         #: requests waiting for their grammar to compile off the loop
         self.compiling: list[tuple[Future, m.AddRequest, float]] = []
         self.compiler = ThreadPoolExecutor(1, thread_name_prefix="fw-grammar")
-        self.max_waiting = engine.scheduler_config.max_num_seqs * 8
         self.stopping = False
         #: why the process must stop now, or None (see ``fw.engine.core.process``)
         self.must_stop: Callable[[], str | None] = lambda: None
@@ -165,14 +164,12 @@ class EngineCore:
             self.stopping = True
 
     def _add(self, message: m.AddRequest | m.AddPoolingRequest) -> None:
-        from fw.errors import OverloadedError
+        from fw.engine.admission import check_room
 
-        if self.sleep.sleeping:
-            self._refuse(message, OverloadedError("the engine is asleep (sleep mode); POST /wake_up first"))
-            return
-        if self.engine.scheduler.num_waiting >= self.max_waiting:
-            self._refuse(message, OverloadedError(f"the waiting queue is full ({self.max_waiting} requests); "
-                                                  "retry shortly"))
+        try:
+            check_room(self.engine, self.sleep.sleeping)
+        except Exception as exc:  # noqa: BLE001 - the client gets it
+            self._refuse(message, exc)
             return
         constraint = getattr(message.params, "structured_outputs", None)
         if constraint is not None:
