@@ -26,8 +26,6 @@ import base64
 import os
 import random
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +33,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serving import free_port, stop, wait_healthy  # noqa: E402
 
 SENTENCES, BATCH, CONCURRENCY = 512, 32, 16
 WORDS = """the a quick brown fox jumps over lazy dog man is eating food monkey plays drums capital of France
@@ -77,26 +78,11 @@ def measure_st(folder: Path, texts: list[str]) -> tuple[float, np.ndarray]:
     return time.perf_counter() - start, vectors
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_fw(folder: Path, port: int, extra: list[str], log) -> subprocess.Popen:
     command = [sys.executable, "-m", "fw.cli.main", "serve", str(folder), "--port", str(port),
                "--served-model-name", "minilm", "--disable-log-stats", "--disable-uvicorn-access-log",
                "--uvicorn-log-level", "warning", *extra]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 async def embed_all(url: str, texts: list[str]) -> tuple[float, np.ndarray]:
@@ -127,23 +113,12 @@ async def embed_all(url: str, texts: list[str]) -> tuple[float, np.ndarray]:
 
 
 def measure_fw(folder: Path, texts: list[str], extra: list[str], log_path: Path) -> tuple[float, np.ndarray]:
-    import httpx
-
     port = free_port()
     with open(log_path, "w") as log:
         process = start_fw(folder, port, extra, log)
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.time() + 600
-            while True:
-                if process.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"fw serve did not start; see {log_path}")
-                try:
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
+            wait_healthy(url, process, timeout=600)
             return asyncio.run(embed_all(url, texts))
         finally:
             stop(process)

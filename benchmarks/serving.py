@@ -102,11 +102,13 @@ def bench(url: str, concurrency: int, prompts: int, tokenizer: Path, out_dir: Pa
 
 
 def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (engine cores included), SIGKILL after 30 s."""
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(30)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
 
 
 def measure(label: str, start, plan: dict[int, int], tokenizer: Path, out_dir: Path,

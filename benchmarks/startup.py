@@ -26,7 +26,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,14 +34,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serving import free_port  # noqa: E402
+
 PHASES = {"load": r"loaded \S+ \(.*\) in ([\d.]+)s", "kv": r"KV cache: .* \(sized in ([\d.]+)s\)",
           "warm-up": r"warm-up done in ([\d.]+)s", "engine": r"engine ready in ([\d.]+) s"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -16,7 +16,7 @@ from typing import Any
 from fw.engine.constraints import check_admissible
 from fw.engine.protocol import PromptInput
 from fw.engine.sampling_params import SamplingParams
-from fw.errors import ContextLengthError, InvalidParameterError, NotSupportedError
+from fw.errors import ContextLengthError, InvalidParameterError, NotSupportedError, OverloadedError
 from fw.pooling.params import PoolingParams
 from fw.pooling.setup import PoolingSetup, dimensions_problem
 
@@ -25,6 +25,20 @@ FW_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repe
 
 
 NO_TOKENIZER = "the engine runs without a tokenizer (--skip-tokenizer-init)"
+
+#: how many requests may wait per running slot (--max-num-seqs) before new ones get 503
+WAITING_PER_SEQ = 8
+ASLEEP = "the engine is asleep (sleep mode); POST /wake_up first"
+
+
+def check_room(engine: Any, sleeping: bool) -> None:
+    """Refuse new work for now (OverloadedError: HTTP 503, retry) while the engine sleeps
+    or its waiting queue is full, so that a flood waits in clients, not in the engine."""
+    if sleeping:
+        raise OverloadedError(ASLEEP)
+    limit = engine.scheduler_config.max_num_seqs * WAITING_PER_SEQ
+    if engine.scheduler.num_waiting >= limit:
+        raise OverloadedError(f"the waiting queue is full ({limit} requests); retry shortly")
 
 
 def tokenize_prompt(tokenizer: Any, prompt: PromptInput) -> tuple[str | None, list[int]]:

@@ -16,12 +16,13 @@ from concurrent.futures import Future
 from typing import Any, AsyncIterator, Callable
 
 from fw.config import EngineConfig
+from fw.engine.admission import check_room
 from fw.engine.llm_engine import LLMEngine
 from fw.engine.outputs import PoolingRequestOutput, RequestOutput
 from fw.engine.protocol import EngineClient, EngineStats, PromptInput
 from fw.engine.sampling_params import SamplingParams
-from fw.engine.sleep import LEVELS, free_kv_cache, release_memory, restore_kv_cache
-from fw.errors import EngineDeadError, InvalidParameterError, NotSupportedError, OverloadedError
+from fw.engine.sleep import LEVELS, Sleep
+from fw.errors import EngineDeadError, InvalidParameterError, NotSupportedError
 from fw.lora.request import LoRARequest
 from fw.pooling.params import PoolingParams
 
@@ -55,11 +56,8 @@ class AsyncEngine(EngineClient):
         self._on_dead: list[tuple[asyncio.AbstractEventLoop, Callable[[EngineDeadError], None]]] = []
         self._stopping = False
         factory = (lambda: engine) if isinstance(engine, LLMEngine) else engine
-        #: builds the engine again after a level-2 sleep (None: given an engine, it cannot)
-        self._factory = None if isinstance(engine, LLMEngine) else engine
-        #: the sleep level (0: awake), and a sleep waiting for running requests to finish
-        self._sleep_level = 0
-        self._pending_sleep: tuple[int, Future] | None = None
+        #: level 2 builds the engine again (given an engine, not a function, it cannot)
+        self._sleep = Sleep(None if isinstance(engine, LLMEngine) else engine)
         ready = threading.Event()
         failure: list[BaseException] = []
         self._thread = threading.Thread(target=self._run, args=(factory, ready, failure), name="fw-engine",
@@ -72,8 +70,6 @@ class AsyncEngine(EngineClient):
         self.model_info = engine.model_info()
         self.tokenizer = engine.tokenizer
         self._stats = engine.stats()
-        #: requests may wait beyond this many and get 503 (the offline API queues everything)
-        self.max_waiting = engine.scheduler_config.max_num_seqs * 8
         self._loras = engine.list_loras()
         self.sleep_enabled = engine.config.model.enable_sleep_mode
 
@@ -114,8 +110,8 @@ class AsyncEngine(EngineClient):
                     self._stats = self.engine.stats()  # before waking callers, who may read it
                     self._dispatch(outputs)
                 else:
-                    if self._pending_sleep is not None:
-                        self._fall_asleep(*self._pending_sleep)
+                    if self._sleep.pending is not None:
+                        self._fall_asleep()
                     if self.engine is not None:
                         self._stats = self.engine.stats()
                     self._wakeup.wait(timeout=0.5)
@@ -184,10 +180,7 @@ class AsyncEngine(EngineClient):
         stream = _Stream(asyncio.get_running_loop())
 
         def add() -> None:
-            if self._sleep_level or self._pending_sleep is not None:
-                raise OverloadedError("the engine is asleep (sleep mode); POST /wake_up first")
-            if self.engine.scheduler.num_waiting >= self.max_waiting:
-                raise OverloadedError(f"the waiting queue is full ({self.max_waiting} requests); retry shortly")
+            check_room(self.engine, self._sleep.sleeping)
             add_request()
             self._streams[request_id] = stream
 
@@ -269,29 +262,21 @@ class AsyncEngine(EngineClient):
             raise NotSupportedError("sleep mode is off; start the server with --enable-sleep-mode")
         if level not in LEVELS:
             raise InvalidParameterError("level", f"must be 1 or 2, got {level}")
-        if level == 2 and self._factory is None:
+        if level == 2 and self._sleep.rebuild is None:
             raise NotSupportedError("this engine cannot be rebuilt, so it cannot sleep at level 2", param="level")
         done: Future = Future()
 
         def request() -> None:
-            if self._sleep_level or self._pending_sleep is not None:
+            if not self._sleep.request(level, done):
                 done.set_result(None)  # already asleep (or falling asleep): nothing to do
-            else:
-                self._pending_sleep = (level, done)
 
         await asyncio.wrap_future(self._call(request))
         await asyncio.wrap_future(done)
 
-    def _fall_asleep(self, level: int, done: Future) -> None:
-        self._pending_sleep = None
+    def _fall_asleep(self) -> None:
+        done = self._sleep.pending[1]
         try:
-            if level == 1:
-                free_kv_cache(self.engine)
-            else:
-                self._loras = self.engine.list_loras()
-                self.engine = None
-                release_memory()
-            self._sleep_level = level
+            self.engine = self._sleep.fall_asleep(self.engine)
             done.set_result(None)
         except Exception as exc:  # noqa: BLE001 - handed to the caller of sleep()
             done.set_exception(exc)
@@ -303,19 +288,11 @@ class AsyncEngine(EngineClient):
         await asyncio.wrap_future(self._call(self._wake))
 
     def _wake(self) -> None:
-        if self._sleep_level == 1:
-            restore_kv_cache(self.engine)
-        elif self._sleep_level == 2:
-            self.engine = self._factory()
-            loaded = {lora.lora_name for lora in self.engine.list_loras()}
-            for lora in self._loras:  # adapters added at run time come back too
-                if lora.lora_name not in loaded:
-                    self.engine.add_lora(lora)
-            self._loras = self.engine.list_loras()
-        self._sleep_level = 0
+        self.engine = self._sleep.wake_up(self.engine)
+        self._loras = self.engine.list_loras()
 
     def is_sleeping(self) -> bool:
-        return bool(self._sleep_level)
+        return bool(self._sleep.level)
 
     def check_health(self) -> None:
         if self._dead is not None or not self._thread.is_alive():

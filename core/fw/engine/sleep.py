@@ -5,14 +5,15 @@ Level 1 frees the KV cache: every cache tensor keeps its shape but its storage i
 resized to nothing, so every holder of the tensor (attention layers, fused kernels)
 stays valid and simply sees new memory after waking; the prefix cache is emptied with
 it. Level 2 frees the weights too: the async engine drops the whole engine and builds it
-again from the model's files on waking (``fw.engine.async_engine``), so the same
-weights answer as before. Both happen between steps with no request in flight.
+again from the model's files on waking, so the same weights answer as before. Both
+happen between steps with no request in flight: ``Sleep`` is that state, kept by
+whichever loop steps the engine (the in-thread async engine, an engine core process).
 """
 
 from __future__ import annotations
 
 import gc
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -51,3 +52,55 @@ def restore_kv_cache(engine: "LLMEngine") -> None:
     engine.runner.bind_kv_caches(engine.runner.kv_caches)  # the fused decode step points into the new memory
     gc.collect()
     gc.freeze()  # as after warm-up: the engine's objects stay out of the cyclic collector
+
+
+class Sleep:
+    """One engine's sleep mode: a sleep waits until no request runs (the loop calls
+    ``fall_asleep`` then), waking takes the memory back. Level 2 rebuilds the engine with
+    ``rebuild`` and adds back the LoRA adapters it had, those added at run time too."""
+
+    def __init__(self, rebuild: Callable[[], "LLMEngine"] | None):
+        self.rebuild = rebuild
+        #: the level asleep at (0: awake)
+        self.level = 0
+        #: a sleep waiting for the running requests: its level, and who waits for it
+        self.pending: tuple[int, Any] | None = None
+        self._loras: list = []
+
+    @property
+    def sleeping(self) -> bool:
+        """Asleep or falling asleep: new requests are refused."""
+        return bool(self.level) or self.pending is not None
+
+    def request(self, level: int, waiter: Any) -> bool:
+        """Sleep at ``level`` once idle; False when already (falling) asleep."""
+        if self.sleeping:
+            return False
+        self.pending = (level, waiter)
+        return True
+
+    def fall_asleep(self, engine: "LLMEngine") -> "LLMEngine | None":
+        """The pending sleep, on an idle engine; the engine left (None at level 2)."""
+        level, _ = self.pending
+        self.pending = None
+        if level == 1:
+            free_kv_cache(engine)
+        else:
+            self._loras = engine.list_loras()
+            engine = None
+            release_memory()
+        self.level = level
+        return engine
+
+    def wake_up(self, engine: "LLMEngine | None") -> "LLMEngine":
+        """The engine awake again (level 2: a new one)."""
+        if self.level == 1:
+            restore_kv_cache(engine)
+        elif self.level == 2:
+            engine = self.rebuild()
+            registered = {lora.lora_name for lora in engine.list_loras()}
+            for lora in self._loras:
+                if lora.lora_name not in registered:
+                    engine.add_lora(lora)
+        self.level = 0
+        return engine

@@ -7,6 +7,8 @@ own layer and description."""
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from torch import nn
 
@@ -16,6 +18,7 @@ from fw.layers.moe import MixtureOfExperts
 from fw.layers.norm import RMSNorm
 from fw.layers.self_attention import SelfAttention
 from fw.models.description import DecoderDescription, DecoderLayerDescription
+from fw.models.interface import ModelContext
 
 
 class DecoderLayer(nn.Module):
@@ -66,3 +69,17 @@ class DecoderModel(nn.Module):
         """The stack for fw's fused decode step (its layers each ``describe()`` themselves)."""
         return DecoderDescription(embedding=self.embed_tokens, final_norm=self.norm,
                                   layers=[layer.describe() for layer in self.layers])
+
+
+def rms_norm_decoder(config: Any, ctx: ModelContext, attention: Callable[[int], nn.Module],
+                     mlp: Callable[[int], nn.Module]) -> DecoderModel:
+    """The decoder of this module's shape from a Hugging Face config: per layer an RMSNorm,
+    ``attention(index)``, an RMSNorm and ``mlp(index)``; the vocabulary embedding before
+    them and a final RMSNorm (``config.rms_norm_eps`` throughout)."""
+    hidden, eps = config.hidden_size, config.rms_norm_eps
+    plain = dict(dtype=ctx.dtype, device=ctx.device)
+    layers = [DecoderLayer(RMSNorm(hidden, eps, **plain), attention(index), RMSNorm(hidden, eps, **plain), mlp(index))
+              for index in range(config.num_hidden_layers)]
+    embedding = VocabEmbedding(config.vocab_size, hidden, quant_method=ctx.quantization, **plain)
+    return DecoderModel(embedding, layers, RMSNorm(hidden, eps, **plain))
+

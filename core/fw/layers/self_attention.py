@@ -46,3 +46,13 @@ class SelfAttention(nn.Module):
             k = self.k_norm(k.reshape(tokens, -1, self.head_dim).contiguous()).reshape(tokens, -1)
         q, k = self.rotary(positions, q, k)
         return self.o_proj(self.attn(q, k, v))
+
+
+def config_self_attention(config, ctx: ModelContext, **options) -> SelfAttention:
+    """Rotary self-attention shaped by a Hugging Face config (heads, KV heads, head size,
+    RoPE and its scaling); ``options`` are SelfAttention's (biases, q/k norms, window)."""
+    heads, hidden = config.num_attention_heads, config.hidden_size
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    return SelfAttention(hidden, heads, getattr(config, "num_key_value_heads", None) or heads, head_dim, ctx,
+                         rotary=RotaryEmbedding.for_config(config, head_dim, ctx), **options)
+

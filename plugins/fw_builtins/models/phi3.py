@@ -12,12 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fw.layers.decoder import DecoderLayer, DecoderModel
-from fw.layers.embedding import VocabEmbedding
+from fw.layers.decoder import rms_norm_decoder
 from fw.layers.mlp import GatedMLP
-from fw.layers.norm import RMSNorm
-from fw.layers.rotary import RotaryEmbedding
-from fw.layers.self_attention import SelfAttention
+from fw.layers.self_attention import SelfAttention, config_self_attention
 from fw.models.causal_lm import CausalLM
 from fw.models.interface import ModelContext
 
@@ -26,19 +23,11 @@ class Phi3ForCausalLM(CausalLM):
     tested_with = (("tiny random, against transformers", "tests/plugins/models/test_transformers_parity.py"),
                    ("tiny random GGUF", "tests/plugins/loaders/test_gguf_loader.py"))
     def __init__(self, config: Any, context: ModelContext):
-        ctx, hidden, eps = context, config.hidden_size, config.rms_norm_eps
-        heads = config.num_attention_heads
-        kv_heads = getattr(config, "num_key_value_heads", None) or heads
-        head_dim = getattr(config, "head_dim", None) or hidden // heads
-        plain = dict(dtype=ctx.dtype, device=ctx.device)
+        def attention(index: int) -> SelfAttention:
+            return config_self_attention(config, context, sliding_window=getattr(config, "sliding_window", None))
 
-        def layer() -> DecoderLayer:
-            attention = SelfAttention(hidden, heads, kv_heads, head_dim, ctx,
-                                      rotary=RotaryEmbedding.for_config(config, head_dim, ctx),
-                                      sliding_window=getattr(config, "sliding_window", None))
-            mlp = GatedMLP(hidden, config.intermediate_size, ctx, activation=config.hidden_act)
-            return DecoderLayer(RMSNorm(hidden, eps, **plain), attention, RMSNorm(hidden, eps, **plain), mlp)
+        def mlp(index: int) -> GatedMLP:
+            return GatedMLP(config.hidden_size, config.intermediate_size, context, activation=config.hidden_act)
 
-        model = DecoderModel(VocabEmbedding(config.vocab_size, hidden, quant_method=ctx.quantization, **plain),
-                             [layer() for _ in range(config.num_hidden_layers)], RMSNorm(hidden, eps, **plain))
+        model = rms_norm_decoder(config, context, attention, mlp)
         super().__init__(config, model, context)

@@ -10,13 +10,10 @@ from typing import Any
 
 from torch import nn
 
-from fw.layers.decoder import DecoderLayer, DecoderModel
-from fw.layers.embedding import VocabEmbedding
+from fw.layers.decoder import rms_norm_decoder
 from fw.layers.mlp import GatedMLP
 from fw.layers.moe import MixtureOfExperts
-from fw.layers.norm import RMSNorm
-from fw.layers.rotary import RotaryEmbedding
-from fw.layers.self_attention import SelfAttention
+from fw.layers.self_attention import SelfAttention, config_self_attention
 from fw.models.causal_lm import CausalLM
 from fw.models.interface import ModelContext
 
@@ -27,24 +24,15 @@ class Qwen3MoeForCausalLM(CausalLM):
     shared_expert = False
 
     def __init__(self, config: Any, context: ModelContext):
-        ctx, hidden, eps = context, config.hidden_size, config.rms_norm_eps
-        plain = dict(dtype=ctx.dtype, device=ctx.device)
-        layers = [DecoderLayer(RMSNorm(hidden, eps, **plain), self.attention(config, ctx, index),
-                               RMSNorm(hidden, eps, **plain), self.mlp(config, ctx, index))
-                  for index in range(config.num_hidden_layers)]
-        embedding = VocabEmbedding(config.vocab_size, hidden, quant_method=ctx.quantization, **plain)
-        super().__init__(config, DecoderModel(embedding, layers, RMSNorm(hidden, eps, **plain)), context)
+        model = rms_norm_decoder(config, context, lambda index: self.attention(config, context, index),
+                                 lambda index: self.mlp(config, context, index))
+        super().__init__(config, model, context)
 
     def attention(self, config: Any, ctx: ModelContext, index: int) -> SelfAttention:
-        heads, hidden = config.num_attention_heads, config.hidden_size
-        head_dim = getattr(config, "head_dim", None) or hidden // heads
         qkv_bias, o_bias = self.biases(config)
-        return SelfAttention(
-            hidden, heads, config.num_key_value_heads, head_dim, ctx,
-            rotary=RotaryEmbedding.for_config(config, head_dim, ctx), qkv_bias=qkv_bias, o_bias=o_bias,
-            qk_norm_eps=config.rms_norm_eps if self.qk_norm else None,
-            sliding_window=self.sliding_window(config, index),
-        )
+        return config_self_attention(config, ctx, qkv_bias=qkv_bias, o_bias=o_bias,
+                                     qk_norm_eps=config.rms_norm_eps if self.qk_norm else None,
+                                     sliding_window=self.sliding_window(config, index))
 
     @staticmethod
     def biases(config: Any) -> tuple[bool, bool]:

@@ -49,3 +49,28 @@ def hf_logprobs(path, prompt: str, continuation: list[int]) -> torch.Tensor:
     with torch.no_grad():
         logits = model(full).logits[0].float()
     return logits.log_softmax(-1)[ids.shape[1] - 1: -1]
+
+
+def greedy_tokens(outputs) -> list[list[int]]:
+    """Each request's first completion's token ids."""
+    return [o.outputs[0].token_ids for o in outputs]
+
+
+def assert_logprobs_match_transformers(llm, checkpoint, prompts: list[str]) -> None:
+    """Eight greedy tokens of each prompt: the sampled token first, its logprob and the top
+    3 within 1e-3 of transformers' on the same continuation, the cumulative logprob their sum."""
+    from fw import SamplingParams
+
+    params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True, logprobs=3)
+    for prompt, output in zip(prompts, llm.generate(prompts, params, use_tqdm=False)):
+        completion = output.outputs[0]
+        reference = hf_logprobs(checkpoint, prompt, completion.token_ids)
+        for position, (token, entries) in enumerate(zip(completion.token_ids, completion.logprobs)):
+            assert list(entries)[0] == token
+            assert entries[token].logprob == pytest.approx(float(reference[position, token]), abs=1e-3)
+            top = torch.topk(reference[position], 3)
+            for lp, tok in zip(top.values.tolist(), top.indices.tolist()):
+                assert entries[tok].logprob == pytest.approx(lp, abs=1e-3)
+        assert completion.cumulative_logprob == pytest.approx(
+            sum(e[t].logprob for t, e in zip(completion.token_ids, completion.logprobs)), abs=1e-4)
+

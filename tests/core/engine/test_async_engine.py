@@ -11,7 +11,7 @@ import pytest
 from fw.config import EngineConfig
 from fw.engine.async_engine import AsyncEngine
 from fw.engine.sampling_params import RequestOutputKind, SamplingParams
-from fw.errors import ContextLengthError
+from fw.errors import ContextLengthError, OverloadedError
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +109,28 @@ def test_callers_cancelled_while_their_request_is_added_leave_the_loop_alive_and
     while engine.stats().num_running and time.monotonic() < deadline:
         time.sleep(0.02)
     assert engine.stats().num_running == 0 and engine.stats().kv_cache_usage == 0
+
+
+def test_a_full_waiting_queue_refuses_with_overloaded(tiny_llama):
+    # --max-num-seqs 1: eight requests may wait (and one run); the rest are refused (HTTP 503), not queued
+    engine = AsyncEngine.from_config(EngineConfig.from_options(model=str(tiny_llama), dtype="float32",
+                                                               max_num_seqs=1))
+
+    async def main():
+        async def one(i):
+            try:
+                return await collect(engine, f"q{i}", "Hello! How are you", delta(max_tokens=40))
+            except OverloadedError as exc:
+                return exc
+
+        return await asyncio.gather(*(one(i) for i in range(12)))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        asyncio.run(engine.shutdown())
+    refused = [r for r in results if isinstance(r, OverloadedError)]
+    served = [r for r in results if not isinstance(r, OverloadedError)]
+    assert len(served) in (8, 9), len(served)  # eight waiting, and the running one if it started first
+    assert "waiting queue is full (8 requests)" in str(refused[0])
+    assert all(len(tokens) == 40 for _, tokens, _ in served)

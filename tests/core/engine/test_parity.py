@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fw import SamplingParams
-from tests.core.engine.conftest import PROMPTS, _hf_model, hf_greedy, hf_logprobs
+from tests.core.engine.conftest import PROMPTS, _hf_model, assert_logprobs_match_transformers, greedy_tokens, hf_greedy
 
 ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"]
 MAX_TOKENS = 24
@@ -26,33 +26,29 @@ def expected(checkpoint):
     return [hf_greedy(checkpoint, p, MAX_TOKENS) for p in PROMPTS]
 
 
-def tokens(outputs):
-    return [o.outputs[0].token_ids for o in outputs]
-
-
 def test_ragged_batch_matches_transformers(checkpoint, expected, llm_factory):
     llm = llm_factory(checkpoint)
-    assert tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False)) == expected
+    assert greedy_tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False)) == expected
 
 
 def test_tiny_token_budget_chunks_prefill(checkpoint, expected, llm_factory):
     llm = llm_factory(checkpoint, max_num_batched_tokens=7, enable_prefix_caching=False)
-    assert tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False)) == expected
+    assert greedy_tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False)) == expected
 
 
 def test_preemption_by_a_tiny_kv_cache(checkpoint, expected, llm_factory):
     # 12 blocks of 4 tokens: the five requests need ~50 blocks together.
     llm = llm_factory(checkpoint, block_size=8, num_gpu_blocks_override=12, enable_prefix_caching=False)
-    assert tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False)) == expected
+    assert greedy_tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False)) == expected
     assert llm.engine.scheduler.num_preemptions > 0
     assert llm.engine.kv.pool.num_free_blocks == 12
 
 
 def test_prefix_cache_hits_give_the_same_tokens(checkpoint, expected, llm_factory):
     llm = llm_factory(checkpoint, block_size=8)
-    first = tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False))
+    first = greedy_tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False))
     hits_before = llm.engine.kv.prefix_hits
-    second = tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False))
+    second = greedy_tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False))
     assert first == second == expected
     assert llm.engine.kv.prefix_hits > hits_before
 
@@ -66,20 +62,8 @@ def test_n_samples_share_the_prompt(checkpoint, expected, llm_factory):
         assert [c.token_ids for c in output.outputs] == [want, want]
 
 
-def test_logprobs_match_transformers(checkpoint, expected, llm_factory):
-    llm = llm_factory(checkpoint)
-    params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True, logprobs=3)
-    for prompt, output in zip(PROMPTS[:3], llm.generate(PROMPTS[:3], params, use_tqdm=False)):
-        completion = output.outputs[0]
-        reference = hf_logprobs(checkpoint, prompt, completion.token_ids)
-        for position, (token, entries) in enumerate(zip(completion.token_ids, completion.logprobs)):
-            assert list(entries)[0] == token  # the sampled token comes first
-            assert entries[token].logprob == pytest.approx(float(reference[position, token]), abs=1e-3)
-            top = torch.topk(reference[position], 3)
-            for lp, tok in zip(top.values.tolist(), top.indices.tolist()):
-                assert entries[tok].logprob == pytest.approx(lp, abs=1e-3)
-        assert completion.cumulative_logprob == pytest.approx(
-            sum(e[t].logprob for t, e in zip(completion.token_ids, completion.logprobs)), abs=1e-4)
+def test_logprobs_match_transformers(checkpoint, llm_factory):
+    assert_logprobs_match_transformers(llm_factory(checkpoint), checkpoint, PROMPTS[:3])
 
 
 def test_prompt_logprobs_match_transformers(checkpoint, llm_factory):
@@ -102,4 +86,4 @@ def test_plain_torch_path_matches_too(checkpoint, expected, llm_factory, monkeyp
 
     monkeypatch.setattr(cpu, "available", lambda: False)
     llm = llm_factory(checkpoint, block_size=8)
-    assert tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False)) == expected
+    assert greedy_tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False)) == expected

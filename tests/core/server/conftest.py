@@ -108,23 +108,8 @@ def real_server():
         default_model_path()
     except DefaultModelMissing as exc:
         pytest.skip(str(exc))
-    from fw_builtins.commands.serve import run_server
-
-    config = build_bundle(ServeConfig, {"port": 0, "disable_log_stats": True, "max_model_len": 1024,
-                                        "uvicorn_log_level": "warning", "disable_uvicorn_access_log": True})
-    box: dict = {}
-    ready = threading.Event()
-
-    def started(server, urls):
-        box.update(server=server, url=urls[0])
-        ready.set()
-
-    thread = threading.Thread(target=run_server, args=(config,), kwargs={"on_started": started}, daemon=True)
-    thread.start()
-    assert ready.wait(600), "the server did not start"
-    yield _Live(box["url"], box["server"])
-    box["server"].should_exit = True
-    thread.join(30)
+    with real_engine_server(max_model_len=1024) as live:
+        yield live
 
 
 @contextlib.contextmanager

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 
 import httpx
 import pytest
-
-from fw.config.options import build_bundle
-from fw.config.serve import ServeConfig
 from fw_builtins.commands.client import SSELines
+
+from tests.core.server.conftest import real_engine_server
 
 ROUNDS = 3
 STREAMS = 24
@@ -78,24 +76,9 @@ def _wait_idle(url: str, timeout: float = 30) -> dict[str, float]:
 @pytest.mark.slow
 @pytest.mark.parametrize("frontend_multiprocessing", [True, False], ids=["engine-core", "in-thread"])
 def test_rounds_of_streams_with_disconnects_leave_the_engine_idle(tiny_llama, frontend_multiprocessing):
-    from fw_builtins.commands.serve import run_server
-
-    config = build_bundle(ServeConfig, {
-        "model": str(tiny_llama), "dtype": "float32", "max_model_len": 256, "port": 0, "disable_log_stats": True,
-        "uvicorn_log_level": "warning", "disable_uvicorn_access_log": True,
-        "disable_frontend_multiprocessing": not frontend_multiprocessing})
-    box: dict = {}
-    ready = threading.Event()
-
-    def started(server, urls):
-        box.update(server=server, url=urls[0])
-        ready.set()
-
-    thread = threading.Thread(target=run_server, args=(config,), kwargs={"on_started": started}, daemon=True)
-    thread.start()
-    try:
-        assert ready.wait(300), "the server did not start"
-        url = box["url"]
+    with real_engine_server(model=str(tiny_llama), dtype="float32", max_model_len=256,
+                            disable_frontend_multiprocessing=not frontend_multiprocessing) as live:
+        url = live.url
 
         async def round_() -> list[str]:
             return await asyncio.gather(*(_client(url, i) for i in range(STREAMS)))
@@ -109,7 +92,3 @@ def test_rounds_of_streams_with_disconnects_leave_the_engine_idle(tiny_llama, fr
         assert values.get("fw:request_success_total/length", 0) >= ROUNDS * STREAMS // 4
         assert values.get("fw:request_success_total/abort", 0) >= ROUNDS * STREAMS // 2
         assert httpx.get(f"{url}/health", timeout=30).status_code == 200
-    finally:
-        if "server" in box:
-            box["server"].should_exit = True
-        thread.join(60)

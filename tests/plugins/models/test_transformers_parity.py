@@ -8,10 +8,9 @@ through a ragged batch, chunked prefill and prefix-cache hits."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from fw import SamplingParams
-from tests.core.engine.conftest import PROMPTS, hf_greedy, hf_logprobs
+from tests.core.engine.conftest import PROMPTS, assert_logprobs_match_transformers, greedy_tokens, hf_greedy
 
 ARCHITECTURES = ["Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM", "MixtralForCausalLM",
                  "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"]
@@ -29,30 +28,17 @@ def expected(checkpoint):
     return [hf_greedy(checkpoint, p, MAX_TOKENS) for p in PROMPTS]
 
 
-def tokens(outputs):
-    return [o.outputs[0].token_ids for o in outputs]
-
-
 def test_ragged_batch_matches_transformers(checkpoint, expected, llm_factory):
     llm = llm_factory(checkpoint)
-    assert tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False)) == expected
+    assert greedy_tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False)) == expected
 
 
 def test_logprobs_match_transformers(checkpoint, llm_factory):
-    llm = llm_factory(checkpoint)
-    params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True, logprobs=3)
-    for prompt, output in zip(PROMPTS[:3], llm.generate(PROMPTS[:3], params, use_tqdm=False)):
-        completion = output.outputs[0]
-        reference = hf_logprobs(checkpoint, prompt, completion.token_ids)
-        for position, (token, entries) in enumerate(zip(completion.token_ids, completion.logprobs)):
-            assert entries[token].logprob == pytest.approx(float(reference[position, token]), abs=1e-3)
-            top = torch.topk(reference[position], 3)
-            for lp, tok in zip(top.values.tolist(), top.indices.tolist()):
-                assert entries[tok].logprob == pytest.approx(lp, abs=1e-3)
+    assert_logprobs_match_transformers(llm_factory(checkpoint), checkpoint, PROMPTS[:3])
 
 
 def test_chunked_prefill_and_prefix_hits_give_the_same_tokens(checkpoint, expected, llm_factory):
     llm = llm_factory(checkpoint, max_num_batched_tokens=7, block_size=8)
     for _ in range(2):  # the second round hits the prefix cache
-        assert tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False)) == expected
+        assert greedy_tokens(llm.generate(PROMPTS, GREEDY, use_tqdm=False)) == expected
     assert llm.engine.kv.prefix_hits > 0

@@ -22,6 +22,7 @@ import zmq.asyncio
 
 from fw.engine.core import balancer
 from fw.engine.core import messages as m
+from fw.engine.admission import ASLEEP
 from fw.engine.core.launcher import EngineHandle
 from fw.engine.outputs import PoolingRequestOutput, RequestOutput
 from fw.engine.protocol import EngineClient, EngineStats, ModelInfo, PromptInput
@@ -219,7 +220,7 @@ class EngineCoreClient(EngineClient):
         self._started()
         self.check_health()
         if self._sleeping:
-            raise OverloadedError("the engine is asleep (sleep mode); POST /wake_up first")
+            raise OverloadedError(ASLEEP)
         if request_id in self._streams:
             raise InvalidParameterError("request_id", f"request {request_id!r} is already running")
 
