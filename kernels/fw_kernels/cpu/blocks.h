@@ -58,6 +58,29 @@ typedef struct {
     int float_out, bf16;
 } blocks_out;
 
+/* A thread's share of a prefetch plan (fw_cpu.h): regions [region, end), the current one
+ * at `at` with `left` bytes to go; `per_group` cache lines go with each group a tile
+ * computes, so the lines arrive spread over the work, not in one burst. */
+typedef struct {
+    const fw_prefetch_plan *plan;
+    const char *at;
+    int64_t left, region, end, per_group;
+} blocks_prefetch;
+
+static inline void blocks_prefetch_lines(blocks_prefetch *c) {
+    for (int64_t i = 0; i < c->per_group; i++) {
+        if (c->left <= 0) {
+            if (c->region >= c->end) return;
+            const int64_t r = c->region++, at = r % c->plan->count;
+            c->at = c->plan->base[r / c->plan->count] + c->plan->start[at];
+            c->left = c->plan->bytes[at];
+        }
+        __builtin_prefetch(c->at, 0, 2);  /* into L2, as _MM_HINT_T1 */
+        c->at += 64;
+        c->left -= 64;
+    }
+}
+
 static inline int64_t blocks_group_bytes(int bits) { return (int64_t)bits * BLOCK_ROWS * BLOCK_GROUP / 8; }
 
 #if defined(__AVX512F__)
@@ -106,9 +129,9 @@ static inline void blocks_store_one(const blocks_out *o, int64_t row, int64_t n,
 void fw_blocks_quantize(const uint16_t *x, int64_t K, int8_t *q, float *scale, float *sum);
 /* Output rows row..row+R-1 (R <= VNNI_TILE_ROWS, or 1) x columns of blocks block..block+V-1
  * (V <= VNNI_TILE_BLOCKS, or VNNI_ONE_ROW_BLOCKS for one row); with `prefetch`, the next V
- * blocks are brought into L2 meanwhile. */
+ * blocks are brought into L2 meanwhile, and `side`'s lines (or NULL). */
 void fw_blocks_vnni_tile(const blocks_weights *w, const blocks_rows *x, int R, int V, int64_t block, int64_t row,
-                         const blocks_out *o, int prefetch);
+                         const blocks_out *o, int prefetch, blocks_prefetch *side);
 /* blocks_float.c: the same from float32 rows (R <= FLOAT_TILE_ROWS, one block). */
 void fw_blocks_float_tile(const blocks_weights *w, const blocks_rows *x, int R, int64_t block, int64_t row,
                           const blocks_out *o);

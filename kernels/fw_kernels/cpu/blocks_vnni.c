@@ -37,7 +37,7 @@ static inline __attribute__((always_inline)) __m512i dot4(__m512i acc, __m512i w
 static inline __attribute__((always_inline)) void tile(const int BITS, const int R, const int V,
                                                        const blocks_weights *w, const blocks_rows *x,
                                                        int64_t block, int64_t row, const blocks_out *o,
-                                                       int prefetch) {
+                                                       int prefetch, blocks_prefetch *side) {
     const int64_t K = w->K, groups = K / BLOCK_GROUP, group_bytes = blocks_group_bytes(BITS);
     const int64_t block_bytes = groups * group_bytes, block_params = groups * 2 * BLOCK_ROWS;
     const uint8_t *q = w->q + block * block_bytes;
@@ -53,6 +53,7 @@ static inline __attribute__((always_inline)) void tile(const int BITS, const int
     for (int64_t g = 0; g < groups; g++) {
         const uint8_t *qg = q + g * group_bytes;
         const int8_t *xg = xq + g * BLOCK_GROUP;
+        if (side) blocks_prefetch_lines(side);
         if (prefetch) {  /* the next V blocks' group into L2 while this one computes */
 #pragma GCC unroll 4
             for (int v = 0; v < V; v++) {
@@ -119,14 +120,14 @@ static inline __attribute__((always_inline)) void tile(const int BITS, const int
 }
 
 #define TILE(BITS, R_, V_)                                                                         \
-    case (BITS) * 100 + (R_) * 10 + (V_): tile(BITS, R_, V_, w, x, block, row, o, prefetch); return;
+    case (BITS) * 100 + (R_) * 10 + (V_): tile(BITS, R_, V_, w, x, block, row, o, prefetch, side); return;
 #define TILES(BITS)                                                                                \
     TILE(BITS, 1, 1) TILE(BITS, 1, 2) TILE(BITS, 1, 3) TILE(BITS, 1, 4)                           \
     TILE(BITS, 2, 1) TILE(BITS, 2, 2) TILE(BITS, 3, 1) TILE(BITS, 3, 2) TILE(BITS, 4, 1) TILE(BITS, 4, 2)      \
     TILE(BITS, 5, 1) TILE(BITS, 5, 2) TILE(BITS, 6, 1) TILE(BITS, 6, 2)
 
 void fw_blocks_vnni_tile(const blocks_weights *w, const blocks_rows *x, int R, int V, int64_t block, int64_t row,
-                         const blocks_out *o, int prefetch) {
+                         const blocks_out *o, int prefetch, blocks_prefetch *side) {
     switch (w->bits * 100 + R * 10 + V) {
     TILES(4)
     TILES(8)
@@ -141,8 +142,8 @@ void fw_blocks_quantize(const uint16_t *x, int64_t K, int8_t *q, float *scale, f
 }
 
 void fw_blocks_vnni_tile(const blocks_weights *w, const blocks_rows *x, int R, int V, int64_t block, int64_t row,
-                         const blocks_out *o, int prefetch) {
-    (void)w; (void)x; (void)R; (void)V; (void)block; (void)row; (void)o; (void)prefetch;
+                         const blocks_out *o, int prefetch, blocks_prefetch *side) {
+    (void)w; (void)x; (void)R; (void)V; (void)block; (void)row; (void)o; (void)prefetch; (void)side;
     abort();
 }
 #endif

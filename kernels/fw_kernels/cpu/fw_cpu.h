@@ -208,6 +208,15 @@ int fw_dense_available(void);
  * then values count to 2 * count - 1). */
 typedef struct { const char *base[2]; const int64_t *start, *bytes; int64_t count, from, to; } fw_prefetch_plan;
 
+/* gemv.c: fw_int4_gemv / fw_int8_gemv (bits 4 or 8), prefetching `plan`'s regions (NULL:
+ * none) between its multiply-adds. */
+void fw_blocks_gemv_prefetching_f32(int64_t bits, float *out, const float *x, int64_t x_stride, const uint8_t *q,
+                                    const uint16_t *params, const float *bias, int64_t M, int64_t N, int64_t K,
+                                    int64_t float_out, const fw_prefetch_plan *plan);
+void fw_blocks_gemv_prefetching_bf16(int64_t bits, uint16_t *out, const uint16_t *x, int64_t x_stride,
+                                     const uint8_t *q, const uint16_t *params, const uint16_t *bias, int64_t M,
+                                     int64_t N, int64_t K, int64_t float_out, const fw_prefetch_plan *plan);
+
 /* igemm.c: W8A8 for batches, int8 weights per column in panels; fw_int8_gemm_available()
  * says whether this build has it. */
 void fw_int8_gemm_bf16(void *out, const uint16_t *x, int64_t x_stride, const uint8_t *panels,

@@ -27,7 +27,7 @@
 
 /* Each thread's share of the output: blocks [b0, b1), every row. */
 static void run_tiles(const blocks_weights *w, const blocks_rows *x, const blocks_out *o, int vnni, int64_t M,
-                      int64_t b0, int64_t b1) {
+                      int64_t b0, int64_t b1, blocks_prefetch *side) {
     const int rows = vnni ? VNNI_TILE_ROWS : FLOAT_TILE_ROWS;
     const int width = !vnni ? 1 : (M == 1 ? VNNI_ONE_ROW_BLOCKS : VNNI_TILE_BLOCKS);
     for (int64_t m0 = 0; m0 < M; m0 += ROW_BLOCK) {
@@ -38,12 +38,30 @@ static void run_tiles(const blocks_weights *w, const blocks_rows *x, const block
             const int64_t tiles = (m1 - m0 + rows - 1) / rows;
             for (int64_t t = 0, m = m0; t < tiles; t++) {
                 const int R = (int)((m1 - m0) * (t + 1) / tiles - (m1 - m0) * t / tiles);
-                if (vnni) fw_blocks_vnni_tile(w, x, R, V, b, m, o, t == 0 && b + 2 * V <= b1);
+                if (vnni) fw_blocks_vnni_tile(w, x, R, V, b, m, o, t == 0 && b + 2 * V <= b1, t == 0 ? side : NULL);
                 else fw_blocks_float_tile(w, x, R, b, m, o);
                 m += R;
             }
         }
     }
+}
+
+/* This thread's share of `plan` (regions split evenly by thread), spread over the groups
+ * of the first pass over its tiles; NULL without a plan or without the VNNI tiles. */
+static blocks_prefetch *plan_share(const fw_prefetch_plan *plan, blocks_prefetch *c, int vnni, int64_t M,
+                                   int64_t groups, int64_t blocks, int64_t me, int64_t threads) {
+    if (!plan || !vnni || plan->count == 0 || blocks == 0) return NULL;
+    const int64_t share = plan->to - plan->from, width = M == 1 ? VNNI_ONE_ROW_BLOCKS : VNNI_TILE_BLOCKS;
+    c->plan = plan;
+    c->at = NULL;
+    c->left = 0;
+    c->region = plan->from + share * me / threads;
+    c->end = plan->from + share * (me + 1) / threads;
+    int64_t lines = 0;
+    for (int64_t r = c->region; r < c->end; r++) lines += (plan->bytes[r % plan->count] + 63) / 64;
+    const int64_t steps = ((blocks + width - 1) / width) * groups;  /* tiles of the first pass x groups */
+    c->per_group = (lines + steps - 1) / steps;
+    return c;
 }
 
 /* float32 rows and their groups' sums (the float path): summed 16 lanes at a time then
@@ -63,7 +81,7 @@ static void float_row(const float *xf, int64_t K, float *sum) {
 #define DEFINE_GEMV(SUFFIX, T, IS_BF16, VNNI)                                                      \
 static void gemv_##SUFFIX(const int bits, T *out, const T *x, int64_t x_stride, const uint8_t *q,  \
                           const uint16_t *params, const T *bias, int64_t M, int64_t N, int64_t K,  \
-                          int64_t float_out) {                                                     \
+                          int64_t float_out, const fw_prefetch_plan *plan) {                       \
     const int64_t groups = K / BLOCK_GROUP, blocks = (N + BLOCK_ROWS - 1) / BLOCK_ROWS;           \
     const blocks_weights w = {bits, K, q, params};                                                 \
     const blocks_out o = {out, bias, N, (int)float_out, IS_BF16};                                  \
@@ -86,7 +104,10 @@ static void gemv_##SUFFIX(const int bits, T *out, const T *x, int64_t x_stride, 
             }                                                                                      \
         }                                                                                          \
         const int64_t threads = omp_get_num_threads(), me = omp_get_thread_num();                 \
-        run_tiles(&w, &rows, &o, VNNI, M, blocks * me / threads, blocks * (me + 1) / threads);     \
+        const int64_t b0 = blocks * me / threads, b1 = blocks * (me + 1) / threads;                \
+        blocks_prefetch cursor;                                                                    \
+        run_tiles(&w, &rows, &o, VNNI, M, b0, b1,                                                  \
+                  plan_share(plan, &cursor, VNNI, M, groups, b1 - b0, me, threads));               \
     }                                                                                              \
     free(scratch);                                                                                 \
 }                                                                                                  \
@@ -95,12 +116,21 @@ static void gemv_##SUFFIX(const int bits, T *out, const T *x, int64_t x_stride, 
  * sums keep their float32 sums). */                                                              \
 void fw_int4_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const uint8_t *q, const uint16_t *params, \
                            const T *bias, int64_t M, int64_t N, int64_t K, int64_t float_out) {    \
-    gemv_##SUFFIX(4, out, x, x_stride, q, params, bias, M, N, K, float_out);                       \
+    gemv_##SUFFIX(4, out, x, x_stride, q, params, bias, M, N, K, float_out, NULL);                 \
 }                                                                                                  \
                                                                                                    \
 void fw_int8_gemv_##SUFFIX(T *out, const T *x, int64_t x_stride, const uint8_t *q, const uint16_t *params, \
                            const T *bias, int64_t M, int64_t N, int64_t K, int64_t float_out) {    \
-    gemv_##SUFFIX(8, out, x, x_stride, q, params, bias, M, N, K, float_out);                       \
+    gemv_##SUFFIX(8, out, x, x_stride, q, params, bias, M, N, K, float_out, NULL);                 \
+}                                                                                                  \
+                                                                                                   \
+/* The same (bits 4 or 8), prefetching `plan`'s regions (NULL: none) into L2 a few lines per \
+ * group of the tiles' first pass: the fused decoder hands it the KV blocks that the next   \
+ * attention reads, which a step's arithmetic-bound projections have bandwidth to spare for. */ \
+void fw_blocks_gemv_prefetching_##SUFFIX(int64_t bits, T *out, const T *x, int64_t x_stride, const uint8_t *q, \
+                                         const uint16_t *params, const T *bias, int64_t M, int64_t N, \
+                                         int64_t K, int64_t float_out, const fw_prefetch_plan *plan) { \
+    gemv_##SUFFIX((int)bits, out, x, x_stride, q, params, bias, M, N, K, float_out, plan);         \
 }
 
 DEFINE_GEMV(f32, float, 0, 0)
