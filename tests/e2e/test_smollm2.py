@@ -54,7 +54,10 @@ def test_bf16_answer_names_paris():
         model = llm.engine.loaded.model
         assert type(model.lm_head.packed.layout_for(1)) is Int8Blocks
         assert type(model.model.layers[0].mlp.down_proj.packed.layout_for(1)) is Int4Blocks
-    output = llm.chat([{"role": "user", "content": "What is the capital of France?"}],
+    # "What is the capital of France?" starts with a near tie (0.08 nats between "The" and
+    # its runner-up in float32), which any bf16 path may take either way; this phrasing's
+    # first token is clear (0.7 nats in float32)
+    output = llm.chat([{"role": "user", "content": "Name the capital city of France."}],
                       SamplingParams(max_tokens=24, temperature=0.0), use_tqdm=False)[0].outputs[0]
     assert "Paris" in output.text
     assert output.finish_reason == "stop"

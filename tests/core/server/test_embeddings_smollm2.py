@@ -47,7 +47,7 @@ def test_chat_and_embeddings_from_one_generative_model_at_once(smollm2):
         async def both():
             client = openai.AsyncOpenAI(base_url=f"{live.url}/v1", api_key="x", max_retries=0)
             chat = client.chat.completions.create(
-                model=MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}],
+                model=MODEL, messages=[{"role": "user", "content": "Name the capital city of France."}],
                 max_tokens=24, temperature=0)
             embeddings = [client.embeddings.create(model=MODEL, input=TEXTS) for _ in range(3)]
             return await asyncio.gather(chat, *embeddings)

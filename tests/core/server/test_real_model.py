@@ -11,7 +11,9 @@ from tests.core.server.helpers import metric
 
 pytestmark = pytest.mark.slow
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+#: "What is the capital of France?" starts with a near tie in float32 (0.08 nats), which bf16
+#: may take either way (tests/e2e/test_smollm2.py); this phrasing's first token is clear
+QUESTION = [{"role": "user", "content": "Name the capital city of France."}]
 
 
 def test_chat_stream_and_full_answer_agree(real_server):
