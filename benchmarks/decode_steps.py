@@ -28,12 +28,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkouts import alternate  # noqa: E402
 
 #: phase -> (engine attribute holding the object, method timed); absent ones are skipped
 PHASES = {"schedule": ("scheduler", "schedule"), "prepare": ("runner", "prepare"),
@@ -169,29 +170,9 @@ def _table(rows: list[tuple[str, int, dict[str, float]]], breakdown: bool) -> No
         print(f"| {label} | {batch} | {cells} | {rate} |")
 
 
-def _run_checkout(source: Path, argv: list[str]) -> list[dict]:
-    """This script with ``source``'s fw on the path; its JSON figures, one per batch size."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(source / r) for r in ("core", "kernels", "plugins")))
-    done = subprocess.run([sys.executable, __file__, *argv, "--json"], env=env, check=True, capture_output=True,
-                          text=True)
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-
-
 def compare(args: argparse.Namespace, argv: list[str]) -> int:
     """Alternate this checkout and ``--baseline``; medians of each figure and their ratio."""
-    passed, skip = [], False
-    for arg in argv:  # everything but the comparison's own options goes to each run
-        if skip:
-            skip = False
-        elif arg in ("--baseline", "--rounds"):
-            skip = True
-        elif not arg.startswith(("--baseline=", "--rounds=")):
-            passed.append(arg)
-    here = Path(__file__).resolve().parents[1]
-    runs: dict[str, list[list[dict]]] = {"this": [], "baseline": []}
-    for _ in range(args.rounds):
-        runs["this"].append(_run_checkout(here, passed))
-        runs["baseline"].append(_run_checkout(args.baseline.resolve(), passed))
+    runs = alternate(__file__, args.baseline, args.rounds, argv)
     rows = []
     for index, batch in enumerate(args.batch or [1, 8, 32]):
         medians = {}

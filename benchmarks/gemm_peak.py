@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkouts import alternate  # noqa: E402
 
 #: SmolLM2-135M: merged q/k/v, output, merged gate/up, down, and the LM head
 SHAPES = [("qkv", 960, 576), ("o", 576, 576), ("gate_up", 3072, 576), ("down", 576, 1536),
@@ -103,34 +104,14 @@ def _peak(given: float | None, threads: int) -> float | None:
     return peak
 
 
-def _run_checkout(source: Path, argv: list[str]) -> list[dict]:
-    """This script with ``source``'s fw on the path; its JSON figures."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(source / r) for r in ("core", "kernels", "plugins")))
-    done = subprocess.run([sys.executable, __file__, *argv, "--json"], env=env, check=True, capture_output=True,
-                          text=True)
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-
-
 def compare(args: argparse.Namespace, argv: list[str]) -> None:
     """Alternate this checkout and ``--baseline``: the median GOP/s of each, their ratio."""
     import torch
 
-    passed, skip = [], False
-    for arg in argv:  # everything but the comparison's own options goes to each run
-        if skip:
-            skip = False
-        elif arg in ("--baseline", "--rounds"):
-            skip = True
-        elif not arg.startswith(("--baseline=", "--rounds=")):
-            passed.append(arg)
     if args.threads:
         torch.set_num_threads(args.threads)
     peak = _peak(args.peak, torch.get_num_threads())
-    here = Path(__file__).resolve().parents[1]
-    runs: dict[str, list[list[dict]]] = {"this": [], "baseline": []}
-    for _ in range(args.rounds):
-        runs["this"].append(_run_checkout(here, passed))
-        runs["baseline"].append(_run_checkout(args.baseline.resolve(), passed))
+    runs = alternate(__file__, args.baseline, args.rounds, argv)
     print(f"medians of {args.rounds} alternated runs each (ratio: this checkout / the baseline)")
     print("| rows | shape | layout | GOP/s | % of peak | baseline layout | baseline GOP/s | ratio |")
     print("|---:|---|---|---:|---:|---|---:|---:|")
