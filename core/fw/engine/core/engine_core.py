@@ -38,7 +38,10 @@ class EngineCore:
     step's outputs to the client each request came from, and answers utility calls."""
 
     def __init__(self, engine, rank: int, context: zmq.Context, input_socket: zmq.Socket,
-                 output_addresses: list[str]):
+                 output_addresses: list[str], rebuild: Callable[[], Any],
+                 must_stop: Callable[[], str | None]):
+        """``rebuild``: a new engine (waking from a level-2 sleep); ``must_stop``: why the
+        process must stop now, or None (see ``fw.engine.core.process``)."""
         self.engine = engine
         self.rank = rank
         self.input_socket = input_socket
@@ -57,10 +60,9 @@ class EngineCore:
         self.compiling: list[tuple[Future, m.AddRequest, float]] = []
         self.compiler = ThreadPoolExecutor(1, thread_name_prefix="fw-grammar")
         self.stopping = False
-        #: why the process must stop now, or None (see ``fw.engine.core.process``)
-        self.must_stop: Callable[[], str | None] = lambda: None
+        self.must_stop = must_stop
         #: sleep mode (fw.engine.sleep); a sleep's waiter is the client's Utility call
-        self.sleep = Sleep(None)
+        self.sleep = Sleep(rebuild)
         #: the stats while asleep at level 2 (no engine to ask)
         self._asleep_stats = None
 
@@ -90,10 +92,8 @@ class EngineCore:
                 input_socket.close(linger=0)
                 raise SystemExit(0)
         reply = m.connect.decode(handshake.recv())
-        core = cls(engine, spec.rank, context, input_socket, reply.output_addresses)
-        core.sleep = Sleep(lambda: LLMEngine.from_config(config))
-        core.must_stop = must_stop
-        return core
+        return cls(engine, spec.rank, context, input_socket, reply.output_addresses,
+                   rebuild=lambda: LLMEngine.from_config(config), must_stop=must_stop)
 
     # -- threads -------------------------------------------------------------------------
 

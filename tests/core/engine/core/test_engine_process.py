@@ -106,6 +106,18 @@ def test_sigterm_lets_streams_end_cleanly_and_exits_zero(tiny_checkpoint_factory
     assert served.wait_exit(30) == 0
 
 
+@pytest.mark.parametrize("level", [1, 2])
+def test_the_engine_core_sleeps_and_wakes_with_the_same_answers(model, serve, level):
+    served = serve(model, "--enable-sleep-mode")
+    before = served.complete("Hello there", max_tokens=8, temperature=0.0, ignore_eos=True)["choices"][0]["text"]
+    assert httpx.post(f"{served.url}/sleep", params={"level": level}, timeout=60).status_code == 200
+    refused = served.complete("Hello there", max_tokens=8)
+    assert refused["status"] == 503 and "wake_up" in refused["error"]["message"]
+    assert httpx.post(f"{served.url}/wake_up", timeout=120).status_code == 200
+    after = served.complete("Hello there", max_tokens=8, temperature=0.0, ignore_eos=True)
+    assert after["choices"][0]["text"] == before
+
+
 def _both_ranks_serve(served: Served, count: int) -> None:
     with concurrent.futures.ThreadPoolExecutor(count) as pool:
         answers = list(pool.map(lambda i: served.complete(f"{PROMPTS[i % 4]} {i}", max_tokens=6, ignore_eos=True),
