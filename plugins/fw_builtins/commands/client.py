@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator, NoReturn
+from typing import Any, Iterable, Iterator, NoReturn
 
 import click
 from pydantic import field_validator
@@ -114,6 +114,14 @@ class SSELines:
         rest, self._pending = self._pending, b""
         return [rest.decode("utf-8")] if rest else []
 
+    @classmethod
+    def of(cls, chunks: Iterable[bytes]) -> Iterator[str]:
+        """The lines of a whole (blocking) byte stream."""
+        splitter = cls()
+        for data in chunks:
+            yield from splitter.feed(data)
+        yield from splitter.end()
+
 
 def sse_events(lines: Iterator[str]) -> Iterator[dict]:
     """The JSON chunks of a server-sent-events stream, up to ``data: [DONE]``."""
@@ -123,13 +131,6 @@ def sse_events(lines: Iterator[str]) -> Iterator[dict]:
             return
         if event is not None:
             yield event
-
-
-def _lines(response) -> Iterator[str]:
-    splitter = SSELines()
-    for data in response.iter_bytes():
-        yield from splitter.feed(data)
-    yield from splitter.end()
 
 
 class Client:
@@ -189,7 +190,7 @@ class Client:
 
     def _stream(self, path: str, body: dict) -> Iterator[dict]:
         with self._request("POST", path, json=body) as response:
-            yield from sse_events(_lines(response))
+            yield from sse_events(SSELines.of(response.iter_bytes()))
 
     @contextmanager
     def _request(self, method: str, path: str, **kwargs: Any):

@@ -27,14 +27,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _lines(response: httpx.Response):
-    """The stream's SSE lines (httpx's iter_lines would also cut at a token's U+2028)."""
-    splitter = SSELines()
-    for data in response.iter_bytes():
-        yield from splitter.feed(data)
-    yield from splitter.end()
-
-
 class Served:
     def __init__(self, model: Path, *args: str, log: Path, env: dict[str, str] | None = None,
                  ready_timeout: float = 240.0, wait: bool = True, dtype: str = "float32"):
@@ -117,7 +109,7 @@ class Served:
         events = []
         with httpx.stream("POST", f"{self.url}/v1/completions", json={"prompt": prompt, "stream": True, **body},
                           timeout=120) as response:
-            for line in _lines(response):
+            for line in SSELines.of(response.iter_bytes()):  # not iter_lines: it cuts at U+2028
                 if line.startswith("data: "):
                     data = line[6:]
                     events.append(data if data == "[DONE]" else json.loads(data))
