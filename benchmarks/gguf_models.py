@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # tests/' checkpoint makers, decode_steps
+from decode_steps import measure  # noqa: E402
 
 
 def gemma3_q4_k_m() -> Path:
-    sys.path.insert(0, str(REPO))
     from tests.gemma3_270m import gemma3_270m_path
 
     return gemma3_270m_path()
@@ -37,7 +38,6 @@ def gemma3_q4_k_m() -> Path:
 
 def synthetic_q4_k_m(folder: Path) -> Path:
     """The random Llama above as a Q4_K_M-recipe GGUF in ``folder`` (made once)."""
-    sys.path.insert(0, str(REPO))
     from tests.checkpoints import make_tiny_checkpoint
     from tests.tiny_gguf import make_tiny_gguf
 
@@ -148,7 +148,4 @@ def resident_bytes() -> int:
 
 def decode_rate(llm, batch: int, steps: int = 48) -> float:
     """Decode tokens per second at ``batch`` sequences (the median step; 64-token prompts)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from decode_steps import measure
-
     return batch / measure(llm, batch, steps)["step"] * 1000

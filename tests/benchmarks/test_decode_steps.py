@@ -3,16 +3,11 @@ parts fit inside the step, the breakdown's phases, and the engine left with noth
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "decode_steps.py"
+from tests.benchmark_scripts import load_benchmark
 
 
 def test_reports_each_batch(tiny_llama, capsys, monkeypatch):
-    spec = importlib.util.spec_from_file_location("decode_steps", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_benchmark("decode_steps")
     from fw import LLM
 
     llm = LLM(str(tiny_llama), dtype="float32")

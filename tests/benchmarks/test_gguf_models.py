@@ -4,30 +4,24 @@ blocks once, and decode rates come back for each batch size."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from fw_kernels import cpu
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gguf_models.py"
+from tests.benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("gguf_models", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gguf_models")
 
 
 @pytest.mark.skipif(not cpu.available(), reason="fw's CPU kernels could not be built here")
 def test_requantized_copy_weights_and_rates(script, tiny_checkpoint_factory, tmp_path):
-    from gguf import GGMLQuantizationType as T
-
     from fw import LLM
     from fw_builtins.loaders.gguf_reader import GGUFFile
+    from gguf import GGMLQuantizationType as T
+
     from tests.tiny_gguf import make_tiny_gguf
 
     wide = {"hidden_size": 256, "head_dim": 64, "intermediate_size": 512, "tie_word_embeddings": True}

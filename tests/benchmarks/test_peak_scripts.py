@@ -4,23 +4,12 @@ the layout the default int4 method runs there."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from fw_kernels import cpu
 from fw_kernels.cpu import roofline
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
+from tests.benchmark_scripts import REPO, load_benchmark
 
 def table(output: str) -> list[list[str]]:
     return [[cell.strip() for cell in line.split("|")[1:-1]] for line in output.splitlines()
@@ -29,7 +18,7 @@ def table(output: str) -> list[list[str]]:
 
 @pytest.mark.skipif(not roofline.int8_peak_available(), reason="the probe needs fw's CPU kernels with AVX512-VNNI")
 def test_int8_peak_reports_each_accumulator_count_on_each_thread_count(capsys):
-    load("int8_peak").main(["--accumulators", "1", "--accumulators", "12", "--threads", "1", "--threads", "2",
+    load_benchmark("int8_peak").main(["--accumulators", "1", "--accumulators", "12", "--threads", "1", "--threads", "2",
                             "--rounds", "1", "--seconds", "0.01"])
     rows = table(capsys.readouterr().out)
     assert [r[0] for r in rows] == ["1", "12"]
@@ -40,9 +29,9 @@ def test_int8_peak_reports_each_accumulator_count_on_each_thread_count(capsys):
 def test_gemm_peak_reports_each_shape_at_each_row_count(capsys):
     from fw_builtins.quantization.int4 import Int4WeightOnly
 
-    load("gemm_peak").main(["--rows", "1", "--rows", "9", "--layers", "1", "--peak", "1000", "--seconds", "0.01"])
+    load_benchmark("gemm_peak").main(["--rows", "1", "--rows", "9", "--layers", "1", "--peak", "1000", "--seconds", "0.01"])
     rows = table(capsys.readouterr().out)
-    script = load("gemm_peak")
+    script = load_benchmark("gemm_peak")
     assert [(r[0], r[1]) for r in rows] == [(str(n), s[0]) for n in (1, 9) for s in script.SHAPES]
     for r in rows:
         gops = float(r[4])
@@ -56,10 +45,10 @@ def test_gemm_peak_reports_each_shape_at_each_row_count(capsys):
 @pytest.mark.skipif(not cpu.available(), reason="fw's CPU kernels could not be built here")
 def test_gemm_peak_compares_with_another_checkout(capsys):
     """--baseline: both checkouts' figures (here the same one twice), their ratio, the peak."""
-    load("gemm_peak").main(["--rows", "1", "--layers", "1", "--peak", "1000", "--seconds", "0.01",
-                            "--baseline", str(BENCHMARKS.parent), "--rounds", "1"])
+    load_benchmark("gemm_peak").main(["--rows", "1", "--layers", "1", "--peak", "1000", "--seconds", "0.01",
+                            "--baseline", str(REPO), "--rounds", "1"])
     rows = table(capsys.readouterr().out)
-    assert [r[1] for r in rows] == [s[0] for s in load("gemm_peak").SHAPES]
+    assert [r[1] for r in rows] == [s[0] for s in load_benchmark("gemm_peak").SHAPES]
     for r in rows:
         this, base, ratio = float(r[3]), float(r[6]), float(r[7])  # printed rounded: ratio of the unrounded
         assert r[2] == r[5] and this >= 0 and base >= 0 and ratio > 0

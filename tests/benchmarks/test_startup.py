@@ -3,14 +3,11 @@ llama-server (a script that answers /health), printed side by side with fw's pha
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
-from pathlib import Path
 
+from tests.benchmark_scripts import load_benchmark
 from tests.tiny_gguf import make_tiny_gguf
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "startup.py"
 
 FAKE_LLAMA_SERVER = """#!{python}
 import sys
@@ -28,10 +25,7 @@ HTTPServer(("127.0.0.1", port), Health).serve_forever()
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("startup", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_benchmark("startup")
 
 
 def test_phases_are_read_from_the_log():

@@ -1,4 +1,4 @@
-"""benchmarks/kernels.py: the logic runs (tiny shapes, interpreter) and it degrades politely."""
+"""benchmarks/triton_kernels.py: the logic runs (tiny shapes, interpreter) and it degrades politely."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "kernels.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "triton_kernels.py"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -127,10 +127,20 @@ def real_engine_server(**options: Any) -> Iterator[_Live]:
         box.update(server=server, url=urls[0])
         ready.set()
 
-    thread = threading.Thread(target=run_server, args=(config,), kwargs={"on_started": started}, daemon=True)
+    def serve():
+        try:
+            run_server(config, on_started=started)
+        except BaseException as exc:  # noqa: BLE001 - reported by the waiting test
+            box["failure"] = exc
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        assert ready.wait(600), "the server did not start"
+        # a server that fails to start (an engine core that dies loading) ends the wait at once
+        assert ready.wait(600), "the server did not start within 600 s"
+        assert "url" in box, f"the server stopped before it was ready: {box.get('failure')!r}"
         yield _Live(box["url"], box["server"])
     finally:
         if "server" in box:

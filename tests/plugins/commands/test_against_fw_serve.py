@@ -5,39 +5,20 @@ fake's. The tiny model's text is noise; only the shape of the output is checked.
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 from click.testing import CliRunner
 
 from fw.cli.main import cli
-from fw.config.options import build_bundle
-from fw.config.serve import ServeConfig
+
+from tests.core.server.conftest import real_engine_server
 
 
 @pytest.fixture(scope="module")
 def fw_server(tiny_llama):
     """The API root (…/v1) of `fw serve TINY_LLAMA --port 0`, running in a thread."""
-    from fw_builtins.commands.serve import run_server
-
-    config = build_bundle(ServeConfig, {
-        "model": str(tiny_llama), "port": 0, "disable_log_stats": True,
-        "disable_uvicorn_access_log": True, "uvicorn_log_level": "warning"})
-    started = threading.Event()
-    live: dict = {}
-
-    def on_started(server, urls):
-        live.update(server=server, url=urls[0])
-        started.set()
-
-    thread = threading.Thread(target=run_server, args=(config,), kwargs={"on_started": on_started},
-                              daemon=True)
-    thread.start()
-    if not started.wait(120):
-        pytest.fail("fw serve did not start within 120 s")
-    yield f"{live['url']}/v1"
-    live["server"].should_exit = True
-    thread.join(30)
+    with real_engine_server(model=str(tiny_llama)) as live:
+        yield f"{live.url}/v1"
 
 
 def fw(*args: str):

@@ -4,17 +4,16 @@ transformers baseline and one-line errors. Sizes are tiny; only the logic is che
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from fw.cli.main import cli
 
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "offline.py"
+from tests.benchmark_scripts import load_benchmark
+
 THROUGHPUT = re.compile(r"^Throughput: ([\d.]+) requests/s, ([\d.]+) total tokens/s, ([\d.]+) output tokens/s$", re.M)
 
 
@@ -148,9 +147,7 @@ def test_a_missing_model_is_one_line(tmp_path):
 
 
 def test_benchmark_script_quick(tiny_llama, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("offline_benchmark", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_benchmark("offline", "offline_benchmark")
     path = tmp_path / "figures.json"
     assert script.main(["--quick", "--model", str(tiny_llama), "--dtype", "float32",
                         "--output-json", str(path)]) == 0

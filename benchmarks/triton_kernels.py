@@ -1,8 +1,8 @@
 """Time the fw_kernels Triton kernels at serving shapes and compare them with torch SDPA.
 
-    python benchmarks/kernels.py            # needs CUDA; defaults: 64 seqs x 2048 context,
+    python benchmarks/triton_kernels.py            # needs CUDA; defaults: 64 seqs x 2048 context,
                                             # 32 query / 8 KV heads, head_size 128, bf16
-    python benchmarks/kernels.py --smoke    # tiny shapes on the CPU under TRITON_INTERPRET=1:
+    python benchmarks/triton_kernels.py --smoke    # tiny shapes on the CPU under TRITON_INTERPRET=1:
                                             # checks this script's logic, times nothing useful
 
 Each kernel is timed with ``triton.testing.do_bench`` (median, L2 flushed between runs).
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         os.environ["TRITON_INTERPRET"] = "1"  # before fw_kernels is imported: Triton decides then
         device = "cpu"
     elif not torch.cuda.is_available():
-        print("benchmarks/kernels.py needs a CUDA device and found none; nothing timed "
+        print("benchmarks/triton_kernels.py needs a CUDA device and found none; nothing timed "
               "(--smoke checks the script on the CPU under the Triton interpreter).")
         return 0
     else:
