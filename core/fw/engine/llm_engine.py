@@ -268,8 +268,8 @@ class LLMEngine:
         changed = self.scheduler.update_from_output(out, result)
         outputs = self.output.process(changed, result, on_stop=self._finish_stopped)
         if self.speculation is not None:
-            for proposed, accepted in result.speculated.values():
-                self.speculation.record(proposed, accepted)
+            for request_id, (proposed, accepted) in result.speculated.items():
+                self.speculation.record(request_id, proposed, accepted)
             self.speculation.propose(self.scheduler.running)
         return outputs
 

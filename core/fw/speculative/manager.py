@@ -7,7 +7,9 @@ penalty (their counts would have to include each proposal), no bad words, no
 structured-output grammar, no ``min_tokens`` still to reach. The others decode one token
 a step as before, in the same steps. No request speculates in a step with more running
 requests than ``disable_by_batch_size``: at large batches a step is bound by arithmetic,
-and checking guesses costs as much as making tokens.
+and checking guesses costs as much as making tokens. Below it, each request proposes as
+many tokens as its guesses' record says pay for their rows (``fw.speculative.draft_length``),
+up to ``num_speculative_tokens``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fw import plugins
+from fw.speculative.draft_length import DraftLengths
 from fw.speculative.proposer import Proposer, ProposerContext
 
 if TYPE_CHECKING:
@@ -36,6 +39,7 @@ class Speculation:
         self.settings = settings
         self.max_model_len = 0  # set by bind, once the KV cache has fixed it
         self.proposer: Proposer = plugins.load("proposer", settings.method)(context)
+        self.lengths = DraftLengths()
         #: counters in vLLM's terms: proposals made, tokens proposed, tokens accepted, and
         #: accepted tokens by their position in the proposal
         self.num_drafts = 0
@@ -55,7 +59,7 @@ class Speculation:
         limit = self.settings.disable_by_batch_size
         if limit is not None and len(running) > limit:
             return
-        chosen, lengths = [], []
+        candidates, rooms = [], []
         for request in running:
             if request.status.finished or request.num_computed_tokens != request.num_tokens - 1:
                 continue  # still in its prompt (or finished)
@@ -63,15 +67,21 @@ class Speculation:
                        request.max_tokens - request.num_output_tokens - 1,
                        self.max_model_len - request.num_tokens - 1)
             if room > 0 and can_speculate(request):
-                chosen.append(request)
-                lengths.append(room)
-        if not chosen:
+                candidates.append(request)
+                rooms.append(room)
+        if not candidates:
             return
-        for request, length, proposal in zip(chosen, lengths, self.proposer.propose(chosen, lengths)):
+        chosen = self.lengths.choose([r.request_id for r in candidates], rooms, len(running))
+        lengths = [k for k in chosen if k > 0]
+        candidates = [r for r, k in zip(candidates, chosen) if k > 0]
+        if not candidates:
+            return
+        for request, length, proposal in zip(candidates, lengths, self.proposer.propose(candidates, lengths)):
             request.spec_tokens = list(proposal[:length])
 
-    def record(self, proposed: int, accepted: int) -> None:
+    def record(self, request_id: str, proposed: int, accepted: int) -> None:
         """One request's proposal of ``proposed`` tokens, of which ``accepted`` were kept."""
+        self.lengths.observe(request_id, proposed, accepted)
         self.num_drafts += 1
         self.num_draft_tokens += proposed
         self.num_accepted_tokens += accepted
@@ -82,5 +92,6 @@ class Speculation:
         """Requests that finished or were preempted since the last step."""
         for request_id in finished:
             self.proposer.finished(request_id)
+            self.lengths.forget(request_id)
         for request_id in preempted:
             self.proposer.preempted(request_id)

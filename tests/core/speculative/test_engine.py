@@ -2,7 +2,9 @@
 the model produces without it (every built-in proposer, several prompts at once, stop
 strings, logprobs, structured and penalised requests in the same batch, preemption), a
 draft identical to the target has every guess accepted, speculation stops above
-``disable_by_batch_size``, and every KV block is free again at the end."""
+``disable_by_batch_size``, and every KV block is free again at the end. Requests guess
+their whole ``num_speculative_tokens`` here (no row cost), so that long guesses are
+checked and rolled back on every path, except where the guess-length policy is tested."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import ClassVar
 import pytest
 from fw import LLM, SamplingParams, hookimpl
 from fw.plugins import register_plugin
+from fw.speculative import draft_length
 from fw.speculative.proposer import Proposer
 
 # Prompts that repeat themselves (n-gram lookup finds something) and ones that do not.
@@ -22,6 +25,13 @@ PROMPTS = [
     "a b c d e f g a b c d e f g a b c",
     "Numbers: 1 2 3 4 5 6 7 8 9 10 11 12",
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def full_length_guesses():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(draft_length, "ROW_COST", 0.0)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +228,32 @@ def test_fw_register_proposers_a_plugins_proposer_is_used_and_cannot_change_the_
     assert stats.spec_num_draft_tokens > 0 and stats.spec_num_accepted_tokens < stats.spec_num_draft_tokens
     ids = {o.request_id for o in outputs}
     assert ids <= _WrongGuesses.seen and ids <= _WrongGuesses.forgotten
+
+
+def test_wrong_guesses_soon_stop_costing_rows(engines, tiny_llama, monkeypatch):
+    """With the row cost on, a proposer that is always wrong gets a short guess now and
+    then instead of its full length every step; the answers are unchanged."""
+
+    class Plugin:
+        @hookimpl
+        def fw_register_proposers(self, register):
+            register("wrong", _WrongGuesses)
+
+    params = SamplingParams(max_tokens=60, temperature=0, ignore_eos=True)
+    expected = [o.token_ids for o in _generate(engines(tiny_llama), PROMPTS[:1], params)]
+    drafted = {}
+    unregister = register_plugin(Plugin(), "wrong-guesses")
+    try:
+        for cost in (0.0, 0.1):
+            monkeypatch.setattr(draft_length, "ROW_COST", cost)
+            llm = LLM(str(tiny_llama), dtype="float32", speculative_config={"method": "wrong",
+                                                                            "num_speculative_tokens": 4})
+            try:
+                got = [o.outputs[0].token_ids for o in llm.generate(PROMPTS[:1], params, use_tqdm=False)]
+                drafted[cost] = llm.engine.stats().spec_num_draft_tokens
+            finally:
+                llm.engine.shutdown()
+            assert got == expected
+    finally:
+        unregister()
+    assert 0 < drafted[0.1] < drafted[0.0] / 5
