@@ -357,11 +357,11 @@ class EngineCoreClient(EngineClient):
     async def shutdown(self) -> None:
         """Close this client; when it started the engine cores, stop them too (API servers
         sharing engine cores leave that to the process that started them)."""
-        if self.launcher is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.launcher.stop)
-        for task in self._tasks:
+        for task in self._tasks:  # first: engine cores stopped on purpose are no deaths to report
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.launcher is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.launcher.stop)
         if self._context is not None:
             for engine in self.engines.values():
                 if engine.socket is not None:

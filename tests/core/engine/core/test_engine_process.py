@@ -104,6 +104,7 @@ def test_sigterm_lets_streams_end_cleanly_and_exits_zero(tiny_checkpoint_factory
             assert reasons[-1] == "length"
     assert sum("abort" in str(events) for events in results) == 4  # the long ones; the short ones finished
     assert served.wait_exit(30) == 0
+    assert "died" not in served.log()  # the engine core stopped with the server: no death to report
 
 
 @pytest.mark.parametrize("level", [1, 2])
