@@ -15,10 +15,10 @@ from fastapi import Request
 
 from fw.errors import InvalidParameterError
 from fw.parsing.pipeline import OutputParser
+from fw.server.beam_search import BeamJob, BeamOutputs
 from fw.server.chat_prompt import message_dicts
 from fw.server.context import ServedModel, ServerContext
 from fw.server.errors import api_param_names
-from fw.server.beam_search import BeamJob, BeamOutputs
 from fw.server.generation import Outputs, Submission
 from fw.server.pooling import require_task
 from fw.server.preprocess import check_sequences, render, tokenize

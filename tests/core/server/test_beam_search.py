@@ -144,3 +144,25 @@ def test_seed_and_zero_temperature_are_accepted(live):
     result = live.openai().completions.create(model="fake-model", prompt="ab", max_tokens=2, n=2, seed=7,
                                               temperature=0, extra_body=BEAMS)
     assert len(result.choices) == 2
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_leaves_ends_the_search(start_server, stream):
+    """Its in-flight step requests are aborted and no later step is submitted."""
+    import time
+
+    import httpx
+
+    engine = FakeEngine(max_logprobs=10, token_delay=0.05)
+    live = start_server(engine)
+    body = {"prompt": "ab", "max_tokens": 200, "n": 2, "stream": stream, "request_id": "gone", **BEAMS}
+    with live.http() as http, pytest.raises(httpx.ReadTimeout):
+        http.post("/v1/completions", json=body, timeout=0.5)
+    deadline = time.monotonic() + 10
+    while engine.running or not any(i.startswith("cmpl-gone-beam") for i in engine.aborted):
+        assert time.monotonic() < deadline, "the search kept running after the client left"
+        time.sleep(0.05)
+    submitted = len(engine.requests)
+    time.sleep(0.3)
+    assert len(engine.requests) == submitted and not engine.running
+    assert not live.server_context().lifecycle.in_flight

@@ -12,10 +12,10 @@ from fw.errors import InvalidParameterError, NotSupportedError
 from fw.parsing.messages import ToolCallDelta
 from fw.parsing.pipeline import OutputParser
 from fw.server.accumulate import Accumulator, Choice, prompt_logprobs_json
+from fw.server.beam_search import BeamOutputs
 from fw.server.chat_parsing import feed_parser
 from fw.server.chat_pipeline import start_chat
 from fw.server.context import ServerContext, base_request_id, get_context
-from fw.server.beam_search import BeamOutputs
 from fw.server.generation import Outputs
 from fw.server.json_body import StrictJSONRoute
 from fw.server.logprobs import chat_logprobs
