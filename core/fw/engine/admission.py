@@ -71,6 +71,30 @@ def _bad_words_ids(tokenizer: Any, words: list[str]) -> list[list[int]]:
     return ids
 
 
+def output_budget(max_len: int, prompt_len: int, max_tokens: int | None, cap: int | None) -> int:
+    """How many tokens a request may generate: ``max_tokens``, or what the context leaves
+    when it is unset (None); either way at most ``cap`` (the model's ``max_new_tokens``).
+    A prompt that fills the context, or a ``max_tokens`` past it, is a ``ContextLengthError``
+    naming both numbers. Beam search (``fw.entrypoints.beam_search_state``) sizes its
+    search with it too, since its own engine requests are one token each."""
+    if prompt_len >= max_len:
+        raise ContextLengthError(
+            "prompt", f"this model's maximum context length is {max_len} tokens, but the prompt has "
+                      f"{prompt_len} tokens, which leaves no room to generate; shorten it (or set "
+                      "truncate_prompt_tokens)")
+    room = max_len - prompt_len
+    budget = room if max_tokens is None else max_tokens
+    if cap is not None:
+        budget = min(budget, cap)
+    if budget > room:
+        raise ContextLengthError(
+            "max_tokens", f"this model's maximum context length is {max_len} tokens, but "
+                          f"{prompt_len + budget} were requested ({prompt_len} in the prompt, "
+                          f"{budget} for the output); ask for at most {room} tokens or shorten "
+                          "the prompt")
+    return budget
+
+
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -151,29 +175,12 @@ class Admission:
 
     def _with_defaults(self, params: SamplingParams, prompt_len: int) -> SamplingParams:
         """A copy with every unset sampling field filled and ``max_tokens`` checked against
-        the context: unset, it is what the context leaves; either way at most the
-        defaults' ``max_tokens`` (the model's ``max_new_tokens``)."""
-        max_len = self.max_model_len
-        if prompt_len >= max_len:
-            raise ContextLengthError(
-                "prompt", f"this model's maximum context length is {max_len} tokens, but the prompt has "
-                          f"{prompt_len} tokens, which leaves no room to generate; shorten it (or set "
-                          "truncate_prompt_tokens)")
-        room = max_len - prompt_len
+        the context (``output_budget``)."""
         changes = {name: self.defaults.get(name, default) for name, default in FW_DEFAULTS.items()
                    if getattr(params, name) is None}
-        cap = self.defaults.get("max_tokens")
-        max_tokens = room if params.max_tokens is None else params.max_tokens
-        if cap is not None:
-            max_tokens = min(max_tokens, cap)
+        max_tokens = output_budget(self.max_model_len, prompt_len, params.max_tokens, self.defaults.get("max_tokens"))
         if max_tokens != params.max_tokens:
             changes["max_tokens"] = max_tokens
-        if max_tokens > room:
-            raise ContextLengthError(
-                "max_tokens", f"this model's maximum context length is {max_len} tokens, but "
-                              f"{prompt_len + max_tokens} were requested ({prompt_len} in the prompt, "
-                              f"{max_tokens} for the output); ask for at most {room} tokens or shorten "
-                              "the prompt")
         return params.clone(**changes)
 
     def admit_pooling(self, prompt: str | None, prompt_ids: list[int], params: PoolingParams,

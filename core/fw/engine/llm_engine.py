@@ -162,7 +162,7 @@ class LLMEngine:
             max_model_len=self.max_model_len, vocab_size=self.loaded.hf_config.vocab_size,
             max_logprobs=model.max_logprobs, eos_token_ids=list(self.eos_token_ids),
             chat_template=getattr(self.tokenizer, "chat_template", None), runner=self.admission.runner,
-            pooling=self.pooling,
+            pooling=self.pooling, max_new_tokens=self.admission.defaults.get("max_tokens"),
         )
 
     @property

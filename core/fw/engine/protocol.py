@@ -57,6 +57,9 @@ class ModelInfo:
     runner: str = "generate"
     #: the pooling tasks it serves and their defaults (None: it only generates)
     pooling: PoolingSetup | None = None
+    #: the sampling defaults' max_tokens (the model's max_new_tokens), which caps every
+    #: request's output; the server's beam search sizes its search with it
+    max_new_tokens: int | None = None
 
     @property
     def tasks(self) -> list[str]:

@@ -135,17 +135,56 @@ class SamplingParams:
 
 @dataclass
 class BeamSearchParams:
-    """Beam search in the offline API (``LLM.beam_search``)."""
+    """How one prompt's beam search runs (``LLM.beam_search``, and the server's
+    ``use_beam_search``), with vLLM's names; ``fw.entrypoints.beam_search_state`` says
+    what each one means. Beams are ranked by the model's own log-probabilities, so no
+    sampling knob applies (``temperature`` is accepted only as 0, vLLM's default)."""
 
     beam_width: int
-    max_tokens: int
+    #: None: what the context leaves (capped by the model's max_new_tokens)
+    max_tokens: int | None
     ignore_eos: bool = False
     temperature: float = 0.0
     length_penalty: float = 1.0
-    early_stopping: bool = False
+    #: True, False or "never", as Hugging Face transformers (and vLLM's V0 engine) define them
+    early_stopping: bool | str = False
+    stop: list[str] | str | None = None
+    stop_token_ids: list[int] | None = None
+    include_stop_str_in_output: bool = False
+    min_tokens: int = 0
+    #: per generated token, the chosen token's logprob and this many top alternatives (None: none)
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None
+    skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
+    truncate_prompt_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        if self.beam_width < 1:
-            raise InvalidParameterError("beam_width", f"must be at least 1, got {self.beam_width}")
-        if self.max_tokens < 1:
-            raise InvalidParameterError("max_tokens", f"must be at least 1, got {self.max_tokens}")
+        def bad(param: str, message: str) -> None:
+            raise InvalidParameterError(param, message)
+
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        self.stop = list(self.stop or [])
+        self.stop_token_ids = list(self.stop_token_ids or [])
+        if not isinstance(self.beam_width, int) or self.beam_width < 1:
+            bad("beam_width", f"must be at least 1, got {self.beam_width}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            bad("max_tokens", f"must be at least 1, got {self.max_tokens}")
+        if not self.temperature == 0.0:  # NaN fails too
+            bad("temperature", "beam search ranks beams by the model's own log-probabilities, so it takes no "
+                               f"temperature (0 or unset); got {self.temperature}")
+        if not math.isfinite(self.length_penalty):
+            bad("length_penalty", f"must be a finite number, got {self.length_penalty}")
+        if not (isinstance(self.early_stopping, bool) or self.early_stopping == "never"):
+            bad("early_stopping", f'must be true, false or "never", got {self.early_stopping!r}')
+        if self.min_tokens < 0:
+            bad("min_tokens", f"must be non-negative, got {self.min_tokens}")
+        if self.max_tokens is not None and self.min_tokens > self.max_tokens:
+            bad("min_tokens", f"must not exceed max_tokens ({self.max_tokens}), got {self.min_tokens}")
+        if self.logprobs is not None and self.logprobs < 0:
+            bad("logprobs", f"must be non-negative, got {self.logprobs}")
+        if self.prompt_logprobs is not None and self.prompt_logprobs < -1:
+            bad("prompt_logprobs", f"must be non-negative, got {self.prompt_logprobs}")
+        if any(not isinstance(stop, str) or not stop for stop in self.stop):
+            bad("stop", "must be non-empty strings")

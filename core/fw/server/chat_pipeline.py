@@ -15,6 +15,7 @@ from fastapi import Request
 
 from fw.errors import InvalidParameterError
 from fw.parsing.pipeline import OutputParser
+from fw.server.beam_search import BeamJob, BeamOutputs
 from fw.server.chat_prompt import message_dicts
 from fw.server.context import ServedModel, ServerContext
 from fw.server.errors import api_param_names
@@ -23,7 +24,7 @@ from fw.server.pooling import require_task
 from fw.server.preprocess import check_sequences, render, tokenize
 from fw.server.prompts import Prompt
 from fw.server.protocol.chat import ChatCompletionRequest
-from fw.server.sampling import reject_unsupported, sampling_params
+from fw.server.sampling import beam_search_params, reject_unsupported, sampling_params
 from fw.server.sse import until_disconnected
 from fw.server.tools import ToolPlan, plan_tools
 
@@ -49,7 +50,8 @@ class ChatRun:
     rendered: RenderedChat
     #: one output parser per choice (None: the text is the content as it is)
     parsers: list[OutputParser | None]
-    outputs: Outputs
+    #: the engine's outputs (``BeamOutputs`` for use_beam_search: one finished output)
+    outputs: Outputs | BeamOutputs
 
 
 async def render_chat_request(ctx: ServerContext, body: ChatCompletionRequest) -> RenderedChat:
@@ -82,21 +84,31 @@ async def start_chat(ctx: ServerContext, body: ChatCompletionRequest, request: R
     asked, param = ((body.max_completion_tokens, "max_completion_tokens")
                     if body.max_completion_tokens is not None else (body.max_tokens, "max_tokens"))
     names = {"prompt": "messages", "logprobs": "top_logprobs", "max_tokens": param}
-    with api_param_names(names):
-        params = sampling_params(body, max_tokens=asked, logprobs=top_n, prompt_logprobs=body.prompt_logprobs)
-    if plan.constraint is not None:
-        if params.structured_outputs is not None:
-            raise InvalidParameterError(
-                "tool_choice", f'"{plan.mode}" tool choice is enforced with structured outputs and cannot be '
-                               "combined with response_format or guided decoding")
-        params.structured_outputs = plan.constraint
     parsers = [ctx.parsing.for_choice(plan) for _ in range(body.n)]
-    submission = Submission(
-        prompt, params, request_id, lora_request=served.lora,
-        keep_special_ids=ctx.parsing.keep_special_ids(parsers[0]),
-        reasoning_end_ids=ctx.parsing.reasoning_end_ids(rendered.text) if params.structured_outputs else None,
-        param_names=names)
-    outputs = Outputs(ctx, [submission], body.priority)
+    keep = ctx.parsing.keep_special_ids(parsers[0])
+    if body.use_beam_search:
+        with api_param_names(names):
+            beams = beam_search_params(body, max_tokens=asked, logprobs=top_n, prompt_logprobs=body.prompt_logprobs)
+        if plan.constraint is not None:
+            raise InvalidParameterError(
+                "tool_choice", f'"{plan.mode}" tool choice is enforced with structured outputs, which cannot be '
+                               "used with use_beam_search")
+        outputs = BeamOutputs(ctx, [BeamJob(prompt, beams, request_id, lora_request=served.lora,
+                                            keep_special_ids=keep, param_names=names)], body.priority)
+    else:
+        with api_param_names(names):
+            params = sampling_params(body, max_tokens=asked, logprobs=top_n, prompt_logprobs=body.prompt_logprobs)
+        if plan.constraint is not None:
+            if params.structured_outputs is not None:
+                raise InvalidParameterError(
+                    "tool_choice", f'"{plan.mode}" tool choice is enforced with structured outputs and cannot be '
+                                   "combined with response_format or guided decoding")
+            params.structured_outputs = plan.constraint
+        submission = Submission(
+            prompt, params, request_id, lora_request=served.lora, keep_special_ids=keep,
+            reasoning_end_ids=ctx.parsing.reasoning_end_ids(rendered.text) if params.structured_outputs else None,
+            param_names=names)
+        outputs = Outputs(ctx, [submission], body.priority)
     if request is None:
         await outputs.start()
     else:

@@ -50,8 +50,12 @@ async def _abort(ctx: ServerContext, request_id: str) -> None:
             logger.exception("aborting request %s failed", request_id)
 
 
-async def engine_stream(ctx: ServerContext, sub: Submission, priority: int) -> AsyncIterator[RequestOutput]:
-    ctx.lifecycle.admit()
+async def engine_stream(ctx: ServerContext, sub: Submission, priority: int, *,
+                        admit: bool = True) -> AsyncIterator[RequestOutput]:
+    """``admit`` False: the request is part of work already admitted (a later step of a
+    beam search), so a draining server does not refuse it."""
+    if admit:
+        ctx.lifecycle.admit()
     prompt = sub.prompt
     ctx.request_log.request(sub.request_id, prompt.text, prompt.token_ids, sub.params)
     tracker = ctx.metrics.track(len(prompt.token_ids))

@@ -4,13 +4,24 @@ This is translation only: the engine's admission step checks every rule and fill
 the request left unset (passed as None) from the model's generation config, as vLLM
 does. Structured-output fields in all their spellings (``guided_*``,
 ``response_format``, ``structured_outputs``) become one ``StructuredOutputsParams``.
+
+``use_beam_search`` requests become ``BeamSearchParams`` instead (``beam_search_params``),
+with vLLM's meaning: ``n`` is the beam width and the ``n`` best beams are the choices.
+Beams are ranked by the model's own log-probabilities (what the engine's logprobs are),
+so what would change the sampling distribution cannot act on them: a temperature above
+0, top_p below 1, top_k, min_p, the penalties, logit_bias, allowed_token_ids, bad_words
+and structured outputs (response_format, guided_*, a tool_choice that forces a call) are
+refused with a 400 naming the parameter. vLLM's V1 server accepts and ignores them; fw
+refuses rather than ignore. ``seed`` is accepted: beam search draws nothing, so any seed
+gives the same answer. ``length_penalty`` and ``early_stopping`` only mean something to
+beam search and are refused without it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fw.engine.sampling_params import RequestOutputKind, SamplingParams
+from fw.engine.sampling_params import BeamSearchParams, RequestOutputKind, SamplingParams
 from fw.errors import InvalidParameterError, NotSupportedError
 from fw.registry import UnknownNameError
 from fw.server.protocol.common import SamplingRequest
@@ -19,8 +30,11 @@ from fw.structured.selection import canonical_backend
 
 
 def reject_unsupported(request: SamplingRequest) -> None:
-    if request.use_beam_search:
-        raise NotSupportedError("beam search is not supported by the server yet", param="use_beam_search")
+    if not request.use_beam_search:
+        if request.length_penalty != 1.0:
+            raise InvalidParameterError("length_penalty", "only applies to beam search (use_beam_search: true)")
+        if request.early_stopping is not False:
+            raise InvalidParameterError("early_stopping", "only applies to beam search (use_beam_search: true)")
     if request.best_of is not None and request.best_of != request.n:
         raise NotSupportedError(
             f"best_of ({request.best_of}) different from n ({request.n}) is not supported yet",
@@ -95,6 +109,39 @@ def _logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:
             raise InvalidParameterError("logit_bias", f"keys must be token ids, got {key!r}") from None
         out[token] = max(-100.0, min(100.0, float(value)))
     return out
+
+
+#: sampling fields beam search cannot honour, and the values that leave them off
+_NOT_WITH_BEAMS = {
+    "temperature": (None, 0.0), "top_p": (None, 1.0), "top_k": (None, 0, -1), "min_p": (None, 0.0),
+    "presence_penalty": (None, 0.0), "frequency_penalty": (None, 0.0), "repetition_penalty": (None, 1.0),
+    "logit_bias": (None, {}), "allowed_token_ids": (None,), "bad_words": (None, []),
+}
+
+
+def beam_search_params(request: SamplingRequest, *, max_tokens: int | None, logprobs: int | None,
+                       prompt_logprobs: int | None) -> BeamSearchParams:
+    """A ``use_beam_search`` request as ``BeamSearchParams`` (``n`` is the width), or a 400
+    naming the first field beam search cannot honour (see the module docstring)."""
+    for name, off in _NOT_WITH_BEAMS.items():
+        value = getattr(request, name)
+        if value not in off:
+            raise InvalidParameterError(
+                name, f"cannot be used with use_beam_search: beams are ranked by the model's own "
+                      f"log-probabilities (got {value!r})")
+    constraint = structured_outputs(request)
+    if constraint is not None:
+        raise InvalidParameterError(constraint.source or "structured_outputs",
+                                    "structured outputs cannot be used with use_beam_search")
+    return BeamSearchParams(
+        beam_width=request.n, max_tokens=max_tokens, ignore_eos=request.ignore_eos,
+        length_penalty=request.length_penalty, early_stopping=request.early_stopping, stop=request.stop,
+        stop_token_ids=request.stop_token_ids, include_stop_str_in_output=request.include_stop_str_in_output,
+        min_tokens=request.min_tokens, logprobs=logprobs, prompt_logprobs=prompt_logprobs,
+        skip_special_tokens=request.skip_special_tokens,
+        spaces_between_special_tokens=request.spaces_between_special_tokens,
+        truncate_prompt_tokens=request.truncate_prompt_tokens,
+    )
 
 
 def sampling_params(request: SamplingRequest, *, max_tokens: int | None, logprobs: int | None,

@@ -76,6 +76,7 @@ class FakeEngine(EngineClient):
             name=served_names[0], served_model_names=list(served_names), path="/models/fake",
             max_model_len=max_model_len, vocab_size=len(self.tokenizer), max_logprobs=max_logprobs,
             eos_token_ids=[1], chat_template=model_chat_template, runner=runner, pooling=pooling,
+            max_new_tokens=(generation_defaults or {}).get("max_tokens"),
         )
         self.admission = Admission(
             max_model_len=max_model_len, vocab_size=len(self.tokenizer), max_num_seqs=max_num_seqs,

@@ -135,7 +135,11 @@ def test_two_structured_constraints_are_a_400(server):
 
 
 @pytest.mark.parametrize("path,body,param", [
-    ("/v1/completions", {"prompt": "a", "use_beam_search": True}, "use_beam_search"),
+    ("/v1/completions", {"prompt": "a", "use_beam_search": True, "temperature": 0.8}, "temperature"),
+    ("/v1/chat/completions", {"messages": HI, "use_beam_search": True, "response_format": {"type": "json_object"}},
+     "response_format"),
+    ("/v1/completions", {"prompt": "a", "length_penalty": 2.0}, "length_penalty"),
+    ("/v1/chat/completions", {"messages": HI, "early_stopping": "never"}, "early_stopping"),
     ("/v1/completions", {"prompt": "a", "best_of": 3}, "best_of"),
     ("/v1/chat/completions", {"messages": HI, "audio": {"voice": "x"}}, "audio"),
     ("/v1/chat/completions", {"messages": HI, "modalities": ["text", "audio"]}, "modalities"),

@@ -68,12 +68,14 @@ class SamplingRequest(RequestModel):
     response_format: ResponseFormat | None = None
     # vLLM's extra sampling parameters
     best_of: Int64 | None = Field(None, description="Only best_of = n is supported.")
-    use_beam_search: bool = Field(False, description="Not supported by the server yet.")
+    use_beam_search: bool = Field(False, description="Beam search with n beams; the n best are the choices.")
     top_k: Int64 | None = None
     min_p: float | None = None
     repetition_penalty: float | None = None
-    length_penalty: float = 1.0
-    early_stopping: bool = False
+    length_penalty: float = Field(1.0, description="Beam search: scores are divided by length ** length_penalty.")
+    early_stopping: bool | Literal["never"] = Field(
+        False, description='Beam search: stop once n beams are finished (true), when no better one is likely '
+                           '(false), or when none can be better ("never").')
     stop_token_ids: list[TokenId] | None = None
     include_stop_str_in_output: bool = False
     ignore_eos: bool = False

@@ -12,6 +12,7 @@ from fw.errors import InvalidParameterError, NotSupportedError
 from fw.parsing.messages import ToolCallDelta
 from fw.parsing.pipeline import OutputParser
 from fw.server.accumulate import Accumulator, Choice, prompt_logprobs_json
+from fw.server.beam_search import BeamOutputs
 from fw.server.chat_parsing import feed_parser
 from fw.server.chat_pipeline import start_chat
 from fw.server.context import ServerContext, base_request_id, get_context
@@ -103,7 +104,7 @@ class ChatView:
             return None
         return prompt_logprobs_json(self.acc.prompts[0])
 
-    async def collect(self, outputs: Outputs) -> ChatCompletionResponse:
+    async def collect(self, outputs: Outputs | BeamOutputs) -> ChatCompletionResponse:
         async for index, out in outputs:
             self.acc.add(index, out)
         choices = [
@@ -147,7 +148,7 @@ class ChatView:
             id=self.id, created=self.created, model=self.model,
             choices=[ChatStreamChoice(index=choice.index, delta=delta, **fields)], usage=usage))
 
-    async def stream(self, outputs: Outputs) -> AsyncIterator[str]:
+    async def stream(self, outputs: Outputs | BeamOutputs) -> AsyncIterator[str]:
         for choice in self.acc.choices:
             yield self._chunk(choice, DeltaMessage(role=self.role, content=""))
             if self.echo:

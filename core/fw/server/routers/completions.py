@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from fw.errors import InvalidParameterError, NotSupportedError
 from fw.server.accumulate import Accumulator, Choice, prompt_logprobs_json
+from fw.server.beam_search import BeamJob, BeamOutputs
 from fw.server.context import ServerContext, base_request_id, get_context
 from fw.server.generation import Outputs, Submission
 from fw.server.json_body import StrictJSONRoute
@@ -21,7 +22,7 @@ from fw.server.protocol.completions import (
 )
 from fw.server.response_options import response_options
 from fw.server.routers import ERROR_RESPONSES, STREAM_RESPONSE
-from fw.server.sampling import reject_unsupported, sampling_params
+from fw.server.sampling import beam_search_params, reject_unsupported, sampling_params
 from fw.server.sse import DONE, SSEResponse, event, guard_stream, until_disconnected
 
 router = APIRouter(tags=["OpenAI"], route_class=StrictJSONRoute)
@@ -45,11 +46,17 @@ async def create_completion(body: CompletionRequest, request: Request,
     prompt_logprobs = body.prompt_logprobs
     if body.echo and body.logprobs is not None and prompt_logprobs is None:
         prompt_logprobs = body.logprobs
-    params = sampling_params(body, max_tokens=body.max_tokens, logprobs=body.logprobs,
-                             prompt_logprobs=prompt_logprobs)
-    subs = [Submission(prompt, params, request_id if len(prompts) == 1 else f"{request_id}-{i}",
-                       lora_request=served.lora) for i, prompt in enumerate(prompts)]
-    outputs = Outputs(ctx, subs, body.priority)
+    ids = [request_id if len(prompts) == 1 else f"{request_id}-{i}" for i in range(len(prompts))]
+    if body.use_beam_search:
+        beams = beam_search_params(body, max_tokens=body.max_tokens, logprobs=body.logprobs,
+                                   prompt_logprobs=prompt_logprobs)
+        outputs = BeamOutputs(ctx, [BeamJob(prompt, beams, id_, lora_request=served.lora)
+                                    for prompt, id_ in zip(prompts, ids)], body.priority)
+    else:
+        params = sampling_params(body, max_tokens=body.max_tokens, logprobs=body.logprobs,
+                                 prompt_logprobs=prompt_logprobs)
+        outputs = Outputs(ctx, [Submission(prompt, params, id_, lora_request=served.lora)
+                                for prompt, id_ in zip(prompts, ids)], body.priority)
     await until_disconnected(request, outputs.start())
     view = CompletionView(ctx, body, served.name, request_id, outputs.admitted_prompts())
     if body.stream:
@@ -98,7 +105,7 @@ class CompletionView:
         prompt = self.acc.prompts[choice.prompt_index].token_ids if first else None
         return {"prompt_token_ids": prompt, "token_ids": list(token_ids)}
 
-    async def collect(self, outputs: Outputs) -> CompletionResponse:
+    async def collect(self, outputs: Outputs | BeamOutputs) -> CompletionResponse:
         async for index, out in outputs:
             self.acc.add(index, out)
         choices = []
@@ -117,7 +124,7 @@ class CompletionView:
         return CompletionResponse(id=self.id, created=self.created, model=self.model, choices=choices,
                                   usage=self.acc.usage(details=self.details))
 
-    async def stream(self, outputs: Outputs) -> AsyncIterator[str]:
+    async def stream(self, outputs: Outputs | BeamOutputs) -> AsyncIterator[str]:
         async for index, out in outputs:
             for choice, delta in self.acc.add(index, out):
                 first = choice.sent == 0
