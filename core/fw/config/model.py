@@ -213,15 +213,15 @@ class ModelConfig(ConfigGroup):
     )
     logits_processors: list[str] | None = option(
         None,
-        "Logits processors to load (class names).",
-        unsupported="fw has no logits-processor plugins yet; use logit_bias, bad_words, "
-                    "allowed_token_ids or structured outputs per request",
+        "Logits processors to enable: names plugins registered (fw plugins lists them; built-in: "
+        "target_token) or import paths (package.module:Class, or vLLM's package.module.Class) of "
+        "fw.logits_processors.LogitsProcessor subclasses; repeatable. Requests pass their arguments in "
+        "vllm_xargs. Those installed in the fw.logits_processors entry-point group are always enabled.",
     )
     logits_processor_pattern: str | None = option(
         None,
-        "Regex of logits processor names requests may pass in logits_processors.",
-        unsupported="fw has no per-request logits processors yet; use logit_bias, bad_words, "
-                    "allowed_token_ids or structured outputs",
+        "Regex (re.match) of the logits processors a request may name itself in logits_processors "
+        "(import paths); without it such requests are refused.",
     )
     enable_prompt_embeds: bool = option(
         False,
