@@ -111,21 +111,32 @@ def test_speculation_cannot_change_what_a_processor_gives(engines, tiny_llama):
     assert llm.engine.kv.pool.num_free_blocks == llm.engine.kv.num_blocks
 
 
+class Spy(NoRepeat):
+    """NoRepeat that records what each ``apply`` call is given."""
+
+    seen: list = []
+
+    def apply(self, logits, rows, states, output_ids):
+        Spy.seen.append((logits.shape[0], list(rows), logits.device, logits.dtype))
+        super().apply(logits, rows, states, output_ids)
+
+
 def test_a_processor_sees_only_its_rows_on_the_logits_device(tiny_llama, engines):
-    """``apply`` gets the step's whole logits and the rows of the requests that use it."""
-    seen = []
-
-    class Spy(NoRepeat):
-        def apply(self, logits, rows, states, output_ids):
-            seen.append((logits.shape[0], list(rows), logits.device, logits.dtype))
-            super().apply(logits, rows, states, output_ids)
-
-    import sys
-    module = sys.modules[__name__]
-    module.Spy = Spy
-    llm = engines(tiny_llama, logits_processors=[f"{__name__}:Spy"])
+    """``apply`` gets the step's whole logits and the rows of the requests that use it;
+    offline, ``logits_processors`` takes the class itself, as vLLM's LLM does."""
+    Spy.seen.clear()
+    llm = engines(tiny_llama, logits_processors=[Spy])
     _tokens(llm, PROMPTS, [SamplingParams(**GREEDY), SamplingParams(**GREEDY, extra_args={"no_repeat": 1}),
                            SamplingParams(**GREEDY)])
-    assert seen and all(rows == [rows[0]] and len(rows) == 1 for _, rows, _, _ in seen)
+    seen = Spy.seen
+    assert seen and all(len(rows) == 1 for _, rows, _, _ in seen)
     assert all(device == torch.device("cpu") and dtype == torch.float32 for _, _, device, dtype in seen)
-    assert any(size == 3 for size, _, _, _ in seen)  # decoding beside two requests that do not use it
+    assert any(size == 3 and rows == [1] for size, rows, _, _ in seen)  # decoding beside two that do not use it
+
+
+def test_a_class_defined_in_a_function_is_refused_with_the_reason(tiny_llama):
+    class Local(NoRepeat):
+        pass
+
+    with pytest.raises(ValueError, match="define it at module level"):
+        LLM(str(tiny_llama), dtype="float32", logits_processors=[Local])
