@@ -237,7 +237,7 @@ class SamplingBatch:
         if used[_ALLOWED] or used[_BIAS] or used[_BAD_WORDS] or used[_MIN_TOKENS]:
             self._processors(meta, rows)
         if used[_CUSTOM]:
-            meta.custom = _processor_rows(rows)
+            meta.custom = _processor_rows(rows, self.processors.rank)
         if not (used[_PENALTY] or used[_BAD_WORDS] or used[_MIN_TOKENS] or used[_CUSTOM]):
             self._last = (key, meta)
         return meta
@@ -275,8 +275,9 @@ class SamplingBatch:
             setattr(self, name, torch.cat([tensor, torch.zeros_like(tensor)]))
 
 
-def _processor_rows(rows: list[_Row]) -> list[ProcessorRows]:
-    """The step's rows grouped by the logits processor (plugin) that applies to them."""
+def _processor_rows(rows: list[_Row], rank) -> list[ProcessorRows]:
+    """The step's rows grouped by the logits processor (plugin) that applies to them, the
+    groups in the engine's order of processors (``rank``), whatever the rows."""
     groups: dict[int, ProcessorRows] = {}
     for i, row in enumerate(rows):
         for processor, state in row.custom:
@@ -284,7 +285,7 @@ def _processor_rows(rows: list[_Row]) -> list[ProcessorRows]:
             group.rows.append(i)
             group.states.append(state)
             group.outputs.append(row.output)
-    return list(groups.values())
+    return sorted(groups.values(), key=lambda group: rank(group.processor))
 
 
 def _bad_word_bans(bad_words: list[list[int]], output: list[int]) -> list[int]:

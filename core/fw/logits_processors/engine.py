@@ -26,6 +26,9 @@ class EngineLogitsProcessors:
         self.pattern = pattern
         #: processors requests named, by the name they used
         self._named: dict[str, LogitsProcessor] = {}
+        #: every processor built, in the order they apply to a row that uses several (the
+        #: same order whatever else shares the step, which keeps a row batch-invariant)
+        self._order: dict[int, int] = {id(p): i for i, p in enumerate(enabled)}
 
     @classmethod
     def build(cls, context: LogitsProcessorContext, names: list[str] | None,
@@ -40,15 +43,25 @@ class EngineLogitsProcessors:
     def _named_processor(self, name: str) -> LogitsProcessor:
         if name not in self._named:
             try:
-                self._named[name] = resolve(name)(self.context)
+                klass = resolve(name)
             except ValueError as exc:
                 raise InvalidParameterError("logits_processors", str(exc)) from None
+            # one instance per class, whichever name or alias reached it
+            built = next((p for p in (*self.enabled, *self._named.values()) if type(p) is klass), None)
+            if built is None:
+                built = klass(self.context)
+                self._order[id(built)] = len(self._order)
+            self._named[name] = built
         return self._named[name]
+
+    def rank(self, processor: LogitsProcessor) -> int:
+        """Where ``processor`` applies among several on one row."""
+        return self._order[id(processor)]
 
     def for_request(self, params: Any) -> list[LogitsProcessor]:
         """The processors that may apply to a request: the enabled ones and those it names."""
         named = [self._named_processor(name) for name in params.logits_processors or ()]
-        return self.enabled + [p for p in dict.fromkeys(named) if p not in self.enabled]
+        return sorted({id(p): p for p in (*self.enabled, *named)}.values(), key=self.rank)
 
     def validate(self, params: Any) -> None:
         """Admission: the names a request gives are allowed and load, its arguments pass

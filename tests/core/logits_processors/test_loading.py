@@ -116,3 +116,20 @@ def test_arguments_are_checked_by_the_processors_that_may_apply():
                                                     "target_token"):
         processors.validate(SamplingParams(extra_args={"target": 3}))
     assert processors.states(SamplingParams(), [1]) == []  # a request without arguments does not use it
+
+
+class Second(Recorder):
+    """Appends to the note, so the order two processors apply in shows."""
+
+    xargs = ()
+
+
+def test_several_processors_apply_in_one_order_whatever_the_request_names():
+    """A row that uses several processors gets them in the engine's order (enabled ones,
+    then named ones as first built), so its result does not depend on what else ran or
+    on the order it lists them in; two names of one class are one processor."""
+    processors = EngineLogitsProcessors.build(CONTEXT, [f"{__name__}:Recorder"], __name__)
+    first = processors.for_request(SamplingParams(logits_processors=[f"{__name__}:Second", f"{__name__}.Recorder"]))
+    again = processors.for_request(SamplingParams(logits_processors=[f"{__name__}.Second", f"{__name__}:Recorder"]))
+    assert [type(p) for p in first] == [Recorder, Second]
+    assert [id(p) for p in first] == [id(p) for p in again]
