@@ -33,8 +33,7 @@ class TargetTokenLogitsProcessor(LogitsProcessor):
 
     def apply(self, logits: torch.Tensor, rows: list[int], states: list[int], output_ids: list[list[int]]) -> None:
         index = torch.tensor(rows, dtype=torch.int64, device=logits.device)
-        targets = torch.tensor(states, dtype=torch.int64, device=logits.device)[:, None]
-        picked = logits.index_select(0, index)
-        kept = picked.gather(1, targets)
-        picked.fill_(float("-inf")).scatter_(1, targets, kept)
-        logits.index_copy_(0, index, picked)
+        targets = torch.tensor(states, dtype=torch.int64, device=logits.device)
+        kept = logits[index, targets]
+        logits.index_fill_(0, index, float("-inf"))
+        logits[index, targets] = kept
