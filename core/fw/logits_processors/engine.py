@@ -32,7 +32,7 @@ class EngineLogitsProcessors:
 
     @classmethod
     def build(cls, context: LogitsProcessorContext, names: list[str] | None,
-              pattern: str | None) -> "EngineLogitsProcessors | None":
+              pattern: str | None) -> EngineLogitsProcessors | None:
         """None when nothing can use a processor (no enabled one, no pattern): the engine
         then pays nothing at all."""
         enabled = [klass(context) for klass in check_options(names, pattern)]

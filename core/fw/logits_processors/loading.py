@@ -14,8 +14,8 @@ engine (a processor's own module may import what it likes).
 from __future__ import annotations
 
 import importlib
-import importlib.metadata as metadata
 import re
+from importlib import metadata
 from typing import Any
 
 from fw import plugins

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-
 from fw.errors import InvalidParameterError
 from fw.logits_processors import LogitsProcessor
 

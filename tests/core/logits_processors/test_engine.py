@@ -5,6 +5,8 @@ what decoding one token at a time gives, and bad arguments are refused at admiss
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 import torch
 from fw import LLM, SamplingParams
@@ -51,7 +53,7 @@ def _tokens(llm: LLM, prompts, params) -> list[list[int]]:
     return [list(o.outputs[0].token_ids) for o in llm.generate(prompts, params, use_tqdm=False)]
 
 
-GREEDY = dict(max_tokens=12, temperature=0, ignore_eos=True)
+GREEDY = {"max_tokens": 12, "temperature": 0, "ignore_eos": True}
 
 
 def test_the_target_token_follows_the_request_and_leaves_the_others_alone(engines, tiny_llama):
@@ -114,7 +116,7 @@ def test_speculation_cannot_change_what_a_processor_gives(engines, tiny_llama):
 class Spy(NoRepeat):
     """NoRepeat that records what each ``apply`` call is given."""
 
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def apply(self, logits, rows, states, output_ids):
         Spy.seen.append((logits.shape[0], list(rows), logits.device, logits.dtype))

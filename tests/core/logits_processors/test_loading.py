@@ -4,15 +4,18 @@ processors under --logits-processor-pattern. No engine, no model."""
 
 from __future__ import annotations
 
-import importlib.metadata as metadata
+from importlib import metadata
 
 import pytest
 from fw import hookimpl
 from fw.engine.sampling_params import SamplingParams
 from fw.errors import InvalidParameterError
-from fw.logits_processors import LogitsProcessor, LogitsProcessorContext
-from fw.logits_processors import loading
-from fw.logits_processors.engine import EngineLogitsProcessors, check_options, check_without_processors
+from fw.logits_processors import LogitsProcessor, LogitsProcessorContext, loading
+from fw.logits_processors.engine import (
+    EngineLogitsProcessors,
+    check_options,
+    check_without_processors,
+)
 from fw.plugins import register_plugin
 
 BUILTIN = "fw_builtins.logits_processors.target_token:TargetTokenLogitsProcessor"

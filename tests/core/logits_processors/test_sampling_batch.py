@@ -5,6 +5,8 @@ the metadata reused from step to step)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from fw.engine.sampler import sample
 from fw.engine.sampling_batch import SamplingBatch
@@ -19,7 +21,7 @@ class AddOne(LogitsProcessor):
     """Token 0 gains 1 on the rows that ask (``add``)."""
 
     xargs = ("add",)
-    calls: list = []
+    calls: ClassVar[list] = []
 
     def new_request(self, params, prompt_ids):
         return True if (params.extra_args or {}).get("add") else None
