@@ -155,6 +155,22 @@ def fw_register_structured_output_backends(register):
 
 
 @hookspec
+def fw_register_logits_processors(register):
+    """Register logits processors, enabled with ``--logits-processors NAME``.
+
+    Read in the engine process when it starts (and by ``fw serve``, which checks the names
+    before it loads the engine). The target is a subclass of
+    ``fw.logits_processors.LogitsProcessor``: given the requests that use it (per-request
+    arguments come in ``vllm_xargs`` / ``SamplingParams.extra_args``), it changes their
+    rows of each step's logits before penalties, temperature and truncation, in sampling
+    and in speculative verification alike. Packages may instead list a class in the
+    ``fw.logits_processors`` entry-point group, which enables it whenever it is installed.
+
+    :param register: ``register(name, target, *, aliases=())``.
+    """
+
+
+@hookspec
 def fw_register_proposers(register):
     """Register speculative-decoding proposers, selectable with
     ``--speculative-config.method NAME``.

@@ -41,6 +41,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "quantization": ("fw_register_quantization_methods", "quantization method"),
     "attention_backend": ("fw_register_attention_backends", "attention backend"),
     "proposer": ("fw_register_proposers", "speculative proposer"),
+    "logits_processor": ("fw_register_logits_processors", "logits processor"),
     "pooler": ("fw_register_poolers", "pooler"),
     "tool_parser": ("fw_register_tool_parsers", "tool parser"),
     "reasoning_parser": ("fw_register_reasoning_parsers", "reasoning parser"),

@@ -213,15 +213,16 @@ class ModelConfig(ConfigGroup):
     )
     logits_processors: list[str] | None = option(
         None,
-        "Logits processors to load (class names).",
-        unsupported="fw has no logits-processor plugins yet; use logit_bias, bad_words, "
-                    "allowed_token_ids or structured outputs per request",
+        "Logits processors to enable: names plugins registered (fw plugins lists them; built-in: "
+        "target_token) or import paths (package.module:Class, or vLLM's package.module.Class) of "
+        "fw.logits_processors.LogitsProcessor subclasses (offline, the classes themselves); repeatable. "
+        "Requests pass their arguments in vllm_xargs. Those installed in the fw.logits_processors "
+        "entry-point group are always enabled.",
     )
     logits_processor_pattern: str | None = option(
         None,
-        "Regex of logits processor names requests may pass in logits_processors.",
-        unsupported="fw has no per-request logits processors yet; use logit_bias, bad_words, "
-                    "allowed_token_ids or structured outputs",
+        "Regex (re.match) of the logits processors a request may name itself in logits_processors "
+        "(import paths); without it such requests are refused.",
     )
     enable_prompt_embeds: bool = option(
         False,
@@ -272,6 +273,23 @@ class ModelConfig(ConfigGroup):
     def pooler(self) -> PoolerConfig:
         """--pooler-config (or its deprecated spelling); empty when neither is given."""
         return PoolerConfig(**(self.pooler_config or self.override_pooler_config or {}))
+
+    @field_validator("logits_processors", mode="before")
+    @classmethod
+    def _processor_classes(cls, value: Any) -> Any:
+        """Offline, ``LLM(logits_processors=[MyProcessor])`` takes classes too (as vLLM's
+        does): each becomes its import path, which the engine imports."""
+        if not isinstance(value, (list, tuple)):
+            return value
+        names = []
+        for item in value:
+            if isinstance(item, type):
+                if "<locals>" in item.__qualname__:
+                    raise ValueError(f"{item.__qualname__} is defined inside a function; define it at module "
+                                     "level (fw imports a logits processor by its path)")
+                item = f"{item.__module__}:{item.__qualname__}"
+            names.append(item)
+        return names
 
     @field_validator("override_generation_config")
     @classmethod

@@ -17,6 +17,7 @@ from fw.engine.constraints import check_admissible
 from fw.engine.protocol import PromptInput
 from fw.engine.sampling_params import SamplingParams
 from fw.errors import ContextLengthError, InvalidParameterError, NotSupportedError, OverloadedError
+from fw.logits_processors.engine import check_without_processors
 from fw.pooling.params import PoolingParams
 from fw.pooling.setup import PoolingSetup, dimensions_problem
 
@@ -130,6 +131,8 @@ class Admission:
     runner: str = "generate"
     #: the model's pooling tasks and defaults (None: it pools nothing)
     pooling: PoolingSetup | None = None
+    #: the engine's logits processors (``fw.logits_processors.engine``), None without any
+    logits_processors: Any = None
 
     def admit(self, prompt: str | None, prompt_ids: list[int],
               params: SamplingParams) -> tuple[str | None, list[int], SamplingParams]:
@@ -170,6 +173,10 @@ class Admission:
                               "reduce max_tokens or start the server with a larger --kv-cache-memory-bytes")
         if params.bad_words:
             params._bad_words_token_ids = _bad_words_ids(self.tokenizer, params.bad_words)
+        if self.logits_processors is None:
+            check_without_processors(params)
+        else:
+            self.logits_processors.validate(params)
         check_admissible(params, self.eos_token_ids, self.first_tokens)
         return prompt, prompt_ids, params
 

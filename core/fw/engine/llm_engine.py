@@ -34,6 +34,8 @@ from fw.engine.sampling_params import SamplingParams
 from fw.engine.scheduler import scheduler_class
 from fw.engine.step_timing import StepTiming
 from fw.errors import ConfigurationError, InvalidParameterError
+from fw.logits_processors.engine import EngineLogitsProcessors
+from fw.logits_processors.interface import LogitsProcessorContext
 from fw.lora.manager import LoRAManager
 from fw.lora.request import LoRARequest
 from fw.pooling.params import PoolingParams
@@ -113,15 +115,19 @@ class LLMEngine:
         self.loras = EngineLoRAs(lora, lambda: self.scheduler.requests.values())
         vocab_size = loaded.hf_config.vocab_size
         self.structured = StructuredOutputManager(config.structured_outputs, self.tokenizer, vocab_size)
+        self.eos_token_ids = _eos_token_ids(self.tokenizer, loaded.hf_config, loaded.generation_config)
+        model = config.model
+        processors = EngineLogitsProcessors.build(
+            LogitsProcessorContext(vocab_size, loaded.device, self.eos_token_ids),
+            model.logits_processors, model.logits_processor_pattern)
         self.runner = ModelRunner(loaded.model, kv_caches, cache.block_size, loaded.device, vocab_size=vocab_size,
                                   max_num_seqs=scheduler_config.max_num_seqs, structured=self.structured, lora=lora,
-                                  pooling=PoolingRunner(loaded.model, self.pooling) if self.pooling else None)
+                                  pooling=PoolingRunner(loaded.model, self.pooling) if self.pooling else None,
+                                  logits_processors=processors)
         self.output = OutputProcessor(self.tokenizer)
         observe = config.observability
         self.timing = (StepTiming(loaded.model, forward=observe.detailed("model"), execute=observe.detailed("worker"))
                        if observe.collect_detailed_traces else None)
-        self.eos_token_ids = _eos_token_ids(self.tokenizer, loaded.hf_config, loaded.generation_config)
-        model = config.model
         self.admission = Admission(
             max_model_len=self.max_model_len, vocab_size=vocab_size, max_num_seqs=scheduler_config.max_num_seqs,
             max_logprobs=model.max_logprobs, num_kv_blocks=plan.num_blocks, block_size=cache.block_size,
@@ -129,7 +135,8 @@ class LLMEngine:
             first_tokens=self.structured.first_token_mask, eos_token_ids=self.eos_token_ids,
             defaults=sampling_defaults(model.generation_config, model.override_generation_config,
                                        loaded.generation_config),
-            runner=self.pooling.runner if self.pooling else "generate", pooling=self.pooling)
+            runner=self.pooling.runner if self.pooling else "generate", pooling=self.pooling,
+            logits_processors=processors)
         on_phase("warming up")
         self._warm_up()
         self._capture_graphs(lora is None and self.has_kv_cache and self.pooling is None)

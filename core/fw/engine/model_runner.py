@@ -32,6 +32,7 @@ from fw.layers.attention import Attention
 from fw.pooling.runner import PoolingRunner
 
 if TYPE_CHECKING:
+    from fw.logits_processors.engine import EngineLogitsProcessors
     from fw.lora.manager import LoRAManager
     from fw.structured.manager import StructuredOutputManager
 
@@ -40,7 +41,7 @@ class ModelRunner:
     def __init__(self, model: nn.Module, kv_caches: list[torch.Tensor], block_size: int,
                  device: torch.device, *, vocab_size: int, max_num_seqs: int,
                  structured: StructuredOutputManager | None = None, lora: LoRAManager | None = None,
-                 pooling: PoolingRunner | None = None):
+                 pooling: PoolingRunner | None = None, logits_processors: EngineLogitsProcessors | None = None):
         self.model = model
         #: the pooling half of each step (pooling models, --enable-embeddings), else None
         self.pooling = pooling
@@ -49,7 +50,7 @@ class ModelRunner:
         self.block_size = block_size
         self.device = device
         #: the sampling state of the requests that are running
-        self.sampling = SamplingBatch(max_num_seqs, vocab_size)
+        self.sampling = SamplingBatch(max_num_seqs, vocab_size, logits_processors)
         #: the last sampling metadata and its copy on the logits' device
         self._on_device = None
         #: the step's inputs, written into buffers that persist from step to step

@@ -1,7 +1,8 @@
 """Batched sampling over one step's logits: a function of tensors.
 
 ``sample(logits, metadata)`` follows vLLM's order: logits processors (allowed tokens,
-logit bias, banned tokens: bad words and EOS before ``min_tokens``), penalties, then for
+logit bias, banned tokens: bad words and EOS before ``min_tokens``; then the plugins'
+processors, ``fw.logits_processors``, on the rows of the requests that use them), penalties, then for
 rows that sample randomly temperature, min-p, top-k and top-p, then a draw. Only the rows
 that use a feature pay for it. Seeded rows draw from their own generator, so a seed gives
 the same text whatever shares the batch. ``metadata`` comes from
@@ -54,6 +55,26 @@ def apply_logits_processors(logits: torch.Tensor, meta: SamplingMetadata) -> tor
     return logits
 
 
+def apply_custom_processors(logits: torch.Tensor, meta: SamplingMetadata,
+                            proposed: dict[int, list[int]] | None = None) -> torch.Tensor:
+    """The plugins' logits processors, each once over the rows that use it, in place.
+    ``proposed``: per row of a speculative step, the proposals before that row, which
+    the row's output so far includes (so a row sees what decoding one token at a time
+    would have shown it)."""
+    for group in meta.custom:
+        outputs = group.outputs
+        if proposed:
+            outputs = [out + proposed[row] if row in proposed else out for row, out in zip(group.rows, outputs)]
+        group.processor.apply(logits, group.rows, group.states, outputs)
+    return logits
+
+
+def constrained_rows(meta: SamplingMetadata, masked_rows: set[int]) -> set[int]:
+    """Rows whose masks could leave no token: the caller's, allowed tokens, bans, plugins'."""
+    return {*masked_rows, *(r for r, _ in meta.allowed), *(r for r, _ in meta.banned),
+            *(r for group in meta.custom for r in group.rows)}
+
+
 def apply_penalties(logits: torch.Tensor, penalties: Penalties | None) -> torch.Tensor:
     """Repetition (over prompt and output: positive logits divided, negative multiplied,
     as transformers' RepetitionPenaltyLogitsProcessor), then presence and frequency (over
@@ -99,8 +120,16 @@ def rows_without_a_token(logits: torch.Tensor, rows: set[int]) -> list[int]:
         return []
     order = sorted(rows)
     index = torch.tensor(order, dtype=torch.int64, device=logits.device)
-    alive = (logits.index_select(0, index) > _NEG_INF).any(dim=1).tolist()
-    return [row for row, ok in zip(order, alive) if not ok]
+    # A row's maximum is one vectorised pass over the logits in place (copying the rows
+    # out, comparing every logit and reducing the booleans took ~20x longer at a 49k
+    # vocabulary); a NaN maximum hides whether any logit is above -inf, so those rows
+    # are checked logit by logit.
+    top = logits.amax(dim=1).index_select(0, index)
+    alive = top > _NEG_INF
+    unsure = top.isnan()
+    if bool(unsure.any()):
+        alive[unsure] = (logits[index[unsure]] > _NEG_INF).any(dim=1)
+    return [row for row, ok in zip(order, alive.tolist()) if not ok]
 
 
 def _weights(logits: torch.Tensor) -> torch.Tensor:
@@ -173,8 +202,8 @@ def sample(logits: torch.Tensor, meta: SamplingMetadata, masked_rows: set[int] =
     wants_logprobs = any(n is not None for n in meta.num_logprobs)
     # Logprobs are of the model's own distribution, before any processing.
     raw_logprobs = logits.log_softmax(-1) if wants_logprobs else None
-    logits = apply_penalties(apply_logits_processors(logits, meta), meta.penalties)
-    no_token = rows_without_a_token(logits, {*masked_rows, *(r for r, _ in meta.allowed), *(r for r, _ in meta.banned)})
+    logits = apply_penalties(apply_custom_processors(apply_logits_processors(logits, meta), meta), meta.penalties)
+    no_token = rows_without_a_token(logits, constrained_rows(meta, masked_rows))
     greedy = meta.greedy_rows
     if all(greedy):
         tokens = argmax(logits)

@@ -14,10 +14,15 @@ metadata: a decode step at concurrency 1 builds none.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from fw.engine.sampling_params import GREEDY_EPSILON, SamplingParams
+
+if TYPE_CHECKING:
+    from fw.logits_processors.engine import EngineLogitsProcessors
+    from fw.logits_processors.interface import LogitsProcessor
 
 
 @dataclass
@@ -34,6 +39,17 @@ class Penalties:
     seen: torch.Tensor
     #: float32 [n, vocab]: how often each token was generated (presence and frequency)
     counts: torch.Tensor
+
+
+@dataclass
+class ProcessorRows:
+    """The rows of a step one logits processor (a plugin) applies to."""
+
+    processor: LogitsProcessor
+    rows: list[int]
+    #: per row: the request's state for this processor, and its output tokens so far
+    states: list[Any]
+    outputs: list[list[int]]
 
 
 @dataclass
@@ -57,6 +73,8 @@ class SamplingMetadata:
     bias: list[tuple[int, torch.Tensor, torch.Tensor]] = field(default_factory=list)
     #: (row, int64 token ids) that may not be sampled this step (bad words, EOS before min_tokens)
     banned: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+    #: logits processors (plugins) and the rows each applies to
+    custom: list[ProcessorRows] = field(default_factory=list)
     #: per row: whether it takes the argmax, known on the host (so a sampler on a device
     #: need not read ``temperature`` back); None: computed from ``temperature``
     greedy_host: list[bool] | None = None
@@ -84,11 +102,11 @@ class SamplingMetadata:
             top_k=move(self.top_k), min_p=move(self.min_p), generators=self.generators, penalties=penalties,
             allowed=[(row, move(ids)) for row, ids in self.allowed],
             bias=[(row, move(ids), move(values)) for row, ids, values in self.bias],
-            banned=[(row, move(ids)) for row, ids in self.banned], greedy_host=self.greedy_rows)
+            banned=[(row, move(ids)) for row, ids in self.banned], custom=self.custom, greedy_host=self.greedy_rows)
 
 
 #: per-slot feature flags, one column each
-_TOP_P, _TOP_K, _MIN_P, _SEEDED, _PENALTY, _ALLOWED, _BIAS, _BAD_WORDS, _MIN_TOKENS = range(9)
+_TOP_P, _TOP_K, _MIN_P, _SEEDED, _PENALTY, _ALLOWED, _BIAS, _BAD_WORDS, _MIN_TOKENS, _CUSTOM = range(10)
 
 
 @dataclass
@@ -100,11 +118,15 @@ class _Row:
     generator: torch.Generator | None
     #: EOS and stop ids, banned until min_tokens are out
     min_token_bans: torch.Tensor | None = None
+    #: (logits processor, the request's state) for each processor it uses
+    custom: list[tuple[LogitsProcessor, Any]] = field(default_factory=list)
 
 
 class SamplingBatch:
-    def __init__(self, capacity: int, vocab_size: int):
+    def __init__(self, capacity: int, vocab_size: int, processors: EngineLogitsProcessors | None = None):
         self.vocab_size = vocab_size
+        #: the engine's logits processors (plugins), None when it has none
+        self.processors = processors
         self.slot_of: dict[str, int] = {}
         self._free = list(range(capacity - 1, -1, -1))
         self._rows: list[_Row | None] = [None] * capacity
@@ -115,7 +137,7 @@ class SamplingBatch:
         self.repetition = torch.ones(capacity)
         self.presence = torch.zeros(capacity)
         self.frequency = torch.zeros(capacity)
-        self.flags = torch.zeros(capacity, 9, dtype=torch.bool)
+        self.flags = torch.zeros(capacity, 10, dtype=torch.bool)
         #: slot -> bool [vocab] tokens seen and float32 [vocab] output counts (penalised rows only)
         self._seen: dict[int, torch.Tensor] = {}
         self._counts: dict[int, torch.Tensor] = {}
@@ -148,6 +170,8 @@ class SamplingBatch:
         bans = [t for t in (*eos_token_ids, *params.stop_token_ids) if t < self.vocab_size]
         if params.min_tokens and bans:
             row.min_token_bans = torch.tensor(bans, dtype=torch.int64)
+        if self.processors is not None:
+            row.custom = self.processors.states(params, list(prompt_ids))
         penalised = params.presence_penalty != 0 or params.frequency_penalty != 0 or params.repetition_penalty != 1
         flags = self.flags[slot]
         flags.zero_()
@@ -160,6 +184,7 @@ class SamplingBatch:
         flags[_BIAS] = bool(params.logit_bias)
         flags[_BAD_WORDS] = bool(params._bad_words_token_ids)
         flags[_MIN_TOKENS] = row.min_token_bans is not None
+        flags[_CUSTOM] = bool(row.custom)
         if penalised:
             seen = torch.zeros(self.vocab_size, dtype=torch.bool)
             seen[torch.tensor(list(prompt_ids) + list(output_ids), dtype=torch.int64)] = True
@@ -211,7 +236,9 @@ class SamplingBatch:
             meta.penalties = self._penalties(slots)
         if used[_ALLOWED] or used[_BIAS] or used[_BAD_WORDS] or used[_MIN_TOKENS]:
             self._processors(meta, rows)
-        if not (used[_PENALTY] or used[_BAD_WORDS] or used[_MIN_TOKENS]):
+        if used[_CUSTOM]:
+            meta.custom = _processor_rows(rows, self.processors.rank)
+        if not (used[_PENALTY] or used[_BAD_WORDS] or used[_MIN_TOKENS] or used[_CUSTOM]):
             self._last = (key, meta)
         return meta
 
@@ -246,6 +273,19 @@ class SamplingBatch:
         for name in ("temperature", "top_p", "top_k", "min_p", "repetition", "presence", "frequency", "flags"):
             tensor = getattr(self, name)
             setattr(self, name, torch.cat([tensor, torch.zeros_like(tensor)]))
+
+
+def _processor_rows(rows: list[_Row], rank) -> list[ProcessorRows]:
+    """The step's rows grouped by the logits processor (plugin) that applies to them, the
+    groups in the engine's order of processors (``rank``), whatever the rows."""
+    groups: dict[int, ProcessorRows] = {}
+    for i, row in enumerate(rows):
+        for processor, state in row.custom:
+            group = groups.setdefault(id(processor), ProcessorRows(processor, [], [], []))
+            group.rows.append(i)
+            group.states.append(state)
+            group.outputs.append(row.output)
+    return sorted(groups.values(), key=lambda group: rank(group.processor))
 
 
 def _bad_word_bans(bad_words: list[list[int]], output: list[int]) -> list[int]:

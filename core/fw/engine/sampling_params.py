@@ -59,7 +59,11 @@ class SamplingParams:
     allowed_token_ids: list[int] | None = None
     structured_outputs: StructuredOutputsParams | None = None
     output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE
+    #: arguments for logits processors (an HTTP request's ``vllm_xargs``)
     extra_args: dict[str, Any] | None = None
+    #: logits processors this request names (import paths or registered names), allowed
+    #: only as --logits-processor-pattern says
+    logits_processors: list[str] | None = None
     #: token ids of bad_words, filled by the engine once the tokenizer is known
     _bad_words_token_ids: list[list[int]] = field(default_factory=list, repr=False)
 
@@ -122,6 +126,11 @@ class SamplingParams:
             bad("stop", "must be non-empty strings")
         if self.seed is not None and (not isinstance(self.seed, int) or not -(2**63) <= self.seed < 2**63):
             bad("seed", f"must be an integer that fits in 64 bits, got {self.seed!r}")
+        if self.extra_args is not None and not isinstance(self.extra_args, dict):
+            bad("extra_args", "must be a dict of arguments for logits processors")
+        if self.logits_processors is not None and (not isinstance(self.logits_processors, (list, tuple)) or
+                                                   not all(isinstance(n, str) for n in self.logits_processors)):
+            bad("logits_processors", "must be a list of names (import paths)")
         if self.allowed_token_ids is not None and not self.allowed_token_ids:
             bad("allowed_token_ids", "must not be empty")
         if self.structured_outputs is not None:

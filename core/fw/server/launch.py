@@ -42,6 +42,10 @@ def check_options(config: ServeConfig) -> None:
     if config.observability.collect_detailed_traces and not config.options.otlp_traces_endpoint:
         raise ValueError("--collect-detailed-traces adds to the spans --otlp-traces-endpoint sends; give that too")
     chat_template_option(fe.chat_template)
+    if config.model.logits_processors or config.model.logits_processor_pattern:
+        from fw.logits_processors.engine import check_options as check_logits_processors
+
+        check_logits_processors(config.model.logits_processors, config.model.logits_processor_pattern)
     for path in fe.middleware:
         import_path(path)
     if fe.enable_ssl_refresh and not fe.ssl_certfile:

@@ -171,5 +171,7 @@ def sampling_params(request: SamplingRequest, *, max_tokens: int | None, logprob
         logit_bias=_logit_bias(request.logit_bias),
         allowed_token_ids=request.allowed_token_ids,
         structured_outputs=structured_outputs(request),
+        extra_args=request.vllm_xargs,
+        logits_processors=request.logits_processors,
         output_kind=RequestOutputKind.DELTA,
     )

@@ -22,10 +22,12 @@ import torch
 
 from fw.engine.outputs import Logprob
 from fw.engine.sampler import (
+    apply_custom_processors,
     apply_logits_processors,
     apply_penalties,
     apply_top_k_top_p_min_p,
     argmax,
+    constrained_rows,
     draw,
     logprob_entries,
     rows_without_a_token,
@@ -63,9 +65,12 @@ def verify(logits: torch.Tensor, meta: SamplingMetadata, groups: list[tuple[int,
     wants_logprobs = any(n is not None for n in meta.num_logprobs)
     raw = logits.log_softmax(-1) if wants_logprobs else None
     # Penalties only ever concern one-row groups: a penalised request does not speculate.
-    logits = apply_penalties(apply_logits_processors(logits, meta), meta.penalties)
-    no_token = set(rows_without_a_token(
-        logits, {*masked_rows, *(r for r, _ in meta.allowed), *(r for r, _ in meta.banned)}))
+    # The plugins' processors see each row's output as if the proposals before it were
+    # already emitted, so speculation cannot change what they do.
+    proposed = {start + j: proposals[:j] for start, proposals in groups for j in range(1, len(proposals) + 1)}
+    logits = apply_logits_processors(logits, meta)
+    logits = apply_penalties(apply_custom_processors(logits, meta, proposed), meta.penalties)
+    no_token = set(rows_without_a_token(logits, constrained_rows(meta, masked_rows)))
     greedy = meta.greedy_rows
     targets = argmax(logits).tolist() if any(greedy) else None
     random_rows = [row for row, g in enumerate(greedy) if not g]
@@ -76,13 +81,15 @@ def verify(logits: torch.Tensor, meta: SamplingMetadata, groups: list[tuple[int,
         probs = dict(zip(random_rows, scaled))
     results = []
     for start, proposals in groups:
-        if start in no_token:  # only one-row groups: a constrained request that speculated is never stuck
+        if start in no_token:  # its first row has no token: nothing can be emitted
             results.append(Verified([], 0, no_token=True))
             continue
         generator = meta.generators[start] if meta.generators is not None else None
         emitted: list[int] = []
         for j, proposal in enumerate(proposals):
             row = start + j
+            if row in no_token:  # a processor leaves nothing after the proposals so far: stop there
+                break
             if greedy[row]:
                 emitted.append(targets[row])
                 if targets[row] != proposal:
@@ -97,7 +104,8 @@ def verify(logits: torch.Tensor, meta: SamplingMetadata, groups: list[tuple[int,
                     break
         else:  # every proposal accepted: the last row adds the model's own next token
             row = start + len(proposals)
-            emitted.append(targets[row] if greedy[row] else _draw(probs[row], generator))
+            if row not in no_token:
+                emitted.append(targets[row] if greedy[row] else _draw(probs[row], generator))
         accepted = len(emitted) - 1
         verified = Verified(emitted, accepted)
         count = meta.num_logprobs[start]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
 #: an integer a 64-bit field can hold (seeds reach torch as int64; anything larger is a
 #: client mistake, refused with a 400 rather than an overflow deep in the engine)
@@ -48,6 +48,19 @@ class StructuredOutputsSpec(RequestModel):
     whitespace_pattern: str | None = None
     disable_any_whitespace: bool = False
     disable_additional_properties: bool = False
+
+
+class LogitsProcessorConstructor(RequestModel):
+    """vLLM's object form of a per-request logits processor; fw processors take their
+    per-request arguments in ``vllm_xargs``, so only the name is used."""
+
+    qualname: str
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+
+
+#: one ``vllm_xargs`` value, as vLLM types them
+XargValue = str | int | float | bool | list[str | int | float | bool] | None
 
 
 class SamplingRequest(RequestModel):
@@ -101,6 +114,29 @@ class SamplingRequest(RequestModel):
                           "plugin's (default: the server's --guided-decoding-backend).")
     guided_whitespace_pattern: str | None = None
     structured_outputs: StructuredOutputsSpec | None = None
+    # logits processors (fw.logits_processors)
+    vllm_xargs: dict[str, XargValue] | None = Field(
+        None, description="Arguments for the server's logits processors (--logits-processors), e.g. "
+                          '{"target_token": 42}; a key no enabled processor reads is refused.')
+    logits_processors: list[str | LogitsProcessorConstructor] | None = Field(
+        None, description="Logits processors for this request only (import paths), allowed when they match "
+                          "the server's --logits-processor-pattern.")
+
+    @field_validator("logits_processors")
+    @classmethod
+    def _processor_names(cls, value: list[str | LogitsProcessorConstructor] | None) -> list[str] | None:
+        """The names; constructor arguments are refused (a processor reads vllm_xargs)."""
+        if value is None:
+            return None
+        names = []
+        for item in value:
+            if isinstance(item, LogitsProcessorConstructor):
+                if item.args or item.kwargs:
+                    raise ValueError("constructor args/kwargs are not supported: fw logits processors take "
+                                     "per-request arguments in vllm_xargs")
+                item = item.qualname
+            names.append(item)
+        return names
 
 
 class PromptTokensDetails(BaseModel):
