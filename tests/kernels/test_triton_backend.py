@@ -107,3 +107,21 @@ def test_without_the_interpreter_the_cpu_is_refused_clearly():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "TRITON_INTERPRET=1" in result.stdout
+
+
+def test_a_quantized_kv_cache_is_refused_in_one_line():
+    """The Triton kernels read unquantized caches only: --kv-cache-dtype int8|fp8 with this
+    backend is a start-up error naming the option, never a cache it would misread."""
+    from types import SimpleNamespace
+
+    from fw.attention.kv_format import KVCacheFormat
+    from fw.errors import ConfigurationError
+    from fw.layers.attention import Attention
+
+    layer = Attention(4, 16, 0.25, 2, SimpleNamespace(attention_backend=TritonAttentionBackend))
+    layer.set_kv_format(KVCacheFormat())  # the model's dtype: fine
+    for kind in ("int8", "fp8_e4m3"):
+        with pytest.raises(ConfigurationError) as info:
+            layer.set_kv_format(KVCacheFormat(kind, True))
+        message = str(info.value)
+        assert message.startswith("--kv-cache-dtype: the triton attention backend") and "\n" not in message
