@@ -130,3 +130,26 @@ def test_bfloat16_cache_of_a_float32_model_is_refused_in_one_line(checkpoint):
         LLM(str(checkpoint), dtype="float32", kv_cache_dtype="bfloat16", **COMMON)
     message = str(info.value)
     assert message.startswith("--kv-cache-dtype bfloat16:") and "\n" not in message
+
+
+def test_a_backend_that_cannot_read_the_format_is_refused_in_one_line():
+    """A plugin backend that does not declare ``supports_kv_format`` keeps unquantized caches:
+    asking it for int8 is a start-up error naming the option, not a cache it would misread."""
+    from types import SimpleNamespace
+
+    from fw.attention.backend import AttentionBackend
+    from fw.attention.kv_format import KVCacheFormat
+    from fw.layers.attention import Attention
+
+    class PlainBackend(AttentionBackend):
+        name = "plain"
+
+        def forward(self, query, key, value, kv_cache, metadata):
+            raise NotImplementedError
+
+    layer = Attention(4, 16, 0.25, 2, SimpleNamespace(attention_backend=PlainBackend))
+    layer.set_kv_format(KVCacheFormat())
+    with pytest.raises(ConfigurationError) as info:
+        layer.set_kv_format(KVCacheFormat("int8", True))
+    message = str(info.value)
+    assert message.startswith("--kv-cache-dtype: the plain attention backend") and "\n" not in message
