@@ -2,6 +2,7 @@
 
     python benchmarks/kv_cache_dtypes.py                   # embedded SmolLM2, 8 chat prompts x 64 tokens
     python benchmarks/kv_cache_dtypes.py --model PATH --steps 50 --rounds 3
+    python benchmarks/kv_cache_dtypes.py --formats auto,int8 --batch 32 --prompt-len 512 --memory 1G
     python benchmarks/kv_cache_dtypes.py --quick --model TINY   # the test's size
 
 For each cache format (``auto`` = the model's dtype, ``int8``, ``fp8`` with scale 1.0,
@@ -50,6 +51,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=64, help="greedy tokens per prompt")
     parser.add_argument("--batch", type=int, action="append", help="decode batch sizes timed (default 1, 32)")
     parser.add_argument("--steps", type=int, default=30, help="decode steps timed per batch and round")
+    parser.add_argument("--prompt-len", type=int, default=64, help="prompt tokens of each timed request")
     parser.add_argument("--rounds", type=int, default=2, help="alternating timing rounds")
     parser.add_argument("--memory", default="256M", help="--kv-cache-memory-bytes of every engine")
     parser.add_argument("--quick", action="store_true", help="2 prompts x 8 tokens, batches 1 and 2, 3 steps")
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     unknown = [n for n in names if n not in FORMATS]
     if unknown:
         raise SystemExit(f"unknown format(s) {unknown}; choose from {list(FORMATS)}")
-    longest = 64 + args.steps * args.rounds + 10
+    longest = args.prompt_len + args.steps + 10
     common = {"kv_cache_memory_bytes": args.memory, "max_model_len": max(512, longest + 64)}
     llms = {n: (LLM(args.model, **common, **FORMATS[n]) if args.model else LLM(**common, **FORMATS[n]))
             for n in names}
@@ -106,7 +108,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     for _ in range(args.rounds):
         for batch in args.batch:
             for n in names:
-                steps.setdefault((n, batch), []).append(measure(llms[n], batch, args.steps)["step"])
+                steps.setdefault((n, batch), []).append(measure(llms[n], batch, args.steps, args.prompt_len)["step"])
     for (n, batch), values in steps.items():
         results[n][f"step_ms_b{batch}"] = statistics.median(values)
     return results
