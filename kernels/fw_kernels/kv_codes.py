@@ -78,6 +78,3 @@ def kv_kind_of(cache) -> int:
     import torch
 
     return {torch.int8: 1, torch.uint8: 2}.get(cache.dtype, 0)
-
-
-__all__ = ["load_kv", "store_kv_rows", "kv_kind_of", "triton"]

@@ -19,8 +19,9 @@ LoRA, sleep mode and the speculative draft's cache never look inside a block:
   1.0 otherwise. A token's stored row depends on that token's key or value only, never on
   the batch or the prefill chunk it came in, which keeps greedy decoding batch-invariant.
 
-The storage dtype tells a cache's codes apart: int8 caches are ``torch.int8`` and fp8
-caches ``torch.uint8`` (the e4m3 bits; torch's float8 dtypes lack the CPU indexing ops).
+The storage dtype tells a cache's codes apart (the Triton kernels read it from there):
+int8 caches are ``torch.int8`` and fp8 caches ``torch.uint8`` (the e4m3 bits; torch's
+float8 dtypes lack the CPU indexing ops).
 """
 
 from __future__ import annotations
@@ -99,16 +100,3 @@ class KVCacheFormat:
         if self.kind == "fp8_e4m3":
             return "fp8 e4m3 with " + ("a scale per token and head" if self.dynamic_scales else "scale 1.0")
         return "the model's dtype"
-
-    @staticmethod
-    def of(cache: torch.Tensor) -> "KVCacheFormat":
-        """The kind of a bound cache tensor (its scales' origin is not visible in it)."""
-        for kind, dtype in _STORAGE.items():
-            if cache.dtype == dtype:
-                return KVCacheFormat(kind)
-        return KVCacheFormat()
-
-
-def split(cache: torch.Tensor, head_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A quantized cache's codes ``[..., head_size]`` and float32 scales ``[...]`` (views)."""
-    return cache[..., :head_size], cache[..., head_size:].view(torch.float32)[..., 0]
