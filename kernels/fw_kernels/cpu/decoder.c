@@ -8,7 +8,7 @@
  * same intermediate dtypes as the layer-by-layer path does with fw's CPU kernels, so
  * both give bit-identical results; only the Python between them is gone.
  */
-#include "fw_cpu.h"
+#include "kv_quant.h"
 
 /* The first block a sequence of len tokens attends to (a sliding window skips the rest). */
 static inline int64_t first_block(int64_t window, int64_t block_size, int64_t len) {

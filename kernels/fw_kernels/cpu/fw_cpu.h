@@ -294,20 +294,5 @@ typedef struct {
     const fw_decoder_layer *layer;
     int64_t kv_kind, kv_dynamic;
 } fw_decoder;
-/* kv_quant.c and attention_quant.c: the write and the decode attention of a quantized cache. */
-#define DECLARE_KV_QUANT(SUFFIX, T)                                                                \
-    void fw_write_kv_quant_##SUFFIX(const T *key, int64_t key_stride, const T *value, int64_t value_stride, \
-                                    uint8_t *key_cache, uint8_t *value_cache, const int64_t *slots, \
-                                    int64_t rows, int64_t kv_heads, int64_t block_size, int64_t D,  \
-                                    int64_t kind,                                                   \
-                                    int64_t dynamic);                                               \
-    void fw_paged_decode_quant_##SUFFIX(T *out, const T *query, int64_t q_stride, const uint8_t *key_cache, \
-                                        const uint8_t *value_cache, const int32_t *block_table,    \
-                                        int64_t table_stride, const int32_t *seq_lens, int64_t seqs, \
-                                        int64_t kv_heads, int64_t group, int64_t head_size,         \
-                                        int64_t block_size, float scale, int64_t window, float soft_cap, \
-                                        int64_t max_len, int64_t kind);
-DECLARE_KV_QUANT(f32, float)
-DECLARE_KV_QUANT(bf16, uint16_t)
 
 #endif

@@ -49,6 +49,63 @@ static inline __m512 fw_widen_kv(const uint8_t *p, int64_t kind) {
 }
 #endif
 
+/* Rows a decode tile takes at once, and how far ahead of it keys are fetched. */
+#define FW_KV_TILE 16
+#define FW_KV_FETCH_AHEAD 32
+
+/* Rows [from, to) of a cache into L2. A kv head's rows of a block are contiguous (rows of
+ * D + 4 bytes), so each row asks for the line holding its last byte, and a row that does
+ * not follow its predecessor also for its first: one request per line, where two per row
+ * (half of them repeats) overflowed the queue and left most rows to be waited for. */
+static inline void fw_kv_fetch_rows(const uint8_t *cache, const int64_t *offsets, int64_t from, int64_t to, int64_t D) {
+#if defined(__AVX512F__)
+    const int64_t row_bytes = D + FW_KV_SCALE_BYTES;
+    for (int64_t r = from; r < to; r++) {
+        if (r == from || offsets[r] != offsets[r - 1] + row_bytes) _mm_prefetch((const char *)(cache + offsets[r]), _MM_HINT_T1);
+        _mm_prefetch((const char *)(cache + offsets[r] + row_bytes - 1), _MM_HINT_T1);
+    }
+#else
+    (void)cache; (void)offsets; (void)from; (void)to; (void)D;
+#endif
+}
+
+/* sc [n] -> exp(sc - max) in place (after the soft cap); returns 1 / their sum. */
+static inline float fw_kv_softmax_exps(float *sc, int64_t n, float soft_cap) {
+    if (soft_cap > 0.0f) for (int64_t j = 0; j < n; j++) sc[j] = soft_cap * tanhf(sc[j] / soft_cap);
+    float top = -INFINITY, lanes[FW_LANES] = {0};
+    for (int64_t j = 0; j < n; j++) top = sc[j] > top ? sc[j] : top;
+    int64_t e = 0;
+    for (; e + FW_LANES <= n; e += FW_LANES)
+        for (int l = 0; l < FW_LANES; l++) { sc[e + l] = fw_expf(sc[e + l] - top); lanes[l] += sc[e + l]; }
+    float total = fw_lanes_sum(lanes);
+    for (; e < n; e++) { sc[e] = fw_expf(sc[e] - top); total += sc[e]; }
+    return 1.0f / total;
+}
+
+/* kv_quant.c and attention_quant.c: the write and the decode attention of a quantized cache. */
+#define DECLARE_KV_QUANT(SUFFIX, T)                                                                \
+    void fw_write_kv_quant_##SUFFIX(const T *key, int64_t key_stride, const T *value, int64_t value_stride, \
+                                    uint8_t *key_cache, uint8_t *value_cache, const int64_t *slots, \
+                                    int64_t rows, int64_t kv_heads, int64_t block_size, int64_t D,  \
+                                    int64_t kind, int64_t dynamic);                                 \
+    void fw_paged_decode_quant_##SUFFIX(T *out, const T *query, int64_t q_stride, const uint8_t *key_cache, \
+                                        const uint8_t *value_cache, const int32_t *block_table,    \
+                                        int64_t table_stride, const int32_t *seq_lens, int64_t seqs, \
+                                        int64_t kv_heads, int64_t group, int64_t head_size,         \
+                                        int64_t block_size, float scale, int64_t window, float soft_cap, \
+                                        int64_t max_len, int64_t kind);
+DECLARE_KV_QUANT(f32, float)
+DECLARE_KV_QUANT(bf16, uint16_t)
+
+#if defined(__AVX512BF16__)
+/* attention_quant_avx512.c: one kv head's G queries q [G, D] (scaled; overwritten) over its n
+ * rows at offsets, D 64 or 128, into acc [G, D]; scores [G, stride], tile [FW_KV_TILE, D]
+ * and factors [n] are scratch. */
+void fw_attend_quant_rows_bf16(float *q, const uint8_t *key_cache, const uint8_t *value_cache, const int64_t *offsets,
+                               int64_t n, int64_t G, int64_t D, int64_t stride, float soft_cap, int64_t kind,
+                               float *scores, float *tile, float *factors, float *acc);
+#endif
+
 static inline float fw_kv_row_scale(const uint8_t *row, int64_t D) {
     float scale;
     memcpy(&scale, row + D, sizeof scale);
