@@ -2,7 +2,8 @@
 tiny model: its logprobs stay close to transformers' (the unquantized reference); the CPU
 kernels' path gives what the plain-torch path over the dequantized cache gives; one answer
 per prompt whether served cold, from the prefix cache, in a batch, in prefill chunks or
-after preemption; the fused decode step gives the layer-by-layer results; the cache holds
+after preemption; LoRA adapters answer as transformers+peft; the fused decode step gives the
+layer-by-layer results; the cache holds
 about twice the tokens at the same memory; and what fw cannot do is refused in one line."""
 
 from __future__ import annotations
@@ -153,3 +154,22 @@ def test_a_backend_that_cannot_read_the_format_is_refused_in_one_line():
         layer.set_kv_format(KVCacheFormat("int8", True))
     message = str(info.value)
     assert message.startswith("--kv-cache-dtype: the plain attention backend") and "\n" not in message
+
+
+def test_lora_requests_over_an_int8_cache(tiny_llama, tmp_path):
+    """Adapters change the keys and values a request writes, and the adapter is part of the
+    prefix-cache key: with an int8 cache each adapter's requests still answer as
+    transformers+peft does (same tokens, logprobs within the cache's error), and a
+    request without the adapter shares no cached block with them."""
+    from fw import LoRARequest
+    from tests.core.lora.adapters import make_test_adapters, peft_greedy
+
+    paths = make_test_adapters(tiny_llama, tmp_path)
+    llm = LLM(str(tiny_llama), dtype="float32", kv_cache_dtype="int8", enable_lora=True, max_loras=2, **COMMON)
+    for i, (name, path) in enumerate(paths.items()):
+        outputs = llm.generate(PROMPTS[:2], GREEDY, lora_request=LoRARequest(name, i + 1, str(path)), use_tqdm=False)
+        assert [o.outputs[0].token_ids for o in outputs] == [peft_greedy(tiny_llama, path, p, 12) for p in PROMPTS[:2]]
+    long_prompt = PROMPTS[2]  # several full blocks
+    llm.generate(long_prompt, GREEDY, lora_request=LoRARequest("sql", 1, str(paths["sql"])), use_tqdm=False)
+    first, again = (llm.generate(long_prompt, GREEDY, use_tqdm=False)[0] for _ in range(2))
+    assert first.num_cached_tokens == 0 and again.num_cached_tokens >= 16
