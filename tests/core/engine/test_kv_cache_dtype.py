@@ -3,8 +3,8 @@ tiny model: its logprobs stay close to transformers' (the unquantized reference)
 kernels' path gives what the plain-torch path over the dequantized cache gives; one answer
 per prompt whether served cold, from the prefix cache, in a batch, in prefill chunks or
 after preemption; LoRA adapters answer as transformers+peft; the fused decode step gives the
-layer-by-layer results; the cache holds
-about twice the tokens at the same memory; and what fw cannot do is refused in one line."""
+layer-by-layer results; the cache holds about twice the tokens at the same memory; and what
+fw cannot do is refused in one line."""
 
 from __future__ import annotations
 
