@@ -41,19 +41,28 @@ def check_last_dim_contiguous(**tensors: torch.Tensor) -> None:
             raise ValueError(f"{name} must be contiguous in its last (head_size) dimension")
 
 
-def check_cache(key_cache: torch.Tensor, value_cache: torch.Tensor, num_kv_heads: int, head_size: int) -> int:
-    """Validate the paged layout ``[num_blocks, block_size, num_kv_heads, head_size]``; returns block_size."""
+def check_cache(key_cache: torch.Tensor, value_cache: torch.Tensor, num_kv_heads: int, head_size: int,
+                quantized: bool = False) -> int:
+    """Validate the paged layout ``[num_blocks, block_size, num_kv_heads, head_size]`` (a
+    quantized cache's, ``fw.attention.kv_format``: rows of head_size codes and a 4-byte
+    scale, int8 or uint8, seen as [num_blocks, block_size, num_kv_heads, head_size + 4]);
+    returns block_size."""
+    row = head_size + 4 if quantized else head_size
     if key_cache.dim() != 4 or key_cache.shape != value_cache.shape:
         raise ValueError(
             f"key/value caches must both be [num_blocks, block_size, num_kv_heads, head_size]; "
             f"got {tuple(key_cache.shape)} and {tuple(value_cache.shape)}"
         )
-    if tuple(key_cache.shape[2:]) != (num_kv_heads, head_size):
+    if tuple(key_cache.shape[2:]) != (num_kv_heads, row):
         raise ValueError(
             f"the cache's (num_kv_heads, head_size) {tuple(key_cache.shape[2:])} does not match "
-            f"the inputs' ({num_kv_heads}, {head_size})"
+            f"the inputs' ({num_kv_heads}, {row})"
         )
-    check_dtype("value_cache", value_cache, key_cache.dtype)
+    if quantized:
+        if value_cache.dtype != key_cache.dtype or key_cache.dtype not in (torch.int8, torch.uint8):
+            raise ValueError(f"a quantized cache is int8 or uint8 codes, got {key_cache.dtype} and {value_cache.dtype}")
+    else:
+        check_dtype("value_cache", value_cache, key_cache.dtype)
     return key_cache.shape[1]
 
 

@@ -17,6 +17,7 @@ from fw_kernels.common import (
     apply_soft_cap, check_cache, check_device, check_dtype, check_last_dim_contiguous,
     check_tile, check_window_and_cap, compute_dtype, dot_block,
 )
+from fw_kernels.kv_codes import kv_kind_of, load_kv
 
 _LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) == exp2(x * log2(e))
 #: more partitions than this are merged slowly by one reduction program, so long contexts
@@ -34,7 +35,7 @@ def _decode_kernel(
     GROUP: tl.constexpr, HEAD_SIZE: tl.constexpr, BLOCK_SIZE: tl.constexpr,
     BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
     USE_WINDOW: tl.constexpr, USE_SOFT_CAP: tl.constexpr, SPLIT: tl.constexpr,
-    DOT_DTYPE: tl.constexpr,
+    DOT_DTYPE: tl.constexpr, KV_KIND: tl.constexpr = 0,
 ):
     seq = tl.program_id(0)
     kv_head = tl.program_id(1)
@@ -64,7 +65,7 @@ def _decode_kernel(
         block = tl.load(block_table_ptr + seq * stride_bt + offs_n // BLOCK_SIZE, mask=n_mask, other=0)
         row = block.to(tl.int64) * stride_kb + (offs_n % BLOCK_SIZE) * stride_ks + kv_head * stride_kh
         kv_mask = n_mask[:, None] & d_mask[None, :]
-        k = tl.load(k_cache_ptr + row[:, None] + offs_d[None, :], mask=kv_mask, other=0.0).to(DOT_DTYPE)
+        k = load_kv(k_cache_ptr, row, offs_d, kv_mask, HEAD_SIZE, KV_KIND).to(DOT_DTYPE)
         s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
         if USE_SOFT_CAP:
             s = apply_soft_cap(s, soft_cap)
@@ -75,7 +76,7 @@ def _decode_kernel(
         p = tl.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         vrow = block.to(tl.int64) * stride_vb + (offs_n % BLOCK_SIZE) * stride_vs + kv_head * stride_vh
-        v = tl.load(v_cache_ptr + vrow[:, None] + offs_d[None, :], mask=kv_mask, other=0.0).to(DOT_DTYPE)
+        v = load_kv(v_cache_ptr, vrow, offs_d, kv_mask, HEAD_SIZE, KV_KIND).to(DOT_DTYPE)
         acc = acc * alpha[:, None] + tl.dot(p.to(DOT_DTYPE), v, input_precision="ieee")
         m_i = m_new
 
@@ -145,11 +146,13 @@ def paged_attention_decode(
         raise ValueError(f"query must be [num_seqs, num_heads, head_size], got {tuple(query.shape)}")
     num_seqs, num_heads, head_size = query.shape
     check_dtype("query", query)
-    num_kv_heads = key_cache.shape[2] if key_cache.dim() == 4 else -1
+    num_kv_heads = key_cache.shape[2] if key_cache.dim() == 4 else -1  # (quantized: transposed views)
     if num_kv_heads < 1 or num_heads % num_kv_heads:
         raise ValueError(f"num_heads ({num_heads}) must be a multiple of the cache's num_kv_heads ({num_kv_heads})")
-    block_size = check_cache(key_cache, value_cache, num_kv_heads, head_size)
-    check_dtype("key_cache", key_cache, query.dtype)
+    kv_kind = kv_kind_of(key_cache)  # a quantized cache's codes: fw.attention.kv_format
+    block_size = check_cache(key_cache, value_cache, num_kv_heads, head_size, quantized=kv_kind != 0)
+    if not kv_kind:
+        check_dtype("key_cache", key_cache, query.dtype)
     check_window_and_cap(sliding_window, soft_cap)
     check_tile("block_n", block_n)
     if partition_size < 1:
@@ -188,7 +191,7 @@ def paged_attention_decode(
         GROUP=group, HEAD_SIZE=head_size, BLOCK_SIZE=block_size,
         BLOCK_G=dot_block(group), BLOCK_D=block_d, BLOCK_N=block_n,
         USE_WINDOW=sliding_window is not None, USE_SOFT_CAP=soft_cap is not None, SPLIT=num_splits > 1,
-        DOT_DTYPE=compute_dtype(query.dtype),
+        DOT_DTYPE=compute_dtype(query.dtype), KV_KIND=kv_kind,
     )
     if num_splits > 1:
         _reduce_kernel[(num_seqs, num_heads)](

@@ -107,3 +107,37 @@ def test_without_the_interpreter_the_cpu_is_refused_clearly():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "TRITON_INTERPRET=1" in result.stdout
+
+
+
+@pytest.mark.parametrize("kind,code,dynamic", [("int8", 1, True), ("fp8_e4m3", 2, False), ("fp8_e4m3", 2, True)])
+def test_forward_over_a_quantized_cache(kind, code, dynamic):
+    """int8 / fp8 codes with their scales (fw.attention.kv_format): the backend writes the
+    step's rows as the torch twin writes them (same bytes) and attends as the reference
+    does over the dequantized cache, decode and prefill kernels both."""
+    from fw.attention.kv_format import KVCacheFormat
+    from fw_kernels import kv_quant
+
+    batch = make_batch([18, 1, 33, 12, 40], [1, 1, 7, 12, 1], num_kv_heads=2, group=3, head_size=16,
+                       write_new=False)
+    blocks, block_size = batch.key_cache.shape[:2]
+    cache = torch.zeros(2, blocks, 2, block_size, 20, dtype=torch.int8 if kind == "int8" else torch.uint8)
+    context = [c.nan_to_num().flatten(0, 1) for c in (batch.key_cache, batch.value_cache)]
+    kv_quant.write_kv(*context, cache, torch.arange(blocks * block_size), kind, dynamic)
+    expected_cache = cache.clone()
+    kv_quant.write_kv(batch.key, batch.value, expected_cache, batch.slot_mapping, kind, dynamic)
+    keys, values = kv_quant.dequantize_cache(expected_cache, kind)
+    backend = TritonAttentionBackend(6, 16, 2, 0.3)
+    backend.kv_format = KVCacheFormat(kind, dynamic)
+    out = backend.forward(batch.query, batch.key, batch.value, cache, batch.metadata())
+    assert torch.equal(cache, expected_cache)
+    expected = reference.paged_attention_prefill(batch.query, keys, values, batch.block_table,
+                                                 batch.query_start_loc, batch.seq_lens, 0.3)
+    assert_close(out, expected, torch.float32)
+    decode = make_batch([5, 17, 30], num_kv_heads=2, group=3, head_size=16, write_new=False)
+    out = backend.forward(decode.query, decode.key, decode.value, cache, decode.metadata())
+    kv_quant.write_kv(decode.key, decode.value, expected_cache, decode.slot_mapping, kind, dynamic)
+    keys, values = kv_quant.dequantize_cache(expected_cache, kind)
+    assert torch.equal(cache, expected_cache)
+    expected = reference.paged_attention_decode(decode.query, keys, values, decode.block_table, decode.seq_lens, 0.3)
+    assert_close(out, expected, torch.float32)

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import torch
 
+from fw.attention.kv_format import KVCacheFormat
 from fw.attention.metadata import AttentionMetadata
 
 
@@ -30,6 +31,8 @@ class AttentionBackend(ABC):
     #: whether the fused CPU decode step (``fw.engine.fused_decode``) may compute this
     #: backend's attention: its C kernels read and write the same paged cache in place
     fused_cpu_decode: ClassVar[bool] = False
+    #: how this layer's cache stores keys and values (set with the cache's allocation)
+    kv_format: KVCacheFormat = KVCacheFormat()
 
     def __init__(
         self,
@@ -56,6 +59,11 @@ class AttentionBackend(ABC):
         return True
 
     @classmethod
+    def supports_kv_format(cls, kv_format: KVCacheFormat) -> bool:
+        """Whether this backend reads and writes caches of ``kv_format`` (``--kv-cache-dtype``)."""
+        return not kv_format.quantized
+
+    @classmethod
     def priority(cls, device: torch.device) -> int:
         """Higher wins when ``auto`` picks among backends that support the device."""
         return 0
@@ -70,5 +78,6 @@ class AttentionBackend(ABC):
         metadata: AttentionMetadata,
     ) -> torch.Tensor:
         """query [T, num_heads, head_size], key/value [T, num_kv_heads, head_size],
-        kv_cache [2, num_blocks, block_size, num_kv_heads, head_size];
+        kv_cache of ``self.kv_format`` (``fw.attention.kv_format``): [2, num_blocks,
+        block_size, num_kv_heads, head_size] unquantized;
         returns [T, num_heads, head_size]."""

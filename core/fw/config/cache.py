@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import model_validator
+
 from fw.config.base import ConfigGroup, option
+
+#: --kv-cache-dtype values that store one byte per element with per-token-per-head scales
+QUANTIZED_KV_DTYPES = ("int8", "fp8", "fp8_e4m3")
 
 
 class CacheConfig(ConfigGroup):
@@ -19,6 +24,23 @@ class CacheConfig(ConfigGroup):
         "Size of the KV cache in bytes (k/m/g/K/M/G suffixes accepted: 512M, 2G). If "
         "unspecified, fw takes a share of the memory that is free after loading the model.",
         size=True,
+    )
+    kv_cache_dtype: Literal["auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc", "int8"] = option(
+        "auto",
+        'Data type of the KV cache. "auto" keeps keys and values in the model\'s dtype; "bfloat16" is '
+        'that for a bfloat16 model; "int8" stores each token\'s keys and values of each head as int8 with a '
+        'float32 scale computed when the token is written (its absolute maximum / 127); "fp8" (= "fp8_e4m3") '
+        "stores them as float8 e4m3 with a scale of 1.0 (values beyond +-448 saturate), or with "
+        "--calculate-kv-scales a scale per token and head (absolute maximum / 448). The scales sit in the paged "
+        "cache beside each row, so a quantized cache holds about twice as many tokens at the same memory.",
+        unsupported={"fp8_e5m2": "fw stores fp8 KV caches as e4m3 only; use fp8 (= fp8_e4m3) or int8",
+                     "fp8_inc": "fp8_inc is Intel Gaudi's (HPU) format; use fp8 or int8"},
+    )
+    calculate_kv_scales: bool = option(
+        False,
+        "With --kv-cache-dtype fp8: compute a scale per token and KV head when the token is written (its "
+        "absolute maximum / 448) instead of the default scale of 1.0. fw never loads KV scales from a "
+        "checkpoint. int8 computes these scales always; with an unquantized cache the option is refused.",
     )
     num_gpu_blocks_override: int | None = option(
         None,
@@ -67,3 +89,9 @@ class CacheConfig(ConfigGroup):
         "auto", "Data type of the Mamba SSM state.", unsupported="fw serves no Mamba models"
     )
 
+    @model_validator(mode="after")
+    def _kv_scales(self) -> "CacheConfig":
+        if self.calculate_kv_scales and self.kv_cache_dtype not in QUANTIZED_KV_DTYPES:
+            raise ValueError(f"--calculate-kv-scales computes the scales of a quantized KV cache; with "
+                             f"--kv-cache-dtype {self.kv_cache_dtype} there are none (use --kv-cache-dtype fp8)")
+        return self

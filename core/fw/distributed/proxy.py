@@ -47,9 +47,10 @@ class TensorParallelModel:
 
     def __call__(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         metadata = get_forward_context().metadata
-        cache = self._attention[0].kv_cache
+        layer = self._attention[0]
+        blocks = (layer.kv_cache.shape[1], layer.impl.kv_format.block_size(layer.kv_cache))
         self._in_call = True
-        self.group.send(ForwardStep.of(input_ids, positions, metadata, (cache.shape[1], cache.shape[2]),
+        self.group.send(ForwardStep.of(input_ids, positions, metadata, blocks,
                                        self._lora_batch()))
         hidden = self.module(input_ids, positions)
         self._in_call = False

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from fw.attention.context import forward_context
+from fw.attention.kv_format import KVCacheFormat
 from fw.config import EngineConfig
 from fw.distributed import startup
 from fw.distributed.group import TensorParallelGroup
@@ -97,6 +98,8 @@ class Worker:
     def __init__(self, loaded: LoadedModel, group: TensorParallelGroup, config: EngineConfig):
         self.model, self.group, self.loaded = loaded.model, group, loaded
         self.kv_blocks: tuple[int, int] | None = None
+        self.kv_format = KVCacheFormat.resolve(config.cache.kv_cache_dtype, config.cache.calculate_kv_scales,
+                                               loaded.dtype)
         self.lora = None
         if config.lora.enable_lora:
             from fw.lora.manager import LoRAManager
@@ -136,7 +139,7 @@ class Worker:
         layers = attention_layers(self.model)
         for layer in layers:
             layer.kv_cache = None
-        caches = allocate_kv_caches(self.model, KVPlan(num_blocks, block_size, 0), self.loaded.dtype,
+        caches = allocate_kv_caches(self.model, KVPlan(num_blocks, block_size, 0, self.kv_format), self.loaded.dtype,
                                     self.group.device)
         for layer, cache in zip(layers, caches):
             layer.kv_cache = cache

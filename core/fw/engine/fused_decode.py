@@ -92,8 +92,9 @@ def _layer(layer: DecoderLayerDescription, dtype: torch.dtype):
     _require(getattr(attention.impl, "fused_cpu_decode", False),
              f"the {type(attention.impl).__name__} attention backend does not declare fused_cpu_decode")
     cache = attention.kv_cache
-    _require(cache is not None and cache.is_contiguous() and cache.dtype == dtype,
-             "the KV cache is not bound, not contiguous or not in the model dtype")
+    _require(cache is not None and cache.is_contiguous()
+             and cache.dtype == attention.impl.kv_format.storage_dtype(dtype),
+             "the KV cache is not bound, not contiguous or not in its format's dtype")
     q_size, kv_size = attention.num_heads * attention.head_size, attention.num_kv_heads * attention.head_size
     _require(list(layer.qkv.shard_sizes) == [q_size, kv_size, kv_size], "qkv's shards do not match the heads")
     rotary = layer.rotary
@@ -127,7 +128,7 @@ def _norms(layer: DecoderLayerDescription) -> list:
 def _settings(layer: DecoderLayerDescription) -> tuple:
     """What the C decoder holds once for all layers."""
     impl, attention = layer.attention.impl, layer.attention
-    return (impl.scale, impl.logits_soft_cap, layer.rotary.rotary_dim, attention.num_heads, attention.num_kv_heads,
+    return (impl.scale, impl.logits_soft_cap, impl.kv_format, layer.rotary.rotary_dim, attention.num_heads, attention.num_kv_heads,
             attention.head_size, layer.activation, layer.input_norm.weight.shape[0])
 
 
@@ -154,5 +155,6 @@ def _decoder(description: DecoderDescription):
         head_size=attention.head_size, intermediate=dense.pop() if dense else 0, rotary_dim=first.rotary.rotary_dim,
         eps=first.input_norm.eps, scale=impl.scale, final_norm=description.final_norm.weight,
         soft_cap=impl.logits_soft_cap, activation=gate, norm_offset=first.input_norm.offset,
+        kv_kind=impl.kv_format.code, kv_dynamic=impl.kv_format.dynamic_scales,
     )
     return FusedDecoder(layers, shape)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from fw.attention.kv_format import KVCacheFormat
 from fw.engine import huge_pages
 from fw.engine.kv_cache_manager import cdiv
 from fw.errors import ConfigurationError, FwError
@@ -36,6 +37,8 @@ class KVPlan:
     num_blocks: int
     block_size: int
     bytes_per_block: int
+    #: how keys and values are stored (``--kv-cache-dtype``)
+    kv_format: KVCacheFormat = KVCacheFormat()
 
     @property
     def num_tokens(self) -> int:
@@ -73,15 +76,17 @@ def attention_layers(model: nn.Module) -> list[Attention]:
 def plan_kv_cache(model: nn.Module, dtype: torch.dtype, device: torch.device, *, block_size: int,
                   memory_bytes: int | None, num_blocks_override: int | None, max_model_len: int,
                   max_num_seqs: int, gpu_memory_utilization: float | None = None,
-                  extra_layers: list[Attention] = (), profiled_bytes: int | None = None) -> KVPlan:
-    """``extra_layers``: attention layers of another model whose caches use the same block
+                  extra_layers: list[Attention] = (), profiled_bytes: int | None = None,
+                  kv_format: KVCacheFormat = KVCacheFormat()) -> KVPlan:
+    """A block's bytes are those of ``kv_format`` (a quantized cache: one byte per element
+    and a float32 scale per token and head). ``extra_layers``: attention layers of another model whose caches use the same block
     ids (a speculative draft model); a block's bytes count theirs too. ``profiled_bytes``:
     the KV budget a GPU memory profile found (``fw.engine.memory_profile``)."""
     layers = attention_layers(model) + list(extra_layers)
     if not layers:  # an encoder: blocks are the scheduler's bookkeeping only, and hold no memory
-        return KVPlan(max_num_seqs * cdiv(max_model_len, block_size) + 1, block_size, 0)
-    element = torch.empty((), dtype=dtype).element_size()
-    per_block = sum(2 * block_size * layer.num_kv_heads * layer.head_size * element for layer in layers)
+        return KVPlan(max_num_seqs * cdiv(max_model_len, block_size) + 1, block_size, 0, kv_format)
+    per_block = sum(block_size * kv_format.bytes_per_token(layer.num_kv_heads, layer.head_size, dtype)
+                    for layer in layers)
     if num_blocks_override is not None:
         num_blocks = num_blocks_override
     else:
@@ -95,17 +100,18 @@ def plan_kv_cache(model: nn.Module, dtype: torch.dtype, device: torch.device, *,
             f"the KV cache has room for no block of {block_size} tokens ({per_block} bytes each); "
             "raise --kv-cache-memory-bytes"
         )
-    return KVPlan(int(num_blocks), block_size, per_block)
+    return KVPlan(int(num_blocks), block_size, per_block, kv_format)
 
 
 def allocate_kv_caches(model: nn.Module, plan: KVPlan, dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
-    """One [2, num_blocks, block_size, kv_heads, head_size] tensor per attention layer (on
-    huge pages where the OS allows: a step reads the whole cache, scattered)."""
-    return [
-        huge_pages.zeros(2, plan.num_blocks, plan.block_size, layer.num_kv_heads, layer.head_size,
-                         dtype=dtype, device=device)
-        for layer in attention_layers(model)
-    ]
+    """One tensor per attention layer in the plan's format (``fw.attention.kv_format``) (on huge pages where the OS allows: a step reads the whole cache,
+    scattered); each layer is told the format."""
+    fmt, caches = plan.kv_format, []
+    for layer in attention_layers(model):
+        layer.set_kv_format(fmt)
+        shape = fmt.shape(plan.num_blocks, plan.block_size, layer.num_kv_heads, layer.head_size)
+        caches.append(huge_pages.zeros(*shape, dtype=fmt.storage_dtype(dtype), device=device))
+    return caches
 
 
 def fit_max_model_len(plan: KVPlan, max_model_len: int, *, explicit: bool) -> int:

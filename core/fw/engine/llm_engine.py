@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import torch
 
+from fw.attention.kv_format import KVCacheFormat
 from fw.config import EngineConfig
 from fw.engine.admission import Admission, tokenize_prompt
 from fw.engine.cuda_graphs import plan_for
@@ -87,13 +88,14 @@ class LLMEngine:
         start = time.perf_counter()
         cache = config.cache
         profile = profile_for(loaded, cache, scheduler_config, self.max_model_len)
+        kv_format = KVCacheFormat.resolve(cache.kv_cache_dtype, cache.calculate_kv_scales, loaded.dtype)
         plan = plan_kv_cache(loaded.model, loaded.dtype, loaded.device, block_size=cache.block_size,
                              memory_bytes=cache.kv_cache_memory_bytes,
                              num_blocks_override=cache.num_gpu_blocks_override,
                              max_model_len=self.max_model_len, max_num_seqs=scheduler_config.max_num_seqs,
                              gpu_memory_utilization=cache.gpu_memory_utilization,
                              extra_layers=self.speculation.proposer.kv_layers() if self.speculation else (),
-                             profiled_bytes=profile.kv_bytes if profile else None)
+                             profiled_bytes=profile.kv_bytes if profile else None, kv_format=kv_format)
         self.max_model_len = fit_max_model_len(plan, self.max_model_len, explicit=config.model.max_model_len is not None)
         kv_caches = allocate_kv_caches(loaded.model, plan, loaded.dtype, loaded.device)
         #: False for an encoder: its blocks hold nothing, and nothing is cached across prompts
@@ -104,8 +106,8 @@ class LLMEngine:
             self.speculation.bind(self.kv, plan, self.max_model_len)
         if self.has_kv_cache:
             logger.info(
-                "KV cache: %d blocks of %d tokens = %d tokens (%.1f MiB); max concurrency at %d tokens per "
-                "request: %.1fx (sized in %.2fs)", plan.num_blocks, plan.block_size, plan.num_tokens,
+                "KV cache (%s): %d blocks of %d tokens = %d tokens (%.1f MiB); max concurrency at %d tokens per "
+                "request: %.1fx (sized in %.2fs)", kv_format.describe(), plan.num_blocks, plan.block_size, plan.num_tokens,
                 plan.total_bytes / 2**20, self.max_model_len, plan.num_tokens / self.max_model_len,
                 time.perf_counter() - start)
         else:

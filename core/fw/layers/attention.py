@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from fw.attention.context import get_forward_context
+from fw.attention.kv_format import KVCacheFormat
+from fw.errors import ConfigurationError
 from fw.models.interface import ModelContext
 
 
@@ -24,7 +26,7 @@ class Attention(nn.Module):
             num_heads, head_size, num_kv_heads, scale,
             sliding_window=sliding_window, logits_soft_cap=logits_soft_cap,
         )
-        #: [2, num_blocks, block_size, num_kv_heads, head_size], bound by the model runner
+        #: keys and values by block id (``fw.attention.kv_format`` has the shapes), bound by the runner
         self.kv_cache: torch.Tensor | None = None
 
     def set_heads(self, num_heads: int, num_kv_heads: int) -> None:
@@ -37,6 +39,16 @@ class Attention(nn.Module):
         self.num_heads, self.num_kv_heads = num_heads, num_kv_heads
         self.impl = type(impl)(num_heads, self.head_size, num_kv_heads, impl.scale,
                                sliding_window=impl.sliding_window, logits_soft_cap=impl.logits_soft_cap)
+        self.impl.kv_format = impl.kv_format
+
+    def set_kv_format(self, kv_format: KVCacheFormat) -> None:
+        """Store keys and values in ``kv_format`` (before the cache of that format is bound);
+        refused in one line when the attention backend cannot read it."""
+        if not self.impl.supports_kv_format(kv_format):
+            raise ConfigurationError(
+                f"--kv-cache-dtype: the {self.impl.name} attention backend does not read a KV cache of "
+                f"{kv_format.describe()}; use the torch backend (the CPU) or --kv-cache-dtype auto")
+        self.impl.kv_format = kv_format
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """query [T, Hq*D], key/value [T, Hkv*D] -> [T, Hq*D]."""

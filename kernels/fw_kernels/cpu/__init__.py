@@ -23,6 +23,8 @@ _SIGNATURES = {
     "rope_neox": [_P, _I, _P, _P, _I, _I, _I, _I],
     "write_kv": [_P, _I, _P, _I, _P, _P, _P, _I, _I],
     "paged_decode": [_P, _P, _I, _P, _P, _P, _I, _P, _I, _I, _I, _I, _I, _F, _I, _F, _I],
+    "write_kv_quant": [_P, _I, _P, _I, _P, _P, _P, _I, _I, _I, _I, _I, _I],
+    "paged_decode_quant": [_P, _P, _I, _P, _P, _P, _I, _P, _I, _I, _I, _I, _I, _F, _I, _F, _I, _I],
     "encoder_attention": [_P, _P, _I, _P, _P, _I, _P, _I, _I, _I, _F, _I],
     "int4_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
     "int8_gemv": [_P, _P, _I, _P, _P, _P, _I, _I, _I, _I],
@@ -149,6 +151,33 @@ def paged_decode(query: torch.Tensor, key_cache: torch.Tensor, value_cache: torc
         out.data_ptr(), query.data_ptr(), query.stride(0), key_cache.data_ptr(), value_cache.data_ptr(),
         block_table.data_ptr(), block_table.stride(0), seq_lens.data_ptr(), seqs, kv_heads, heads // kv_heads,
         head_size, key_cache.shape[1], scale, sliding_window or 0, soft_cap or 0.0, max_len)
+    return out
+
+
+def write_kv_quant(key: torch.Tensor, value: torch.Tensor, kv_cache: torch.Tensor, slot_mapping: torch.Tensor,
+                   kind: int, dynamic: bool) -> None:
+    """Quantize and store key/value [rows, kv_heads * head_size] (any row stride) at
+    ``slot_mapping`` (int64) of a contiguous quantized cache [2, blocks, kv_heads,
+    block_size, head_size + 4] (``fw.attention.kv_format``; ``kind`` its kernel code,
+    ``dynamic`` whether fp8 rows get their own scale)."""
+    _, _, kv_heads, block_size, row = kv_cache.shape
+    _function("write_kv_quant", key.dtype)(key.data_ptr(), key.stride(0), value.data_ptr(), value.stride(0),
+                                           kv_cache[0].data_ptr(), kv_cache[1].data_ptr(), slot_mapping.data_ptr(),
+                                           key.shape[0], kv_heads, block_size, row - 4, kind, int(dynamic))
+
+
+def paged_decode_quant(query: torch.Tensor, kv_cache: torch.Tensor, kind: int, block_table: torch.Tensor,
+                       seq_lens: torch.Tensor, scale: float, *, max_len: int, sliding_window: int | None = None,
+                       soft_cap: float | None = None) -> torch.Tensor:
+    """``paged_decode`` over a contiguous quantized cache [2, blocks, kv_heads, block_size,
+    head_size + 4] whose codes are of ``kind`` (``fw.attention.kv_format.KIND_CODES``)."""
+    seqs, heads, head_size = query.shape
+    kv_heads, block_size = kv_cache.shape[2], kv_cache.shape[3]
+    out = query.new_empty(seqs, heads, head_size)
+    _function("paged_decode_quant", query.dtype)(
+        out.data_ptr(), query.data_ptr(), query.stride(0), kv_cache[0].data_ptr(), kv_cache[1].data_ptr(),
+        block_table.data_ptr(), block_table.stride(0), seq_lens.data_ptr(), seqs, kv_heads, heads // kv_heads,
+        head_size, block_size, scale, sliding_window or 0, soft_cap or 0.0, max_len, kind)
     return out
 
 

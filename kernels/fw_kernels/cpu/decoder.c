@@ -8,7 +8,7 @@
  * same intermediate dtypes as the layer-by-layer path does with fw's CPU kernels, so
  * both give bit-identical results; only the Python between them is gone.
  */
-#include "fw_cpu.h"
+#include "kv_quant.h"
 
 /* The first block a sequence of len tokens attends to (a sliding window skips the rest). */
 static inline int64_t first_block(int64_t window, int64_t block_size, int64_t len) {
@@ -101,7 +101,8 @@ void fw_decoder_decode_##SUFFIX(const fw_decoder *m, const T *embedded, T *out, 
     T *attn = qkv + rows * qkv_width, *gate_up = attn + rows * q_width, *act = gate_up + rows * 2 * I; \
     memcpy(residual, embedded, sizeof(T) * (size_t)(rows * H));                                    \
     kv_plans plans;                                                                                \
-    plan_layers(&plans, m, block_table, table_stride, seq_lens, rows, kv_width * (int64_t)sizeof(T)); \
+    const int64_t kv_row_bytes = m->kv_kind ? m->kv_heads * (D + 4) : kv_width * (int64_t)sizeof(T); \
+    plan_layers(&plans, m, block_table, table_stride, seq_lens, rows, kv_row_bytes);               \
     const int64_t shares[4] = {q_width * H, 2 * I * H, I * H, qkv_width * H}; /* o, gate_up, down, qkv */ \
     const int64_t work = shares[0] + shares[1] + shares[2] + shares[3];                            \
     fw_add_rms_norm_##SUFFIX(embedded, NULL, m->layer[0].input_norm, x, rows, H, eps, offset);     \
@@ -119,11 +120,22 @@ void fw_decoder_decode_##SUFFIX(const fw_decoder *m, const T *embedded, T *out, 
         }                                                                                          \
         fw_rope_neox_##SUFFIX(qkv, qkv_width, positions, L->cos_sin, rows, m->heads + m->kv_heads, D, \
                               m->rotary_dim);                                                      \
-        fw_write_kv_##SUFFIX(qkv + q_width, qkv_width, qkv + q_width + kv_width, qkv_width,        \
-                             L->key_cache, L->value_cache, slots, rows, kv_width);                 \
-        fw_paged_decode_##SUFFIX(attn, qkv, qkv_width, L->key_cache, L->value_cache, block_table,  \
-                                 table_stride, seq_lens, rows, m->kv_heads, m->heads / m->kv_heads, \
-                                 D, m->block_size, m->scale, L->window, m->soft_cap, max_len);     \
+        if (m->kv_kind) {                                                                          \
+            fw_write_kv_quant_##SUFFIX(qkv + q_width, qkv_width, qkv + q_width + kv_width, qkv_width, \
+                                       L->key_cache, L->value_cache, slots, rows, m->kv_heads,      \
+                                       m->block_size, D,                                            \
+                                       m->kv_kind, m->kv_dynamic);                                  \
+            fw_paged_decode_quant_##SUFFIX(attn, qkv, qkv_width, L->key_cache, L->value_cache,     \
+                                           block_table, table_stride, seq_lens, rows, m->kv_heads,  \
+                                           m->heads / m->kv_heads, D, m->block_size, m->scale,      \
+                                           L->window, m->soft_cap, max_len, m->kv_kind);            \
+        } else {                                                                                   \
+            fw_write_kv_##SUFFIX(qkv + q_width, qkv_width, qkv + q_width + kv_width, qkv_width,    \
+                                 L->key_cache, L->value_cache, slots, rows, kv_width);             \
+            fw_paged_decode_##SUFFIX(attn, qkv, qkv_width, L->key_cache, L->value_cache, block_table, \
+                                     table_stride, seq_lens, rows, m->kv_heads, m->heads / m->kv_heads, \
+                                     D, m->block_size, m->scale, L->window, m->soft_cap, max_len); \
+        }                                                                                          \
         fw_project_##SUFFIX(mixed, attn, q_width, &L->o, rows, rows, H, q_width, share(ahead, next, 0, shares, work)); \
         OUTPUT_NORM(SUFFIX, m, L->attn_out_norm, mixed, rows);                                     \
         fw_add_rms_norm_##SUFFIX(mixed, residual, L->post_norm, x, rows, H, eps, offset);          \

@@ -38,7 +38,8 @@ class _Layer(ctypes.Structure):
 class _Decoder(ctypes.Structure):
     _fields_ = ([(name, ctypes.c_int64) for name in _SIZES]
                 + [(name, ctypes.c_float) for name in ("eps", "norm_offset", "scale", "soft_cap")]
-                + [("final_norm", ctypes.c_void_p), ("layer", ctypes.POINTER(_Layer))])
+                + [("final_norm", ctypes.c_void_p), ("layer", ctypes.POINTER(_Layer))]
+                + [(name, ctypes.c_int64) for name in ("kv_kind", "kv_dynamic")])
 
 
 @dataclass
@@ -48,7 +49,8 @@ class DecoderLayer:
     #: the merged q/k/v and output projections
     qkv: Projection
     o: Projection
-    #: [2, blocks, block_size, kv_heads, head_size], contiguous
+    #: contiguous: [2, blocks, block_size, kv_heads, head_size], or with ``DecoderShape.kv_kind``
+    #: [2, blocks, kv_heads, block_size, head_size + 4] bytes (codes and a scale per row)
     kv_cache: torch.Tensor
     #: float32 [max_position, rotary_dim]: cosines then sines, this layer's
     cos_sin: torch.Tensor
@@ -87,6 +89,10 @@ class DecoderShape:
     activation: str = "silu"
     #: norms compute ``rms_norm(x) * (norm_offset + weight)`` (Gemma: 1)
     norm_offset: float = 0.0
+    #: the KV caches' rows (``fw.attention.kv_format.KIND_CODES``: 0 the model dtype, 1 int8
+    #: codes, 2 fp8 e4m3 codes, each then a float32 scale) and whether fp8 scales are per row
+    kv_kind: int = 0
+    kv_dynamic: bool = False
 
 
 class FusedDecoder:
@@ -110,9 +116,10 @@ class FusedDecoder:
         self._struct = _Decoder(
             layers=len(layers), hidden=shape.hidden, heads=shape.heads, kv_heads=shape.kv_heads,
             head_size=shape.head_size, intermediate=shape.intermediate, rotary_dim=shape.rotary_dim,
-            block_size=layers[0].kv_cache.shape[2], activation=GATES[shape.activation], eps=shape.eps,
+            block_size=layers[0].kv_cache.shape[3 if shape.kv_kind else 2], activation=GATES[shape.activation], eps=shape.eps,
             norm_offset=shape.norm_offset, scale=shape.scale, soft_cap=shape.soft_cap or 0.0,
-            final_norm=shape.final_norm.data_ptr(), layer=self._layers)
+            final_norm=shape.final_norm.data_ptr(), layer=self._layers, kv_kind=shape.kv_kind,
+            kv_dynamic=int(shape.kv_dynamic))
         self._keep = (layers, shape)  # the tensors the structs point into
         limits = [limit for limit in [max_rows(projections), *moe_limits] if limit is not None]
         #: the most rows (tokens) a call may have; None: any

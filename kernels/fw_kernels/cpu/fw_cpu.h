@@ -284,12 +284,15 @@ typedef struct {
     int64_t window;
 } fw_decoder_layer;
 
-/* A whole pre-norm decoder stack (RMSNorm times offset + weight, a gated MLP, neox rotary). */
+/* A whole pre-norm decoder stack (RMSNorm times offset + weight, a gated MLP, neox rotary).
+ * kv_kind: the KV caches' codes (kv_quant.h: 0 the model dtype, 1 int8, 2 fp8 e4m3 with
+ * kv_dynamic scales or 1.0). */
 typedef struct {
     int64_t layers, hidden, heads, kv_heads, head_size, intermediate, rotary_dim, block_size, activation;
     float eps, norm_offset, scale, soft_cap;
     const void *final_norm;
     const fw_decoder_layer *layer;
+    int64_t kv_kind, kv_dynamic;
 } fw_decoder;
 
 #endif

@@ -8,6 +8,11 @@ the same job. Per-sequence scaled_dot_product_attention on prompts of 64 tokens 
 ~20 GFLOP/s here, ~4x slower than the kernel. Without the kernels, decoding sequences are
 batched into one gather of their context and two batched matmuls, and prefill chunks run
 one sequence at a time through scaled_dot_product_attention.
+
+A quantized cache (``--kv-cache-dtype int8|fp8``, ``fw.attention.kv_format``) takes the
+same single call, of the kernel that reads codes and scales (``attention_quant.c``);
+without the kernels, the step is ``fw_kernels.kv_quant`` and ``fw_kernels.reference``:
+attention in float32 over the dequantized cache, which is what the kernel computes.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import torch.nn.functional as F
 
 from fw.attention.backend import AttentionBackend
 from fw.attention.metadata import AttentionMetadata
-from fw_kernels import cpu
+from fw_kernels import cpu, kv_quant, reference
 
 
 class TorchAttentionBackend(AttentionBackend):
@@ -28,7 +33,13 @@ class TorchAttentionBackend(AttentionBackend):
     def priority(cls, device: torch.device) -> int:
         return 10 if device.type == "cpu" else 0
 
+    @classmethod
+    def supports_kv_format(cls, kv_format) -> bool:
+        return True
+
     def forward(self, query, key, value, kv_cache, metadata: AttentionMetadata):
+        if self.kv_format.quantized:
+            return self._forward_quantized(query, key, value, kv_cache, metadata)
         key_cache, value_cache = kv_cache[0], kv_cache[1]
         num_blocks, block_size = key_cache.shape[:2]
         if self._fused(query, key, value, kv_cache):
@@ -64,6 +75,23 @@ class TorchAttentionBackend(AttentionBackend):
             out[start:end] = self._prefill(query[start:end], key[start:end], value[start:end],
                                            key_cache, value_cache, metadata.block_table[i], lens[i])
         return out
+
+    def _forward_quantized(self, query, key, value, kv_cache, metadata: AttentionMetadata):
+        fmt = self.kv_format
+        if (cpu.supports(query, key, value) and kv_cache.is_contiguous()
+                and all(t[0].is_contiguous() for t in (query, key, value))):
+            cpu.write_kv_quant(key.flatten(1), value.flatten(1), kv_cache, metadata.slot_mapping, fmt.code,
+                               fmt.dynamic_scales)
+            table, lens, longest = ((metadata.block_table, metadata.seq_lens, metadata.max_seq_len)
+                                    if metadata.is_pure_decode else self._token_rows(metadata))
+            return cpu.paged_decode_quant(query, kv_cache, fmt.code, table.contiguous(), lens.contiguous(),
+                                          self.scale, max_len=longest, sliding_window=self.sliding_window,
+                                          soft_cap=self.logits_soft_cap)
+        kv_quant.write_kv(key, value, kv_cache, metadata.slot_mapping, fmt.kind, fmt.dynamic_scales)
+        key_cache, value_cache = kv_quant.dequantize_cache(kv_cache, fmt.kind)
+        return reference.paged_attention_prefill(
+            query, key_cache, value_cache, metadata.block_table, metadata.query_start_loc, metadata.seq_lens,
+            self.scale, sliding_window=self.sliding_window, soft_cap=self.logits_soft_cap)
 
     # -- decode: one query per sequence ---------------------------------------------
 

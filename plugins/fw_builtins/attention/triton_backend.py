@@ -21,8 +21,8 @@ from fw.attention.metadata import AttentionMetadata
 
 #: the kernels' names -> their modules; imported on first use, as attributes of this
 #: module (tests may set their own first)
-_KERNELS = {"write_kv": "fw_kernels.kv_write", "paged_attention_decode": "fw_kernels.decode",
-            "paged_attention_prefill": "fw_kernels.prefill"}
+_KERNELS = {"write_kv": "fw_kernels.kv_write", "write_kv_quant": "fw_kernels.kv_write",
+            "paged_attention_decode": "fw_kernels.decode", "paged_attention_prefill": "fw_kernels.prefill"}
 
 
 def _kernel(name: str):
@@ -58,6 +58,10 @@ class TritonAttentionBackend(AttentionBackend):
         return device.type == "cuda" or (device.type == "cpu" and interpreted())
 
     @classmethod
+    def supports_kv_format(cls, kv_format) -> bool:
+        return True  # int8 and fp8 e4m3 codes with their scales (fw_kernels.kv_codes)
+
+    @classmethod
     def priority(cls, device: torch.device) -> int:
         # Above the torch backend (10 on CPU, 0 elsewhere) on CUDA, below it on the CPU.
         return 20 if torch.device(device).type == "cuda" else 0
@@ -70,8 +74,13 @@ class TritonAttentionBackend(AttentionBackend):
         kv_cache: torch.Tensor,
         metadata: AttentionMetadata,
     ) -> torch.Tensor:
-        key_cache, value_cache = kv_cache[0], kv_cache[1]
-        _kernel("write_kv")(key, value, key_cache, value_cache, metadata.slot_mapping)
+        if self.kv_format.quantized:  # [2, blocks, kv_heads, block_size, row]: the kernels take token-major views
+            _kernel("write_kv_quant")(key, value, kv_cache, metadata.slot_mapping, self.kv_format.code,
+                                      self.kv_format.dynamic_scales)
+            key_cache, value_cache = kv_cache[0].transpose(1, 2), kv_cache[1].transpose(1, 2)
+        else:
+            key_cache, value_cache = kv_cache[0], kv_cache[1]
+            _kernel("write_kv")(key, value, key_cache, value_cache, metadata.slot_mapping)
         if metadata.is_pure_decode:
             return _kernel("paged_attention_decode")(
                 query, key_cache, value_cache, metadata.block_table, metadata.seq_lens, self.scale,

@@ -14,6 +14,7 @@ import signal
 import jsonschema
 import psutil
 import pytest
+import torch
 
 from fw import LoRARequest, SamplingParams
 from fw.errors import ConfigurationError
@@ -133,3 +134,16 @@ def test_a_worker_that_dies_makes_the_next_step_fail_instead_of_hang(tiny_llama,
     workers[0].wait(10)
     with pytest.raises(RuntimeError, match="(?i)connection|closed|reset|peer"):
         llm.generate(PROMPTS[0], GREEDY, use_tqdm=False)
+
+
+def test_two_ranks_with_an_int8_kv_cache_give_one_ranks_tokens(tiny_checkpoint_factory, tp_llm):
+    """Each rank keeps its own KV heads' codes and scales (fw.attention.kv_format): rank 0
+    tells the others the block count and block size of a cache laid out by kv head."""
+    path = tiny_checkpoint_factory("LlamaForCausalLM")
+    one = tp_llm(path, kv_cache_dtype="int8").generate(PROMPTS, GREEDY, use_tqdm=False)
+    llm = tp_llm(path, tensor_parallel_size=2, kv_cache_dtype="int8")
+    two = llm.generate(PROMPTS, GREEDY, use_tqdm=False)
+    assert tokens(two) == tokens(one)
+    assert sampled_logprobs(two) == pytest.approx(sampled_logprobs(one), abs=1e-3)
+    attention = next(m for m in rank0_shard(llm).modules() if isinstance(m, Attention))
+    assert attention.kv_cache.dtype == torch.int8 and attention.kv_cache.shape[2] == attention.num_kv_heads == 1

@@ -4,7 +4,7 @@ whose option list vllm_serve_options.txt keeps in the repository).
 Each option either works with vLLM's meaning (tested where its feature is) or is refused
 when used: exit status 2 and one line naming the option and why, never a traceback and
 never "No such option". Options that other issues add as real features (parallelism,
-hub sources, KV-cache dtypes) are listed with the issue
+hub sources) are listed with the issue
 that owns them and skipped here until they exist.
 """
 
@@ -27,9 +27,7 @@ SNAPSHOT = HERE / "vllm_serve_options.txt"
 REFERENCE_NAME = Path("shared") / "reference" / "vllm-cli-arguments.md"
 
 #: options other issues build as real features (option -> issue)
-OWNED_ELSEWHERE = {
-    **dict.fromkeys(["--kv-cache-dtype", "--calculate-kv-scales"], 22),
-}
+OWNED_ELSEWHERE: dict[str, int] = {}
 #: a whole option group another issue owns (reference heading -> issue)
 GROUPS_ELSEWHERE: dict[str, int] = {}
 
@@ -122,6 +120,9 @@ def test_every_refused_option_says_why_and_exits_2():
     (["--tokenizer-mode", "mistral"], "mistral_common"),
     (["-O3"], "does not compile"),
     (["--limit-mm-per-prompt.image", "2"], "text-only"),
+    (["--kv-cache-dtype", "fp8_inc"], "Gaudi"),
+    (["--kv-cache-dtype", "fp8_e5m2"], "e4m3 only"),
+    (["--calculate-kv-scales"], "with --kv-cache-dtype auto there are none"),
 ])
 def test_refusals_from_a_real_command_line(args, reason):
     result = run_fw("serve", *args)
