@@ -13,7 +13,6 @@ engine (a processor's own module may import what it likes).
 
 from __future__ import annotations
 
-import importlib
 import re
 from importlib import metadata
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from fw import plugins
 from fw.errors import InvalidParameterError
 from fw.logits_processors.interface import LogitsProcessor
+from fw.registry import import_target
 
 #: the entry-point group of installed processors (``name = "package.module:Class"``)
 ENTRY_POINT_GROUP = "fw.logits_processors"
@@ -28,17 +28,15 @@ KIND = "logits_processor"
 
 
 def import_class(path: str) -> Any:
-    """``package.module:Class`` or ``package.module.Class`` (ImportError/AttributeError
-    when it is not there)."""
-    module, sep, attr = path.partition(":")
-    if not sep:
+    """``package.module:Class`` or vLLM's ``package.module.Class`` (ImportError or
+    AttributeError when it is not there)."""
+    if ":" not in path:
         module, _, attr = path.rpartition(".")
-    if not module or not attr:
-        raise ImportError(f"{path!r} is not an import path like 'package.module:Class'")
-    obj: Any = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
+        path = f"{module}:{attr}"
+    try:
+        return import_target(path)
+    except ValueError as exc:  # no module or no attribute named
+        raise ImportError(f"{path!r} is not an import path like 'package.module:Class'") from exc
 
 
 def _checked(cls: Any, name: str) -> type[LogitsProcessor]:
