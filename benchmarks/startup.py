@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serving import free_port  # noqa: E402
 
-PHASES = {"load": r"loaded \S+ \(.*\) in ([\d.]+)s", "kv": r"KV cache: .* \(sized in ([\d.]+)s\)",
+PHASES = {"load": r"loaded \S+ \(.*\) in ([\d.]+)s", "kv": r"KV cache \(.*\): .* \(sized in ([\d.]+)s\)",
           "warm-up": r"warm-up done in ([\d.]+)s", "engine": r"engine ready in ([\d.]+) s"}
 
 

@@ -30,7 +30,7 @@ def load_script():
 
 def test_phases_are_read_from_the_log():
     log = ("INFO 10:00:00 fw.engine: loaded LlamaForCausalLM (m.gguf, bfloat16, torch attention) in 0.4s "
-           "(prepared weights from the cache)\nINFO 10:00:01 fw.engine: KV cache: 5825 blocks of 16 tokens = "
+           "(prepared weights from the cache)\nINFO 10:00:01 fw.engine: KV cache (the model's dtype): 5825 blocks of 16 tokens = "
            "93200 tokens (2047.9 MiB); max concurrency at 8192 tokens per request: 11.4x (sized in 0.01s)\n"
            "INFO 10:00:02 fw.engine: warm-up done in 0.51s\nINFO fw.serve: engine ready in 3.25 s (model m)\n")
     assert load_script().fw_phases(log) == {"load": 0.4, "kv": 0.01, "warm-up": 0.51, "engine": 3.25}
