@@ -255,7 +255,7 @@ def _serve_one(name: str, path: Path, extra: list[str], plan: dict, log_path: Pa
         finally:
             stop(process)
             for line in log_path.read_text().splitlines():
-                if any(key in line for key in ("GPU memory", "CUDA graphs", "KV cache:", "Error", "error")):
+                if any(key in line for key in ("GPU memory", "CUDA graphs", "KV cache (", "Error", "error")):
                     print(f"  {line.strip()}")
     return results
 
