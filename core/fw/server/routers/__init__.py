@@ -12,12 +12,16 @@ ERROR_RESPONSES = {
     503: {"model": ErrorResponse, "description": "Overloaded; retry after Retry-After seconds."},
 }
 
-#: a generation route's 200: JSON, or server-sent events when the request sets stream
-STREAM_RESPONSE = {200: {
-    "description": "The answer as JSON; with `stream: true`, server-sent events (`data: <chunk JSON>` "
-                   "lines, an error object if the request fails after it started, then `data: [DONE]`).",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-}}
+def stream_response(events: str) -> dict[int, dict]:
+    """A generation route's 200: JSON, or server-sent events (``events`` says which)
+    when the request sets stream."""
+    return {200: {"description": f"The answer as JSON; with `stream: true`, server-sent events ({events}).",
+                  "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+
+
+#: the OpenAI chat and completions routes' 200
+STREAM_RESPONSE = stream_response("`data: <chunk JSON>` lines, an error object if the request fails after it "
+                                  "started, then `data: [DONE]`")
 
 
 def json_errors(*codes: int, description: str | None = None) -> dict[int, dict]:

@@ -12,14 +12,19 @@ from fastapi import APIRouter, Depends, Request
 
 from fw.errors import FwError
 from fw.server.chat_pipeline import render_chat_request, start_chat
-from fw.server.errors import rename_param
 from fw.server.context import ServerContext, base_request_id, get_context
 from fw.server.convert.messages_output import MessageView, error_events, new_message_id
 from fw.server.convert.messages_request import chat_request_of
+from fw.server.errors import rename_param
 from fw.server.json_body import StrictJSONRoute
 from fw.server.protocol.messages import (
-    AnthropicErrorResponse, CountTokensRequest, MessageResponse, MessagesRequest, TokenCount,
+    AnthropicErrorResponse,
+    CountTokensRequest,
+    MessageResponse,
+    MessagesRequest,
+    TokenCount,
 )
+from fw.server.routers import stream_response
 from fw.server.sse import SSEResponse, guard_stream, until_disconnected
 from fw.server.turn import Turn
 
@@ -34,7 +39,8 @@ ERRORS = {status: {"model": AnthropicErrorResponse, "description": text} for sta
     (503, "Overloaded; retry after Retry-After seconds."))}
 
 
-@router.post("/v1/messages", response_model=MessageResponse, responses=ERRORS)
+@router.post("/v1/messages", response_model=MessageResponse, responses={
+    **ERRORS, **stream_response("Anthropic's `message_start` ... `message_stop` events, with `ping`s")})
 async def create_message(body: MessagesRequest, request: Request, ctx: ServerContext = Depends(get_context)):
     """Answer a conversation in Anthropic's shape."""
     message_id = new_message_id(base_request_id(request, body.request_id))

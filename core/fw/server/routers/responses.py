@@ -21,8 +21,12 @@ from fw.server.convert.responses_request import chat_request_of, input_items
 from fw.server.errors import from_exception, log_error, rename_param
 from fw.server.json_body import StrictJSONRoute
 from fw.server.protocol.chat import ChatCompletionRequest
-from fw.server.protocol.responses import DeletedResponse, ResponseObject, ResponsesRequest
-from fw.server.routers import ERROR_RESPONSES
+from fw.server.protocol.responses import (
+    DeletedResponse,
+    ResponseObject,
+    ResponsesRequest,
+)
+from fw.server.routers import ERROR_RESPONSES, stream_response
 from fw.server.sse import SSEResponse, guard_stream, until_disconnected
 from fw.server.turn import Turn
 
@@ -34,7 +38,9 @@ PARAM_NAMES = {"max_completion_tokens": "max_output_tokens", "max_tokens": "max_
                "reasoning_effort": "reasoning.effort"}
 
 
-@router.post("/v1/responses", response_model=ResponseObject, responses=ERROR_RESPONSES)
+@router.post("/v1/responses", response_model=ResponseObject, responses={
+    **ERROR_RESPONSES, **stream_response("typed `event:` lines with increasing `sequence_number`s, ending with "
+                                         "`response.completed`, `response.incomplete` or `response.failed`")})
 async def create_response(body: ResponsesRequest, request: Request, ctx: ServerContext = Depends(get_context)):
     """Answer input items (after the conversation previous_response_id names)."""
     service = ctx.responses
