@@ -51,5 +51,7 @@ def test_gemm_peak_compares_with_another_checkout(capsys):
     assert [r[1] for r in rows] == [s[0] for s in load_benchmark("gemm_peak").SHAPES]
     for r in rows:
         this, base, ratio = float(r[3]), float(r[6]), float(r[7])  # printed rounded: ratio of the unrounded
-        assert r[2] == r[5] and this >= 0 and base >= 0 and ratio > 0
+        assert r[2] == r[5] and this >= 0 and base > 0
+        # at 0.01 s a round can stall on this busy machine: the ratio is checked, not its size
+        assert ratio == pytest.approx(this / base, rel=0.5, abs=0.02)
         assert abs(float(r[4].rstrip(" %")) - this / 10) <= 0.51
