@@ -16,7 +16,12 @@ def stream_response(events: str) -> dict[int, dict]:
     """A generation route's 200: JSON, or server-sent events (``events`` says which)
     when the request sets stream."""
     return {200: {"description": f"The answer as JSON; with `stream: true`, server-sent events ({events}).",
-                  "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+                  "content": {"text/event-stream": {"schema": SSE_EVENT}}}}
+
+
+#: one server-sent event, as a client's parser reads it (what the stream's schema describes)
+SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
+    "event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}, "retry": {"type": "integer"}}}
 
 
 #: the OpenAI chat and completions routes' 200
