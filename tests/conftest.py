@@ -88,7 +88,7 @@ def llm_factory():
     built = {}
 
     def build(path, **options):
-        key = (str(path), tuple(sorted(options.items())))
+        key = repr((str(path), sorted((k, repr(v)) for k, v in options.items())))  # values may be dicts
         if key not in built:
             built[key] = LLM(str(path), dtype="float32", **options)
         return built[key]

@@ -33,21 +33,6 @@ class NoRepeat(LogitsProcessor):
                 logits[row, output[-1]] = float("-inf")
 
 
-@pytest.fixture(scope="module")
-def engines():
-    built: dict[str, LLM] = {}
-
-    def build(path, **options) -> LLM:
-        key = repr((str(path), sorted((k, repr(v)) for k, v in options.items())))
-        if key not in built:
-            built[key] = LLM(str(path), dtype="float32", **options)
-        return built[key]
-
-    yield build
-    for llm in built.values():
-        llm.engine.shutdown()
-
-
 def _tokens(llm: LLM, prompts, params) -> list[list[int]]:
     params = params if isinstance(params, list) else [params] * len(prompts)
     return [list(o.outputs[0].token_ids) for o in llm.generate(prompts, params, use_tqdm=False)]
@@ -56,9 +41,9 @@ def _tokens(llm: LLM, prompts, params) -> list[list[int]]:
 GREEDY = {"max_tokens": 12, "temperature": 0, "ignore_eos": True}
 
 
-def test_the_target_token_follows_the_request_and_leaves_the_others_alone(engines, tiny_llama):
-    plain = _tokens(engines(tiny_llama), PROMPTS, SamplingParams(**GREEDY))
-    llm = engines(tiny_llama, logits_processors=["target_token"])
+def test_the_target_token_follows_the_request_and_leaves_the_others_alone(llm_factory, tiny_llama):
+    plain = _tokens(llm_factory(tiny_llama), PROMPTS, SamplingParams(**GREEDY))
+    llm = llm_factory(tiny_llama, logits_processors=["target_token"])
     assert _tokens(llm, PROMPTS, SamplingParams(**GREEDY)) == plain  # no arguments: unchanged
     target = 7
     assert all(t != [target] * 12 for t in plain)
@@ -71,8 +56,8 @@ def test_the_target_token_follows_the_request_and_leaves_the_others_alone(engine
     assert _tokens(llm, PROMPTS[:1], sampled) == [[5] * 12]
 
 
-def test_a_request_may_name_a_processor_the_pattern_allows(engines, tiny_llama):
-    llm = engines(tiny_llama, logits_processor_pattern=r"fw_builtins\.logits_processors\.")
+def test_a_request_may_name_a_processor_the_pattern_allows(llm_factory, tiny_llama):
+    llm = llm_factory(tiny_llama, logits_processor_pattern=r"fw_builtins\.logits_processors\.")
     params = SamplingParams(**GREEDY, logits_processors=[BUILTIN], extra_args={"target_token": 11})
     assert _tokens(llm, PROMPTS[:2], [params, SamplingParams(**GREEDY)])[0] == [11] * 12
     with pytest.raises(InvalidParameterError, match="is not allowed by this server"):
@@ -82,30 +67,30 @@ def test_a_request_may_name_a_processor_the_pattern_allows(engines, tiny_llama):
         llm.generate(PROMPTS[:1], SamplingParams(**GREEDY, extra_args={"target_token": 1}), use_tqdm=False)
 
 
-def test_bad_arguments_are_refused_at_admission_naming_vllm_xargs(engines, tiny_llama):
-    llm = engines(tiny_llama, logits_processors=["target_token"])
+def test_bad_arguments_are_refused_at_admission_naming_vllm_xargs(llm_factory, tiny_llama):
+    llm = llm_factory(tiny_llama, logits_processors=["target_token"])
     for xargs, reason in (({"target_token": 10**6}, "target_token must be a token id"),
                           ({"target": 1}, "no logits processor reads 'target'")):
         with pytest.raises(InvalidParameterError, match=reason) as info:
             llm.generate(PROMPTS[:1], SamplingParams(**GREEDY, extra_args=xargs), use_tqdm=False)
         assert info.value.param == "vllm_xargs"
     assert llm.engine.scheduler.num_waiting == 0 and not llm.engine.scheduler.requests
-    plain = engines(tiny_llama)
+    plain = llm_factory(tiny_llama)
     with pytest.raises(InvalidParameterError, match="no logits processor is enabled"):
         plain.generate(PROMPTS[:1], SamplingParams(**GREEDY, extra_args={"target_token": 1}), use_tqdm=False)
 
 
-def test_speculation_cannot_change_what_a_processor_gives(engines, tiny_llama):
+def test_speculation_cannot_change_what_a_processor_gives(llm_factory, tiny_llama):
     """The verification path applies processors with each row's proposals before it as
     output, so greedy output under n-gram speculation equals plain decoding's."""
     processors = [f"{__name__}:NoRepeat", "target_token"]
     params = [SamplingParams(max_tokens=30, temperature=0, ignore_eos=True, extra_args={"no_repeat": True}),
               SamplingParams(max_tokens=30, temperature=0, ignore_eos=True),
               SamplingParams(max_tokens=30, temperature=0, ignore_eos=True, extra_args={"target_token": 9})]
-    expected = _tokens(engines(tiny_llama, logits_processors=processors), PROMPTS, params)
+    expected = _tokens(llm_factory(tiny_llama, logits_processors=processors), PROMPTS, params)
     assert all(a != b for a, b in zip(expected[0], expected[0][1:]))  # no token twice in a row
     assert expected[2] == [9] * 30
-    llm = engines(tiny_llama, logits_processors=processors,
+    llm = llm_factory(tiny_llama, logits_processors=processors,
                   speculative_config={"method": "ngram", "num_speculative_tokens": 4})
     before = llm.engine.stats().spec_num_drafts
     assert _tokens(llm, PROMPTS, params) == expected
@@ -123,11 +108,11 @@ class Spy(NoRepeat):
         super().apply(logits, rows, states, output_ids)
 
 
-def test_a_processor_sees_only_its_rows_on_the_logits_device(tiny_llama, engines):
+def test_a_processor_sees_only_its_rows_on_the_logits_device(tiny_llama, llm_factory):
     """``apply`` gets the step's whole logits and the rows of the requests that use it;
     offline, ``logits_processors`` takes the class itself, as vLLM's LLM does."""
     Spy.seen.clear()
-    llm = engines(tiny_llama, logits_processors=[Spy])
+    llm = llm_factory(tiny_llama, logits_processors=[Spy])
     _tokens(llm, PROMPTS, [SamplingParams(**GREEDY), SamplingParams(**GREEDY, extra_args={"no_repeat": 1}),
                            SamplingParams(**GREEDY)])
     seen = Spy.seen
