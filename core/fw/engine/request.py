@@ -72,7 +72,6 @@ class Request:
         self.num_computed_tokens = 0
         #: prompt tokens found in the prefix cache when first scheduled
         self.num_cached_tokens = -1
-        self.num_preemptions = 0
         self.stop_reason: int | str | None = None
         # Sampling state.
         self.generator: torch.Generator | None = None

@@ -203,7 +203,6 @@ class Scheduler:
         self.kv.free(request)
         request.status = RequestStatus.PREEMPTED
         request.num_computed_tokens = 0
-        request.num_preemptions += 1
         self.num_preemptions += 1
         out.num_scheduled_tokens.pop(request.request_id, None)
         out.preempted.append(request.request_id)

@@ -3,7 +3,9 @@
 A block of KV is only valid after the exact tokens that came before it: the same eight
 tokens after another prefix, or at another position, hold other keys and values. These
 tests reuse a block's tokens in those places (and under preemption, which recomputes
-requests from the cache) and compare every answer with transformers on the same weights.
+requests from the cache) and compare every answer with transformers on the same weights,
+under each block key (``--prefix-caching-hash-algo``): a key that forgot the parent would
+still pass the token-by-token check of a hit, so only the answers show it.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ MAX_TOKENS = 8
 PARAMS = SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0, ignore_eos=True, logprobs=0)
 
 
-@pytest.fixture(scope="module")
-def llm(tiny_llama, llm_factory):
-    return llm_factory(tiny_llama, block_size=BLOCK)
+@pytest.fixture(scope="module", params=["builtin", "sha256"])
+def llm(tiny_llama, llm_factory, request):
+    return llm_factory(tiny_llama, block_size=BLOCK, prefix_caching_hash_algo=request.param)
 
 
 @pytest.fixture(scope="module")

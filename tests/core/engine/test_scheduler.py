@@ -162,7 +162,7 @@ def test_request_times_behind_the_latency_metrics():
     while scheduler.has_unfinished_requests():
         now[0] += 1.0
         run_step(scheduler)
-    assert requests[1].num_preemptions > 0
+    assert scheduler.num_preemptions > 0
     for request in requests:
         assert (request.first_scheduled_time, request.first_token_time) == (1.0, 1.0)
         assert request.last_token_time == request.finished_time >= 8.0  # eight tokens, one a step
@@ -183,6 +183,31 @@ def test_the_victim_of_a_preemption(policy, victim):
         preempted = out.preempted
         assert not set(preempted) & set(out.num_scheduled_tokens)  # nothing runs for it this step
     assert preempted[0] == victim
+
+
+def test_every_preemption_is_counted():
+    """fw:num_preemptions counts preemptions, not requests: here one request is preempted
+    twice."""
+    scheduler = make_scheduler(num_blocks=6, block_size=4, budget=64, caching=False)
+    for request_id in "abc":
+        scheduler.add_request(make_request(request_id, 8, max_tokens=8, arrival=ord(request_id)))
+    preempted = []
+    while scheduler.has_unfinished_requests():
+        preempted += run_step(scheduler).preempted
+    assert len(preempted) >= 2
+    assert scheduler.num_preemptions == len(preempted)
+
+
+def test_a_preempted_request_starts_over_and_takes_only_the_blocks_its_tokens_need():
+    scheduler = make_scheduler(num_blocks=8, block_size=4, budget=64, caching=False)
+    request = make_request("a", 7, max_tokens=8)
+    scheduler.add_request(request)
+    run_step(scheduler)  # the 7 prompt tokens computed, an 8th sampled
+    scheduler._preempt(request, SchedulerOutput())
+    assert scheduler.kv.pool.num_free_blocks == 8
+    out = run_step(scheduler)
+    assert out.num_scheduled_tokens == {"a": 8}  # recomputed from the first token
+    assert len(scheduler.kv.block_ids("a")) == 2
 
 
 def test_a_preempted_request_resumes_before_those_that_waited_behind_it():
