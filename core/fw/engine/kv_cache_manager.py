@@ -58,7 +58,7 @@ class KVCacheManager:
         # An engine-unique adapter id (fw.lora.manager.Adapter.uid), never reused: an
         # adapter unloaded and another loaded under the same name or lora_int_id never
         # hits the first one's blocks.
-        return None if request.lora is None else ("lora", getattr(request.lora, "uid", request.lora))
+        return None if request.lora is None else ("lora", request.lora.uid)
 
     def _block_hashes(self, request: Request, num_full_blocks: int) -> list[int | bytes]:
         hashes = self.req_hashes.setdefault(request.request_id, [])

@@ -8,6 +8,8 @@ from fw.engine.block_pool import BlockPool
 from fw.engine.kv_cache_manager import KVCacheManager
 from fw.engine.request import Request
 from fw.engine.sampling_params import SamplingParams
+from fw.lora.manager import Adapter
+from fw.lora.request import LoRARequest
 
 
 def make_request(request_id: str, tokens: list[int], lora=None) -> Request:
@@ -70,12 +72,34 @@ def test_prefix_hit_shares_full_blocks_and_leaves_one_token_to_compute():
     assert kv.prefix_queries == 19 and kv.prefix_hits == 12
 
 
-def test_prefix_cache_is_not_shared_across_adapters():
-    kv = KVCacheManager(num_blocks=8, block_size=4)
-    base = make_request("a", list(range(9)))
-    kv.allocate_slots(base, 9)
-    adapted = make_request("b", list(range(9)), lora="adapter-1")
-    assert kv.get_computed_blocks(adapted) == ([], 0)
+def test_prefix_cache_is_shared_only_under_the_same_adapter():
+    """Blocks are keyed by the adapter's engine-unique id: another adapter, or none,
+    computed other KV for the same tokens."""
+    kv = KVCacheManager(num_blocks=16, block_size=4)
+    first, second = (Adapter(LoRARequest("same-name", 1, "/unused"), uid) for uid in (1, 2))  # re-registered
+    kv.allocate_slots(make_request("base", list(range(9))), 9)
+    kv.allocate_slots(make_request("first", list(range(9)), lora=first), 9)
+    assert kv.get_computed_blocks(make_request("b", list(range(9)), lora=second)) == ([], 0)
+    blocks, cached = kv.get_computed_blocks(make_request("c", list(range(9)), lora=first))
+    assert cached == 8 and [b.block_id for b in blocks] == kv.block_ids("first")[:2]
+    blocks, cached = kv.get_computed_blocks(make_request("d", list(range(9))))
+    assert cached == 8 and [b.block_id for b in blocks] == kv.block_ids("base")[:2]
+
+
+def test_a_pool_without_caching_registers_nothing():
+    pool = BlockPool(4, enable_caching=False)
+    [block] = pool.get_new_blocks(1)
+    pool.register(block, 123, (1, 2))
+    assert pool.lookup(123, (1, 2)) is None and block.block_hash is None
+
+
+def test_a_block_keeps_its_first_registration():
+    """A block holds one content: registering it again under another key changes nothing."""
+    pool = BlockPool(4)
+    [block] = pool.get_new_blocks(1)
+    pool.register(block, 123, (1, 2))
+    pool.register(block, 456, (3, 4))
+    assert pool.lookup(123, (1, 2)) is block and pool.lookup(456, (3, 4)) is None
 
 
 def test_no_prefix_caching_means_no_hits_and_no_hashes():

@@ -4,7 +4,6 @@ no leaked block after many random operations."""
 from __future__ import annotations
 
 import random
-
 import pytest
 
 from fw.config import SchedulerConfig
@@ -13,6 +12,8 @@ from fw.engine.request import Request, RequestStatus
 from fw.engine.sampling_params import SamplingParams
 from fw.engine.scheduler import Scheduler, SchedulerOutput
 from fw.engine.step_output import StepOutput
+from fw.lora.manager import Adapter
+from fw.lora.request import LoRARequest
 
 
 def make_scheduler(num_blocks=64, block_size=4, budget=32, max_seqs=8, policy="fcfs", chunked=True, caching=True):
@@ -231,7 +232,8 @@ def test_max_loras_lets_other_requests_pass_a_blocked_adapter():
     kv = KVCacheManager(64, 4, True)
     config = SchedulerConfig(max_num_batched_tokens=64, max_num_seqs=8, enable_chunked_prefill=True)
     scheduler = Scheduler(config, kv, max_model_len=256, max_loras=1)
-    for request_id, lora in (("x1", "x"), ("y1", "y"), ("x2", "x"), ("base", None)):
+    x, y = (Adapter(LoRARequest(name, uid, "/unused"), uid) for uid, name in ((1, "x"), (2, "y")))
+    for request_id, lora in (("x1", x), ("y1", y), ("x2", x), ("base", None)):
         scheduler.add_request(Request(request_id, [1, 2, 3], SamplingParams(max_tokens=2, ignore_eos=True),
                                       lora=lora))
     first = run_step(scheduler)
@@ -243,3 +245,23 @@ def test_max_loras_lets_other_requests_pass_a_blocked_adapter():
         assert not ({"x1", "x2"} & set(out.num_scheduled_tokens) and "y1" in out.num_scheduled_tokens)
         order += [r for r in out.num_scheduled_tokens if r not in order]
     assert "y1" in order
+
+
+def test_a_failed_request_ends_every_sequence_and_leaves_no_block_behind():
+    """A step that fails a request (say, its adapter did not load) ends all its n
+    sequences, those running and those still waiting without a block, and the blocks
+    it was given for tokens never computed are not found by a later prompt."""
+    scheduler = make_scheduler(num_blocks=16, block_size=4, budget=8)
+    params = SamplingParams(max_tokens=4, ignore_eos=True)
+    prompt = list(range(8))
+    children = [Request(f"{i}_p", prompt, params, parent_id="p", index=i) for i in range(2)]
+    for child in children:
+        scheduler.add_request(child)
+    out = scheduler.schedule()
+    assert out.num_scheduled_tokens == {"0_p": 8}  # the second waits: no budget left
+    ended = scheduler.update_from_output(out, StepOutput(failed={"p": RuntimeError("adapter failed")}))
+    assert sorted(r.request_id for r in ended) == ["0_p", "1_p"]
+    assert all(r.status is RequestStatus.FINISHED_ABORTED for r in children)
+    assert not scheduler.has_unfinished_requests()
+    assert scheduler.kv.pool.num_free_blocks == 16
+    assert scheduler.kv.get_computed_blocks(Request("again", prompt + [1], params)) == ([], 0)
