@@ -148,3 +148,18 @@ def test_blocks_never_computed_are_no_longer_found():
     kv.free(request)
     blocks, cached = kv.get_computed_blocks(make_request("b", list(range(13))))
     assert cached == 4 and [b.block_id for b in blocks] == [0]
+
+
+def test_a_block_filled_by_generated_tokens_is_found_by_the_next_turn():
+    """The block a request completes while generating is keyed by all of its tokens, so a
+    follow-up prompt that repeats the conversation so far reuses it (a multi-turn chat)."""
+    kv = KVCacheManager(num_blocks=8, block_size=4)
+    request = make_request("a", list(range(6)))
+    assert kv.allocate_slots(request, 6)  # one full block, one half full
+    for token in (6, 7):
+        request.append_token(token)
+        request.num_computed_tokens = request.num_tokens - 1
+        assert kv.allocate_slots(request, 1)
+    follow_up = make_request("b", list(range(8)) + [100])
+    blocks, cached = kv.get_computed_blocks(follow_up)
+    assert cached == 8 and [b.block_id for b in blocks] == kv.block_ids("a")

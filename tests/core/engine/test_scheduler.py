@@ -265,3 +265,15 @@ def test_a_failed_request_ends_every_sequence_and_leaves_no_block_behind():
     assert not scheduler.has_unfinished_requests()
     assert scheduler.kv.pool.num_free_blocks == 16
     assert scheduler.kv.get_computed_blocks(Request("again", prompt + [1], params)) == ([], 0)
+
+
+def test_a_request_stops_at_the_context_length():
+    """A sequence never grows past max_model_len, whatever its max_tokens: the token that
+    reaches the limit is its last, with finish reason length."""
+    scheduler = make_scheduler(num_blocks=80, budget=256)
+    request = make_request("a", 250, max_tokens=100)
+    scheduler.add_request(request)
+    while scheduler.has_unfinished_requests():
+        run_step(scheduler)
+    assert request.num_tokens == 256 and request.num_output_tokens == 6
+    assert request.status is RequestStatus.FINISHED_LENGTH
