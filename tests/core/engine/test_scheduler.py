@@ -4,6 +4,7 @@ no leaked block after many random operations."""
 from __future__ import annotations
 
 import random
+
 import pytest
 
 from fw.config import SchedulerConfig
