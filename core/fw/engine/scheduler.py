@@ -56,12 +56,13 @@ class PrefillCount:
 
 class Scheduler:
     def __init__(self, scheduler_config: SchedulerConfig, kv: KVCacheManager, max_model_len: int, *,
-                 max_loras: int = 0,
-                 clock: Callable[[], float] = time.monotonic):
+                 max_loras: int, clock: Callable[[], float] = time.monotonic):
+        """``scheduler_config`` as the engine resolved it (its --max-num-batched-tokens
+        set); ``max_loras``: the adapters one step may serve (--max-loras; 0 without LoRA)."""
         self.max_num_seqs = scheduler_config.max_num_seqs
         self.policy = scheduler_config.scheduling_policy
         self.chunked_prefill = scheduler_config.enable_chunked_prefill
-        self.max_num_batched_tokens = scheduler_config.max_num_batched_tokens or 2048
+        self.max_num_batched_tokens = scheduler_config.max_num_batched_tokens
         #: --long-prefill-token-threshold (0: none), --max-num-partial-prefills and
         #: --max-long-partial-prefills (None: no limit)
         self.long_threshold = scheduler_config.long_prefill_token_threshold
@@ -119,10 +120,7 @@ class Scheduler:
             request = self.running[index]
             known = self._step_tokens(request, request.num_computed_tokens)
             proposals = request.spec_tokens[:budget - known] if known == 1 else []
-            num_new = min(known + len(proposals), budget)
-            if num_new <= 0:
-                index += 1
-                continue
+            num_new = min(known + len(proposals), budget)  # >= 1: a running request has a token to compute
             scheduled = True
             if proposals and not self.kv.allocate_slots(request, num_new):
                 proposals, num_new = [], known  # a guess never costs another request its place

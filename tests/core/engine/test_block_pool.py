@@ -65,6 +65,7 @@ def test_prefix_hit_shares_full_blocks_and_leaves_one_token_to_compute():
     assert kv.allocate_slots(second, 11 - cached, blocks)
     assert kv.block_ids("b")[:2] == kv.block_ids("a")[:2]
     assert all(b.ref_count == 2 for b in blocks)
+    assert len(kv.block_ids("b")) == 3 and kv.pool.num_free_blocks == 16 - 3 - 1  # one new block
     # A prompt that is entirely cached still computes its last token.
     third = make_request("c", list(range(8)))
     _, cached = kv.get_computed_blocks(third)
@@ -163,3 +164,30 @@ def test_a_block_filled_by_generated_tokens_is_found_by_the_next_turn():
     follow_up = make_request("b", list(range(8)) + [100])
     blocks, cached = kv.get_computed_blocks(follow_up)
     assert cached == 8 and [b.block_id for b in blocks] == kv.block_ids("a")
+
+
+def test_the_prefix_cache_is_reset_only_while_no_block_is_in_use():
+    """POST /reset_prefix_cache reports whether it could: a block a request still holds
+    keeps its hash (and so the pool's cached content), and the reset says it did nothing."""
+    pool = BlockPool(2)
+    (block,) = pool.get_new_blocks(1)
+    pool.register(block, 5, (1,))
+    assert pool.reset_prefix_cache() is False
+    assert pool.lookup(5, (1,)) is block
+    pool.free([block])
+    assert pool.reset_prefix_cache() is True
+    assert pool.lookup(5, (1,)) is None
+
+
+def test_a_request_leaves_no_bookkeeping_behind():
+    """A server runs millions of requests: what the manager keeps per request goes when
+    the request does (its blocks and registration count when it is preempted, its block
+    hashes when it is gone for good)."""
+    kv = KVCacheManager(num_blocks=8, block_size=4)
+    request = make_request("a", list(range(9)))
+    assert kv.allocate_slots(request, 9)
+    assert kv.num_registered["a"] == 2 and len(kv.req_hashes["a"]) == 2
+    kv.free(request)
+    assert "a" not in kv.req_blocks and "a" not in kv.req_block_ids and "a" not in kv.num_registered
+    kv.forget(request)
+    assert "a" not in kv.req_hashes

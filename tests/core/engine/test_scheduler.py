@@ -21,7 +21,7 @@ def make_scheduler(num_blocks=64, block_size=4, budget=32, max_seqs=8, policy="f
     kv = KVCacheManager(num_blocks, block_size, caching)
     config = SchedulerConfig(max_num_batched_tokens=budget, max_num_seqs=max_seqs, scheduling_policy=policy,
                              enable_chunked_prefill=chunked)
-    return Scheduler(config, kv, max_model_len=256)
+    return Scheduler(config, kv, max_model_len=256, max_loras=0)
 
 
 def make_request(request_id, prompt_len, max_tokens=4, priority=0, arrival=0.0):
@@ -51,6 +51,14 @@ def test_budget_and_max_num_seqs_are_respected():
         assert out.total_num_scheduled_tokens <= 10
         assert sum(out.num_scheduled_tokens.values()) == out.total_num_scheduled_tokens
         assert len(scheduler.running) <= 3
+
+
+def test_the_last_token_of_the_budget_is_used():
+    scheduler = make_scheduler(budget=2)
+    scheduler.add_request(make_request("a", 1))
+    scheduler.add_request(make_request("b", 1))
+    assert run_step(scheduler).num_scheduled_tokens == {"a": 1, "b": 1}
+    assert run_step(scheduler).num_scheduled_tokens == {"a": 1, "b": 1}
 
 
 def test_long_prompt_is_chunked_and_shares_steps_with_decodes():
@@ -185,6 +193,18 @@ def test_the_victim_of_a_preemption(policy, victim):
         preempted = out.preempted
         assert not set(preempted) & set(out.num_scheduled_tokens)  # nothing runs for it this step
     assert preempted[0] == victim
+
+
+def test_requests_after_a_preemption_still_run_in_that_step():
+    """b's next token needs a block and none is free: d (the newest) is preempted before
+    it was scheduled, and c, between them, still advances in the same step."""
+    scheduler = make_scheduler(num_blocks=4, block_size=4, budget=64, caching=False)
+    for request_id, prompt in (("a", 3), ("b", 4), ("c", 3), ("d", 3)):
+        scheduler.add_request(make_request(request_id, prompt, max_tokens=8, arrival=ord(request_id)))
+    assert run_step(scheduler).num_scheduled_tokens == {"a": 3, "b": 4, "c": 3, "d": 3}
+    out = run_step(scheduler)
+    assert out.preempted == ["d"]
+    assert out.num_scheduled_tokens == {"a": 1, "b": 1, "c": 1}
 
 
 def test_every_preemption_is_counted():

@@ -13,7 +13,7 @@ from tests.core.engine.test_scheduler import make_request, run_step
 
 def scheduler(**options) -> Scheduler:
     config = SchedulerConfig(max_num_batched_tokens=64, max_num_seqs=8, **options)
-    return Scheduler(config, KVCacheManager(128, 4), max_model_len=256)
+    return Scheduler(config, KVCacheManager(128, 4), max_model_len=256, max_loras=0)
 
 
 def test_prompts_prefill_together_without_a_limit():
@@ -47,6 +47,13 @@ def test_short_prompts_go_ahead_of_long_ones_beyond_the_long_limit():
     assert [r.request_id for r in s.waiting] == ["long2"]
 
 
+def test_every_long_prompt_counts_toward_the_long_limit():
+    s = scheduler(long_prefill_token_threshold=5, max_num_partial_prefills=3, max_long_partial_prefills=2)
+    for name, size in (("long1", 12), ("long2", 12), ("long3", 12), ("short", 3)):
+        s.add_request(make_request(name, size))
+    assert run_step(s).num_scheduled_tokens == {"long1": 5, "long2": 5, "short": 3}
+
+
 @pytest.mark.parametrize("options, message", [
     ({"max_num_partial_prefills": 1, "max_long_partial_prefills": 2, "long_prefill_token_threshold": 4},
      "must not exceed"),
@@ -74,6 +81,18 @@ def test_scheduler_cls_is_used(tiny_llama):
     assert type(llm.engine.scheduler) is CountingScheduler
     llm.generate(["hi"], SamplingParams(max_tokens=3, ignore_eos=True), use_tqdm=False)
     assert CountingScheduler.steps >= 3
+
+
+def test_scheduler_cls_in_a_package_not_yet_imported(tmp_path, monkeypatch):
+    """The class is the last dotted part, whatever the depth of its package."""
+    package = tmp_path / "fw_test_schedulers" / "policies"
+    package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "fair.py").write_text("from fw.engine.scheduler import Scheduler\n\n\nclass Fair(Scheduler):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cls = scheduler_class("fw_test_schedulers.policies.fair.Fair")
+    assert cls.__name__ == "Fair" and issubclass(cls, Scheduler)
 
 
 @pytest.mark.parametrize("path, message", [

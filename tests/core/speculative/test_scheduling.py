@@ -19,7 +19,7 @@ from fw.engine.step_output import StepOutput
 def make_scheduler(num_blocks=64, block_size=4, budget=32, max_seqs=8):
     kv = KVCacheManager(num_blocks, block_size, True)
     config = SchedulerConfig(max_num_batched_tokens=budget, max_num_seqs=max_seqs)
-    return Scheduler(config, kv, max_model_len=256)
+    return Scheduler(config, kv, max_model_len=256, max_loras=0)
 
 
 def make_request(request_id, prompt_len, max_tokens=8, stop_token_ids=None):
