@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fw.engine.outputs import CompletionOutput, Logprob, PromptLogprobs, RequestOutput
+from fw.server.logprobs import clamp_logprob
 from fw.server.protocol.common import PromptTokensDetails, UsageInfo
 
 
@@ -75,7 +76,7 @@ def prompt_logprobs_json(info: PromptInfo) -> list[dict[str, dict[str, Any]] | N
         return None
     return [
         None if position is None else {
-            str(tid): {"logprob": max(lp.logprob, -9999.0), "rank": lp.rank, "decoded_token": lp.decoded_token}
+            str(tid): {"logprob": clamp_logprob(lp.logprob), "rank": lp.rank, "decoded_token": lp.decoded_token}
             for tid, lp in position.items()
         }
         for position in info.logprobs

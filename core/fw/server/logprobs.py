@@ -19,7 +19,9 @@ from fw.server.protocol.completions import CompletionLogprobs
 MIN_LOGPROB = -9999.0
 
 
-def _clamp(value: float) -> float:
+def clamp_logprob(value: float) -> float:
+    """``value`` as a number JSON can carry: -inf (a masked token) and NaN (a broken model)
+    become MIN_LOGPROB, as in vLLM."""
     return max(value, MIN_LOGPROB) if not math.isnan(value) else MIN_LOGPROB
 
 
@@ -72,9 +74,9 @@ def completion_logprobs(
             out.token_logprobs.append(None)
             out.top_logprobs.append(None)
             continue
-        out.token_logprobs.append(_clamp(chosen.logprob) if chosen else None)
+        out.token_logprobs.append(clamp_logprob(chosen.logprob) if chosen else None)
         out.top_logprobs.append({
-            token_text(tid, lp, as_ids=as_ids): _clamp(lp.logprob) for tid, lp in _by_rank(position)
+            token_text(tid, lp, as_ids=as_ids): clamp_logprob(lp.logprob) for tid, lp in _by_rank(position)
         })
     return out
 
@@ -103,10 +105,10 @@ def chat_logprobs(
         top = []
         for tid, lp in _by_rank(position)[:top_n]:
             alt = token_text(tid, lp, as_ids=as_ids)
-            top.append(ChatLogprobToken(token=alt, logprob=_clamp(lp.logprob),
+            top.append(ChatLogprobToken(token=alt, logprob=clamp_logprob(lp.logprob),
                                         bytes=list(alt.encode("utf-8", errors="replace"))))
         entries.append(ChatLogprobEntry(
-            token=text, logprob=_clamp(chosen.logprob) if chosen else MIN_LOGPROB,
+            token=text, logprob=clamp_logprob(chosen.logprob) if chosen else MIN_LOGPROB,
             bytes=list(text.encode("utf-8", errors="replace")), top_logprobs=top,
         ))
     return entries
