@@ -8,7 +8,7 @@ shapes, DELTA outputs. Requests pass the engine's real admission step
 engine's. tests/core/server/test_engine_contract.py holds it to the real engine's
 behaviour on the rest. It can be slowed down
 (``token_delay``) so clients can disconnect mid-stream, records what it was asked
-(``requests``, ``extras``, ``lora_requests``), and raises ``OverloadedError`` beyond
+(``requests``, ``extras``, ``lora_requests``) and what it answered (``outputs``), and raises ``OverloadedError`` beyond
 ``queue_limit`` running requests. LoRA adapters are a registry of names (``loras``):
 an adapter shifts the generated text by its id, so tests can tell who answered. It ignores structured-output constraints (the real engine's are
 tested in tests/core/structured and against SmolLM2). Given a ``pooling`` setup it also
@@ -92,6 +92,8 @@ class FakeEngine(EngineClient):
         self.loras: dict[str, LoRARequest] = {lora.lora_name: lora for lora in loras}
         #: request id -> the lora_request the server passed (None for the base model)
         self.lora_requests: dict[str, LoRARequest | None] = {}
+        #: request id -> the RequestOutputs it yielded (what a response must be made of)
+        self.outputs: dict[str, list[RequestOutput]] = {}
         self.seen_prompts: set[tuple[int, ...]] = set()
         self.dead = False
         self.shut_down = False
@@ -160,6 +162,17 @@ class FakeEngine(EngineClient):
 
     def list_loras(self) -> list[LoRARequest]:
         return list(self.loras.values())
+
+    def generated(self, request_id: str, index: int = 0) -> list[tuple[int, dict[int, Logprob] | None]]:
+        """Choice ``index`` of a request as this engine gave it: each generated token with its
+        logprobs position (None when logprobs were not asked for)."""
+        tokens = []
+        for out in self.outputs[request_id]:
+            for completion in out.outputs:
+                if completion.index == index:
+                    positions = completion.logprobs or [None] * len(completion.token_ids)
+                    tokens.extend(zip(completion.token_ids, positions))
+        return tokens
 
     # -- generation ------------------------------------------------------------------
 
@@ -251,10 +264,12 @@ class FakeEngine(EngineClient):
                 if step == 0 and params.prompt_logprobs is not None:
                     prompt_logprobs = [None] + [
                         self._position(t, self.tokenizer.decode([t]), params.prompt_logprobs) for t in ids[1:]]
-                yield RequestOutput(request_id=request_id, prompt=prompt.get("prompt"), prompt_token_ids=ids,
+                out = RequestOutput(request_id=request_id, prompt=prompt.get("prompt"), prompt_token_ids=ids,
                                     outputs=outputs, finished=finished, prompt_logprobs=prompt_logprobs,
                                     num_cached_tokens=cached, metrics=timing,
                                     lora_name=lora.lora_name if lora else None)
+                self.outputs.setdefault(request_id, []).append(out)
+                yield out
                 if finished:
                     return
         finally:

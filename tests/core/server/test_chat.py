@@ -74,6 +74,51 @@ def test_logprobs_in_chat_shape(server):
     assert len(streamed) == 3
 
 
+def most_likely_first(position: dict) -> list:
+    """A position's (token id, Logprob) pairs in OpenAI's order of top_logprobs."""
+    return sorted(position.items(), key=lambda item: -item[1].logprob)
+
+
+def openai_token(text: str, logprob: float) -> dict:
+    """A token of a chat logprobs entry as OpenAI defines it: its text, its logprob and its
+    UTF-8 bytes."""
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("top", [None, 3])
+def test_chat_logprobs_are_the_engines_in_openais_shape(server, stream, top):
+    client = server.openai()
+    ask = dict(model="fake-model", messages=HI, max_tokens=4, logprobs=True, top_logprobs=top)
+    if stream:
+        chunks = list(client.chat.completions.create(stream=True, **ask))
+        content = [e for c in chunks if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    else:
+        content = client.chat.completions.create(**ask).choices[0].logprobs.content
+    generated = server.engine.generated(server.engine.requests[-1][0])
+    assert len(content) == len(generated) == 4
+    for entry, (token, position) in zip(content, generated):
+        chosen = position[token]
+        assert entry.model_dump(exclude={"top_logprobs"}) == openai_token(chosen.decoded_token, chosen.logprob)
+        assert [t.model_dump() for t in entry.top_logprobs] == [
+            openai_token(lp.decoded_token, lp.logprob) for _, lp in most_likely_first(position)[:top or 0]]
+
+
+def test_chat_logprobs_as_token_ids_name_the_generated_tokens(server):
+    result = server.openai().chat.completions.create(
+        model="fake-model", messages=HI, max_tokens=4, logprobs=True, top_logprobs=2,
+        extra_body={"return_tokens_as_token_ids": True})
+    content = result.choices[0].logprobs.content
+    generated = server.engine.generated(server.engine.requests[-1][0])
+    assert [e.token for e in content] == [f"token_id:{token}" for token, _ in generated]
+    ids = [int(e.token.removeprefix("token_id:")) for e in content]
+    assert server.engine.tokenizer.decode(ids) == result.choices[0].message.content
+    for entry, (_, position) in zip(content, generated):
+        assert entry.bytes == list(entry.token.encode("utf-8"))
+        assert [t.token for t in entry.top_logprobs] == [f"token_id:{tid}" for tid, _ in most_likely_first(position)[:2]]
+        assert [t.bytes for t in entry.top_logprobs] == [list(t.token.encode("utf-8")) for t in entry.top_logprobs]
+
+
 def test_top_logprobs_needs_logprobs(server):
     with pytest.raises(openai.BadRequestError) as err:
         server.openai().chat.completions.create(model="fake-model", messages=HI, top_logprobs=2)

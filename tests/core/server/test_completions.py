@@ -108,6 +108,29 @@ def test_echo_with_logprobs_covers_the_prompt(server):
     assert lp.text_offset == [0, 0, 1, 2, 3]  # the BOS takes no room in the text
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("as_ids", [False, True])
+def test_echoed_prompt_carries_the_engines_prompt_logprobs(server, stream, as_ids):
+    """OpenAI's echo with logprobs: the prompt's tokens come first, each with its logprob and
+    alternatives (none for the first token, which nothing predicts)."""
+    ask = dict(model="fake-model", prompt="ab", max_tokens=2, logprobs=2, echo=True,
+               extra_body={"return_tokens_as_token_ids": as_ids})
+    if stream:
+        chunks = list(server.openai().completions.create(stream=True, **ask))
+        lp = chunks[0].choices[0].logprobs
+    else:
+        lp = server.openai().completions.create(**ask).choices[0].logprobs
+    engine = server.engine
+    first = engine.outputs[engine.requests[-1][0]][0]
+    ids, positions = first.prompt_token_ids, first.prompt_logprobs
+    name = (lambda tid, text: f"token_id:{tid}") if as_ids else (lambda tid, text: text)
+    assert len(ids) == 3 and lp.tokens[:3] == [name(t, engine.tokenizer.decode([t])) for t in ids]
+    assert lp.token_logprobs[:3] == [None] + [position[t].logprob for t, position in zip(ids[1:], positions[1:])]
+    assert lp.top_logprobs[:3] == [None] + [{name(tid, entry.decoded_token): entry.logprob
+                                             for tid, entry in position.items()} for position in positions[1:]]
+    assert all(len(top) == 2 for top in lp.top_logprobs[1:])
+
+
 def test_return_tokens_as_token_ids(start_server):
     live = start_server(return_tokens_as_token_ids=True)
     result = live.openai().completions.create(model="fake-model", prompt="x", max_tokens=2, logprobs=1)
@@ -181,12 +204,22 @@ def test_prompt_tokens_details_can_be_turned_off(start_server):
     assert usage.prompt_tokens_details is None
 
 
-def test_prompt_logprobs_extra(server):
+@pytest.mark.parametrize("path, ask", [("/v1/completions", {"prompt": "ab"}),
+                                       ("/v1/chat/completions", {"messages": [{"role": "user", "content": "ab"}]})])
+def test_prompt_logprobs_in_vllms_shape(server, path, ask):
+    """vLLM's prompt_logprobs: per prompt token (None for the first) a dict from token id
+    (a string, as JSON keys are) to its logprob, rank and text, the prompt's own token among them."""
     with server.http() as http:
-        body = http.post("/v1/completions", json={"prompt": "ab", "max_tokens": 1, "prompt_logprobs": 1}).json()
-    plp = body["choices"][0]["prompt_logprobs"]
-    assert plp[0] is None and len(plp) == 3
-    assert all("logprob" in entry for position in plp[1:] for entry in position.values())
+        body = http.post(path, json={**ask, "max_tokens": 1, "prompt_logprobs": 2}).json()
+    plp = body["choices"][0]["prompt_logprobs"] if path == "/v1/completions" else body["prompt_logprobs"]
+    engine = server.engine
+    first = engine.outputs[engine.requests[-1][0]][0]
+    ids = first.prompt_token_ids
+    assert len(plp) == len(ids) and plp[0] is None
+    for position, token, given in zip(plp[1:], ids[1:], first.prompt_logprobs[1:]):
+        assert str(token) in position
+        assert position == {str(tid): {"logprob": lp.logprob, "rank": lp.rank,
+                                       "decoded_token": engine.tokenizer.decode([tid])} for tid, lp in given.items()}
 
 
 def test_model_defaults_to_the_served_one(server):
