@@ -3,7 +3,7 @@
 Completions: parallel lists ``tokens`` / ``token_logprobs`` / ``top_logprobs`` (a dict per
 position) / ``text_offset``. Chat: one entry per token with its ``bytes`` and a list of
 ``top_logprobs``. The engine gives, per position, ``{token_id: Logprob}`` with the sampled
-token first and then the top-N alternatives.
+token first and then the top-N alternatives: a position always holds its own token.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def completion_logprobs(
     logprob. ``offset`` is where the first token's text starts in the choice's text."""
     out = CompletionLogprobs()
     for token_id, position in zip(token_ids, positions):
-        chosen = position.get(token_id) if position else None
+        chosen = position[token_id] if position is not None else None
         text = token_text(token_id, chosen, as_ids=as_ids)
         out.tokens.append(text)
         out.text_offset.append(offset)
@@ -74,7 +74,7 @@ def completion_logprobs(
             out.token_logprobs.append(None)
             out.top_logprobs.append(None)
             continue
-        out.token_logprobs.append(clamp_logprob(chosen.logprob) if chosen else None)
+        out.token_logprobs.append(clamp_logprob(chosen.logprob))
         out.top_logprobs.append({
             token_text(tid, lp, as_ids=as_ids): clamp_logprob(lp.logprob) for tid, lp in _by_rank(position)
         })
@@ -100,7 +100,7 @@ def chat_logprobs(
 ) -> list[ChatLogprobEntry]:
     entries = []
     for token_id, position in zip(token_ids, positions):
-        chosen = position.get(token_id)
+        chosen = position[token_id]
         text = token_text(token_id, chosen, as_ids=as_ids)
         top = []
         for tid, lp in _by_rank(position)[:top_n]:
@@ -108,7 +108,7 @@ def chat_logprobs(
             top.append(ChatLogprobToken(token=alt, logprob=clamp_logprob(lp.logprob),
                                         bytes=list(alt.encode("utf-8", errors="replace"))))
         entries.append(ChatLogprobEntry(
-            token=text, logprob=clamp_logprob(chosen.logprob) if chosen else MIN_LOGPROB,
+            token=text, logprob=clamp_logprob(chosen.logprob),
             bytes=list(text.encode("utf-8", errors="replace")), top_logprobs=top,
         ))
     return entries
