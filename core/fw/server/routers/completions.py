@@ -81,13 +81,13 @@ class CompletionView:
             ctx.config.frontend, body)
 
     def _echo_prefix(self, choice: Choice) -> tuple[str, CompletionLogprobs | None]:
-        """The prompt text (and its logprobs) an echoed choice starts with."""
+        """The prompt text (and its logprobs) an echoed choice starts with. With logprobs, the
+        request asked the engine for prompt logprobs too, which come with its first output."""
         text = self.prompt_texts[choice.prompt_index]
         if self.body.logprobs is None:
             return text, None
         info = self.acc.prompts[choice.prompt_index]
-        positions = info.logprobs or [None] * len(info.token_ids)
-        return text, completion_logprobs(info.token_ids, positions, self.ctx.token_text, as_ids=self.as_ids)
+        return text, completion_logprobs(info.token_ids, info.logprobs, self.ctx.token_text, as_ids=self.as_ids)
 
     def _logprobs(self, token_ids: list[int], positions: list, offset: int) -> CompletionLogprobs | None:
         if self.body.logprobs is None:
