@@ -64,11 +64,12 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request,
 
 
 def _tool_call_json(call: ToolCallDelta) -> dict[str, Any]:
-    """One streamed tool-call delta in OpenAI's shape (first one with id, type, name)."""
+    """One streamed tool-call delta in OpenAI's shape (first one with id, type, name: the
+    parser contract, ``fw.parsing.messages.merge_deltas``, has the first carry all three)."""
     function = {k: v for k, v in (("name", call.name), ("arguments", call.arguments)) if v is not None}
     entry: dict[str, Any] = {"index": call.index, "function": function}
     if call.id is not None:
-        entry.update(id=call.id, type=call.type or "function")
+        entry.update(id=call.id, type=call.type)
     return entry
 
 
