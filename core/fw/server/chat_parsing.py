@@ -71,18 +71,14 @@ class ChatParsing:
             return frozenset()
         return frozenset(self._vocab[m] for m in parser.special_tokens if m in self._vocab)
 
-    def reasoning_end_ids(self, prompt_text: str | None) -> tuple[int, ...] | None:
+    def reasoning_end_ids(self, prompt_text: str) -> tuple[int, ...] | None:
         """Token ids after which a constraint starts, unless the prompt already ended the
-        reasoning (a template that closes an empty think block)."""
-        cls = self.reasoning_cls
-        marker = getattr(cls, "end_marker", None) if cls else None
-        if not marker:
+        reasoning: it ends with the end marker (a template that closes an empty think block,
+        or a continued assistant message whose reasoning is over). A think block earlier in
+        the prompt, a past turn's reasoning, ends nothing: the model reasons again."""
+        marker = self.reasoning_cls.end_marker if self.reasoning_cls is not None else None
+        if not marker or prompt_text.rstrip().endswith(marker):
             return None
-        if prompt_text and marker in prompt_text:
-            starts = [m for m in getattr(cls, "special_tokens", ()) if m != marker]
-            last_start = max((prompt_text.rfind(m) for m in starts), default=-1)
-            if prompt_text.rfind(marker) > last_start:
-                return None
         return tuple(self.tokenizer.encode(marker, add_special_tokens=False))
 
 
