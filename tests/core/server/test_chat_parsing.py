@@ -1,5 +1,7 @@
-"""--tool-parser-plugin files that cannot be used stop start-up with an error that says
-which file and why; a parser name a file registers is attributed to that file."""
+"""Chat output parsing set up by the server: --tool-parser-plugin files that cannot be used
+stop start-up with an error that says which file and why, and a parser name a file
+registers is attributed to that file; with a reasoning parser, a structured-output
+constraint starts after the model's reasoning, unless the prompt already ended it."""
 
 from __future__ import annotations
 
@@ -58,3 +60,62 @@ def test_a_parser_the_file_registers_is_attributed_to_the_file(start_server, plu
         start_with_plugin(start_server, path, parser="broken")
     assert "registered by plugin 'file:broken_parser.py'" in str(info.value)
     assert "no_such_module_for_fw_tests" in str(info.value)
+
+
+# -- where a structured-output constraint starts: after the model's reasoning ------------------
+
+#: Qwen3's shape: assistant turns keep their reasoning in a think block, and the generation
+#: prompt can close an empty one (thinking off) or open one (thinking forced on)
+THINKING_TEMPLATE = (
+    "{% for m in messages %}<|{{ m.role }}|>{% if m.reasoning_content %}<think>{{ m.reasoning_content }}</think>"
+    "{% endif %}{{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% if thinking == 'off' %}<think>\n\n</think>\n\n"
+    "{% elif thinking == 'on' %}<think>\n{% endif %}{% endif %}"
+)
+Q = [{"role": "user", "content": "Weather?"}]
+HISTORY = [{"role": "user", "content": "Hi"},
+           {"role": "assistant", "content": "Hello.", "reasoning_content": "Greet back."}] + Q
+
+
+def end_ids_sent(live, messages, **kwargs) -> tuple[int, ...] | None:
+    """What the server told the engine: the token ids after which the JSON constraint starts."""
+    live.openai().chat.completions.create(model="fake-model", messages=messages, max_tokens=1,
+                                          response_format={"type": "json_object"}, **kwargs)
+    return live.engine.extras[live.engine.requests[-1][0]]["reasoning_end_ids"]
+
+
+@pytest.fixture
+def thinking(start_server):
+    return start_server(reasoning_parser="qwen3", chat_template=THINKING_TEMPLATE)
+
+
+def think_end_ids(live) -> tuple[int, ...]:
+    return tuple(live.engine.tokenizer.encode("</think>", add_special_tokens=False))
+
+
+@pytest.mark.parametrize("messages", [Q, HISTORY], ids=["one turn", "history with reasoning"])
+@pytest.mark.parametrize("mode", [None, "on"])
+def test_the_constraint_waits_for_the_end_of_the_reasoning(thinking, messages, mode):
+    """Whether the model opens the think block or the template does; a past turn's think
+    block (Qwen3 keeps the reasoning of the turns since the last user message) ends nothing."""
+    kwargs = {"extra_body": {"chat_template_kwargs": {"thinking": mode}}} if mode else {}
+    assert end_ids_sent(thinking, messages, **kwargs) == think_end_ids(thinking)
+
+
+@pytest.mark.parametrize("messages", [Q, HISTORY], ids=["one turn", "history with reasoning"])
+def test_a_prompt_that_closed_the_reasoning_is_constrained_from_the_start(thinking, messages):
+    assert end_ids_sent(thinking, messages, extra_body={"chat_template_kwargs": {"thinking": "off"}}) is None
+
+
+def test_continuing_an_answer_whose_reasoning_is_over(thinking):
+    done = Q + [{"role": "assistant", "content": "<think>Look it up.</think>\n"}]
+    continued = {"add_generation_prompt": False, "continue_final_message": True}
+    assert end_ids_sent(thinking, done, extra_body=continued) is None
+    thinking_still = Q + [{"role": "assistant", "content": "<think>Look"}]
+    assert end_ids_sent(thinking, thinking_still, extra_body=continued) == think_end_ids(thinking)
+
+
+def test_no_reasoning_end_without_a_constraint_or_a_reasoning_parser(thinking, start_server):
+    thinking.openai().chat.completions.create(model="fake-model", messages=Q, max_tokens=1)
+    assert thinking.engine.extras[thinking.engine.requests[-1][0]]["reasoning_end_ids"] is None
+    assert end_ids_sent(start_server(chat_template=THINKING_TEMPLATE), Q) is None
