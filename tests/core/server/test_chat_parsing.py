@@ -119,3 +119,19 @@ def test_no_reasoning_end_without_a_constraint_or_a_reasoning_parser(thinking, s
     thinking.openai().chat.completions.create(model="fake-model", messages=Q, max_tokens=1)
     assert thinking.engine.extras[thinking.engine.requests[-1][0]]["reasoning_end_ids"] is None
     assert end_ids_sent(start_server(chat_template=THINKING_TEMPLATE), Q) is None
+
+
+@pytest.mark.parametrize("script", ["<think>Is 3 <", "<think>Is 3 < 4</think>Yes <"],
+                         ids=["cut inside the reasoning", "cut inside the content"])
+def test_streamed_pieces_add_up_to_the_whole_message_when_the_output_is_cut(start_server, script):
+    """What a parser holds back (a "<" that may start "</think>") comes out with the last
+    chunk, as reasoning or content, as in the non-streamed message."""
+    live = start_server(ScriptedEngine(script), reasoning_parser="deepseek_r1")
+    client = live.openai()
+    whole = client.chat.completions.create(model="fake-model", messages=Q).choices[0].message
+    deltas = [c.choices[0].delta for c in client.chat.completions.create(model="fake-model", messages=Q,
+                                                                         stream=True) if c.choices]
+    assert "".join(d.model_extra.get("reasoning_content") or "" for d in deltas) == \
+        whole.model_extra["reasoning_content"]
+    assert "".join(d.content or "" for d in deltas) == (whole.content or "")
+    assert whole.model_extra["reasoning_content"].endswith("<") or whole.content.endswith("<")
