@@ -24,7 +24,7 @@ class Choice:
     logprobs: list[dict[int, Logprob]] = field(default_factory=list)
     finish_reason: str | None = None
     stop_reason: int | str | None = None
-    #: chunks sent so far (streaming): the first one of a chat choice carries the role
+    #: chunks sent so far (a streamed completion: the first one carries the echoed prompt)
     sent: int = 0
 
 

@@ -143,7 +143,6 @@ class ChatView:
                             tool_calls=[_tool_call_json(c) for c in parsed.tool_calls] or None)
 
     def _chunk(self, choice: Choice, delta: DeltaMessage, **fields: Any) -> str:
-        choice.sent += 1
         usage = self.acc.usage(details=self.details) if self.continuous_usage else None
         return event(ChatCompletionChunk(
             id=self.id, created=self.created, model=self.model,
