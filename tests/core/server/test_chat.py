@@ -43,6 +43,7 @@ def test_stream_usage_chunk_and_done(server):
     assert events[-1] == "[DONE]"
     assert events[-2]["choices"] == [] and events[-2]["usage"]["completion_tokens"] == 3
     assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert all(e["usage"] is None for e in events[:-2])  # usage so far only when asked (continuous_usage_stats)
 
 
 def test_n_choices_stream_with_indices(server):
@@ -249,3 +250,78 @@ def test_default_max_tokens_fill_the_context(start_server):
     live = start_server(FakeEngine(max_model_len=40))
     result = live.openai().chat.completions.create(model="fake-model", messages=HI)
     assert result.usage.total_tokens == 40
+
+
+def streamed_choices(chunks) -> dict[int, dict]:
+    """Per choice index: its streamed content, reasoning, and the last finish and stop reasons."""
+    choices: dict[int, dict] = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            seen = choices.setdefault(choice.index, {"content": "", "reasoning": "", "finish_reason": None,
+                                                     "stop_reason": None})
+            seen["content"] += choice.delta.content or ""
+            seen["reasoning"] += (choice.delta.model_extra or {}).get("reasoning_content") or ""
+            if choice.finish_reason is not None:
+                seen["finish_reason"] = choice.finish_reason
+                seen["stop_reason"] = choice.model_extra.get("stop_reason")
+    return choices
+
+
+@pytest.mark.parametrize("parser, pieces, expected", [
+    # an engine step whose text is held back (an incomplete character, a possible stop
+    # string) for one choice while the other goes on; the last step holds nothing back
+    (None, [["Hel", "", "lo", ""], ["Wor", "ld", "!"]], [("Hello", ""), ("World!", "")]),
+    # the reasoning parser holds back "<th" (it may open <think>) for one choice only
+    ("qwen3", [["<th", "ink>Hm", "</think>Yes"], ["No", " way", "."]], [("Yes", "Hm"), ("No way.", "")]),
+], ids=["engine holds back", "parser holds back"])
+def test_each_choice_streams_all_its_text_whatever_the_others_hold_back(start_server, parser, pieces, expected):
+    from tests.core.server.scripted_engine import ScriptedEngine
+
+    live = start_server(ScriptedEngine(choices=pieces), reasoning_parser=parser)
+    client = live.openai()
+    whole = client.chat.completions.create(model="fake-model", messages=HI, n=2)
+    streamed = streamed_choices(client.chat.completions.create(model="fake-model", messages=HI, n=2, stream=True))
+    for choice, (content, reasoning) in zip(whole.choices, expected):
+        assert (choice.message.content, choice.message.model_extra.get("reasoning_content") or "") == (content, reasoning)
+        assert streamed[choice.index] == {"content": content, "reasoning": reasoning, "finish_reason": "stop",
+                                          "stop_reason": None}
+
+
+@pytest.mark.parametrize("stop", ["string", "token"])
+def test_a_streamed_answer_ends_with_its_finish_and_stop_reason(server, stop):
+    """vLLM's stop_reason: the stop string or token id that ended the choice, in the last
+    chunk as in the whole response; a stop token excluded from the text leaves that chunk
+    without text."""
+    client = server.openai()
+    text = client.chat.completions.create(model="fake-model", messages=HI, max_tokens=20).choices[0].message.content
+    at = next(k for k in range(2, len(text)) if text[k] not in text[:k])  # where the answer stops
+    if stop == "string":
+        ask, reason = {"stop": [text[at:at + 2]]}, text[at:at + 2]
+    else:
+        reason = server.engine.tokenizer.encode(text[at], add_special_tokens=False)[0]
+        ask = {"extra_body": {"stop_token_ids": [reason]}}
+    whole = client.chat.completions.create(model="fake-model", messages=HI, max_tokens=20, **ask).choices[0]
+    assert (whole.finish_reason, whole.model_extra["stop_reason"]) == ("stop", reason)
+    assert whole.message.content == text[:at]
+    chunks = list(client.chat.completions.create(model="fake-model", messages=HI, max_tokens=20, stream=True, **ask))
+    assert streamed_choices(chunks)[0] == {"content": text[:at], "reasoning": "", "finish_reason": "stop",
+                                           "stop_reason": reason}
+
+
+def test_continuous_usage_stats_count_as_the_stream_goes(server):
+    """stream_options.continuous_usage_stats (vLLM): every chunk carries the usage so far,
+    the same usage as the final usage chunk at the end, prompt tokens details included."""
+    chunks = list(server.openai().chat.completions.create(
+        model="fake-model", messages=HI, max_tokens=4, stream=True,
+        stream_options={"include_usage": True, "continuous_usage_stats": True}))
+    final = chunks[-1]
+    assert final.choices == [] and final.usage.completion_tokens == 4
+    assert final.usage.prompt_tokens_details.cached_tokens == 0
+    counted = 0
+    for chunk in chunks[:-1]:
+        counted += len(chunk.choices[0].delta.content or "")  # one character per token here
+        assert chunk.usage.completion_tokens == counted
+        assert chunk.usage.prompt_tokens == final.usage.prompt_tokens
+        assert chunk.usage.total_tokens == chunk.usage.prompt_tokens + chunk.usage.completion_tokens
+        assert chunk.usage.prompt_tokens_details.cached_tokens == 0
+    assert counted == 4
