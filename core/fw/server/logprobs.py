@@ -3,7 +3,8 @@
 Completions: parallel lists ``tokens`` / ``token_logprobs`` / ``top_logprobs`` (a dict per
 position) / ``text_offset``. Chat: one entry per token with its ``bytes`` and a list of
 ``top_logprobs``. The engine gives, per position, ``{token_id: Logprob}`` with the sampled
-token first and then the top-N alternatives: a position always holds its own token.
+token first and then the top-N alternatives, each with its rank (the sampler's
+``logprob_entries`` makes every position): a position always holds its own token.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from fw.engine.detokenizer import TokenTexts
 from fw.engine.outputs import Logprob
 from fw.server.protocol.chat import ChatLogprobEntry, ChatLogprobToken
 from fw.server.protocol.completions import CompletionLogprobs
@@ -26,30 +28,25 @@ def clamp_logprob(value: float) -> float:
 
 
 class TokenText:
-    """Token id -> display text, cached (the same ids recur in every response)."""
+    """Token id -> display text: the engine's text of the token alone (``TokenTexts.single``,
+    what its output processor writes into each Logprob's ``decoded_token``), computed once
+    per id. A token can have no Logprob (the first prompt token), so the text is made here,
+    by the same code, for every token alike."""
 
-    def __init__(self, tokenizer: Any, limit: int = 65536):
-        self.tokenizer = tokenizer
-        self.limit = limit
-        self._cache: dict[int, str] = {}
-        #: special tokens (BOS ...) take no room in a returned text
-        self.special_ids = set(getattr(tokenizer, "all_special_ids", None) or ())
+    def __init__(self, tokenizer: Any):
+        self._texts = TokenTexts(tokenizer) if tokenizer is not None else None
+        #: special tokens (BOS ...) take no room in a returned text: the engine's text skips them
+        self.special_ids = self._texts.special_ids if self._texts is not None else frozenset()
 
-    def __call__(self, token_id: int, logprob: Logprob | None = None, *, as_ids: bool = False) -> str:
-        if as_ids or self.tokenizer is None:  # no tokenizer (--skip-tokenizer-init): ids are all there is
+    def __call__(self, token_id: int, *, as_ids: bool = False) -> str:
+        if as_ids or self._texts is None:  # no tokenizer (--skip-tokenizer-init): ids are all there is
             return f"token_id:{token_id}"
-        if logprob is not None and logprob.decoded_token is not None:
-            return logprob.decoded_token
-        text = self._cache.get(token_id)
-        if text is None:
-            text = self.tokenizer.decode([token_id])
-            if len(self._cache) < self.limit:
-                self._cache[token_id] = text
-        return text
+        return self._texts.single(token_id)
 
 
 def _by_rank(position: dict[int, Logprob]) -> list[tuple[int, Logprob]]:
-    return sorted(position.items(), key=lambda item: item[1].rank if item[1].rank is not None else math.inf)
+    """Most likely first: OpenAI's order of alternatives, whatever token was sampled."""
+    return sorted(position.items(), key=lambda item: item[1].rank)
 
 
 def completion_logprobs(
@@ -64,19 +61,17 @@ def completion_logprobs(
     logprob. ``offset`` is where the first token's text starts in the choice's text."""
     out = CompletionLogprobs()
     for token_id, position in zip(token_ids, positions):
-        chosen = position[token_id] if position is not None else None
-        text = token_text(token_id, chosen, as_ids=as_ids)
-        out.tokens.append(text)
+        out.tokens.append(token_text(token_id, as_ids=as_ids))
         out.text_offset.append(offset)
         if token_id not in token_text.special_ids:
-            offset += len(token_text(token_id, chosen))
+            offset += len(token_text(token_id))
         if position is None:
             out.token_logprobs.append(None)
             out.top_logprobs.append(None)
             continue
-        out.token_logprobs.append(clamp_logprob(chosen.logprob))
+        out.token_logprobs.append(clamp_logprob(position[token_id].logprob))
         out.top_logprobs.append({
-            token_text(tid, lp, as_ids=as_ids): clamp_logprob(lp.logprob) for tid, lp in _by_rank(position)
+            token_text(tid, as_ids=as_ids): clamp_logprob(lp.logprob) for tid, lp in _by_rank(position)
         })
     return out
 
@@ -100,15 +95,14 @@ def chat_logprobs(
 ) -> list[ChatLogprobEntry]:
     entries = []
     for token_id, position in zip(token_ids, positions):
-        chosen = position[token_id]
-        text = token_text(token_id, chosen, as_ids=as_ids)
+        text = token_text(token_id, as_ids=as_ids)
         top = []
         for tid, lp in _by_rank(position)[:top_n]:
-            alt = token_text(tid, lp, as_ids=as_ids)
+            alt = token_text(tid, as_ids=as_ids)
             top.append(ChatLogprobToken(token=alt, logprob=clamp_logprob(lp.logprob),
                                         bytes=list(alt.encode("utf-8", errors="replace"))))
         entries.append(ChatLogprobEntry(
-            token=text, logprob=clamp_logprob(chosen.logprob),
+            token=text, logprob=clamp_logprob(position[token_id].logprob),
             bytes=list(text.encode("utf-8", errors="replace")), top_logprobs=top,
         ))
     return entries
