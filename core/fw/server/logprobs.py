@@ -43,6 +43,13 @@ class TokenText:
             return f"token_id:{token_id}"
         return self._texts.single(token_id)
 
+    def length(self, token_ids: list[int]) -> int:
+        """How far ``token_ids`` move a text_offset: the length of their texts in the returned
+        text, where special tokens take no room (and no tokenizer means no text)."""
+        if self._texts is None:
+            return 0
+        return sum(len(self._texts.single(t)) for t in token_ids if t not in self.special_ids)
+
 
 def _by_rank(position: dict[int, Logprob]) -> list[tuple[int, Logprob]]:
     """Most likely first: OpenAI's order of alternatives, whatever token was sampled."""
@@ -63,8 +70,7 @@ def completion_logprobs(
     for token_id, position in zip(token_ids, positions):
         out.tokens.append(token_text(token_id, as_ids=as_ids))
         out.text_offset.append(offset)
-        if token_id not in token_text.special_ids:
-            offset += len(token_text(token_id))
+        offset += token_text.length([token_id])
         if position is None:
             out.token_logprobs.append(None)
             out.top_logprobs.append(None)

@@ -125,20 +125,25 @@ class CompletionView:
                                   usage=self.acc.usage(details=self.details))
 
     async def stream(self, outputs: Outputs | BeamOutputs) -> AsyncIterator[str]:
+        #: per choice, where its next token's text starts (text_offset), counted over the
+        #: tokens' texts as in a whole response: the text streamed so far lags behind the
+        #: tokens while the engine holds text back (what may start a stop string)
+        offsets = [len(self.prompt_texts[c.prompt_index]) if self.body.echo else 0 for c in self.acc.choices]
+        #: a step's tokens are sent even when their text is held back, if they or their
+        #: logprobs were asked for
+        per_token = self.ids or self.body.logprobs is not None
         async for index, out in outputs:
             for choice, delta in self.acc.add(index, out):
                 first = choice.sent == 0
                 if (not delta.text and delta.finish_reason is None and not (first and self.body.echo)
-                        and not (self.ids and delta.token_ids)):
+                        and not (per_token and delta.token_ids)):
                     continue
                 text, logprobs = delta.text, None
-                offset = len(choice.text) - len(delta.text)
                 if first and self.body.echo:
                     prefix, logprobs = self._echo_prefix(choice)
                     text = prefix + text
-                if self.body.echo:
-                    offset += len(self.prompt_texts[choice.prompt_index])
-                generated = self._logprobs(delta.token_ids, delta.logprobs or [], offset)
+                generated = self._logprobs(delta.token_ids, delta.logprobs or [], offsets[choice.index])
+                offsets[choice.index] += self.ctx.token_text.length(delta.token_ids)
                 if generated is not None:
                     logprobs = merge_completion_logprobs(logprobs, generated) if logprobs else generated
                 choice.sent += 1
