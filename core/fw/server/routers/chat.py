@@ -155,10 +155,14 @@ class ChatView:
                 yield self._chunk(choice, DeltaMessage(content=self.echo))
         async for index, out in outputs:
             for choice, delta in self.acc.add(index, out):
-                if not delta.text and delta.finish_reason is None:
+                # a step's logprobs go out with it, also when its text is held back (by the
+                # engine: what may start a stop string; or by a parser)
+                has_logprobs = bool(self.body.logprobs and delta.token_ids)
+                if not delta.text and delta.finish_reason is None and not has_logprobs:
                     continue
                 message = self._delta(choice, delta.text, final=delta.finish_reason is not None)
-                if not (message.content or message.reasoning or message.tool_calls) and delta.finish_reason is None:
+                if (not (message.content or message.reasoning or message.tool_calls or has_logprobs)
+                        and delta.finish_reason is None):
                     continue  # the parser is holding this text back
                 yield self._chunk(
                     choice, message, logprobs=self._logprobs(delta.token_ids, delta.logprobs or []),
