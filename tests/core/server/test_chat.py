@@ -87,10 +87,12 @@ def openai_token(text: str, logprob: float) -> dict:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize("top", [None, 3])
-def test_chat_logprobs_are_the_engines_in_openais_shape(server, stream, top):
+@pytest.mark.parametrize("top, stop", [(None, None), (3, None), (3, ["zzz"])],
+                         ids=["no alternatives", "3 alternatives", "text held back"])
+def test_chat_logprobs_are_the_engines_in_openais_shape(server, stream, top, stop):
+    """Every token's, also while the engine holds its text back (it may start a stop string)."""
     client = server.openai()
-    ask = dict(model="fake-model", messages=HI, max_tokens=4, logprobs=True, top_logprobs=top)
+    ask = dict(model="fake-model", messages=HI, max_tokens=4, logprobs=True, top_logprobs=top, stop=stop)
     if stream:
         chunks = list(client.chat.completions.create(stream=True, **ask))
         content = [e for c in chunks if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]

@@ -233,3 +233,58 @@ def test_any_served_name_is_accepted_and_the_first_is_returned(start_server, nam
     live = start_server(FakeEngine(served_names=("fake-model", "alias")))
     result = live.openai().completions.create(model=name, prompt="a", max_tokens=1)
     assert result.model == "fake-model"
+
+
+LOGPROB_LISTS = ("tokens", "token_logprobs", "top_logprobs", "text_offset")
+
+
+def added_up(events) -> dict[int, dict]:
+    """A completions stream per choice index: its text, logprobs lists and token ids
+    concatenated, its last finish and stop reasons, and what each chunk carried of the prompt."""
+    choices: dict[int, dict] = {}
+    for event in events:
+        for c in event["choices"]:
+            seen = choices.setdefault(c["index"], {"text": "", "token_ids": [], "finish_reason": None,
+                                                   "stop_reason": None, "prompt_logprobs": [],
+                                                   "prompt_token_ids": [], **{k: [] for k in LOGPROB_LISTS}})
+            seen["text"] += c["text"]
+            seen["token_ids"] += c.get("token_ids") or []
+            seen["prompt_logprobs"].append(c["prompt_logprobs"])
+            seen["prompt_token_ids"].append(c.get("prompt_token_ids"))
+            for key in LOGPROB_LISTS:
+                seen[key] += c["logprobs"][key]
+            if c["finish_reason"] is not None:
+                seen["finish_reason"], seen["stop_reason"] = c["finish_reason"], c["stop_reason"]
+    return choices
+
+
+@pytest.mark.parametrize("echo", [False, True])
+@pytest.mark.parametrize("ids", [False, True])
+def test_a_streamed_completion_adds_up_to_the_whole_one(server, echo, ids):
+    """Two prompts, two choices each, stop strings (the engine holds back text that may
+    start one, so some steps release a token but no text), logprobs and prompt logprobs,
+    token ids or not: the chunks of each choice add up to the non-streamed choice, and the
+    prompt's parts come once, with its first chunk."""
+    ask = {"prompt": ["ab", "xyz"], "n": 2, "max_tokens": 12, "logprobs": 2, "echo": echo, "stop": ["quick", "fox"],
+           "prompt_logprobs": 1, "return_token_ids": ids}
+    with server.http() as http:
+        whole = http.post("/v1/completions", json=ask).json()["choices"]
+        events = [e for e in sse_events(http.post("/v1/completions", json={**ask, "stream": True})) if e != "[DONE]"]
+    assert [c["finish_reason"] for c in whole] == ["stop", "length", "stop", "stop"]
+    streamed = added_up(events)
+    assert sorted(streamed) == [c["index"] for c in whole] == [0, 1, 2, 3]
+    for choice in whole:
+        got = streamed[choice["index"]]
+        assert (got["text"], got["finish_reason"], got["stop_reason"]) == (
+            choice["text"], choice["finish_reason"], choice["stop_reason"])
+        assert {k: got[k] for k in LOGPROB_LISTS} == choice["logprobs"]
+        assert got["prompt_logprobs"] == [choice["prompt_logprobs"]] + [None] * (len(got["prompt_logprobs"]) - 1)
+        if ids:
+            assert got["token_ids"] == choice["token_ids"]
+            assert got["prompt_token_ids"] == [choice["prompt_token_ids"]] + [None] * (len(got["prompt_token_ids"]) - 1)
+        # OpenAI's text_offset: where each token's text starts in the choice's text (the
+        # tokens of a stop string, cut from the text, start at or after its end)
+        lp = choice["logprobs"]
+        for token, offset in zip(lp["tokens"], lp["text_offset"]):
+            if offset < len(choice["text"]) and token != "<s>":
+                assert choice["text"][offset:offset + len(token)] == token
