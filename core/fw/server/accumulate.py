@@ -24,8 +24,9 @@ class Choice:
     logprobs: list[dict[int, Logprob]] = field(default_factory=list)
     finish_reason: str | None = None
     stop_reason: int | str | None = None
-    #: chunks sent so far (a streamed completion: the first one carries the echoed prompt)
-    sent: int = 0
+    #: whether a chunk of it was streamed (a streamed completion's first one carries the
+    #: echoed prompt, its ids and logprobs)
+    streamed: bool = False
 
 
 @dataclass

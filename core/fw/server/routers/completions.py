@@ -134,7 +134,7 @@ class CompletionView:
         per_token = self.ids or self.body.logprobs is not None
         async for index, out in outputs:
             for choice, delta in self.acc.add(index, out):
-                first = choice.sent == 0
+                first = not choice.streamed
                 if (not delta.text and delta.finish_reason is None and not (first and self.body.echo)
                         and not (per_token and delta.token_ids)):
                     continue
@@ -146,7 +146,7 @@ class CompletionView:
                 offsets[choice.index] += self.ctx.token_text.length(delta.token_ids)
                 if generated is not None:
                     logprobs = merge_completion_logprobs(logprobs, generated) if logprobs else generated
-                choice.sent += 1
+                choice.streamed = True
                 yield event(CompletionChunk(
                     id=self.id, created=self.created, model=self.model,
                     choices=[CompletionChoice(
