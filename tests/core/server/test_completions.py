@@ -240,19 +240,22 @@ LOGPROB_LISTS = ("tokens", "token_logprobs", "top_logprobs", "text_offset")
 
 def added_up(events) -> dict[int, dict]:
     """A completions stream per choice index: its text, logprobs lists and token ids
-    concatenated, its last finish and stop reasons, and what each chunk carried of the prompt."""
+    concatenated, its last finish and stop reasons, and what each chunk carried of the prompt.
+    Checks on the way that no chunk is empty."""
     choices: dict[int, dict] = {}
     for event in events:
         for c in event["choices"]:
             seen = choices.setdefault(c["index"], {"text": "", "token_ids": [], "finish_reason": None,
                                                    "stop_reason": None, "prompt_logprobs": [],
                                                    "prompt_token_ids": [], **{k: [] for k in LOGPROB_LISTS}})
+            logprobs = c["logprobs"] or {k: [] for k in LOGPROB_LISTS}
+            assert c["text"] or c["finish_reason"] or c.get("token_ids") or logprobs["tokens"], c
             seen["text"] += c["text"]
             seen["token_ids"] += c.get("token_ids") or []
             seen["prompt_logprobs"].append(c["prompt_logprobs"])
             seen["prompt_token_ids"].append(c.get("prompt_token_ids"))
             for key in LOGPROB_LISTS:
-                seen[key] += c["logprobs"][key]
+                seen[key] += logprobs[key]
             if c["finish_reason"] is not None:
                 seen["finish_reason"], seen["stop_reason"] = c["finish_reason"], c["stop_reason"]
     return choices
@@ -260,13 +263,14 @@ def added_up(events) -> dict[int, dict]:
 
 @pytest.mark.parametrize("echo", [False, True])
 @pytest.mark.parametrize("ids", [False, True])
-def test_a_streamed_completion_adds_up_to_the_whole_one(server, echo, ids):
+@pytest.mark.parametrize("logprobs", [False, True])
+def test_a_streamed_completion_adds_up_to_the_whole_one(server, echo, ids, logprobs):
     """Two prompts, two choices each, stop strings (the engine holds back text that may
-    start one, so some steps release a token but no text), logprobs and prompt logprobs,
-    token ids or not: the chunks of each choice add up to the non-streamed choice, and the
-    prompt's parts come once, with its first chunk."""
-    ask = {"prompt": ["ab", "xyz"], "n": 2, "max_tokens": 12, "logprobs": 2, "echo": echo, "stop": ["quick", "fox"],
-           "prompt_logprobs": 1, "return_token_ids": ids}
+    start one, so some steps release a token but no text), logprobs and prompt logprobs or
+    not, token ids or not: the chunks of each choice add up to the non-streamed choice, the
+    prompt's parts come once, with its first chunk, and no chunk is empty."""
+    ask = {"prompt": ["ab", "xyz"], "n": 2, "max_tokens": 12, "echo": echo, "stop": ["quick", "fox"],
+           "return_token_ids": ids, **({"logprobs": 2, "prompt_logprobs": 1} if logprobs else {})}
     with server.http() as http:
         whole = http.post("/v1/completions", json=ask).json()["choices"]
         events = [e for e in sse_events(http.post("/v1/completions", json={**ask, "stream": True})) if e != "[DONE]"]
@@ -277,14 +281,28 @@ def test_a_streamed_completion_adds_up_to_the_whole_one(server, echo, ids):
         got = streamed[choice["index"]]
         assert (got["text"], got["finish_reason"], got["stop_reason"]) == (
             choice["text"], choice["finish_reason"], choice["stop_reason"])
-        assert {k: got[k] for k in LOGPROB_LISTS} == choice["logprobs"]
+        assert {k: got[k] for k in LOGPROB_LISTS} == (choice["logprobs"] or {k: [] for k in LOGPROB_LISTS})
         assert got["prompt_logprobs"] == [choice["prompt_logprobs"]] + [None] * (len(got["prompt_logprobs"]) - 1)
         if ids:
             assert got["token_ids"] == choice["token_ids"]
             assert got["prompt_token_ids"] == [choice["prompt_token_ids"]] + [None] * (len(got["prompt_token_ids"]) - 1)
-        # OpenAI's text_offset: where each token's text starts in the choice's text (the
-        # tokens of a stop string, cut from the text, start at or after its end)
-        lp = choice["logprobs"]
-        for token, offset in zip(lp["tokens"], lp["text_offset"]):
-            if offset < len(choice["text"]) and token != "<s>":
-                assert choice["text"][offset:offset + len(token)] == token
+        if logprobs:  # OpenAI's text_offset: where each token's text starts in the choice's text
+            # (the tokens of a stop string, cut from the text, start at or after its end)
+            lp = choice["logprobs"]
+            for token, offset in zip(lp["tokens"], lp["text_offset"]):
+                if offset < len(choice["text"]) and token != "<s>":
+                    assert choice["text"][offset:offset + len(token)] == token
+
+
+def test_each_choice_streams_all_its_text_whatever_the_others_hold_back(start_server):
+    """The engine holds back one choice's text for a step (an incomplete character, what may
+    start a stop string) while the other's goes on."""
+    from tests.core.server.scripted_engine import ScriptedEngine
+
+    live = start_server(ScriptedEngine(choices=[["Hel", "", "lo", ""], ["Wor", "ld", "!"]]))
+    with live.http() as http:
+        events = [e for e in sse_events(http.post("/v1/completions", json={"prompt": "a", "n": 2, "stream": True}))
+                  if e != "[DONE]"]
+    streamed = added_up(events)
+    assert [(streamed[i]["text"], streamed[i]["finish_reason"]) for i in (0, 1)] == [("Hello", "stop"),
+                                                                                     ("World!", "stop")]

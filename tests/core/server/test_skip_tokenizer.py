@@ -32,6 +32,7 @@ def test_token_ids_in_token_ids_out(live):
     (choice,) = body["choices"]
     assert choice["text"] == "" and choice["prompt_token_ids"] == IDS and len(choice["token_ids"]) == 4
     assert choice["logprobs"]["tokens"] == [f"token_id:{t}" for t in choice["token_ids"]]
+    assert choice["logprobs"]["text_offset"] == [0] * 4  # every token starts where the empty text does
     with live.http() as http:
         response = http.post("/v1/completions", json={"prompt": IDS, "max_tokens": 4, "temperature": 0,
                                                       "ignore_eos": True, "stream": True})
