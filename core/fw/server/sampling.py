@@ -131,8 +131,7 @@ def beam_search_params(request: SamplingRequest, *, max_tokens: int | None, logp
                       f"log-probabilities (got {value!r})")
     constraint = structured_outputs(request)
     if constraint is not None:
-        raise InvalidParameterError(constraint.source or "structured_outputs",
-                                    "structured outputs cannot be used with use_beam_search")
+        raise InvalidParameterError(constraint.param_name(), "structured outputs cannot be used with use_beam_search")
     return BeamSearchParams(
         beam_width=request.n, max_tokens=max_tokens, ignore_eos=request.ignore_eos,
         length_penalty=request.length_penalty, early_stopping=request.early_stopping, stop=request.stop,
