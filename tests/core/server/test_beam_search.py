@@ -5,6 +5,8 @@ worse than greedy; the engine sees one single-token request per beam per step as
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.core.server.fake_engine import FakeEngine
@@ -90,6 +92,25 @@ def test_stop_strings_and_stop_tokens_end_beams(live):
     assert all(c.text.endswith("x" if c.stop_reason == x else "o") for c in kept.choices if c.finish_reason == "stop")
 
 
+def test_a_stop_string_ends_the_beams_that_write_it(live):
+    client = live.openai()
+    ask = dict(model="fake-model", prompt="ab", max_tokens=6, n=2)
+    free = client.completions.create(**ask, extra_body=BEAMS).choices
+    best = next(c.text for c in free if c.index == 0)
+    stop = next(ch for k, ch in enumerate(best) if k >= 2 and ch not in best[:k])  # written by the best beam
+    stopped = client.completions.create(**ask, extra_body={**BEAMS, "stop": [stop]}).choices
+    assert any(c.finish_reason == "stop" and c.model_extra["stop_reason"] == stop for c in stopped)
+    assert all(stop not in c.text for c in stopped)
+
+
+def test_truncate_prompt_tokens_keeps_the_end_of_the_prompt(live):
+    result = live.openai().completions.create(model="fake-model", prompt="abcdefgh", max_tokens=2, n=2,
+                                              extra_body={**BEAMS, "truncate_prompt_tokens": 3})
+    assert result.usage.prompt_tokens == 3
+    tail = live.engine.tokenizer.encode("fgh", add_special_tokens=False)
+    assert all(prompt["prompt_token_ids"][:3] == tail for _, prompt, _ in live.engine.requests)
+
+
 def test_min_tokens_holds_stop_tokens_back(live):
     x = live.engine.tokenizer.encode("x", add_special_tokens=False)[0]
     result = live.openai().completions.create(model="fake-model", prompt="ab", max_tokens=4, n=2, extra_body={
@@ -136,7 +157,10 @@ def test_what_beams_cannot_honour_is_a_400_naming_it(live, path, extra, param):
     with live.http() as http:
         response = http.post(path, json={**base, **BEAMS, "max_tokens": 3, **extra})
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["param"] == param
+    error = response.json()["error"]
+    assert error["param"] == param
+    if param in ("guided_regex", "response_format"):
+        assert re.search(r"\bstructured outputs\b.*\buse_beam_search\b", error["message"])
     assert not live.engine.running
 
 
