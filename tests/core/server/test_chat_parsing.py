@@ -5,9 +5,14 @@ constraint starts after the model's reasoning, unless the prompt already ended i
 
 from __future__ import annotations
 
+import json
+import types
+
 import pytest
 
-from fw.plugins import get_host
+from fw import hookimpl
+from fw.parsing import ReasoningParser, ToolParser
+from fw.plugins import get_host, register_plugin
 from tests.core.server.scripted_engine import ScriptedEngine
 
 
@@ -61,6 +66,66 @@ def test_a_parser_the_file_registers_is_attributed_to_the_file(start_server, plu
     assert "registered by plugin 'file:broken_parser.py'" in str(info.value)
     assert "no_such_module_for_fw_tests" in str(info.value)
 
+
+
+class FirstToolParser(ToolParser):
+    """Calls the request's first tool, with what it was given as the arguments."""
+
+    def _step(self, text, final):
+        if not final:
+            return None
+        self._emit_call(self.tools[0]["function"]["name"],
+                        json.dumps({"tools": len(self.tools), "eos": self.tokenizer.eos_token}))
+        return len(text)
+
+
+class EosReasoningParser(ReasoningParser):
+    """All of the text is reasoning, after the tokenizer's EOS token."""
+
+    def _step(self, text, final):
+        if not final:
+            return None
+        self._emit_reasoning(f"{self.tokenizer.eos_token} {text}")
+        self._end_reasoning()
+        return len(text)
+
+
+@pytest.fixture
+def given_parsers():
+    """Registers FirstToolParser as "first_tool" and EosReasoningParser as "eos_reasoning"."""
+    plugin = types.ModuleType("given_parsers")
+
+    @hookimpl
+    def fw_register_tool_parsers(register):
+        register("first_tool", FirstToolParser)
+
+    @hookimpl
+    def fw_register_reasoning_parsers(register):
+        register("eos_reasoning", EosReasoningParser)
+
+    plugin.fw_register_tool_parsers = fw_register_tool_parsers
+    plugin.fw_register_reasoning_parsers = fw_register_reasoning_parsers
+    unregister = register_plugin(plugin, "test:given_parsers")
+    yield
+    unregister()
+
+
+TOOLS = [{"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+         for name in ("get_weather", "get_time")]
+
+
+def test_a_tool_parser_gets_the_models_tokenizer_and_the_requests_tools(start_server, given_parsers):
+    live = start_server(ScriptedEngine("x"), enable_auto_tool_choice=True, tool_call_parser="first_tool")
+    message = live.openai().chat.completions.create(model="fake-model", messages=Q, tools=TOOLS).choices[0].message
+    (call,) = message.tool_calls
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"tools": 2, "eos": live.engine.tokenizer.eos_token}
+
+
+def test_a_reasoning_parser_gets_the_models_tokenizer(start_server, given_parsers):
+    live = start_server(ScriptedEngine("hm"), reasoning_parser="eos_reasoning")
+    message = live.openai().chat.completions.create(model="fake-model", messages=Q).choices[0].message
+    assert message.model_extra["reasoning_content"] == f"{live.engine.tokenizer.eos_token} hm"
 
 # -- where a structured-output constraint starts: after the model's reasoning ------------------
 
