@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import openai
 import pytest
 
@@ -126,6 +128,18 @@ def test_top_logprobs_needs_logprobs(server):
     with pytest.raises(openai.BadRequestError) as err:
         server.openai().chat.completions.create(model="fake-model", messages=HI, top_logprobs=2)
     assert err.value.body["param"] == "top_logprobs"
+    assert re.search(r"\brequires logprobs=true\b", err.value.body["message"])
+
+
+def test_the_text_modality_is_the_one_served(server):
+    result = server.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=2,
+                                                     modalities=["text"])
+    assert len(result.choices[0].message.content) == 2
+    with pytest.raises(openai.BadRequestError) as err:
+        server.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=2,
+                                                modalities=["text", "audio"])
+    assert err.value.body["param"] == "modalities"
+    assert re.search(r"\bonly the text modality\b", err.value.body["message"])
 
 
 def test_echo_prepends_the_last_message_of_the_same_role(server):
@@ -147,6 +161,7 @@ def test_role_without_generation_prompt_is_the_last_messages(server):
         model="fake-model", messages=HI, max_tokens=1, extra_body={"add_generation_prompt": False})
     assert result.choices[0].message.role == "user"
     assert last_prompt(server) == "<|user|>hi\n"
+    assert len(result.choices[0].message.content) == 1  # the last message is echoed only when asked
 
 
 def test_response_role_option(start_server):

@@ -51,6 +51,7 @@ def test_continuous_usage_stats(server):
     assert completions == sorted(completions) and completions[-1] == 3
     assert all(e["usage"]["total_tokens"] == e["usage"]["prompt_tokens"] + e["usage"]["completion_tokens"]
                for e in events)
+    assert all(e["usage"]["prompt_tokens_details"] == {"cached_tokens": 0} for e in events)
 
 
 def test_force_include_usage(start_server):

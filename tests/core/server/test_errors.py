@@ -144,6 +144,7 @@ def test_two_structured_constraints_are_a_400(server):
     ("/v1/chat/completions", {"messages": HI, "audio": {"voice": "x"}}, "audio"),
     ("/v1/chat/completions", {"messages": HI, "modalities": ["text", "audio"]}, "modalities"),
     ("/v1/completions", {"prompt": "a", "stream_options": {"include_usage": True}}, "stream_options"),
+    ("/v1/chat/completions", {"messages": HI, "stream_options": {"include_usage": True}}, "stream_options"),
 ])
 def test_unsupported_features_say_so(server, path, body, param):
     response = post(server, path, body)
