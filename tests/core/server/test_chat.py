@@ -131,6 +131,14 @@ def test_top_logprobs_needs_logprobs(server):
     assert re.search(r"\brequires logprobs=true\b", err.value.body["message"])
 
 
+def test_stream_options_need_a_stream(server):
+    with pytest.raises(openai.BadRequestError) as err:
+        server.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=2,
+                                                stream_options={"include_usage": True})
+    assert err.value.body["param"] == "stream_options"
+    assert re.search(r"\bonly allowed when stream is true\b", err.value.body["message"])
+
+
 def test_the_text_modality_is_the_one_served(server):
     result = server.openai().chat.completions.create(model="fake-model", messages=HI, max_tokens=2,
                                                      modalities=["text"])

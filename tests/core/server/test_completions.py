@@ -91,6 +91,12 @@ def test_echo_prepends_the_prompt(server):
     assert "".join(c.choices[0].text for c in chunks) == result.choices[0].text
 
 
+def test_echo_of_a_token_id_prompt_is_its_text(server):
+    ids = server.engine.tokenizer.encode("Say:", add_special_tokens=False)
+    result = server.openai().completions.create(model="fake-model", prompt=ids, max_tokens=3, echo=True)
+    assert result.choices[0].text.startswith("Say:") and len(result.choices[0].text) == 7
+
+
 def test_logprobs_shape(server):
     result = server.openai().completions.create(model="fake-model", prompt="x", max_tokens=3, logprobs=2)
     lp = result.choices[0].logprobs

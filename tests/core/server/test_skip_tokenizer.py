@@ -39,6 +39,9 @@ def test_token_ids_in_token_ids_out(live):
     chunks = [e for e in sse_events(response) if e != "[DONE]"]
     streamed = [t for c in chunks for t in c["choices"][0]["token_ids"]]
     assert streamed == choice["token_ids"] and chunks[0]["choices"][0]["prompt_token_ids"] == IDS
+    with live.http() as http:  # an echoed prompt has no text either: its ids say it
+        echoed = http.post("/v1/completions", json={"prompt": IDS, "max_tokens": 2, "echo": True}).json()
+    assert echoed["choices"][0]["text"] == "" and echoed["choices"][0]["prompt_token_ids"] == IDS
 
 
 @pytest.mark.parametrize("path, body, param", [
