@@ -46,7 +46,7 @@ class Accumulator:
         """Record one output; returns the choices it advanced with their deltas."""
         info = self.prompts[prompt_index]
         info.num_cached_tokens = max(info.num_cached_tokens, out.num_cached_tokens)
-        if out.prompt_logprobs is not None and info.logprobs is None:
+        if out.prompt_logprobs is not None:  # the engine sends them once, with a prompt's first output
             info.logprobs = out.prompt_logprobs
         advanced = []
         for delta in out.outputs:
