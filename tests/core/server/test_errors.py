@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import openai
 import pytest
@@ -170,7 +171,9 @@ def test_error_messages_are_bounded(server):
 
 
 def test_empty_prompt_and_bad_token_ids(server):
-    assert post(server, "/v1/completions", {"prompt": []}).status_code == 400
+    response = post(server, "/v1/completions", {"prompt": []})
+    assert response.status_code == 400 and error_of(response)["param"] == "prompt"
+    assert re.search(r"\bmust not be empty\b", error_of(response)["message"])
     assert post(server, "/v1/completions", {"prompt": ""}).status_code == 200  # the BOS is a prompt
     response = post(server, "/v1/completions", {"prompt": [1, 999999]})
     assert response.status_code == 400 and error_of(response)["param"] == "prompt"
