@@ -44,7 +44,8 @@ def reject_unsupported(request: SamplingRequest) -> None:
 
 def structured_outputs(request: SamplingRequest) -> StructuredOutputsParams | None:
     """Every spelling of a structured-output request, or None. More than one constraint
-    is an error (the engine's StructuredOutputsParams.kind() checks)."""
+    is an error, which SamplingParams reports (StructuredOutputsParams.kind()), naming the
+    last one given; beam search refuses any."""
     spec: dict[str, Any] = {}
     constraints = {"json", "regex", "choice", "grammar", "json_object"}
     source = None
@@ -81,9 +82,7 @@ def structured_outputs(request: SamplingRequest) -> StructuredOutputsParams | No
         if "whitespace_pattern" in spec:
             raise InvalidParameterError("guided_whitespace_pattern", "only applies to a JSON constraint")
         return None
-    params = StructuredOutputsParams(**spec, source=source, backend=backend)
-    params.kind()
-    return params
+    return StructuredOutputsParams(**spec, source=source, backend=backend)
 
 
 def _backend(name: str | None) -> str | None:
