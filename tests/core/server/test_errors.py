@@ -152,6 +152,28 @@ def test_unsupported_features_say_so(server, path, body, param):
     assert response.status_code == 400 and error_of(response)["param"] == param
 
 
+@pytest.mark.parametrize("body, param, says", [
+    ({"guided_json": {"type": "object"}, "structured_outputs": {"json": {"type": "object"}}}, "guided_json",
+     r"\bgiven twice \(also in structured_outputs\)"),
+    ({"guided_whitespace_pattern": " "}, "guided_whitespace_pattern", r"\bonly applies to a JSON constraint\b"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "n"}}}, "response_format",
+     r"\bjson_schema\.schema is required\b"),
+    ({"logit_bias": {"abc": 1}}, "logit_bias", r"\bkeys must be token ids, got 'abc'"),
+    ({"length_penalty": 2.0}, "length_penalty", r"\bonly applies to beam search \(use_beam_search: true\)"),
+    ({"early_stopping": True}, "early_stopping", r"\bonly applies to beam search \(use_beam_search: true\)"),
+    ({"best_of": 3}, "best_of", r"\bbest_of \(3\) different from n \(1\) is not supported\b"),
+])
+def test_sampling_mistakes_name_the_parameter_and_say_why(server, body, param, says):
+    response = post(server, "/v1/completions", {"prompt": "a", "max_tokens": 1, **body})
+    assert response.status_code == 400, response.text
+    assert error_of(response)["param"] == param and re.search(says, error_of(response)["message"])
+
+
+def test_best_of_equal_to_n_is_served(server):
+    response = post(server, "/v1/completions", {"prompt": "a", "max_tokens": 1, "n": 2, "best_of": 2})
+    assert response.status_code == 200 and len(response.json()["choices"]) == 2
+
+
 def test_overload_is_503_with_retry_after(start_server):
     engine = FakeEngine(queue_limit=0)
     live = start_server(engine)
