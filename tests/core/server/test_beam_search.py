@@ -164,6 +164,17 @@ def test_what_beams_cannot_honour_is_a_400_naming_it(live, path, extra, param):
     assert not live.engine.running
 
 
+@pytest.mark.parametrize("field, off", [
+    ("temperature", 0.0), ("top_p", 1.0), ("top_k", 0), ("top_k", -1), ("min_p", 0.0), ("presence_penalty", 0.0),
+    ("frequency_penalty", 0.0), ("repetition_penalty", 1.0), ("logit_bias", {}), ("bad_words", []),
+])
+def test_a_sampling_field_set_to_its_off_value_is_accepted(live, field, off):
+    """Clients send the neutral value explicitly (the openai SDK's users often do)."""
+    with live.http() as http:
+        response = http.post("/v1/completions", json={"prompt": "ab", "max_tokens": 2, "n": 2, field: off, **BEAMS})
+    assert response.status_code == 200, response.text
+
+
 def test_seed_and_zero_temperature_are_accepted(live):
     result = live.openai().completions.create(model="fake-model", prompt="ab", max_tokens=2, n=2, seed=7,
                                               temperature=0, extra_body=BEAMS)
