@@ -201,3 +201,27 @@ def test_streamed_pieces_add_up_to_the_whole_message_when_the_output_is_cut(star
         assert "".join(d.model_extra.get(field) or "" for d in deltas) == whole.model_extra[field]
     assert "".join(d.content or "" for d in deltas) == whole.content  # "" when it is all reasoning
     assert whole.model_extra["reasoning_content"].endswith("<") or whole.content.endswith("<")
+
+
+def test_an_unknown_reasoning_parser_stops_start_up_with_the_known_ones(start_server):
+    with pytest.raises(RuntimeError) as info:
+        start_server(ScriptedEngine("x"), reasoning_parser="nope")
+    assert "--reasoning-parser: unknown reasoning parser 'nope'" in str(info.value)
+    assert "deepseek_r1" in str(info.value) and "qwen3" in str(info.value)
+
+
+def test_the_engine_keeps_a_parsers_markers_that_are_special_tokens(start_server):
+    """A model whose <tool_call> markers are special tokens: the detokenizer, which skips
+    special tokens, must keep them or the parser never sees a call."""
+    import copy
+
+    engine = ScriptedEngine("x")
+    engine.tokenizer = copy.deepcopy(engine.tokenizer)
+    engine.tokenizer.add_special_tokens({"additional_special_tokens": ["<tool_call>", "</tool_call>"]})
+    live = start_server(engine, enable_auto_tool_choice=True, tool_call_parser="hermes")
+    client = live.openai()
+    client.chat.completions.create(model="fake-model", messages=Q, tools=TOOLS)
+    markers = frozenset(engine.tokenizer.convert_tokens_to_ids(["<tool_call>", "</tool_call>"]))
+    assert engine.extras[engine.requests[-1][0]]["keep_special_ids"] == markers
+    client.chat.completions.create(model="fake-model", messages=Q, tools=TOOLS, tool_choice="none")
+    assert engine.extras[engine.requests[-1][0]]["keep_special_ids"] == frozenset()
