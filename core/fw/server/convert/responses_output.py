@@ -40,11 +40,16 @@ class OutputBuilder:
 
     def add(self, delta: DeltaMessage) -> list[Event]:
         events: list[Event] = []
+        calls = list(delta.tool_calls)
+        # the last pieces of the open call come before the text the same chunk had after
+        # it: that text closes the call's item, and later pieces could not be sent
+        while calls and calls[0].id is None:
+            events += self._call(calls.pop(0))
         if delta.reasoning:
             events += self._text("reasoning", delta.reasoning)
         if delta.content:
             events += self._text("message", delta.content)
-        for call in delta.tool_calls:
+        for call in calls:
             events += self._call(call)
         return events
 

@@ -38,3 +38,16 @@ def test_a_tool_input_cut_short_is_an_empty_object():
     builder.add(DeltaMessage(tool_calls=[ToolCallDelta(0, "call_a", "function", "f", '{"x": ')]))
     builder.finish()
     assert builder.content()[0]["input"] == {}
+
+
+def test_the_last_piece_of_a_call_and_the_text_after_it_in_one_delta():
+    """A streaming parser that reads the end of a call and the text after it in one chunk
+    returns both in one delta: the piece still belongs to the call, before the text."""
+    builder = BlockBuilder()
+    events = [e for d in [DeltaMessage(tool_calls=[ToolCallDelta(0, "call_a", "function", "f", '{"x"')]),
+                          DeltaMessage(content=" Done.", tool_calls=[ToolCallDelta(0, arguments=": 1}")])]
+              for e in builder.add(d)] + builder.finish()
+    assert builder.content() == [{"type": "tool_use", "id": "call_a", "name": "f", "input": {"x": 1}},
+                                 {"type": "text", "text": " Done."}]
+    assert [e["delta"]["type"] for e in events if e["type"] == "content_block_delta"] == \
+        ["input_json_delta", "input_json_delta", "text_delta"]

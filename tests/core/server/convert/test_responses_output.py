@@ -82,3 +82,12 @@ def test_the_response_object_is_openais(status):
     assert response.status == status and response.metadata == {"k": "v"}
     assert (response.incomplete_details is not None) == (status == "incomplete")
     assert response.output_text == "Hello" and response.text.format.type == "json_object"
+
+
+def test_the_last_piece_of_a_call_and_the_text_after_it_in_one_delta():
+    """A streaming parser that reads the end of a call and the text after it in one chunk
+    returns both in one delta: the piece still belongs to the call, before the text."""
+    builder, events = build([DeltaMessage(tool_calls=[ToolCallDelta(0, "call_a", "function", "f", '{"x"')]),
+                             DeltaMessage(content=" Done.", tool_calls=[ToolCallDelta(0, arguments=": 1}")])])
+    assert [i["type"] for i in builder.items] == ["function_call", "message"]
+    assert builder.items[0]["arguments"] == '{"x": 1}' and builder.items[1]["content"][0]["text"] == " Done."
