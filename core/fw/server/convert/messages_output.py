@@ -104,7 +104,7 @@ def stop_reason(turn: Turn, stop_sequences: list[str] | None) -> tuple[str, str 
         return "tool_use", None
     if choice.finish_reason == "length":
         return "max_tokens", None
-    if isinstance(choice.stop_reason, str) and choice.stop_reason in (stop_sequences or ()):
+    if choice.stop_reason in (stop_sequences or ()):  # a stop token id is never one of these strings
         return "stop_sequence", choice.stop_reason
     return "end_turn", None
 
