@@ -152,9 +152,10 @@ def response_object(body: ResponsesRequest, *, response_id: str, model: str, cre
     """The response object, echoing what the request set."""
     reasoning = body.reasoning.model_dump(exclude={"generate_summary"}) if body.reasoning is not None else None
     text_format = body.text.format if body.text is not None and body.text.format is not None else None
-    done = status in ("completed", "incomplete", "cancelled", "failed")
     return ResponseObject(
-        id=response_id, created_at=created_at, completed_at=int(time.time()) if done else None, status=status,
+        # OpenAI sets completed_at only on a completed response (not an incomplete, failed or cancelled one)
+        id=response_id, created_at=created_at, completed_at=int(time.time()) if status == "completed" else None,
+        status=status,
         model=model, output=output or [], usage=usage,
         incomplete_details=IncompleteDetails(reason="max_output_tokens") if status == "incomplete" else None,
         error=_response_error(error) if error else None,

@@ -67,7 +67,7 @@ def test_an_empty_answer_is_an_empty_message_and_a_cut_one_is_incomplete():
     assert builder.items[0]["status"] == "incomplete"
 
 
-@pytest.mark.parametrize("status", ["completed", "incomplete", "queued", "failed"])
+@pytest.mark.parametrize("status", ["completed", "incomplete", "queued", "in_progress", "failed", "cancelled"])
 def test_the_response_object_is_openais(status):
     builder, _ = build(TURN)
     usage = ResponseUsage(input_tokens=10, input_tokens_details=InputTokensDetails(cached_tokens=4,
@@ -81,6 +81,8 @@ def test_the_response_object_is_openais(status):
     response = Response.model_validate(data)
     assert response.status == status and response.metadata == {"k": "v"}
     assert (response.incomplete_details is not None) == (status == "incomplete")
+    # the SDK's reference: completed_at is "only present when the status is `completed`"
+    assert (response.completed_at is not None) == (status == "completed")
     assert response.output_text == "Hello" and response.text.format.type == "json_object"
 
 
