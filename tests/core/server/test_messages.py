@@ -8,11 +8,14 @@ import json
 import anthropic
 import httpx
 import pytest
+from anthropic.types import RawMessageStreamEvent
+from pydantic import TypeAdapter
 
 from tests.core.server.fake_engine import FakeEngine
 from tests.core.server.scripted_engine import ScriptedEngine
 
 MODEL = "fake-model"
+EVENTS = TypeAdapter(RawMessageStreamEvent)
 HI = [{"role": "user", "content": "Hi"}]
 WEATHER = {"name": "get_weather", "description": "Current weather",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
@@ -39,6 +42,15 @@ def test_same_answer_as_the_chat_api(server):
     assert usage.output_tokens == 9
     assert usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens == \
         chat.usage.prompt_tokens
+
+
+def test_the_message_id_is_the_request_id(server):
+    """A client that sends X-Request-Id finds its message under that id (in the server's
+    log lines and the engine's request), as for the other APIs."""
+    client = client_of(server)
+    message = client.messages.create(model=MODEL, max_tokens=1, messages=HI, extra_headers={"X-Request-Id": "trace-me"})
+    assert message.id == "msg_trace-me" and server.engine.requests[-1][0] == "msg_trace-me"
+    assert client.messages.create(model=MODEL, max_tokens=1, messages=HI).id not in ("msg_trace-me", "msg_")
 
 
 def test_count_tokens_is_the_requests_input(server):
@@ -76,11 +88,46 @@ def test_stream_deltas_make_the_same_message(server):
     assert names[-4:] == ["content_block_delta", "content_block_stop", "message_delta", "message_stop"]
 
 
+def test_each_stream_event_is_named_by_its_type(server):
+    """Anthropic's stream: every event is an ``event:`` line that names it and a ``data:``
+    JSON object of that type (the ping included); raw SSE clients dispatch on either."""
+    with server.http() as http:
+        raw = http.post("/v1/messages", json={"model": MODEL, "max_tokens": 3, "messages": HI, "stream": True})
+    lines = [line for line in raw.text.splitlines() if line]
+    assert all(line.startswith("event: ") for line in lines[0::2]) and len(lines) % 2 == 0
+    names = [line.removeprefix("event: ") for line in lines[0::2]]
+    payloads = [json.loads(line.removeprefix("data: ")) for line in lines[1::2]]
+    assert [p["type"] for p in payloads] == names
+    assert payloads[1] == {"type": "ping"} and names[-1] == "message_stop"
+    for payload in payloads[:1] + payloads[2:]:
+        EVENTS.validate_python(payload)
+
+
+def test_message_start_has_the_prompts_usage_and_no_stop_reason_yet(server):
+    """message_start is what a client reads the prompt's token counts from before the
+    answer; its message has no content and no stop reason yet."""
+    client = client_of(server)
+    ask = {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "the same words again"}]}
+    client.messages.create(**ask)  # the prompt is in the prefix cache now
+    events = list(client.messages.create(stream=True, **ask))
+    start, delta = events[0], next(e for e in events if e.type == "message_delta")
+    assert start.type == "message_start" and start.message.content == []
+    assert start.message.stop_reason is None and start.message.stop_sequence is None
+    assert start.message.usage.cache_read_input_tokens > 0
+    for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+        assert getattr(start.message.usage, name) == getattr(delta.usage, name), name
+
+
 def test_stop_sequence(server):
-    message = client_of(server).messages.create(model=MODEL, max_tokens=40, messages=HI, stop_sequences=["k"])
+    client = client_of(server)
+    message = client.messages.create(model=MODEL, max_tokens=40, messages=HI, stop_sequences=["k"])
     assert message.stop_reason == "stop_sequence" and message.stop_sequence == "k"
     assert "k" not in message.content[0].text
-    message = client_of(server).messages.create(model=MODEL, max_tokens=40, messages=HI, stop_sequences=["zzz"])
+    with client.messages.stream(model=MODEL, max_tokens=40, messages=HI, stop_sequences=["k"]) as stream:
+        streamed = stream.get_final_message()
+    assert (streamed.stop_reason, streamed.stop_sequence) == ("stop_sequence", "k")
+    assert streamed.content[0].text == message.content[0].text
+    message = client.messages.create(model=MODEL, max_tokens=40, messages=HI, stop_sequences=["zzz"])
     assert message.stop_reason == "max_tokens"
 
 

@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 import time
 
+import anthropic
 import httpx
 import openai
 import pytest
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from tests.core.server.fake_engine import FakeEngine
 from tests.core.server.helpers import sse_events
 from tests.core.server.scripted_engine import ScriptedEngine
 
 MODEL = "fake-model"
+EVENTS = TypeAdapter(ResponseStreamEvent)
 WEATHER = {"type": "function", "name": "get_weather", "description": "Current weather",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 HERMES_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
@@ -39,12 +43,40 @@ def test_same_answer_as_the_chat_api(server):
     assert message.type == "message" and message.role == "assistant" and message.status == "incomplete"
 
 
-def test_cached_tokens_are_reported(server):
+def test_the_response_echoes_the_requests_settings(server):
+    """OpenAI's response object repeats what the request set, and its defaults where it
+    set nothing."""
     client = server.openai()
-    first = client.responses.create(model=MODEL, input="the same words", max_output_tokens=2, store=False)
-    again = client.responses.create(model=MODEL, input="the same words", max_output_tokens=2, store=False)
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    text_format = {"type": "json_schema", "name": "place", "schema": schema, "strict": True}
+    response = client.responses.create(
+        model=MODEL, input="Hi", max_output_tokens=3, temperature=0.5, top_p=0.9, tools=[WEATHER],
+        tool_choice="none", parallel_tool_calls=False, text={"format": text_format}, reasoning={"effort": "low"},
+        user="u1", safety_identifier="s1", prompt_cache_key="k1", service_tier="default", store=False)
+    assert (response.max_output_tokens, response.temperature, response.top_p) == (3, 0.5, 0.9)
+    assert [t.to_dict() for t in response.tools] == [WEATHER]
+    assert (response.tool_choice, response.parallel_tool_calls) == ("none", False)
+    assert response.text.format.to_dict() == text_format
+    assert response.reasoning.to_dict() == {"effort": "low", "summary": None}
+    assert (response.user, response.safety_identifier, response.prompt_cache_key, response.service_tier) == \
+        ("u1", "s1", "k1", "default")
+    plain = client.responses.create(model=MODEL, input="Hi", max_output_tokens=1, store=False)
+    assert (plain.tools, plain.tool_choice, plain.parallel_tool_calls) == ([], "auto", True)
+    assert plain.text.format.type == "text" and plain.truncation == "disabled"
+
+
+def test_cached_tokens_are_reported(server, start_server):
+    client = server.openai()
+    words = "the same words, long enough to fill a block of the prefix cache"
+    first = client.responses.create(model=MODEL, input=words, max_output_tokens=2, store=False)
+    again = client.responses.create(model=MODEL, input=words, max_output_tokens=2, store=False)
     assert first.usage.input_tokens_details.cached_tokens == 0
     assert again.usage.input_tokens_details.cached_tokens == again.usage.input_tokens - 1
+    assert again.usage.input_tokens_details.cache_write_tokens == 0
+    # what a first request writes to the cache is what the Messages API calls cache_creation_input_tokens
+    fresh = anthropic.Anthropic(base_url=start_server().url, api_key="unused", max_retries=0)
+    usage = fresh.messages.create(model=MODEL, max_tokens=2, messages=[{"role": "user", "content": words}]).usage
+    assert first.usage.input_tokens_details.cache_write_tokens == usage.cache_creation_input_tokens > 0
 
 
 def test_stream_events_in_order_with_increasing_sequence_numbers(server):
@@ -230,8 +262,14 @@ def test_a_failure_mid_stream_is_an_error_event_then_failed(start_server):
         response = http.post("/v1/responses", json={"input": "Hi", "max_output_tokens": 8, "stream": True})
     events = sse_events(response)
     assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
-    assert events[-1]["response"]["error"]["code"] == "server_error"
-    assert events[-2]["code"] == "internal_error"
+    error, failed = events[-2], Response.model_validate(events[-1]["response"])
+    # OpenAI's error event: code, message and param, each present (null when unknown)
+    EVENTS.validate_python(error)
+    assert set(error) == {"type", "code", "message", "param", "sequence_number"} and error["param"] is None
+    assert error["code"] == "internal_error" and failed.error.code == "server_error"
+    assert failed.error.message == f"{error['message']} ({error['code']})"
+    streamed = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert streamed and failed.output_text == streamed  # what was sent before the failure is kept
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     engine.fail_after = None
     with live.http() as http:  # the server keeps serving
@@ -253,14 +291,26 @@ def test_unauthorized_is_openais_shape(start_server):
     assert live.openai(api_key="k").responses.create(model=MODEL, input="Hi", max_output_tokens=1).output_text
 
 
-def test_a_background_failure_is_stored_as_failed(start_server):
+def failing_engine() -> FakeEngine:
     engine = FakeEngine(token_delay=0.01)
     engine.fail_after = 2
-    live = start_server(engine)
+    return engine
+
+
+@pytest.mark.parametrize("engine,ask,code,fw_code", [
+    (failing_engine, {}, "server_error", "internal_error"),
+    (lambda: FakeEngine(queue_limit=0), {}, "rate_limit_exceeded", "overloaded"),
+    (FakeEngine, {"max_output_tokens": 100_000}, "invalid_prompt", "context_length_exceeded"),
+], ids=["engine-failure", "queue-full", "bad-request"])
+def test_a_background_failure_is_stored_as_failed(start_server, engine, ask, code, fw_code):
+    """A background response fails after it was accepted; its error's code is OpenAI's
+    (retry later, a server fault, or the request's own), its message keeps fw's code."""
+    live = start_server(engine())
     client = live.openai()
-    queued = client.responses.create(model=MODEL, input="Hi", max_output_tokens=20, background=True)
+    queued = client.responses.create(model=MODEL, input="Hi", background=True, **{"max_output_tokens": 20, **ask})
     deadline = time.time() + 20
     while (polled := client.responses.retrieve(queued.id)).status in ("queued", "in_progress"):
         assert time.time() < deadline
         time.sleep(0.05)
-    assert polled.status == "failed" and polled.error.code == "server_error"
+    assert polled.status == "failed" and polled.error.code == code
+    assert polled.error.message.endswith(f" ({fw_code})")

@@ -33,11 +33,16 @@ class BlockBuilder:
 
     def add(self, delta: DeltaMessage) -> list[Event]:
         events: list[Event] = []
+        calls = list(delta.tool_calls)
+        # the last pieces of the open call come before the text the same chunk had after
+        # it: that text closes the call's block, and later pieces could not be sent
+        while calls and calls[0].id is None:
+            events += self._call(calls.pop(0))
         if delta.reasoning:
             events += self._text("thinking", delta.reasoning)
         if delta.content:
             events += self._text("text", delta.content)
-        for call in delta.tool_calls:
+        for call in calls:
             events += self._call(call)
         return events
 
@@ -99,7 +104,7 @@ def stop_reason(turn: Turn, stop_sequences: list[str] | None) -> tuple[str, str 
         return "tool_use", None
     if choice.finish_reason == "length":
         return "max_tokens", None
-    if isinstance(choice.stop_reason, str) and choice.stop_reason in (stop_sequences or ()):
+    if choice.stop_reason in (stop_sequences or ()):  # a stop token id is never one of these strings
         return "stop_sequence", choice.stop_reason
     return "end_turn", None
 

@@ -40,11 +40,16 @@ class OutputBuilder:
 
     def add(self, delta: DeltaMessage) -> list[Event]:
         events: list[Event] = []
+        calls = list(delta.tool_calls)
+        # the last pieces of the open call come before the text the same chunk had after
+        # it: that text closes the call's item, and later pieces could not be sent
+        while calls and calls[0].id is None:
+            events += self._call(calls.pop(0))
         if delta.reasoning:
             events += self._text("reasoning", delta.reasoning)
         if delta.content:
             events += self._text("message", delta.content)
-        for call in delta.tool_calls:
+        for call in calls:
             events += self._call(call)
         return events
 
@@ -147,9 +152,10 @@ def response_object(body: ResponsesRequest, *, response_id: str, model: str, cre
     """The response object, echoing what the request set."""
     reasoning = body.reasoning.model_dump(exclude={"generate_summary"}) if body.reasoning is not None else None
     text_format = body.text.format if body.text is not None and body.text.format is not None else None
-    done = status in ("completed", "incomplete", "cancelled", "failed")
     return ResponseObject(
-        id=response_id, created_at=created_at, completed_at=int(time.time()) if done else None, status=status,
+        # OpenAI sets completed_at only on a completed response (not an incomplete, failed or cancelled one)
+        id=response_id, created_at=created_at, completed_at=int(time.time()) if status == "completed" else None,
+        status=status,
         model=model, output=output or [], usage=usage,
         incomplete_details=IncompleteDetails(reason="max_output_tokens") if status == "incomplete" else None,
         error=_response_error(error) if error else None,
