@@ -1,6 +1,6 @@
 """What the Responses and Messages converters share: checking the fields of an item,
-function tools in the chat API's shape, the rule for ``strict`` tools, and building the
-ChatCompletionRequest they hand to the chat pipeline."""
+function tools in the chat API's shape, the rule for ``strict`` tools, building the
+ChatCompletionRequest they hand to the chat pipeline, and the order of a delta's pieces."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any, Iterable
 from pydantic import ValidationError
 
 from fw.errors import InvalidParameterError, NotSupportedError
+from fw.parsing.messages import ToolCallDelta
 from fw.server.protocol.chat import ChatCompletionRequest
 
 
@@ -54,3 +55,11 @@ def chat_request(fields: dict[str, Any]) -> ChatCompletionRequest:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error.get("loc", ()))
         raise InvalidParameterError(where or "body", f"{where}: {error.get('msg', 'invalid value')}") from None
+
+
+def split_open_call(tool_calls: list[ToolCallDelta]) -> tuple[list[ToolCallDelta], list[ToolCallDelta]]:
+    """A delta's tool-call pieces as (the last pieces of the call already open, the rest).
+    The first go out before the delta's text: that text closes the call's block (item), and
+    pieces that come after it could no longer be sent."""
+    split = next((i for i, call in enumerate(tool_calls) if call.id is not None), len(tool_calls))
+    return tool_calls[:split], tool_calls[split:]

@@ -16,6 +16,7 @@ import uuid
 from typing import Any, AsyncIterator
 
 from fw.parsing.messages import DeltaMessage, ToolCallDelta
+from fw.server.convert.common import split_open_call
 from fw.server.errors import ApiError
 from fw.server.protocol.responses import (
     IncompleteDetails, InputTokensDetails, OutputTokensDetails, ResponseError, ResponseObject, ResponsesRequest,
@@ -40,11 +41,9 @@ class OutputBuilder:
 
     def add(self, delta: DeltaMessage) -> list[Event]:
         events: list[Event] = []
-        calls = list(delta.tool_calls)
-        # the last pieces of the open call come before the text the same chunk had after
-        # it: that text closes the call's item, and later pieces could not be sent
-        while calls and calls[0].id is None:
-            events += self._call(calls.pop(0))
+        open_call, calls = split_open_call(delta.tool_calls)
+        for call in open_call:
+            events += self._call(call)
         if delta.reasoning:
             events += self._text("reasoning", delta.reasoning)
         if delta.content:
