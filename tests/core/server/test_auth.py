@@ -149,3 +149,37 @@ def test_through_the_openai_client(live):
     with pytest.raises(openai.AuthenticationError):
         live.openai(api_key=KEY[:-1]).models.list()
     assert [m.id for m in live.openai(api_key=KEY).models.list()] == ["fake-model"]
+
+
+@pytest.mark.parametrize("path", ["/tokenize/", "/detokenize/", "/get_tokenizer_info/", "/sleep/", "/wake_up/"])
+def test_a_trailing_slash_does_not_get_past_the_key(live, path):
+    """``/tokenize/`` is the same route as ``/tokenize``: refused at the door (401), not
+    handed on to the app (which would redirect, or answer if it matched the slash)."""
+    with live.http(follow_redirects=False) as http:
+        response = http.post(path, json={})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_the_middleware_guards_the_tokenizer_routes_unless_told_otherwise():
+    """Secure by default for anyone mounting ``APIKeyMiddleware`` themselves: the
+    tokenizer routes need the key unless ``tokenizer_paths_open=True`` says they don't."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from fw.server.auth import APIKeyMiddleware
+
+    def tokenize(request):
+        return PlainTextResponse("tokens")
+
+    def app(**options):
+        return APIKeyMiddleware(Starlette(routes=[Route("/tokenize", tokenize, methods=["POST"])]),
+                                keys=[KEY], **options)
+
+    with TestClient(app()) as client:
+        assert client.post("/tokenize").status_code == 401
+        assert client.post("/tokenize", headers={"x-api-key": KEY}).text == "tokens"
+    with TestClient(app(tokenizer_paths_open=True)) as client:
+        assert client.post("/tokenize").text == "tokens"
