@@ -40,6 +40,14 @@ def test_text_after_a_call_is_content():
     assert parse("[a()] [b()]") == ("[b()]", [("a", {})])  # only the list that opens the answer
 
 
+def test_a_second_list_glued_to_the_first_is_content_not_more_calls():
+    """Only the list that opens the answer holds calls, however the next one is written
+    (here right after the first, and as long as it, so a parser still positioned for the
+    first list would read the second as calls)."""
+    assert parse("[a()][b()]") == ("[b()]", [("a", {})])
+    assert parse("[f(x=1)][f(x=2)]") == ("[f(x=2)]", [("f", {"x": 1})])
+
+
 def test_empty_strings_and_capitals():
     assert parse("[tools.X_search(q='', n=1)]\nDone.") == ("Done.", [("tools.X_search", {"q": "", "n": 1})])
 
