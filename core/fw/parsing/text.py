@@ -48,8 +48,8 @@ class MarkerFilter:
         if not self._markers:
             return text
         text = self._remove(self._held + text)
-        keep = max((held_suffix_len(text, m) for m in self._markers), default=0)
-        self._held = text[len(text) - keep:] if keep else ""
+        keep = max(held_suffix_len(text, m) for m in self._markers)  # markers is not empty
+        self._held = text[len(text) - keep:]
         return text[:len(text) - keep]
 
     def flush(self) -> str:

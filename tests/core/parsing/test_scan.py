@@ -49,3 +49,11 @@ def test_the_end_stays_put_when_more_text_comes():
     scanner = BracketScanner(0)
     assert scanner.end('{"a": {}}') == 9
     assert scanner.end('{"a": {}} }}') == 9
+
+
+@pytest.mark.parametrize("text", ['{"a": X}', "{'a': 'x'}", '[None, True, XL]'])
+def test_by_default_only_a_double_quote_opens_a_string(text):
+    """The default scanner reads JSON: bare words and apostrophes (not JSON, but what
+    models write) do not open strings, so the closing bracket still ends the value at
+    once and the caller can reject it instead of holding it to the end of the stream."""
+    assert BracketScanner(0).end(text + " rest") == len(text)

@@ -55,3 +55,21 @@ def test_edge_trim_drops_leading_padding_after_a_cut_or_with_trim_start():
 def test_a_marker_whose_pieces_join_when_another_is_removed_is_removed_too():
     markers = MarkerFilter(("[TOOL_CALLS]", "<|python_tag|>"))
     assert markers.push("a [TOOL_<|python_tag|>CALLS] b") == "a  b"
+
+
+def test_edge_trim_hands_over_held_whitespace_only_once():
+    """A second ``flush()`` must not repeat (or invent) the trailing whitespace."""
+    trim = EdgeTrim()
+    assert trim.push("Done. \n") == "Done."
+    assert trim.flush() == " \n"
+    assert trim.flush() == ""
+    assert trim.push("x") == "x"
+
+
+def test_marker_filter_holds_nothing_when_no_marker_can_start():
+    """Text that cannot begin any marker is passed on whole, and nothing stays held."""
+    markers = MarkerFilter(("[TOOL_CALLS]",))
+    assert markers.push("plain text") == "plain text"
+    assert markers.flush() == ""
+    assert markers.push("a [TOOL_") == "a "
+    assert markers.push("CALLS] b") == " b"
