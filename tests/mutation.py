@@ -46,7 +46,7 @@ LINKS = {"fw": "core/fw", "fw_builtins": "plugins/fw_builtins", "tests": "tests"
 #: the fused bf16 decode of large batches (the model's kernels)
 DESELECT = " and ".join(f"not {name}" for name in (
     "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "test_engine_process", "test_sleep",
-    "test_structured_backend_names", "bf16_batches_beyond_eight",
+    "test_an_unknown_server_backend_fails_at_start_up", "bf16_batches_beyond_eight",
     "test_vllm_xargs_steer_their_request_and_bad_ones_are_400s"))
 #: mutmut's exit-code meaning (mutmut.stats.status_by_exit_code), grouped for the score
 DETECTED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
