@@ -38,7 +38,7 @@ class TokenText:
         #: special tokens (BOS ...) take no room in a returned text: the engine's text skips them
         self.special_ids = self._texts.special_ids if self._texts is not None else frozenset()
 
-    def __call__(self, token_id: int, *, as_ids: bool = False) -> str:
+    def __call__(self, token_id: int, *, as_ids: bool) -> str:
         if as_ids or self._texts is None:  # no tokenizer (--skip-tokenizer-init): ids are all there is
             return f"token_id:{token_id}"
         return self._texts.single(token_id)

@@ -350,3 +350,20 @@ def test_continuous_usage_stats_count_as_the_stream_goes(server):
         assert chunk.usage.total_tokens == chunk.usage.prompt_tokens + chunk.usage.completion_tokens
         assert chunk.usage.prompt_tokens_details.cached_tokens == 0
     assert counted == 4
+
+
+def test_a_step_whose_text_is_held_back_sends_no_chunk_without_logprobs(server):
+    """The engine holds back text that may start a stop string; without logprobs such a
+    step has nothing to send, so every chunk after the role's carries text or the finish
+    reason (no empty deltas), and the text still adds up."""
+    client = server.openai()
+    ask = dict(model="fake-model", messages=HI, max_tokens=5, stop=["zzz"])
+    whole = client.chat.completions.create(**ask).choices[0].message.content
+    chunks = list(client.chat.completions.create(stream=True, **ask))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    for chunk in chunks[1:]:
+        (choice,) = chunk.choices
+        assert choice.delta.content or choice.finish_reason is not None, chunk
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole and len(whole) == 5
+    # the engine held back two steps' text ("zzz" minus one character): fewer chunks than tokens
+    assert len(chunks) < 1 + 5

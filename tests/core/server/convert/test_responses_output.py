@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from types import SimpleNamespace
 
 import pytest
 from openai.types.responses import Response, ResponseOutputText, ResponseStreamEvent
@@ -10,8 +12,10 @@ from openai.types.responses.response_reasoning_item import Content as ReasoningT
 from pydantic import TypeAdapter
 
 from fw.parsing.messages import DeltaMessage, ToolCallDelta
-from fw.server.convert.responses_output import OutputBuilder, response_object
+from fw.server.convert.responses_output import OutputBuilder, ResponseView, response_object
 from fw.server.errors import ApiError
+from fw.server.json_body import load_json
+from fw.server.turn import TurnUsage
 from fw.server.protocol.responses import InputTokensDetails, OutputTokensDetails, ResponsesRequest, ResponseUsage
 
 EVENTS = TypeAdapter(ResponseStreamEvent)
@@ -210,3 +214,101 @@ def test_a_failed_responses_error_has_openais_codes(error, code, message):
                            status="failed", store=True, error=error).model_dump(mode="json")
     response = Response.model_validate(data)
     assert response.status == "failed" and (response.error.code, response.error.message) == (code, message)
+
+
+class ScriptedTurn:
+    """What a ResponseView reads of a Turn: the parser's deltas, the choice's finish reason
+    and the usage."""
+
+    def __init__(self, deltas, finish_reason="stop"):
+        self._deltas = deltas
+        self.choice = SimpleNamespace(finish_reason=finish_reason)
+
+    async def deltas(self):
+        for delta in self._deltas:
+            yield delta
+
+    def usage(self) -> TurnUsage:
+        return TurnUsage(input_tokens=5, cached_tokens=0, cache_write_tokens=0, output_tokens=4, reasoning_tokens=2)
+
+
+def _refuse(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_events(lines: list[str]) -> list[dict]:
+    """The SSE events' payloads, parsed as JSON (RFC 8259), which has no Infinity or NaN:
+    what a browser's JSON.parse accepts."""
+    payloads = []
+    for line in lines:
+        name, data = line.removesuffix("\n\n").split("\n")
+        payload = json.loads(data.removeprefix("data: "), parse_constant=_refuse)
+        assert name == f"event: {payload['type']}"
+        payloads.append(payload)
+    return payloads
+
+
+#: a request as the server parses it: 1e400 is a JSON number, which Python reads as inf
+#: (the parser refuses only the literals NaN and Infinity)
+HUGE = load_json(b'{"input": "x", "tools": [{"type": "function", "name": "f", "parameters": {"type": "object", '
+                 b'"properties": {"n": {"type": "number", "maximum": 1e400}}}}]}')
+
+
+def view(deltas=TURN, finish_reason="stop"):
+    return ResponseView(ResponsesRequest.model_validate(HUGE), ScriptedTurn(deltas, finish_reason),
+                        response_id="resp_1", model="m", store=True)
+
+
+async def _streamed(response_view) -> list[str]:
+    return [line async for line in response_view.stream()]
+
+
+@pytest.mark.parametrize("finish_reason", ["stop", "length"])
+def test_a_streamed_response_is_json_and_echoes_the_request_as_the_whole_response_does(finish_reason):
+    """The response object in response.created, .in_progress and .completed (or
+    .incomplete) is what the non-streamed response is (as FastAPI sends it: JSON, a number
+    beyond float range as null), and every event is strict JSON; the openai SDK reads
+    each event and the final response."""
+    whole = json.loads((asyncio.run(view(finish_reason=finish_reason).collect())).model_dump_json(),
+                       parse_constant=_refuse)
+    assert whole["tools"][0]["parameters"]["properties"]["n"] == {"type": "number", "maximum": None}
+    events = strict_events(asyncio.run(_streamed(view(finish_reason=finish_reason))))
+    for event in events:
+        EVENTS.validate_python(event)
+    last = "response.incomplete" if finish_reason == "length" else "response.completed"
+    assert [e["type"] for e in events[:2]] + [events[-1]["type"]] == ["response.created", "response.in_progress",
+                                                                     last]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    skip = {"created_at", "completed_at", "output", "usage", "status", "incomplete_details"}
+    for event in (events[0], events[1], events[-1]):
+        assert {k: v for k, v in event["response"].items() if k not in skip} == {
+            k: v for k, v in whole.items() if k not in skip}
+    final = Response.model_validate(events[-1]["response"])
+    assert final.status == ("incomplete" if finish_reason == "length" else "completed")
+    assert strip_ids(events[-1]["response"]["output"]) == strip_ids(whole["output"])
+    assert final.output_text == "Hello"
+
+
+def test_a_stream_that_fails_ends_with_an_error_and_a_failed_response_in_strict_json():
+    """After a failure mid-stream: an ``error`` event, then ``response.failed`` with the
+    items so far, both JSON and OpenAI's shapes."""
+    response_view = view()
+
+    async def part_then_fail() -> list[str]:
+        lines = []
+        async for line in response_view.stream():
+            lines.append(line)
+            if '"response.output_text.delta"' in line:
+                break
+        return lines + response_view.error_events(ApiError(500, "boom", type="server_error", code="internal_error"))
+
+    events = strict_events(asyncio.run(part_then_fail()))
+    error, failed = events[-2:]
+    assert (error["type"], error["message"], error["code"]) == ("error", "boom", "internal_error")
+    EVENTS.validate_python(error)
+    EVENTS.validate_python(failed)
+    response = Response.model_validate(failed["response"])
+    assert response.status == "failed" and response.error.code == "server_error"
+    assert [item.type for item in response.output] == ["reasoning", "message"]
+    assert failed["response"]["tools"][0]["parameters"]["properties"]["n"]["maximum"] is None
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
