@@ -99,7 +99,11 @@ class IncrementalDetokenizer:
         delta = self.texts.token_string(token_id)
         if spaced and self.text:
             delta = " " + delta
-        self.window, self.read = [], 0
+        # Spaced, the text after it is decoded on its own (the slow tokenizers' rule);
+        # unspaced, in the context of the text before it, as a whole decode does (the
+        # next word keeps sentencepiece's leading space). Unfinished bytes are dropped.
+        self.window = [] if spaced else self.window[:self.read]
+        self.read = len(self.window)
         self._after_special = spaced
         self.text += delta
         return delta

@@ -250,3 +250,19 @@ def test_subclasses_that_change_decoding_keep_their_own_decode(tokenizer):
         sub = cls(tokenizer_object=tokenizer.backend_tokenizer)
         assert sub.decode(ids) == "HELLO"
         assert TokenTexts(sub).decode(ids) == "HELLO"
+
+
+@pytest.mark.parametrize("options", [dict(skip_special_tokens=False, spaces_between_special_tokens=False),
+                                     dict(keep_special_ids=frozenset({2}))])
+def test_the_word_after_an_unspaced_special_token_keeps_its_space(options):
+    """Unspaced, a special token's text is followed by the next word as transformers'
+    decode writes it: "Hello</s> Paris", not "Hello</s>Paris"."""
+    sp = sentencepiece_tokenizer()
+    ids = sp.encode("Hello", add_special_tokens=False) + [sp.eos_token_id] + sp.encode("Paris is", add_special_tokens=False)
+    assert stream(sp, ids, **options) == sp.decode(ids) == "Hello</s> Paris is"
+
+
+def test_the_text_after_a_spaced_special_token_is_decoded_on_its_own():
+    sp = sentencepiece_tokenizer()
+    ids = sp.encode("Hello", add_special_tokens=False) + [sp.eos_token_id] + sp.encode("Paris is", add_special_tokens=False)
+    assert stream(sp, ids, skip_special_tokens=False) == slow_join(sp, ids) == "Hello </s> Paris is"
