@@ -266,3 +266,17 @@ def test_the_text_after_a_spaced_special_token_is_decoded_on_its_own():
     sp = sentencepiece_tokenizer()
     ids = sp.encode("Hello", add_special_tokens=False) + [sp.eos_token_id] + sp.encode("Paris is", add_special_tokens=False)
     assert stream(sp, ids, skip_special_tokens=False) == slow_join(sp, ids) == "Hello </s> Paris is"
+
+
+def test_a_prompt_that_ends_inside_a_character_is_continued_after_that_character(tokenizer):
+    """Prompt token ids may stop between the bytes of one character (an emoji here): the
+    output is the rest of the whole decode after that character, never a replacement
+    character and never text shifted by the prompt's unfinished bytes."""
+    ids = tokenizer.encode("Once upon a time, a little robot 😀 smiled at the sun", add_special_tokens=False)
+    full = tokenizer.decode(ids)
+    after = full[full.index("😀") + 1:]
+    inside = [k for k in range(1, len(ids)) if tokenizer.decode(ids[:k]).endswith("\ufffd")]
+    assert len(inside) >= 2 and min(inside) > 5
+    for k in inside:
+        detok = IncrementalDetokenizer(TokenTexts(tokenizer), ids[:k])
+        assert "".join(detok.add(i) for i in ids[k:]) == after
