@@ -70,7 +70,6 @@ class IncrementalDetokenizer:
         self.keep = keep_special_ids
         context = [t for t in prompt_token_ids[-PROMPT_CONTEXT:] if t not in texts.special_ids]
         self.window: list[int] = context
-        self.prefix = 0
         self.read = len(context)
         self.text = ""
         self._after_special = False
@@ -82,14 +81,14 @@ class IncrementalDetokenizer:
         if token_id in self.texts.special_ids:
             return "" if self.skip_special else self._emit_special(token_id, spaced=self.spaces)
         self.window.append(token_id)
-        prefix_text = self.texts.decode(self.window[self.prefix:self.read])
-        full_text = self.texts.decode(self.window[self.prefix:])
+        prefix_text = self.texts.decode(self.window[:self.read])
+        full_text = self.texts.decode(self.window)
         if len(full_text) <= len(prefix_text) or full_text.endswith("\ufffd"):
             return ""
         delta = full_text[len(prefix_text):]
         # Keep the window short: everything before `read` is settled text.
         self.window = self.window[self.read:]
-        self.prefix, self.read = 0, len(self.window)
+        self.read = len(self.window)
         if self._after_special and self.spaces:
             delta = " " + delta
         self._after_special = False
@@ -100,7 +99,11 @@ class IncrementalDetokenizer:
         delta = self.texts.token_string(token_id)
         if spaced and self.text:
             delta = " " + delta
-        self.window, self.prefix, self.read = [], 0, 0
+        # Spaced, the text after it is decoded on its own (the slow tokenizers' rule);
+        # unspaced, in the context of the text before it, as a whole decode does (the
+        # next word keeps sentencepiece's leading space). Unfinished bytes are dropped.
+        self.window = [] if spaced else self.window[:self.read]
+        self.read = len(self.window)
         self._after_special = spaced
         self.text += delta
         return delta
