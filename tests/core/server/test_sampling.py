@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import pytest
+
 from fw.engine.sampling_params import BeamSearchParams, RequestOutputKind, SamplingParams
 from fw.server.protocol.completions import CompletionRequest
 from fw.server.sampling import beam_search_params, sampling_params, structured_outputs
@@ -83,3 +85,13 @@ def test_structured_outputs_options_reach_the_constraint():
     so = structured_outputs(CompletionRequest(prompt="a", structured_outputs={"json": {}, "whitespace_pattern": " ?"},
                                               guided_whitespace_pattern=" "))
     assert (so.json, so.whitespace_pattern) == ({}, " ")
+
+
+@pytest.mark.parametrize("constraint, value", [
+    ("json", {"type": "object"}), ("regex", "a+"), ("choice", ["a", "b"]), ("grammar", "root ::= 'a'"),
+    ("json_object", True)])
+def test_each_constraint_of_structured_outputs_reaches_the_engine(constraint, value):
+    """vLLM's ``structured_outputs`` object: whichever constraint it sets is the one the
+    engine compiles, and the request names it as its source."""
+    so = structured_outputs(CompletionRequest(prompt="a", structured_outputs={constraint: value}))
+    assert (so.kind(), getattr(so, constraint), so.source) == (constraint, value, "structured_outputs")
