@@ -318,3 +318,14 @@ def test_a_plugin_processor_sees_each_speculative_row_with_the_proposals_before_
                             custom=[ProcessorRows(Recorder(), [0, 1, 2, 3], [None] * 4, [[5], [5], [5], [9]])])
     apply_custom_processors(torch.zeros(4, VOCAB), meta, {1: [7], 2: [7, 8]})
     assert seen == [([0, 1, 2, 3], [[5], [5, 7], [5, 7, 8], [9]])]
+
+
+def test_greedy_rows_of_a_strided_logits_view_take_the_argmax_of_the_view():
+    """Logits sliced from a wider tensor (a padded vocabulary cut back to the model's) are
+    not contiguous: greedy picks are still the argmax of what the view shows."""
+    padded = torch.randn(3, VOCAB + 14, generator=torch.Generator().manual_seed(15))
+    padded[:, VOCAB:] = 100.0  # padding: never a token
+    view = padded[:, :VOCAB]
+    batch = batch_of(*[(SamplingParams(temperature=0.0), [1], []) for _ in range(3)])
+    expected = view.argmax(-1).tolist()
+    assert sample(view, batch.metadata(["0", "1", "2"])).token_ids == expected

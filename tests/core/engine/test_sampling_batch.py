@@ -135,3 +135,28 @@ def test_metadata_moved_to_another_device_keeps_every_row_setting():
     assert moved.generators == [generator, None] and moved.num_logprobs == [2, None]
     assert moved.greedy_rows == [False, True] and moved.custom is meta.custom
     assert moved.penalties.presence.device.type == "meta" and moved.penalties.frequency.device.type == "meta"
+
+
+def test_a_plugin_processor_gets_each_rows_own_state_and_output_so_far():
+    """A logits processor (plugin) sees, for each of its rows, the state it made for that
+    request and the request's output including the tokens appended since it joined."""
+    from fw.logits_processors import LogitsProcessor, LogitsProcessorContext
+    from fw.logits_processors.engine import EngineLogitsProcessors
+
+    calls = []
+
+    class Tag(LogitsProcessor):
+        def new_request(self, params, prompt_ids):
+            return (params.extra_args or {}).get("tag")
+
+        def apply(self, logits, rows, states, output_ids):
+            calls.append((list(rows), list(states), [list(o) for o in output_ids]))
+
+    context = LogitsProcessorContext(VOCAB, torch.device("cpu"))
+    batch = SamplingBatch(2, VOCAB, EngineLogitsProcessors(context, [Tag(context)]))
+    batch.add("a", SamplingParams(temperature=0.0, extra_args={"tag": "A"}), [1], [4])
+    batch.add("plain", SamplingParams(temperature=0.0), [1], [])
+    batch.add("b", SamplingParams(temperature=0.0, extra_args={"tag": "B"}), [1], [])
+    batch.append("a", 6)
+    sample(logits(3), batch.metadata(["plain", "b", "a"]))
+    assert calls == [([1, 2], ["B", "A"], [[], [4, 6]])]
