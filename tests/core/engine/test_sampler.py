@@ -329,3 +329,12 @@ def test_greedy_rows_of_a_strided_logits_view_take_the_argmax_of_the_view():
     batch = batch_of(*[(SamplingParams(temperature=0.0), [1], []) for _ in range(3)])
     expected = view.argmax(-1).tolist()
     assert sample(view, batch.metadata(["0", "1", "2"])).token_ids == expected
+
+
+def test_a_row_emptied_by_bans_alone_or_by_the_callers_mask_is_reported():
+    """EOS banned before min_tokens where EOS is all the model allows, and a row the
+    caller (a grammar) masked to nothing, are both rows without a token."""
+    raw = torch.full((2, VOCAB), float("-inf"))
+    raw[0, 0] = 1.0
+    batch = batch_of((SamplingParams(temperature=0.0, min_tokens=2), [1], []), (SamplingParams(temperature=0.0), [1], []))
+    assert sample(raw, batch.metadata(["0", "1"]), masked_rows={1}).no_token == [0, 1]
