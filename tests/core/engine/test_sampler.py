@@ -11,8 +11,10 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from fw.engine.sampler import apply_penalties, apply_top_k_top_p_min_p, sample
-from fw.engine.sampling_batch import SamplingBatch
+from fw.engine.sampler import (
+    apply_custom_processors, apply_penalties, apply_top_k_top_p_min_p, prompt_logprob_entries, sample,
+)
+from fw.engine.sampling_batch import ProcessorRows, SamplingBatch, SamplingMetadata
 from fw.engine.sampling_params import SamplingParams
 
 VOCAB = 50
@@ -147,3 +149,192 @@ def test_state_follows_requests_and_features_cost_only_where_used():
     batch.add("reused", SamplingParams(top_k=3), [1], [])
     assert batch.metadata(["reused"]).penalties is None  # a freed slot keeps nothing of its last request
     batch.remove("unknown")  # ignored
+
+
+def test_random_draws_follow_the_softmax_of_the_logits():
+    """Each token is drawn as often as its probability says (inverse-CDF draws, one
+    uniform number per row): no token is favoured, the last one included."""
+    probs = torch.tensor([0.1, 0.25, 0.05, 0.2, 0.4])
+    rows = 20000
+    meta = SamplingMetadata(temperature=torch.ones(rows), num_logprobs=[None] * rows)
+    torch.manual_seed(0)
+    tokens = sample(probs.log().expand(rows, 5).clone(), meta).token_ids
+    observed = torch.bincount(torch.tensor(tokens), minlength=5).float() / rows
+    torch.testing.assert_close(observed, probs, atol=0.015, rtol=0)
+
+
+def test_a_logit_bias_of_100_forces_its_token_on_a_random_row():
+    """OpenAI's logit_bias of 100 makes the token certain, also when sampling randomly
+    (the logits become large: their weights must not overflow)."""
+    raw = logits(2, seed=9)
+    batch = batch_of((SamplingParams(temperature=1.0, logit_bias={17: 100.0}), [1], []),
+                     (SamplingParams(temperature=1.0, logit_bias={17: 100.0}), [1], []))
+    assert sample(raw.clone(), batch.metadata(["0", "1"])).token_ids == [17, 17]
+
+
+def test_unseeded_rows_beside_a_seeded_row_draw_from_the_global_generator():
+    """A request without a seed draws from torch's global generator whether or not a
+    seeded request shares its step: after the same ``torch.manual_seed`` it draws alike."""
+    raw = torch.zeros(1, VOCAB)  # uniform: every draw decides the token
+
+    def unseeded_token(with_seeded_neighbour: bool) -> int:
+        requests = [(SamplingParams(temperature=1.0), [1], [])]
+        generators = {}
+        if with_seeded_neighbour:
+            requests.append((SamplingParams(temperature=1.0, seed=3), [1], []))
+            generators = {1: torch.Generator().manual_seed(3)}
+        batch = batch_of(*requests, generators=generators)
+        ids = [str(i) for i in range(len(requests))]
+        torch.manual_seed(123)
+        return sample(raw.expand(len(ids), VOCAB).clone(), batch.metadata(ids)).token_ids[0]
+
+    assert unseeded_token(True) == unseeded_token(False)
+
+
+def test_truncation_and_seeds_of_random_rows_hold_beside_greedy_rows():
+    """A step mixing greedy and random rows samples the random ones with their own
+    top_k / top_p / min_p and seed."""
+    raw = logits(5, seed=10)
+    top = raw.argmax(-1).tolist()
+    truncations = [dict(top_k=1), dict(top_p=1e-6), dict(min_p=1.0)]
+    requests = [(SamplingParams(temperature=0.0), [1], [])]
+    requests += [(SamplingParams(temperature=50.0, **t), [1], []) for t in truncations]
+    requests.append((SamplingParams(temperature=1.0, seed=5), [1], []))
+    batch = batch_of(*requests, generators={4: torch.Generator().manual_seed(5)})
+    tokens = sample(raw.clone(), batch.metadata([str(i) for i in range(5)])).token_ids
+    assert tokens[:4] == top[:4]  # truncated to the top token, whatever the temperature
+    alone = batch_of((SamplingParams(temperature=1.0, seed=5), [1], []),
+                     generators={0: torch.Generator().manual_seed(5)})
+    assert tokens[4] == sample(raw[4:].clone(), alone.metadata(["0"])).token_ids[0]
+
+
+@pytest.mark.parametrize("settings,warpers", [
+    ({"top_k": VOCAB + 10}, [TopKLogitsWarper(VOCAB + 10)]),
+    ({"min_p": 1.0}, [MinPLogitsWarper(1.0)]),
+    ({"top_k": 1}, [TopKLogitsWarper(1)]),
+])
+def test_truncation_at_its_extremes_keeps_what_transformers_keeps(settings, warpers):
+    """top_k beyond the vocabulary keeps every token; min_p 1 and top_k 1 keep the top one,
+    also beside a row that truncates nothing."""
+    raw = logits(2, seed=11)
+    batch = batch_of((SamplingParams(**settings), [1], []), (SamplingParams(), [1], []))
+    ours = apply_top_k_top_p_min_p(raw.clone(), batch.metadata(["0", "1"]))
+    theirs = raw[:1].clone()
+    for warper in warpers:
+        theirs = warper(None, theirs)
+    assert kept(ours) == kept(theirs) + [set(range(VOCAB))]
+
+
+def test_top_p_drops_a_token_once_the_mass_above_it_reaches_top_p():
+    """With probabilities 1/2, 1/4, 1/8, 1/8 and top_p 1/2 the top token alone reaches the
+    mass: transformers keeps it only; top_p 3/4 keeps the top two."""
+    raw = torch.full((2, VOCAB), float("-inf"))
+    raw[:, :4] = torch.tensor([0.5, 0.25, 0.125, 0.125]).log()
+    batch = batch_of((SamplingParams(top_p=0.5), [1], []), (SamplingParams(top_p=0.75), [1], []))
+    ours = apply_top_k_top_p_min_p(raw.clone(), batch.metadata(["0", "1"]))
+    theirs = [kept(TopPLogitsWarper(p)(None, raw[:1].clone()))[0] for p in (0.5, 0.75)]
+    assert kept(ours) == theirs == [{0}, {0, 1}]
+
+
+def test_rows_left_without_a_token_are_reported_and_get_a_token_id_in_the_vocabulary():
+    """A row whose constraints ban every allowed token is reported (the runner ends it with
+    an error), greedy or random; a NaN logit does not hide the tokens left beside it."""
+    raw = logits(4, seed=12)
+    raw[2, 5] = float("nan")
+    raw[3, 0] = float("nan")
+    everything_banned = dict(allowed_token_ids=[0, 1], min_tokens=3)  # EOS 0 banned too
+    params = [SamplingParams(temperature=0.0, **everything_banned), SamplingParams(temperature=1.0, **everything_banned),
+              SamplingParams(temperature=0.0, allowed_token_ids=[5, 6]), SamplingParams(temperature=0.0)]
+    params[0]._bad_words_token_ids = params[1]._bad_words_token_ids = [[1]]
+    batch = SamplingBatch(capacity=4, vocab_size=VOCAB)
+    for i, p in enumerate(params):
+        batch.add(str(i), p, [1], [], eos_token_ids=(0,))
+    result = sample(raw.clone(), batch.metadata(["0", "1", "2", "3"]))
+    assert result.no_token == [0, 1]
+    assert all(0 <= t < VOCAB for t in result.token_ids)
+    nan_rows = raw[2:].clone()
+    nan_rows[0, 6] = float("-inf")
+    assert sample(nan_rows, batch.metadata(["2", "3"]), masked_rows={1}).no_token == [0]
+
+
+def test_logprobs_return_the_asked_number_of_top_tokens_and_the_sampled_one():
+    """logprobs=n gives the sampled token and the n most likely (n + 1 entries when it is
+    not among them), -1 the whole vocabulary, 0 the sampled token alone; a step where no
+    request asks returns none and a 0.0 sampled logprob."""
+    raw = logits(3, seed=13)
+    raw[:, 30] = raw.max() + 20  # sampled below: not among the raw top tokens
+    bias = {30: -1000.0, 31: 1000.0}
+    batch = SamplingBatch(capacity=3, vocab_size=VOCAB)
+    for rid, n in (("two", 2), ("all", -1), ("zero", 0)):
+        batch.add(rid, SamplingParams(temperature=0.0, logprobs=n, logit_bias=bias), [1], [])
+    result = sample(raw.clone(), batch.metadata(["two", "all", "zero"]))
+    expected = raw.log_softmax(-1)
+    two, everything, zero = result.logprobs
+    assert list(two) == [31, 30, *expected[0].topk(2).indices.tolist()[1:]]
+    assert len(everything) == VOCAB and list(zero) == [31]
+    assert everything[30].rank == 1 and everything[30].logprob == pytest.approx(float(expected[1, 30]))
+    assert result.sampled_logprobs == pytest.approx(expected[:, 31].tolist())
+    plain = batch_of((SamplingParams(temperature=0.0), [1], []))
+    assert sample(raw[:1].clone(), plain.metadata(["0"])).sampled_logprobs == [0.0]
+
+
+def test_prompt_logprobs_give_each_prompt_token_its_logprob_rank_and_the_top_ones():
+    """Row i of the logits predicts prompt token i+1: its log-softmax entry, its rank, and
+    the ``count`` most likely tokens (-1: all of them)."""
+    raw = logits(2, seed=14)
+    expected = raw.log_softmax(-1)
+    entries = prompt_logprob_entries(raw, [4, 9], 1)
+    for i, (token, row) in enumerate(zip([4, 9], entries)):
+        best = int(expected[i].argmax())
+        assert list(row) == [token] + ([best] if best != token else [])
+        assert row[token].logprob == pytest.approx(float(expected[i, token]))
+        assert row[token].rank == int((expected[i] > expected[i, token]).sum()) + 1
+        assert row[best].rank == 1
+    assert [len(row) for row in prompt_logprob_entries(raw, [4, 9], -1)] == [VOCAB, VOCAB]
+
+
+def test_repetition_penalty_divides_small_positive_logits_and_multiplies_negative_ones():
+    """Seen tokens whose logits lie either side of zero and of one are penalised as
+    transformers penalises them (divided above zero, multiplied below)."""
+    raw = torch.zeros(1, VOCAB)
+    seen = [3, 4, 5, 6, 7]
+    raw[0, seen] = torch.tensor([-1.5, -0.5, 0.0, 0.5, 1.5])
+    batch = batch_of((SamplingParams(repetition_penalty=2.0), seen, []))
+    ours = apply_penalties(raw.clone(), batch.metadata(["0"]).penalties)
+    theirs = RepetitionPenaltyLogitsProcessor(2.0)(torch.tensor([seen]), raw.clone())
+    assert torch.equal(ours, theirs)
+
+
+def test_a_plugin_processor_sees_each_speculative_row_with_the_proposals_before_it():
+    """In a speculative step a request's later rows are decoded as if the proposals before
+    them were emitted: the plugin sees output + those proposals, row by row."""
+    seen = []
+
+    class Recorder:
+        def apply(self, logits, rows, states, outputs):
+            seen.append((list(rows), [list(o) for o in outputs]))
+
+    meta = SamplingMetadata(temperature=torch.zeros(4), num_logprobs=[None] * 4,
+                            custom=[ProcessorRows(Recorder(), [0, 1, 2, 3], [None] * 4, [[5], [5], [5], [9]])])
+    apply_custom_processors(torch.zeros(4, VOCAB), meta, {1: [7], 2: [7, 8]})
+    assert seen == [([0, 1, 2, 3], [[5], [5, 7], [5, 7, 8], [9]])]
+
+
+def test_greedy_rows_of_a_strided_logits_view_take_the_argmax_of_the_view():
+    """Logits sliced from a wider tensor (a padded vocabulary cut back to the model's) are
+    not contiguous: greedy picks are still the argmax of what the view shows."""
+    padded = torch.randn(3, VOCAB + 14, generator=torch.Generator().manual_seed(15))
+    padded[:, VOCAB:] = 100.0  # padding: never a token
+    view = padded[:, :VOCAB]
+    batch = batch_of(*[(SamplingParams(temperature=0.0), [1], []) for _ in range(3)])
+    expected = view.argmax(-1).tolist()
+    assert sample(view, batch.metadata(["0", "1", "2"])).token_ids == expected
+
+
+def test_a_row_emptied_by_bans_alone_or_by_the_callers_mask_is_reported():
+    """EOS banned before min_tokens where EOS is all the model allows, and a row the
+    caller (a grammar) masked to nothing, are both rows without a token."""
+    raw = torch.full((2, VOCAB), float("-inf"))
+    raw[0, 0] = 1.0
+    batch = batch_of((SamplingParams(temperature=0.0, min_tokens=2), [1], []), (SamplingParams(temperature=0.0), [1], []))
+    assert sample(raw, batch.metadata(["0", "1"]), masked_rows={1}).no_token == [0, 1]

@@ -1,0 +1,162 @@
+"""The per-request sampling state (``SamplingBatch``) on made-up logits: each request
+keeps its own settings while requests join, leave and the batch grows; each feature takes
+effect when it is the only one of its step; a step's metadata is reused only while
+nothing in it changes per token."""
+
+from __future__ import annotations
+
+import torch
+
+from fw.engine.sampler import apply_penalties, sample
+from fw.engine.sampling_batch import SamplingBatch
+from fw.engine.sampling_params import SamplingParams
+
+VOCAB = 32
+
+
+def logits(rows: int = 1, seed: int = 0) -> torch.Tensor:
+    return torch.randn(rows, VOCAB, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+def greedy_token(batch: SamplingBatch, request_id: str, raw: torch.Tensor) -> int:
+    return sample(raw.clone(), batch.metadata([request_id])).token_ids[0]
+
+
+def test_every_request_keeps_its_own_settings_as_slots_fill_grow_and_are_reused():
+    """Requests beyond the first capacity (twice over), and requests in freed slots, each
+    sample with their own settings, never a neighbour's."""
+    batch = SamplingBatch(capacity=2, vocab_size=VOCAB)
+    temperature = {f"r{i}": 0.1 * (i + 1) for i in range(9)}
+    for rid, t in temperature.items():
+        batch.add(rid, SamplingParams(temperature=t, top_k=i + 1 if (i := int(rid[1:])) else 0), [1], [])
+    ids = list(temperature)
+    meta = batch.metadata(ids)
+    torch.testing.assert_close(meta.temperature, torch.tensor(list(temperature.values())))
+    assert meta.top_k.tolist() == [0, *range(2, 10)]
+    for rid in ("r0", "r4", "r8"):
+        batch.remove(rid)
+    for rid, t in (("a", 1.5), ("b", 1.6), ("c", 1.7), ("d", 1.8)):
+        batch.add(rid, SamplingParams(temperature=t), [1], [])
+        temperature[rid] = t
+    ids = [rid for rid in temperature if rid in batch]
+    assert len(batch) == len(ids) == 10
+    torch.testing.assert_close(batch.metadata(ids).temperature, torch.tensor([temperature[r] for r in ids]))
+
+
+def test_each_logits_feature_takes_effect_alone_in_its_step():
+    """allowed_token_ids, logit_bias, a one-token bad word and EOS before min_tokens each
+    change the greedy token when no other request of the step uses a logits feature."""
+    raw = logits(seed=1)
+    top = int(raw.argmax())
+    other = (top + 1) % VOCAB
+    bad_word = SamplingParams(temperature=0.0)
+    bad_word._bad_words_token_ids = [[top]]
+    cases = {
+        "allowed": SamplingParams(temperature=0.0, allowed_token_ids=[other]),
+        "bias": SamplingParams(temperature=0.0, logit_bias={other: 100.0}),
+        "bad word": bad_word,
+        "min_tokens": SamplingParams(temperature=0.0, min_tokens=1),
+    }
+    for name, params in cases.items():
+        batch = SamplingBatch(capacity=2, vocab_size=VOCAB)
+        batch.add(name, params, [1], [], eos_token_ids=(top,))
+        assert greedy_token(batch, name, raw) != top, name
+
+
+def test_min_tokens_alone_bans_eos_until_enough_tokens_then_allows_it_again():
+    """The same request sampled step after step: EOS (and stop ids) are banned while its
+    output is shorter than min_tokens, and allowed from then on."""
+    raw = logits(seed=2)
+    eos = int(raw.argmax())
+    batch = SamplingBatch(capacity=1, vocab_size=VOCAB)
+    batch.add("r", SamplingParams(temperature=0.0, min_tokens=2), [1], [], eos_token_ids=(eos,))
+    seen = []
+    for _ in range(3):
+        seen.append(greedy_token(batch, "r", raw))
+        batch.append("r", seen[-1])
+    assert seen[0] != eos and seen[1] != eos and seen[2] == eos
+
+
+def test_an_eos_id_outside_the_model_vocabulary_is_not_banned():
+    """A tokenizer's EOS id beyond the model's vocabulary (it cannot be sampled anyway) is
+    left out of the min_tokens bans instead of indexing past the logits."""
+    raw = logits(seed=3)
+    top = int(raw.argmax())
+    batch = SamplingBatch(capacity=1, vocab_size=VOCAB)
+    batch.add("r", SamplingParams(temperature=0.0, min_tokens=3, stop_token_ids=[top]), [1], [],
+              eos_token_ids=(VOCAB,))
+    assert greedy_token(batch, "r", raw) != top
+    batch = SamplingBatch(capacity=1, vocab_size=VOCAB)
+    batch.add("r", SamplingParams(temperature=0.0, min_tokens=3), [1], [], eos_token_ids=(VOCAB,))
+    assert greedy_token(batch, "r", raw) == top
+
+
+def test_top_k_of_one_alone_is_greedy_at_any_temperature():
+    raw = logits(seed=4)
+    batch = SamplingBatch(capacity=1, vocab_size=VOCAB)
+    batch.add("r", SamplingParams(temperature=100.0, top_k=1), [1], [])
+    assert [greedy_token(batch, "r", raw) for _ in range(5)] == [int(raw.argmax())] * 5
+
+
+def test_a_request_without_per_token_settings_reuses_its_metadata_even_with_eos_ids():
+    """EOS ids alone (no min_tokens) change nothing per token: the decode step builds no
+    metadata; min_tokens does, so its metadata is rebuilt."""
+    batch = SamplingBatch(capacity=2, vocab_size=VOCAB)
+    batch.add("plain", SamplingParams(temperature=0.7, top_p=0.9), [1], [], eos_token_ids=(0, 1))
+    first = batch.metadata(["plain"])
+    batch.append("plain", 5)
+    assert batch.metadata(["plain"]) is first
+    assert first.min_p is None and first.top_k is None and first.banned == []  # unused features cost nothing
+    batch.add("min", SamplingParams(temperature=0.7, min_tokens=4), [1], [], eos_token_ids=(0,))
+    assert batch.metadata(["min"]) is not batch.metadata(["min"])
+
+
+def test_repetition_penalty_covers_tokens_generated_after_the_request_joined():
+    """Tokens appended step by step count as seen, as in transformers'
+    RepetitionPenaltyLogitsProcessor over the whole sequence."""
+    raw = logits(seed=5)
+    raw[0, 7] = 2.0
+    batch = SamplingBatch(capacity=1, vocab_size=VOCAB)
+    batch.add("r", SamplingParams(repetition_penalty=2.0), [1], [])
+    batch.append("r", 7)
+    penalised = apply_penalties(raw.clone(), batch.metadata(["r"]).penalties)
+    assert float(penalised[0, 7]) == 1.0
+
+
+def test_metadata_moved_to_another_device_keeps_every_row_setting():
+    """Only tensors move: per-row generators, logprob counts, greedy flags and plugin
+    groups are the same objects after ``to``."""
+    batch = SamplingBatch(capacity=2, vocab_size=VOCAB)
+    generator = torch.Generator().manual_seed(3)
+    batch.add("seeded", SamplingParams(temperature=0.5, seed=3, logprobs=2), [1], [], generator)
+    batch.add("plain", SamplingParams(temperature=0.0, presence_penalty=0.5), [1], [5])
+    meta = batch.metadata(["seeded", "plain"])
+    moved = meta.to(torch.device("meta"))
+    assert moved.generators == [generator, None] and moved.num_logprobs == [2, None]
+    assert moved.greedy_rows == [False, True] and moved.custom is meta.custom
+    assert moved.penalties.presence.device.type == "meta" and moved.penalties.frequency.device.type == "meta"
+
+
+def test_a_plugin_processor_gets_each_rows_own_state_and_output_so_far():
+    """A logits processor (plugin) sees, for each of its rows, the state it made for that
+    request and the request's output including the tokens appended since it joined."""
+    from fw.logits_processors import LogitsProcessor, LogitsProcessorContext
+    from fw.logits_processors.engine import EngineLogitsProcessors
+
+    calls = []
+
+    class Tag(LogitsProcessor):
+        def new_request(self, params, prompt_ids):
+            return (params.extra_args or {}).get("tag")
+
+        def apply(self, logits, rows, states, output_ids):
+            calls.append((list(rows), list(states), [list(o) for o in output_ids]))
+
+    context = LogitsProcessorContext(VOCAB, torch.device("cpu"))
+    batch = SamplingBatch(2, VOCAB, EngineLogitsProcessors(context, [Tag(context)]))
+    batch.add("a", SamplingParams(temperature=0.0, extra_args={"tag": "A"}), [1], [4])
+    batch.add("plain", SamplingParams(temperature=0.0), [1], [])
+    batch.add("b", SamplingParams(temperature=0.0, extra_args={"tag": "B"}), [1], [])
+    batch.append("a", 6)
+    sample(logits(3), batch.metadata(["plain", "b", "a"]))
+    assert calls == [([1, 2], ["B", "A"], [[], [4, 6]])]
