@@ -192,6 +192,7 @@ def test_the_victim_of_a_preemption(policy, victim):
         out = run_step(scheduler)
         preempted = out.preempted
         assert not set(preempted) & set(out.num_scheduled_tokens)  # nothing runs for it this step
+        assert out.total_num_scheduled_tokens == sum(out.num_scheduled_tokens.values())  # its tokens given back
     assert preempted[0] == victim
 
 
@@ -298,3 +299,24 @@ def test_a_request_stops_at_the_context_length():
         run_step(scheduler)
     assert request.num_tokens == 256 and request.num_output_tokens == 6
     assert request.status is RequestStatus.FINISHED_LENGTH
+
+
+def test_num_waiting_counts_the_queue_not_the_batch():
+    """num_waiting drives the waiting-queue limit (503) and the num_requests_waiting metric."""
+    scheduler = make_scheduler(budget=8, max_seqs=1)
+    for i in range(3):
+        scheduler.add_request(make_request(str(i), 4))
+    run_step(scheduler)
+    assert (scheduler.num_running, scheduler.num_waiting) == (1, 2)
+
+
+def test_an_adapter_already_running_counts_toward_max_loras():
+    """With --max-loras 1 and adapter x running from an earlier step, a request for y waits."""
+    kv = KVCacheManager(64, 4, True)
+    config = SchedulerConfig(max_num_batched_tokens=64, max_num_seqs=8, enable_chunked_prefill=True)
+    scheduler = Scheduler(config, kv, max_model_len=256, max_loras=1)
+    x, y = (Adapter(LoRARequest(name, uid, "/unused"), uid) for uid, name in ((1, "x"), (2, "y")))
+    scheduler.add_request(Request("x1", [1, 2, 3], SamplingParams(max_tokens=4, ignore_eos=True), lora=x))
+    run_step(scheduler)
+    scheduler.add_request(Request("y1", [1, 2, 3], SamplingParams(max_tokens=4, ignore_eos=True), lora=y))
+    assert list(run_step(scheduler).num_scheduled_tokens) == ["x1"]
