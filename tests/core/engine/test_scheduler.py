@@ -196,6 +196,18 @@ def test_the_victim_of_a_preemption(policy, victim):
     assert preempted[0] == victim
 
 
+def test_a_request_that_preempts_itself_waits_holding_no_block():
+    """b, the newest, needs a block and none is free: fcfs makes b itself the victim. It
+    goes back to the queue with its blocks freed, not holding blocks it cannot use."""
+    scheduler = make_scheduler(num_blocks=3, block_size=4, budget=64, caching=False)
+    scheduler.add_request(make_request("a", 3, max_tokens=8, arrival=0))
+    scheduler.add_request(make_request("b", 8, max_tokens=8, arrival=1))
+    assert run_step(scheduler).num_scheduled_tokens == {"a": 3, "b": 8}
+    out = run_step(scheduler)
+    assert (out.preempted, out.num_scheduled_tokens) == (["b"], {"a": 1})
+    assert scheduler.kv.block_ids("b") == [] and scheduler.kv.pool.num_free_blocks == 2
+
+
 def test_requests_after_a_preemption_still_run_in_that_step():
     """b's next token needs a block and none is free: d (the newest) is preempted before
     it was scheduled, and c, between them, still advances in the same step."""
