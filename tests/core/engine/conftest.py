@@ -7,6 +7,8 @@ import functools
 import pytest
 import torch
 
+from tests.checkpoints import tiny_tokenizer
+
 #: prompts of ragged lengths (3 to ~40 tokens with the tiny tokenizer)
 PROMPTS = [
     "The capital of France is",
@@ -15,6 +17,12 @@ PROMPTS = [
     "Numbers: 0 1 2 3",
     "Tell me three facts about the moon. The moon has no air, it has many craters",
 ]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """The tiny test tokenizer, for tests of the engine's text handling without a model."""
+    return tiny_tokenizer()
 
 
 @functools.lru_cache(maxsize=8)

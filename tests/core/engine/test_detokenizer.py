@@ -13,11 +13,6 @@ from tests.checkpoints import CORPUS, tiny_tokenizer
 SAMPLES = ["Hello world, how are you?", "naïve café — ünïcödé ✓ 😀 text", "  leading spaces\nand lines\t"]
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
-
-
 def test_fast_tokenizers_take_the_rust_decode(tokenizer):
     assert TokenTexts(tokenizer).decode != TokenTexts(tokenizer)._decode
 

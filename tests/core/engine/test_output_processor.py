@@ -14,14 +14,8 @@ from fw.engine.sampling_params import RequestOutputKind, SamplingParams
 from fw.engine.step_output import StepOutput
 from fw.errors import FwError
 from fw.pooling.params import PoolingParams
-from tests.checkpoints import tiny_tokenizer
 
 PROMPT = "The capital of France is"
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
 
 
 def words(tokenizer, text: str) -> list[int]:
