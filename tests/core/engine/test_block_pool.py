@@ -50,7 +50,7 @@ def test_double_free_is_an_error():
     pool = BlockPool(1)
     (block,) = pool.get_new_blocks(1)
     pool.free([block])
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="KV block 0 freed more often than taken"):
         pool.free([block])
 
 
@@ -110,6 +110,22 @@ def test_no_prefix_caching_means_no_hits_and_no_hashes():
     kv.free(first)
     assert kv.get_computed_blocks(make_request("b", list(range(9)))) == ([], 0)
     assert not kv.pool.cached
+
+
+def test_reviving_cached_blocks_fits_in_exactly_as_many_free_blocks():
+    """A prefix hit on blocks sitting in the free queue takes each of them back once:
+    a pool with exactly the revived blocks plus the new ones free admits the request."""
+    kv = KVCacheManager(num_blocks=4, block_size=4)
+    first = make_request("a", list(range(8)))
+    assert kv.allocate_slots(first, 8)
+    first.num_computed_tokens = 8
+    kv.free(first)
+    kv.allocate_slots(make_request("other", list(range(100, 104))), 4)  # 3 free: 2 cached + 1
+    second = make_request("b", list(range(8)) + [99])
+    blocks, cached = kv.get_computed_blocks(second)
+    assert cached == 8 and kv.pool.num_free_blocks == 3
+    assert kv.allocate_slots(second, 1, blocks)
+    assert kv.pool.num_free_blocks == 0 and kv.block_ids("b")[:2] == [b.block_id for b in blocks]
 
 
 def test_allocation_failure_changes_nothing():
