@@ -74,8 +74,19 @@ def gemma3_270m() -> Path:
 
 @pytest.fixture
 def fw_cache_dir(tmp_path_factory, monkeypatch) -> Path:
-    """FW_CACHE_DIR pointed at one folder shared by this session's tests (not ~/.cache/fw)."""
+    """FW_CACHE_DIR pointed at one folder shared by this session's tests (not ~/.cache/fw).
+    Its ``kernels`` folder is the usual one: the compiled kernels are named by the hash
+    of their sources and flags, so sharing them changes nothing a test checks, and a
+    fresh folder would compile them again in every session (minutes, in every mutant's
+    run of ``make mutation``)."""
+    from fw_kernels.cpu.build import cache_dir
+
     root = tmp_path_factory.getbasetemp() / "fw-cache"
+    if not (root / "kernels").exists():
+        shared = cache_dir()
+        shared.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "kernels").symlink_to(shared, target_is_directory=True)
     monkeypatch.setenv("FW_CACHE_DIR", str(root))
     return root
 

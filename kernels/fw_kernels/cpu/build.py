@@ -58,7 +58,8 @@ def _cpu_flags() -> str:
     return os.uname().machine
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """Where the compiled libraries live: ``$FW_CACHE_DIR/kernels`` (default ``~/.cache/fw/kernels``)."""
     root = os.environ.get("FW_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "fw")
     return Path(root) / "kernels"
 
@@ -74,7 +75,7 @@ def _sources() -> list[Path]:
 def _target(compiler: str) -> Path:
     text = b"".join(path.read_bytes() for path in [*sorted(HERE.glob("*.h")), *_sources()])
     digest = hashlib.sha256(text + " ".join([compiler, *_flags(), _cpu_flags()]).encode()).hexdigest()[:16]
-    return _cache_dir() / f"fw_cpu-{digest}.so"
+    return cache_dir() / f"fw_cpu-{digest}.so"
 
 
 def _build(compiler: str) -> Path:
