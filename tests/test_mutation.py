@@ -67,6 +67,19 @@ def test_a_module_run_carries_on_where_the_last_one_stopped(tmp_path):
     assert mutants_to_run([done], []) == []  # mutmut itself carries on over everything
 
 
+def test_a_sample_names_that_many_untested_mutants_of_each_module():
+    from tests.mutation import ModuleResult, mutants_to_run
+
+    untested = [f"fw.engine.block_pool.x_a__mutmut_{i}" for i in range(1, 41)]
+    pool = ModuleResult("fw.engine.block_pool", unchecked=untested, missed={"fw.engine.block_pool.x_b__mutmut_1": "survived"})
+    other = ModuleResult("fw.engine.scheduler", unchecked=["fw.engine.scheduler.x_a__mutmut_1"])
+    names = mutants_to_run([pool, other], ["fw.engine.block_pool", "fw.engine.scheduler"], sample=10)
+    assert len(names) == 11 and len(set(names)) == 11
+    assert set(names[:10]) < set(untested) and names[10] == "fw.engine.scheduler.x_a__mutmut_1"
+    assert names[:10] != untested[:10]  # drawn, not the first ones
+    assert names == mutants_to_run([pool, other], ["fw.engine.block_pool", "fw.engine.scheduler"], sample=10)
+
+
 def test_fresh_stats_forgets_which_tests_reach_which_function(tmp_path):
     from tests.mutation import forget_test_associations
 
