@@ -50,6 +50,13 @@ DESELECT = " and ".join(f"not {name}" for name in (
     "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "test_engine_process", "test_sleep",
     "test_an_unknown_server_backend_fails_at_start_up", "bf16_batches_beyond_eight",
     "test_vllm_xargs_steer_their_request_and_bad_ones_are_400s"))
+#: seconds one test may take in a mutant's run (pytest-timeout; the suite's own limit is
+#: 600 s): a mutant that loops for ever is detected once this runs out, and mutmut's own
+#: limit (CPU time, ~5x the estimated time of all the mutant's tests plus 150 s) let each
+#: such mutant hold a core for ten minutes or more. A test slower than this would count
+#: its mutant as detected, so it stays far above the slowest selected test (fixtures
+#: included, on two busy cores).
+TEST_TIMEOUT = 120
 #: mutmut's exit-code meaning (mutmut.stats.status_by_exit_code), grouped for the score
 DETECTED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
             255: "timeout", -11: "crashed", -9: "crashed"}
@@ -115,10 +122,11 @@ def stage(root: Path = STAGE, repo: Path = REPO) -> Path:
 
 def environment(root: Path = STAGE, repo: Path = REPO) -> dict[str, str]:
     """The run's environment: the mutated copies first (subprocesses a test starts import
-    them too), then fw_kernels from the repository; ``DESELECT`` for pytest."""
+    them too), then fw_kernels from the repository; ``DESELECT`` and ``TEST_TIMEOUT``
+    for pytest."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(root / "mutants"), str(repo / "kernels")])
-    env["PYTEST_ADDOPTS"] = f"-k '{DESELECT}'"
+    env["PYTEST_ADDOPTS"] = f"-k '{DESELECT}' --timeout={TEST_TIMEOUT}"
     env.setdefault("TRITON_INTERPRET", "1")
     return env
 
