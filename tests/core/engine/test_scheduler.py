@@ -531,3 +531,71 @@ def test_a_prompt_chunk_that_samples_nothing_does_not_hold_back_the_requests_aft
     assert list(out.num_scheduled_tokens.items()) == [("long", 4), ("short", 3)]
     assert (long.output_token_ids, short.output_token_ids) == ([], [7])
     assert (long.num_computed_tokens, short.num_computed_tokens) == (4, 3)
+
+
+def test_the_next_schedule_names_the_requests_that_finished_since_the_last_one():
+    """The runner drops a finished request's state by these ids: each finished request is
+    named once, in the first schedule after it ended."""
+    scheduler = make_scheduler()
+    a, b, c = make_request("a", 3, max_tokens=1), make_request("b", 3, max_tokens=5), make_request("c", 3)
+    for request in (a, b, c):
+        scheduler.add_request(request)
+    assert run_step(scheduler).finished_ids == []
+    scheduler.finish(c, RequestStatus.FINISHED_ABORTED)  # a stopped at max_tokens in that step
+    assert run_step(scheduler).finished_ids == ["a", "c"]
+    assert run_step(scheduler).finished_ids == []
+
+
+def test_running_requests_beyond_the_budget_wait_for_the_next_step():
+    """a's proposals take the whole budget of four tokens: b and c, behind it in the batch,
+    are not scheduled at all this step (not scheduled for zero tokens)."""
+    scheduler = make_scheduler(budget=4)
+    for request_id in "abc":
+        scheduler.add_request(make_request(request_id, 1, max_tokens=8))
+    run_step(scheduler)
+    assert [r.request_id for r in scheduler.running] == ["a", "b", "c"]
+    scheduler.running[0].spec_tokens = [11, 12, 13, 14, 15]
+    out = scheduler.schedule()
+    assert out.num_scheduled_tokens == {"a": 4} and out.total_num_scheduled_tokens == 4
+
+
+def test_proposals_are_cut_to_the_token_budget():
+    """Five proposed tokens and a budget of four: the step checks the first three after
+    the token the request must compute, and names only those."""
+    scheduler = make_scheduler(budget=4)
+    request = make_request("a", 3, max_tokens=10)
+    scheduler.add_request(request)
+    run_step(scheduler)
+    request.spec_tokens = [11, 12, 13, 14, 15]
+    out = scheduler.schedule()
+    assert (out.num_scheduled_tokens, out.spec_tokens) == ({"a": 4}, {"a": [11, 12, 13]})
+
+
+def limited_scheduler(**options) -> Scheduler:
+    config = SchedulerConfig(max_num_batched_tokens=64, max_num_seqs=8, **options)
+    return Scheduler(config, KVCacheManager(64, 4), max_model_len=256, max_loras=0)
+
+
+def test_max_num_partial_prefills_two_lets_two_prompts_in_a_step():
+    scheduler = limited_scheduler(max_num_partial_prefills=2)
+    for request_id in "abc":
+        scheduler.add_request(make_request(request_id, 5))
+    assert run_step(scheduler).num_scheduled_tokens == {"a": 5, "b": 5}
+
+
+def test_a_prompt_of_exactly_the_long_threshold_is_not_long():
+    """--long-prefill-token-threshold 5: a prompt is long when it has more than 5 tokens;
+    one of 5 is short and does not wait behind the long limit."""
+    scheduler = limited_scheduler(long_prefill_token_threshold=5, max_num_partial_prefills=2,
+                                  max_long_partial_prefills=1)
+    for name, size in (("long", 12), ("five", 5)):
+        scheduler.add_request(make_request(name, size))
+    assert run_step(scheduler).num_scheduled_tokens == {"long": 5, "five": 5}
+
+
+def test_a_long_threshold_of_one_makes_every_longer_prompt_long():
+    scheduler = limited_scheduler(long_prefill_token_threshold=1, max_num_partial_prefills=2,
+                                  max_long_partial_prefills=1)
+    for request_id in "ab":
+        scheduler.add_request(make_request(request_id, 3))
+    assert run_step(scheduler).num_scheduled_tokens == {"a": 1}
