@@ -599,3 +599,11 @@ def test_a_long_threshold_of_one_makes_every_longer_prompt_long():
     for request_id in "ab":
         scheduler.add_request(make_request(request_id, 3))
     assert run_step(scheduler).num_scheduled_tokens == {"a": 1}
+
+
+def test_a_schedule_is_empty_only_when_no_request_advances():
+    """The engine skips the forward pass of an empty schedule."""
+    scheduler = make_scheduler()
+    assert scheduler.schedule().is_empty
+    scheduler.add_request(make_request("a", 3))
+    assert not scheduler.schedule().is_empty
