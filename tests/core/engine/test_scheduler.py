@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import torch
 
 from fw.config import SchedulerConfig
 from fw.engine.kv_cache_manager import KVCacheManager
@@ -15,6 +16,7 @@ from fw.engine.scheduler import Scheduler, SchedulerOutput
 from fw.engine.step_output import StepOutput
 from fw.lora.manager import Adapter
 from fw.lora.request import LoRARequest
+from fw.pooling.params import PoolingParams
 
 
 def make_scheduler(num_blocks=64, block_size=4, budget=32, max_seqs=8, policy="fcfs", chunked=True, caching=True):
@@ -332,3 +334,276 @@ def test_an_adapter_already_running_counts_toward_max_loras():
     run_step(scheduler)
     scheduler.add_request(Request("y1", [1, 2, 3], SamplingParams(max_tokens=4, ignore_eos=True), lora=y))
     assert list(run_step(scheduler).num_scheduled_tokens) == ["x1"]
+
+
+# -- the waiting queue, preemption, update_from_output and stop conditions, found by
+# hand-written mutants before mutmut's run on the scheduler ----------------------------
+
+
+def run_until_finished(scheduler: Scheduler, max_steps: int = 50):
+    """run_step until no request is left; a request that never stops fails the test."""
+    for _ in range(max_steps):
+        if not scheduler.has_unfinished_requests():
+            return
+        run_step(scheduler)
+    raise AssertionError(f"still unfinished after {max_steps} steps: {scheduler.running + scheduler.waiting}")
+
+
+def test_without_chunked_prefill_a_prompt_that_fills_the_budget_exactly_runs():
+    """A whole prompt fits a budget of its own size: it is not held back for want of one
+    more token."""
+    scheduler = make_scheduler(budget=8, chunked=False)
+    scheduler.add_request(make_request("a", 8))
+    assert run_step(scheduler).num_scheduled_tokens == {"a": 8}
+
+
+def test_a_prompt_that_shares_a_cached_prefix_reuses_its_blocks_and_computes_only_the_rest():
+    """b's first two blocks hold the same tokens as a's: b is given a's blocks (not copies)
+    and advances only through its own tail; the prefix is reported as cached."""
+    scheduler = make_scheduler(num_blocks=16, block_size=4)
+    prefix = list(range(8))
+    params = SamplingParams(max_tokens=4, ignore_eos=True)
+    scheduler.add_request(Request("a", prefix + [50], params))
+    run_step(scheduler)
+    b = Request("b", prefix + [60, 61], params)
+    scheduler.add_request(b)
+    out = scheduler.schedule()
+    assert out.num_scheduled_tokens == {"a": 1, "b": 2}
+    assert scheduler.kv.block_ids("b")[:2] == scheduler.kv.block_ids("a")[:2]
+    assert len(scheduler.kv.block_ids("b")) == 3
+    assert (b.num_computed_tokens, b.num_cached_tokens) == (8, 8)
+
+
+def test_cached_tokens_count_the_cache_hits_of_the_first_schedule_not_of_a_recompute():
+    """usage.prompt_tokens_details.cached_tokens: a request preempted and recomputed from
+    its own cached blocks found nothing in the cache when it was first scheduled."""
+    scheduler = make_scheduler(num_blocks=16, block_size=4)
+    request = make_request("a", 9, max_tokens=8)
+    scheduler.add_request(request)
+    run_step(scheduler)
+    assert request.num_cached_tokens == 0
+    scheduler._preempt(request, SchedulerOutput())
+    out = run_step(scheduler)
+    assert out.num_scheduled_tokens == {"a": 2}  # recomputed from its own cached blocks
+    assert request.num_cached_tokens == 0
+
+
+def test_a_preempted_request_takes_its_proposals_out_of_the_step():
+    """Under the priority policy, a (low priority) was scheduled with two proposed tokens
+    before b needed its block: a is preempted, and neither its tokens nor its proposals
+    stay in the step the runner executes."""
+    scheduler = make_scheduler(num_blocks=3, block_size=4, budget=64, policy="priority", caching=False)
+    a = make_request("a", 2, max_tokens=8, priority=5, arrival=0)
+    scheduler.add_request(a)
+    run_step(scheduler)
+    scheduler.add_request(make_request("b", 4, max_tokens=8, priority=0, arrival=1))
+    run_step(scheduler)
+    assert [r.request_id for r in scheduler.running] == ["a", "b"]
+    a.spec_tokens = [1, 2]
+    out = scheduler.schedule()
+    assert (out.preempted, out.num_scheduled_tokens, out.spec_tokens) == (["a"], {"b": 1}, {})
+    assert a.spec_tokens == [] and a.status is RequestStatus.PREEMPTED
+
+
+def test_rejected_proposals_are_computed_again_and_the_next_step_decodes_one_token():
+    """Three tokens proposed, one accepted, plus the token sampled after it: the request
+    keeps two new tokens, its KV counts as computed up to its last token only (the two
+    rejected proposals' KV is stale), and the next step advances it by one token."""
+    scheduler = make_scheduler(budget=64)
+    request = make_request("a", 5, max_tokens=10)
+    scheduler.add_request(request)
+    run_step(scheduler)  # 5 prompt tokens computed, a 6th sampled
+    request.spec_tokens = [11, 12, 13]
+    out = scheduler.schedule()
+    assert (out.num_scheduled_tokens, out.spec_tokens) == ({"a": 4}, {"a": [11, 12, 13]})
+    scheduler.update_from_output(out, StepOutput(sampled={"a": [11, 20]}, speculated={"a": (3, 1)}))
+    request.spec_tokens = []
+    assert request.output_token_ids == [7, 11, 20]
+    assert request.num_computed_tokens == request.num_tokens - 1
+    assert scheduler.schedule().num_scheduled_tokens == {"a": 1}
+
+
+def test_a_stop_among_several_tokens_of_one_step_ends_the_request_there():
+    """A speculating request gets several tokens in one step; the stop token is its last
+    output, and the tokens after it are cut from what the step reports."""
+    scheduler = make_scheduler()
+    request = Request("a", [1, 2, 3], SamplingParams(max_tokens=10, stop_token_ids=[9]))
+    scheduler.add_request(request)
+    out = scheduler.schedule()
+    step = StepOutput(sampled={"a": [5, 9, 6]})
+    assert scheduler.update_from_output(out, step) == [request]
+    assert request.output_token_ids == [5, 9]
+    assert step.sampled == {"a": [5, 9]}
+    assert (request.status, request.stop_reason) == (RequestStatus.FINISHED_STOPPED, 9)
+
+
+def test_max_tokens_reached_mid_step_cuts_the_tokens_after_it():
+    scheduler = make_scheduler()
+    request = make_request("a", 3, max_tokens=2)
+    scheduler.add_request(request)
+    out = scheduler.schedule()
+    step = StepOutput(sampled={"a": [5, 6, 8]})
+    scheduler.update_from_output(out, step)
+    assert request.output_token_ids == [5, 6] and step.sampled == {"a": [5, 6]}
+    assert request.status is RequestStatus.FINISHED_LENGTH
+
+
+def test_a_request_produces_exactly_max_tokens():
+    scheduler = make_scheduler()
+    request = make_request("a", 3, max_tokens=3)
+    scheduler.add_request(request)
+    run_until_finished(scheduler)
+    assert request.output_token_ids == [7, 7, 7]
+    assert request.status is RequestStatus.FINISHED_LENGTH and request.stop_reason is None
+
+
+@pytest.mark.parametrize("ignore_eos, outputs, status", [
+    (False, [7], RequestStatus.FINISHED_STOPPED),
+    (True, [7, 7, 7, 7], RequestStatus.FINISHED_LENGTH),
+])
+def test_eos_ends_a_request_unless_ignore_eos(ignore_eos, outputs, status):
+    """The fake runner samples 7, the model's EOS here: it stops the request (finish
+    reason stop, no stop_reason) unless ignore_eos, which runs on to max_tokens."""
+    scheduler = make_scheduler()
+    request = Request("a", [1, 2, 3], SamplingParams(max_tokens=4, ignore_eos=ignore_eos), eos_token_ids=(7,))
+    scheduler.add_request(request)
+    run_until_finished(scheduler)
+    assert request.output_token_ids == outputs
+    assert (request.status, request.stop_reason) == (status, None)
+
+
+def test_eos_before_min_tokens_does_not_end_the_request():
+    scheduler = make_scheduler()
+    request = Request("a", [1, 2, 3], SamplingParams(max_tokens=6, min_tokens=3), eos_token_ids=(7,))
+    scheduler.add_request(request)
+    run_until_finished(scheduler)
+    assert request.output_token_ids == [7, 7, 7]
+    assert request.status is RequestStatus.FINISHED_STOPPED
+
+
+def test_a_finished_grammar_ends_the_request_with_its_token():
+    scheduler = make_scheduler()
+    request = make_request("a", 3, max_tokens=10)
+    scheduler.add_request(request)
+    out = scheduler.schedule()
+    assert scheduler.update_from_output(out, StepOutput(sampled={"a": [5]}, grammar_ended={"a"})) == [request]
+    assert request.output_token_ids == [5] and request.status is RequestStatus.FINISHED_STOPPED
+    assert scheduler.kv.pool.num_free_blocks == 64 and not scheduler.has_unfinished_requests()
+
+
+def test_pooling_requests_of_one_step_all_finish_when_pooled():
+    """Every pooling request whose prompt the step completed ends (finish reason stop),
+    is reported as changed and gives its blocks back."""
+    scheduler = make_scheduler()
+    requests = [Request(name, [first, 2, 3, 4, 5], PoolingParams()) for name, first in (("a", 1), ("b", 9))]
+    for request in requests:
+        scheduler.add_request(request)
+    out = scheduler.schedule()
+    assert out.num_scheduled_tokens == {"a": 5, "b": 5}
+    pooled = {"a": torch.zeros(2), "b": torch.ones(2)}
+    assert scheduler.update_from_output(out, StepOutput(pooled=pooled)) == requests
+    assert all(r.status is RequestStatus.FINISHED_STOPPED and r.num_computed_tokens == 5 for r in requests)
+    assert scheduler.kv.pool.num_free_blocks == 64 and not scheduler.has_unfinished_requests()
+
+
+def test_a_request_aborted_during_the_step_does_not_hold_back_the_others():
+    """a is aborted while the step runs (its client went away): b, after it in the batch,
+    still gets its token."""
+    scheduler = make_scheduler()
+    a, b = make_request("a", 3), make_request("b", 3)
+    for request in (a, b):
+        scheduler.add_request(request)
+    out = scheduler.schedule()
+    scheduler.finish(a, RequestStatus.FINISHED_ABORTED)
+    assert scheduler.update_from_output(out, StepOutput(sampled={"a": [5], "b": [6]})) == [b]
+    assert (a.output_token_ids, b.output_token_ids) == ([], [6])
+
+
+def test_a_prompt_chunk_that_samples_nothing_does_not_hold_back_the_requests_after_it():
+    """long advances 4 tokens of its 10 (nothing sampled); short, after it in the batch,
+    completes its prompt and gets its first token in the same step."""
+    config = SchedulerConfig(max_num_batched_tokens=64, max_num_seqs=8, long_prefill_token_threshold=4)
+    scheduler = Scheduler(config, KVCacheManager(64, 4), max_model_len=256, max_loras=0)
+    long, short = make_request("long", 10), make_request("short", 3)
+    for request in (long, short):
+        scheduler.add_request(request)
+    out = run_step(scheduler)
+    assert list(out.num_scheduled_tokens.items()) == [("long", 4), ("short", 3)]
+    assert (long.output_token_ids, short.output_token_ids) == ([], [7])
+    assert (long.num_computed_tokens, short.num_computed_tokens) == (4, 3)
+
+
+def test_the_next_schedule_names_the_requests_that_finished_since_the_last_one():
+    """The runner drops a finished request's state by these ids: each finished request is
+    named once, in the first schedule after it ended."""
+    scheduler = make_scheduler()
+    a, b, c = make_request("a", 3, max_tokens=1), make_request("b", 3, max_tokens=5), make_request("c", 3)
+    for request in (a, b, c):
+        scheduler.add_request(request)
+    assert run_step(scheduler).finished_ids == []
+    scheduler.finish(c, RequestStatus.FINISHED_ABORTED)  # a stopped at max_tokens in that step
+    assert run_step(scheduler).finished_ids == ["a", "c"]
+    assert run_step(scheduler).finished_ids == []
+
+
+def test_running_requests_beyond_the_budget_wait_for_the_next_step():
+    """a's proposals take the whole budget of four tokens: b and c, behind it in the batch,
+    are not scheduled at all this step (not scheduled for zero tokens)."""
+    scheduler = make_scheduler(budget=4)
+    for request_id in "abc":
+        scheduler.add_request(make_request(request_id, 1, max_tokens=8))
+    run_step(scheduler)
+    assert [r.request_id for r in scheduler.running] == ["a", "b", "c"]
+    scheduler.running[0].spec_tokens = [11, 12, 13, 14, 15]
+    out = scheduler.schedule()
+    assert out.num_scheduled_tokens == {"a": 4} and out.total_num_scheduled_tokens == 4
+
+
+def test_proposals_are_cut_to_the_token_budget():
+    """Five proposed tokens and a budget of four: the step checks the first three after
+    the token the request must compute, and names only those."""
+    scheduler = make_scheduler(budget=4)
+    request = make_request("a", 3, max_tokens=10)
+    scheduler.add_request(request)
+    run_step(scheduler)
+    request.spec_tokens = [11, 12, 13, 14, 15]
+    out = scheduler.schedule()
+    assert (out.num_scheduled_tokens, out.spec_tokens) == ({"a": 4}, {"a": [11, 12, 13]})
+
+
+def limited_scheduler(**options) -> Scheduler:
+    config = SchedulerConfig(max_num_batched_tokens=64, max_num_seqs=8, **options)
+    return Scheduler(config, KVCacheManager(64, 4), max_model_len=256, max_loras=0)
+
+
+def test_max_num_partial_prefills_two_lets_two_prompts_in_a_step():
+    scheduler = limited_scheduler(max_num_partial_prefills=2)
+    for request_id in "abc":
+        scheduler.add_request(make_request(request_id, 5))
+    assert run_step(scheduler).num_scheduled_tokens == {"a": 5, "b": 5}
+
+
+def test_a_prompt_of_exactly_the_long_threshold_is_not_long():
+    """--long-prefill-token-threshold 5: a prompt is long when it has more than 5 tokens;
+    one of 5 is short and does not wait behind the long limit."""
+    scheduler = limited_scheduler(long_prefill_token_threshold=5, max_num_partial_prefills=2,
+                                  max_long_partial_prefills=1)
+    for name, size in (("long", 12), ("five", 5)):
+        scheduler.add_request(make_request(name, size))
+    assert run_step(scheduler).num_scheduled_tokens == {"long": 5, "five": 5}
+
+
+def test_a_long_threshold_of_one_makes_every_longer_prompt_long():
+    scheduler = limited_scheduler(long_prefill_token_threshold=1, max_num_partial_prefills=2,
+                                  max_long_partial_prefills=1)
+    for request_id in "ab":
+        scheduler.add_request(make_request(request_id, 3))
+    assert run_step(scheduler).num_scheduled_tokens == {"a": 1}
+
+
+def test_a_schedule_is_empty_only_when_no_request_advances():
+    """The engine skips the forward pass of an empty schedule."""
+    scheduler = make_scheduler()
+    assert scheduler.schedule().is_empty
+    scheduler.add_request(make_request("a", 3))
+    assert not scheduler.schedule().is_empty
