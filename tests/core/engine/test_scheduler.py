@@ -44,11 +44,22 @@ def run_step(scheduler: Scheduler):
     return out
 
 
+def until(condition, max_steps: int = 1000):
+    """Iterations of a loop while ``condition()`` holds. A scheduler that never finishes
+    its requests fails the test here instead of hanging it (mutation testing breaks the
+    scheduler in such ways on purpose)."""
+    for _ in range(max_steps):
+        if not condition():
+            return
+        yield
+    raise AssertionError(f"still going after {max_steps} steps")
+
+
 def test_budget_and_max_num_seqs_are_respected():
     scheduler = make_scheduler(budget=10, max_seqs=3)
     for i in range(5):
         scheduler.add_request(make_request(str(i), 6))
-    while scheduler.has_unfinished_requests():
+    for _ in until(scheduler.has_unfinished_requests):
         out = run_step(scheduler)
         assert out.total_num_scheduled_tokens <= 10
         assert sum(out.num_scheduled_tokens.values()) == out.total_num_scheduled_tokens
@@ -87,7 +98,7 @@ def test_preemption_frees_blocks_and_the_request_finishes_later():
     scheduler.add_request(make_request("a", 8, max_tokens=8, arrival=0))
     scheduler.add_request(make_request("b", 8, max_tokens=8, arrival=1))
     preempted = []
-    while scheduler.has_unfinished_requests():
+    for _ in until(scheduler.has_unfinished_requests):
         preempted += run_step(scheduler).preempted
     assert preempted and preempted[0] == "b"  # fcfs: the newest is preempted first
     assert scheduler.kv.pool.num_free_blocks == 6
@@ -100,7 +111,7 @@ def test_priority_policy_orders_waiting_and_preempts_the_lowest_priority():
     out = run_step(scheduler)
     assert list(out.num_scheduled_tokens) == ["high", "low"]
     preempted = []
-    while scheduler.has_unfinished_requests():
+    for _ in until(scheduler.has_unfinished_requests):
         preempted += run_step(scheduler).preempted
     assert preempted[0] == "low"
 
@@ -155,7 +166,7 @@ def test_random_operations_leak_no_block(seed):
         assert scheduler.kv.pool.num_free_blocks == sum(1 for b in scheduler.kv.pool.blocks if b.ref_count == 0)
     for request in list(live):
         scheduler.finish(request, RequestStatus.FINISHED_ABORTED)
-    while scheduler.has_unfinished_requests():
+    for _ in until(scheduler.has_unfinished_requests):
         run_step(scheduler)
     assert scheduler.kv.pool.num_free_blocks == 24
     assert not scheduler.kv.req_blocks
@@ -171,7 +182,7 @@ def test_request_times_behind_the_latency_metrics():
     requests = [make_request("a", 8, max_tokens=8, arrival=0), make_request("b", 8, max_tokens=8, arrival=0)]
     for request in requests:
         scheduler.add_request(request)
-    while scheduler.has_unfinished_requests():
+    for _ in until(scheduler.has_unfinished_requests):
         now[0] += 1.0
         run_step(scheduler)
     assert scheduler.num_preemptions > 0
@@ -190,7 +201,7 @@ def test_the_victim_of_a_preemption(policy, victim):
         run_step(scheduler)  # one at a time: the batch order is a, b, c
     assert [r.request_id for r in scheduler.running] == ["a", "b", "c"]
     preempted = []
-    while not preempted:
+    for _ in until(lambda: not preempted):
         out = run_step(scheduler)
         preempted = out.preempted
         assert not set(preempted) & set(out.num_scheduled_tokens)  # nothing runs for it this step
@@ -229,7 +240,7 @@ def test_every_preemption_is_counted():
     for request_id in "abc":
         scheduler.add_request(make_request(request_id, 8, max_tokens=8, arrival=ord(request_id)))
     preempted = []
-    while scheduler.has_unfinished_requests():
+    for _ in until(scheduler.has_unfinished_requests):
         preempted += run_step(scheduler).preempted
     assert len(preempted) >= 2
     assert scheduler.num_preemptions == len(preempted)
@@ -253,11 +264,11 @@ def test_a_preempted_request_resumes_before_those_that_waited_behind_it():
         scheduler.add_request(make_request(request_id, prompt, max_tokens=8, arrival=ord(request_id)))
     run_step(scheduler)
     assert [r.request_id for r in scheduler.running] == ["a", "b"]
-    while not run_step(scheduler).preempted:
+    for _ in until(lambda: not run_step(scheduler).preempted):
         pass
     assert [r.request_id for r in scheduler.waiting] == ["b", "c"]
     order = []
-    while scheduler.has_unfinished_requests():
+    for _ in until(scheduler.has_unfinished_requests):
         order += [r for r in run_step(scheduler).num_scheduled_tokens if r not in order and r != "a"]
     assert order == ["b", "c"]
 
@@ -276,7 +287,7 @@ def test_max_loras_lets_other_requests_pass_a_blocked_adapter():
     assert list(first.num_scheduled_tokens) == ["x1", "x2", "base"]
     assert [r.request_id for r in scheduler.waiting] == ["y1"]
     order = []
-    while scheduler.has_unfinished_requests():
+    for _ in until(scheduler.has_unfinished_requests):
         out = run_step(scheduler)
         assert not ({"x1", "x2"} & set(out.num_scheduled_tokens) and "y1" in out.num_scheduled_tokens)
         order += [r for r in out.num_scheduled_tokens if r not in order]
@@ -309,7 +320,7 @@ def test_a_request_stops_at_the_context_length():
     scheduler = make_scheduler(num_blocks=80, budget=256)
     request = make_request("a", 250, max_tokens=100)
     scheduler.add_request(request)
-    while scheduler.has_unfinished_requests():
+    for _ in until(scheduler.has_unfinished_requests):
         run_step(scheduler)
     assert request.num_tokens == 256 and request.num_output_tokens == 6
     assert request.status is RequestStatus.FINISHED_LENGTH
@@ -342,11 +353,8 @@ def test_an_adapter_already_running_counts_toward_max_loras():
 
 def run_until_finished(scheduler: Scheduler, max_steps: int = 50):
     """run_step until no request is left; a request that never stops fails the test."""
-    for _ in range(max_steps):
-        if not scheduler.has_unfinished_requests():
-            return
+    for _ in until(scheduler.has_unfinished_requests, max_steps):
         run_step(scheduler)
-    raise AssertionError(f"still unfinished after {max_steps} steps: {scheduler.running + scheduler.waiting}")
 
 
 def test_without_chunked_prefill_a_prompt_that_fills_the_budget_exactly_runs():
