@@ -404,3 +404,16 @@ def test_a_temperature_at_the_greedy_threshold_samples_and_below_it_takes_the_ar
         bare = SamplingMetadata(temperature=torch.full((rows,), temperature), num_logprobs=[None] * rows)
         from_temperature = sample(raw.clone(), bare).token_ids
         assert set(from_batch) == set(from_temperature) == expected, temperature
+
+
+def test_rows_left_without_a_token_are_found_on_the_logits_device():
+    """The check for rows left without a token makes its tensors on the logits' device (run
+    with the default device set to ``meta``: an index made elsewhere reads nothing real,
+    and on an accelerator fails): the emptied row is still reported, the other is not."""
+    raw = logits(2, seed=19)
+    batch = batch_of((SamplingParams(temperature=0.0, allowed_token_ids=[0], min_tokens=1), [1], []),
+                     (SamplingParams(temperature=0.0, allowed_token_ids=[3]), [1], []))
+    meta = batch.metadata(["0", "1"])
+    with torch.device("meta"):
+        result = sample(raw.clone(), meta)
+    assert result.no_token == [0] and result.token_ids[1] == 3
