@@ -417,3 +417,33 @@ def test_rows_left_without_a_token_are_found_on_the_logits_device():
     with torch.device("meta"):
         result = sample(raw.clone(), meta)
     assert result.no_token == [0] and result.token_ids[1] == 3
+
+
+def test_a_step_mixing_rows_with_and_without_logprobs_returns_them_where_asked():
+    """Only the request that asks for logprobs gets them (of the raw distribution); its
+    neighbour gets None, both get their sampled token's logprob."""
+    raw = logits(2, seed=20)
+    batch = batch_of((SamplingParams(temperature=0.0, logprobs=1), [1], []), (SamplingParams(temperature=0.0), [1], []))
+    result = sample(raw.clone(), batch.metadata(["0", "1"]))
+    expected = raw.log_softmax(-1)
+    top = int(raw[0].argmax())
+    assert result.logprobs[1] is None and list(result.logprobs[0]) == [top]
+    assert result.logprobs[0][top].logprob == pytest.approx(float(expected[0, top]))
+    assert result.sampled_logprobs == pytest.approx([float(expected[i].max()) for i in range(2)])
+
+
+def test_two_penalised_rows_are_each_penalised_by_their_own_history():
+    """Rows with different prompts, outputs and penalties in one step: each row's logits are
+    transformers' repetition penalty over its own sequence, then OpenAI's presence and
+    frequency over its own output."""
+    histories = [([3, 4], [7, 7]), ([9, 10, 11], [4])]
+    settings = [dict(repetition_penalty=1.5, frequency_penalty=0.5), dict(repetition_penalty=1.8, presence_penalty=1.0)]
+    batch = batch_of(*[(SamplingParams(**s), prompt, output) for s, (prompt, output) in zip(settings, histories)])
+    raw = logits(2, seed=21)
+    ours = apply_penalties(raw.clone(), batch.metadata(["0", "1"]).penalties)
+    for row, (s, (prompt, output)) in enumerate(zip(settings, histories)):
+        expected = RepetitionPenaltyLogitsProcessor(s["repetition_penalty"])(
+            torch.tensor([prompt + output]), raw[row:row + 1].clone())[0]
+        for token in set(output):
+            expected[token] -= s.get("frequency_penalty", 0.0) * output.count(token) + s.get("presence_penalty", 0.0)
+        torch.testing.assert_close(ours[row], expected)

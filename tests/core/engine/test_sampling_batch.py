@@ -255,3 +255,13 @@ def test_plugin_processors_apply_in_the_engines_order_whatever_rows_use_them():
     batch.add("both", SamplingParams(temperature=0.0, extra_args={"first": 1, "second": 1}), [1], [])
     sample(logits(2), batch.metadata(["later only", "both"]))
     assert [(key, rows) for key, rows, _ in calls] == [("first", [1]), ("second", [0, 1])]
+
+
+def test_appending_a_token_leaves_the_callers_output_list_alone():
+    """The batch keeps its own copy of the output so far: the request's list (which the
+    engine appends to itself) is not appended to a second time."""
+    output = [4, 5]
+    batch = SamplingBatch(capacity=1, vocab_size=VOCAB)
+    batch.add("r", SamplingParams(temperature=0.0), [1], output)
+    batch.append("r", 6)
+    assert output == [4, 5]
