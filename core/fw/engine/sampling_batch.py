@@ -173,8 +173,7 @@ class SamplingBatch:
         if self.processors is not None:
             row.custom = self.processors.states(params, list(prompt_ids))
         penalised = params.presence_penalty != 0 or params.frequency_penalty != 0 or params.repetition_penalty != 1
-        flags = self.flags[slot]
-        flags.zero_()
+        flags = self.flags[slot]  # every column set: a reused slot keeps no flag of its last request
         flags[_TOP_P] = params.top_p < 1.0
         flags[_TOP_K] = params.top_k > 0
         flags[_MIN_P] = params.min_p > 0
@@ -202,7 +201,6 @@ class SamplingBatch:
         self._rows[slot] = None
         self._seen.pop(slot, None)
         self._counts.pop(slot, None)
-        self.flags[slot] = False
         self._free.append(slot)
 
     def append(self, request_id: str, token: int) -> None:

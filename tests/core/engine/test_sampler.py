@@ -7,15 +7,16 @@ from __future__ import annotations
 import pytest
 import torch
 from transformers.generation.logits_process import (
-    MinPLogitsWarper, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper,
-    TopPLogitsWarper,
+    MinPLogitsWarper, RepetitionPenaltyLogitsProcessor, SequenceBiasLogitsProcessor, TemperatureLogitsWarper,
+    TopKLogitsWarper, TopPLogitsWarper,
 )
 
 from fw.engine.sampler import (
-    apply_custom_processors, apply_penalties, apply_top_k_top_p_min_p, prompt_logprob_entries, sample,
+    apply_custom_processors, apply_logits_processors, apply_penalties, apply_top_k_top_p_min_p,
+    prompt_logprob_entries, sample,
 )
 from fw.engine.sampling_batch import ProcessorRows, SamplingBatch, SamplingMetadata
-from fw.engine.sampling_params import SamplingParams
+from fw.engine.sampling_params import GREEDY_EPSILON, SamplingParams
 
 VOCAB = 50
 
@@ -338,3 +339,111 @@ def test_a_row_emptied_by_bans_alone_or_by_the_callers_mask_is_reported():
     raw[0, 0] = 1.0
     batch = batch_of((SamplingParams(temperature=0.0, min_tokens=2), [1], []), (SamplingParams(temperature=0.0), [1], []))
     assert sample(raw, batch.metadata(["0", "1"]), masked_rows={1}).no_token == [0, 1]
+
+
+# ---- mutation testing, second pass: bias values, plugin masks, bf16 prompt logprobs,
+# the greedy threshold
+
+
+def test_a_logit_bias_is_added_to_its_tokens_logit_as_transformers_sequence_bias_adds_it():
+    """OpenAI's logit_bias adds its value to the token's logit (a small or negative bias
+    shifts it, it does not replace it): the same logits as transformers'
+    SequenceBiasLogitsProcessor with one-token sequences."""
+    raw = logits(1, seed=16)
+    bias = {11: 2.5, 20: -1.25}
+    batch = batch_of((SamplingParams(temperature=0.0, logit_bias=bias), [1], []))
+    ours = apply_logits_processors(raw.clone(), batch.metadata(["0"]))
+    theirs = SequenceBiasLogitsProcessor([[[token], value] for token, value in bias.items()])(
+        torch.tensor([[1]]), raw.clone())
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_a_plugin_processors_mask_decides_the_token_and_a_row_it_empties_is_reported():
+    """A logits processor (plugin) changes the logits the sampler picks from, at its own
+    rows only; a row it masks to nothing is reported as a row without a token."""
+
+    class AllowOnly:
+        def apply(self, logits, rows, states, outputs):
+            for row, allowed in zip(rows, states):
+                keep = logits[row, allowed].clone()
+                logits[row] = float("-inf")
+                logits[row, allowed] = keep
+
+    raw = logits(3, seed=17)
+    meta = SamplingMetadata(temperature=torch.zeros(3), num_logprobs=[None] * 3,
+                            custom=[ProcessorRows(AllowOnly(), [0, 1], [[7], []], [[], []])])
+    result = sample(raw.clone(), meta)
+    assert result.token_ids[0] == 7 and result.token_ids[2] == int(raw[2].argmax())
+    assert result.no_token == [1]
+
+
+def test_prompt_logprobs_of_bfloat16_logits_are_computed_in_float32():
+    """A bf16 model's prompt logprobs are its distribution computed in float32 (a bf16
+    log-softmax would be off in the third digit)."""
+    raw = logits(2, seed=18).to(torch.bfloat16)
+    expected = raw.float().log_softmax(-1)
+    entries = prompt_logprob_entries(raw, [4, 9], 0)
+    assert [row[token].logprob for row, token in zip(entries, [4, 9])] == pytest.approx(
+        [float(expected[0, 4]), float(expected[1, 9])], rel=1e-6)
+
+
+def test_a_temperature_at_the_greedy_threshold_samples_and_below_it_takes_the_argmax():
+    """As vLLM's sampler: a temperature below GREEDY_EPSILON takes the argmax (the first of
+    two tied top tokens), one equal to it samples (either tied token, about half the
+    time each) -- whether the step's greedy flags come from the batch or the temperature."""
+    rows = 64
+    raw = torch.zeros(rows, VOCAB)
+    raw[:, [3, 8]] = 5.0
+    for temperature, expected in ((GREEDY_EPSILON, {3, 8}), (GREEDY_EPSILON / 2, {3})):
+        batch = SamplingBatch(capacity=rows, vocab_size=VOCAB)
+        for i in range(rows):
+            batch.add(str(i), SamplingParams(temperature=temperature), [1], [])
+        torch.manual_seed(0)
+        from_batch = sample(raw.clone(), batch.metadata([str(i) for i in range(rows)])).token_ids
+        torch.manual_seed(0)
+        bare = SamplingMetadata(temperature=torch.full((rows,), temperature), num_logprobs=[None] * rows)
+        from_temperature = sample(raw.clone(), bare).token_ids
+        assert set(from_batch) == set(from_temperature) == expected, temperature
+
+
+def test_rows_left_without_a_token_are_found_on_the_logits_device():
+    """The check for rows left without a token makes its tensors on the logits' device (run
+    with the default device set to ``meta``: an index made elsewhere reads nothing real,
+    and on an accelerator fails): the emptied row is still reported, the other is not."""
+    raw = logits(2, seed=19)
+    batch = batch_of((SamplingParams(temperature=0.0, allowed_token_ids=[0], min_tokens=1), [1], []),
+                     (SamplingParams(temperature=0.0, allowed_token_ids=[3]), [1], []))
+    meta = batch.metadata(["0", "1"])
+    with torch.device("meta"):
+        result = sample(raw.clone(), meta)
+    assert result.no_token == [0] and result.token_ids[1] == 3
+
+
+def test_a_step_mixing_rows_with_and_without_logprobs_returns_them_where_asked():
+    """Only the request that asks for logprobs gets them (of the raw distribution); its
+    neighbour gets None, both get their sampled token's logprob."""
+    raw = logits(2, seed=20)
+    batch = batch_of((SamplingParams(temperature=0.0, logprobs=1), [1], []), (SamplingParams(temperature=0.0), [1], []))
+    result = sample(raw.clone(), batch.metadata(["0", "1"]))
+    expected = raw.log_softmax(-1)
+    top = int(raw[0].argmax())
+    assert result.logprobs[1] is None and list(result.logprobs[0]) == [top]
+    assert result.logprobs[0][top].logprob == pytest.approx(float(expected[0, top]))
+    assert result.sampled_logprobs == pytest.approx([float(expected[i].max()) for i in range(2)])
+
+
+def test_two_penalised_rows_are_each_penalised_by_their_own_history():
+    """Rows with different prompts, outputs and penalties in one step: each row's logits are
+    transformers' repetition penalty over its own sequence, then OpenAI's presence and
+    frequency over its own output."""
+    histories = [([3, 4], [7, 7]), ([9, 10, 11], [4])]
+    settings = [dict(repetition_penalty=1.5, frequency_penalty=0.5), dict(repetition_penalty=1.8, presence_penalty=1.0)]
+    batch = batch_of(*[(SamplingParams(**s), prompt, output) for s, (prompt, output) in zip(settings, histories)])
+    raw = logits(2, seed=21)
+    ours = apply_penalties(raw.clone(), batch.metadata(["0", "1"]).penalties)
+    for row, (s, (prompt, output)) in enumerate(zip(settings, histories)):
+        expected = RepetitionPenaltyLogitsProcessor(s["repetition_penalty"])(
+            torch.tensor([prompt + output]), raw[row:row + 1].clone())[0]
+        for token in set(output):
+            expected[token] -= s.get("frequency_penalty", 0.0) * output.count(token) + s.get("presence_penalty", 0.0)
+        torch.testing.assert_close(ours[row], expected)

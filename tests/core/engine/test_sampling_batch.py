@@ -160,3 +160,108 @@ def test_a_plugin_processor_gets_each_rows_own_state_and_output_so_far():
     batch.append("a", 6)
     sample(logits(3), batch.metadata(["plain", "b", "a"]))
     assert calls == [([1, 2], ["B", "A"], [[], [4, 6]])]
+
+
+# ---- mutation testing, second pass: every feature survives ``to``, preallocated slots,
+# plugins' states and order
+
+
+def test_metadata_moved_to_another_device_moves_every_feature_of_the_step():
+    """temperature, top_p/top_k/min_p, allowed tokens, logit bias and bans all reach the
+    device (same shapes, same rows); none is dropped on the way."""
+    batch = SamplingBatch(capacity=2, vocab_size=VOCAB)
+    params = SamplingParams(temperature=0.5, top_p=0.9, top_k=5, min_p=0.1, allowed_token_ids=[3, 4],
+                            logit_bias={3: 1.0, 6: -2.0}, min_tokens=2)
+    batch.add("plain", SamplingParams(temperature=0.7), [1], [])
+    batch.add("all", params, [1], [], eos_token_ids=(0, 2))
+    meta = batch.metadata(["plain", "all"])
+    moved = meta.to(torch.device("meta"))
+    for name in ("temperature", "top_p", "top_k", "min_p"):
+        before, after = getattr(meta, name), getattr(moved, name)
+        assert after.device.type == "meta" and after.shape == before.shape and after.dtype == before.dtype, name
+    for name in ("allowed", "bias", "banned"):
+        before, after = getattr(meta, name), getattr(moved, name)
+        assert [entry[0] for entry in after] == [entry[0] for entry in before] == [1], name
+        for old, new in zip(before, after):
+            assert [(t.device.type, t.shape) for t in new[1:]] == [("meta", t.shape) for t in old[1:]], name
+
+
+def test_requests_up_to_the_capacity_fit_the_preallocated_tensors_and_the_batch_grows_only_when_full():
+    """``capacity`` requests (and as many again after a growth) use the tensors made
+    beforehand: a decode step never reallocates them, and each growth doubles the room."""
+    batch = SamplingBatch(capacity=4, vocab_size=VOCAB)
+    temperature = {}
+
+    def add(i: int) -> None:
+        temperature[f"r{i}"] = 0.1 * (i + 1)
+        batch.add(f"r{i}", SamplingParams(temperature=temperature[f"r{i}"]), [1], [])
+
+    initial = batch.temperature
+    for i in range(4):
+        add(i)
+    assert batch.temperature is initial
+    add(4)
+    grown = batch.temperature
+    assert grown is not initial
+    for i in range(5, 8):
+        add(i)
+    assert batch.temperature is grown
+    add(8)
+    assert batch.temperature is not grown
+    torch.testing.assert_close(batch.metadata(list(temperature)).temperature, torch.tensor(list(temperature.values())))
+
+
+def _recording_processors(*keys: str):
+    """Logits processors (plugins), one per key, in that order of application: each used by
+    the requests whose extra_args hold its key, with the state (key, prompt ids); each
+    call is recorded."""
+    from fw.logits_processors import LogitsProcessor, LogitsProcessorContext
+    from fw.logits_processors.engine import EngineLogitsProcessors
+
+    calls = []
+
+    class Keyed(LogitsProcessor):
+        def __init__(self, context, key):
+            super().__init__(context)
+            self.key = key
+
+        def new_request(self, params, prompt_ids):
+            return (self.key, list(prompt_ids)) if self.key in (params.extra_args or {}) else None
+
+        def apply(self, logits, rows, states, output_ids):
+            calls.append((self.key, list(rows), list(states)))
+
+    context = LogitsProcessorContext(VOCAB, torch.device("cpu"))
+    return EngineLogitsProcessors(context, [Keyed(context, key) for key in keys]), calls
+
+
+def test_a_plugin_processor_makes_each_requests_state_from_its_prompt():
+    """``new_request`` gets the request's prompt ids (a processor may steer by them)."""
+    processors, calls = _recording_processors("steer")
+    batch = SamplingBatch(2, VOCAB, processors)
+    batch.add("a", SamplingParams(temperature=0.0, extra_args={"steer": 1}), [5, 6, 7], [])
+    batch.add("b", SamplingParams(temperature=0.0, extra_args={"steer": 1}), [9], [2])
+    sample(logits(2), batch.metadata(["a", "b"]))
+    assert calls == [("steer", [0, 1], [("steer", [5, 6, 7]), ("steer", [9])])]
+
+
+def test_plugin_processors_apply_in_the_engines_order_whatever_rows_use_them():
+    """Two processors apply in the order the engine lists them, also when the step's first
+    row uses only the later one (the order a row's processors compose in never depends on
+    its neighbours)."""
+    processors, calls = _recording_processors("first", "second")
+    batch = SamplingBatch(2, VOCAB, processors)
+    batch.add("later only", SamplingParams(temperature=0.0, extra_args={"second": 1}), [1], [])
+    batch.add("both", SamplingParams(temperature=0.0, extra_args={"first": 1, "second": 1}), [1], [])
+    sample(logits(2), batch.metadata(["later only", "both"]))
+    assert [(key, rows) for key, rows, _ in calls] == [("first", [1]), ("second", [0, 1])]
+
+
+def test_appending_a_token_leaves_the_callers_output_list_alone():
+    """The batch keeps its own copy of the output so far: the request's list (which the
+    engine appends to itself) is not appended to a second time."""
+    output = [4, 5]
+    batch = SamplingBatch(capacity=1, vocab_size=VOCAB)
+    batch.add("r", SamplingParams(temperature=0.0), [1], output)
+    batch.append("r", 6)
+    assert output == [4, 5]
