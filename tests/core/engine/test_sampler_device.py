@@ -86,19 +86,6 @@ def test_verification_runs_on_the_logits_device_with_the_host_results(greedy):
            [(v.tokens, v.accepted, v.logprobs, v.sampled_logprobs) for v in host]
 
 
-def test_metadata_moves_every_tensor_and_keeps_the_host_greedy_flags():
-    batch, ids = _batch()
-    meta = batch.metadata(ids)
-    assert meta.to(torch.device("cpu")) is meta
-    moved = meta.to(torch.device("meta"))
-    tensors = [moved.temperature, moved.top_p, moved.top_k, moved.min_p,
-               *(getattr(moved.penalties, name) for name in ("rows", "seen", "counts", "repetition")),
-               *(ids for _, ids in moved.allowed), *(t for _, i, v in moved.bias for t in (i, v)),
-               *(ids for _, ids in moved.banned)]
-    assert all(t.device.type == "meta" for t in tensors)
-    assert moved.greedy_rows == meta.greedy_rows == [s.get("temperature", 1.0) == 0.0 for s in FEATURES.values()]
-
-
 def test_a_step_sampling_the_same_requests_reuses_their_metadata_unless_it_changes_per_token():
     batch = SamplingBatch(capacity=4, vocab_size=VOCAB)
     batch.add("a", SamplingParams(temperature=0.0), [1], [])

@@ -171,11 +171,14 @@ def test_metadata_moved_to_another_device_moves_every_feature_of_the_step():
     device (same shapes, same rows); none is dropped on the way."""
     batch = SamplingBatch(capacity=2, vocab_size=VOCAB)
     params = SamplingParams(temperature=0.5, top_p=0.9, top_k=5, min_p=0.1, allowed_token_ids=[3, 4],
-                            logit_bias={3: 1.0, 6: -2.0}, min_tokens=2)
+                            logit_bias={3: 1.0, 6: -2.0}, min_tokens=2, repetition_penalty=1.2)
     batch.add("plain", SamplingParams(temperature=0.7), [1], [])
     batch.add("all", params, [1], [], eos_token_ids=(0, 2))
     meta = batch.metadata(["plain", "all"])
+    assert meta.to(torch.device("cpu")) is meta  # already there
     moved = meta.to(torch.device("meta"))
+    for name in moved.penalties.__dataclass_fields__:
+        assert getattr(moved.penalties, name).device.type == "meta", name
     for name in ("temperature", "top_p", "top_k", "min_p"):
         before, after = getattr(meta, name), getattr(moved, name)
         assert after.device.type == "meta" and after.shape == before.shape and after.dtype == before.dtype, name
