@@ -447,3 +447,32 @@ def test_two_penalised_rows_are_each_penalised_by_their_own_history():
         for token in set(output):
             expected[token] -= s.get("frequency_penalty", 0.0) * output.count(token) + s.get("presence_penalty", 0.0)
         torch.testing.assert_close(ours[row], expected)
+
+
+# ---- mutation testing, third pass: draws across rows
+
+
+def test_unseeded_rows_beside_a_seeded_one_draw_independently():
+    """With a seeded request in the step, each unseeded row still gets its own random
+    number: eight unseeded rows over the same flat distribution do not all pick the same
+    token (one shared number would make them, every step)."""
+    rows = 9
+    batch = SamplingBatch(capacity=rows, vocab_size=VOCAB)
+    batch.add("seeded", SamplingParams(temperature=1.0, seed=1), [1], [], torch.Generator().manual_seed(1))
+    for i in range(1, rows):
+        batch.add(str(i), SamplingParams(temperature=1.0), [1], [])
+    meta = batch.metadata(["seeded", *map(str, range(1, rows))])
+    for _ in range(3):
+        picks = sample(torch.zeros(rows, VOCAB), meta).token_ids[1:]
+        assert len(set(picks)) > 1, picks
+
+
+def test_a_row_far_below_another_in_scale_samples_from_its_own_distribution():
+    """Each row's weights are taken relative to its own maximum: a row at temperature
+    0.01 (logits in the thousands) does not push a neighbour's weights to zero, which
+    would turn that neighbour's pick into token 0 whatever its logits."""
+    raw = torch.zeros(2, VOCAB)
+    raw[0, 3] = 30.0
+    raw[1, 7] = 30.0
+    batch = batch_of((SamplingParams(temperature=0.01), [1], []), (SamplingParams(temperature=1.0), [1], []))
+    assert sample(raw, batch.metadata(["0", "1"])).token_ids == [3, 7]
