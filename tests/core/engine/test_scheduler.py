@@ -19,11 +19,18 @@ from fw.lora.request import LoRARequest
 from fw.pooling.params import PoolingParams
 
 
-def make_scheduler(num_blocks=64, block_size=4, budget=32, max_seqs=8, policy="fcfs", chunked=True, caching=True):
+def make_scheduler(num_blocks=64, block_size=4, budget=32, max_seqs=8, policy="fcfs", chunked=True, caching=True,
+                   max_loras=0, **options):
+    """A scheduler over a fresh KV cache; ``options`` are more SchedulerConfig fields."""
     kv = KVCacheManager(num_blocks, block_size, caching)
     config = SchedulerConfig(max_num_batched_tokens=budget, max_num_seqs=max_seqs, scheduling_policy=policy,
-                             enable_chunked_prefill=chunked)
-    return Scheduler(config, kv, max_model_len=256, max_loras=0)
+                             enable_chunked_prefill=chunked, **options)
+    return Scheduler(config, kv, max_model_len=256, max_loras=max_loras)
+
+
+def adapters():
+    """Two adapters, x and y, with engine-unique ids."""
+    return (Adapter(LoRARequest(name, uid, "/unused"), uid) for uid, name in ((1, "x"), (2, "y")))
 
 
 def make_request(request_id, prompt_len, max_tokens=4, priority=0, arrival=0.0):
@@ -53,6 +60,12 @@ def until(condition, max_steps: int = 1000):
             return
         yield
     raise AssertionError(f"still going after {max_steps} steps")
+
+
+def run_until_finished(scheduler: Scheduler, max_steps: int = 50):
+    """run_step until no request is left; a request that never stops fails the test."""
+    for _ in until(scheduler.has_unfinished_requests, max_steps):
+        run_step(scheduler)
 
 
 def test_budget_and_max_num_seqs_are_respected():
@@ -276,10 +289,8 @@ def test_a_preempted_request_resumes_before_those_that_waited_behind_it():
 def test_max_loras_lets_other_requests_pass_a_blocked_adapter():
     """With --max-loras 1, a request for a second adapter waits (keeping its place) while
     requests for the running adapter and for the base model go ahead."""
-    kv = KVCacheManager(64, 4, True)
-    config = SchedulerConfig(max_num_batched_tokens=64, max_num_seqs=8, enable_chunked_prefill=True)
-    scheduler = Scheduler(config, kv, max_model_len=256, max_loras=1)
-    x, y = (Adapter(LoRARequest(name, uid, "/unused"), uid) for uid, name in ((1, "x"), (2, "y")))
+    scheduler = make_scheduler(budget=64, max_loras=1)
+    x, y = adapters()
     for request_id, lora in (("x1", x), ("y1", y), ("x2", x), ("base", None)):
         scheduler.add_request(Request(request_id, [1, 2, 3], SamplingParams(max_tokens=2, ignore_eos=True),
                                       lora=lora))
@@ -337,10 +348,8 @@ def test_num_waiting_counts_the_queue_not_the_batch():
 
 def test_an_adapter_already_running_counts_toward_max_loras():
     """With --max-loras 1 and adapter x running from an earlier step, a request for y waits."""
-    kv = KVCacheManager(64, 4, True)
-    config = SchedulerConfig(max_num_batched_tokens=64, max_num_seqs=8, enable_chunked_prefill=True)
-    scheduler = Scheduler(config, kv, max_model_len=256, max_loras=1)
-    x, y = (Adapter(LoRARequest(name, uid, "/unused"), uid) for uid, name in ((1, "x"), (2, "y")))
+    scheduler = make_scheduler(budget=64, max_loras=1)
+    x, y = adapters()
     scheduler.add_request(Request("x1", [1, 2, 3], SamplingParams(max_tokens=4, ignore_eos=True), lora=x))
     run_step(scheduler)
     scheduler.add_request(Request("y1", [1, 2, 3], SamplingParams(max_tokens=4, ignore_eos=True), lora=y))
@@ -349,12 +358,6 @@ def test_an_adapter_already_running_counts_toward_max_loras():
 
 # -- the waiting queue, preemption, update_from_output and stop conditions, found by
 # hand-written mutants before mutmut's run on the scheduler ----------------------------
-
-
-def run_until_finished(scheduler: Scheduler, max_steps: int = 50):
-    """run_step until no request is left; a request that never stops fails the test."""
-    for _ in until(scheduler.has_unfinished_requests, max_steps):
-        run_step(scheduler)
 
 
 def test_without_chunked_prefill_a_prompt_that_fills_the_budget_exactly_runs():
@@ -530,8 +533,7 @@ def test_a_request_aborted_during_the_step_does_not_hold_back_the_others():
 def test_a_prompt_chunk_that_samples_nothing_does_not_hold_back_the_requests_after_it():
     """long advances 4 tokens of its 10 (nothing sampled); short, after it in the batch,
     completes its prompt and gets its first token in the same step."""
-    config = SchedulerConfig(max_num_batched_tokens=64, max_num_seqs=8, long_prefill_token_threshold=4)
-    scheduler = Scheduler(config, KVCacheManager(64, 4), max_model_len=256, max_loras=0)
+    scheduler = make_scheduler(budget=64, long_prefill_token_threshold=4)
     long, short = make_request("long", 10), make_request("short", 3)
     for request in (long, short):
         scheduler.add_request(request)
@@ -579,13 +581,8 @@ def test_proposals_are_cut_to_the_token_budget():
     assert (out.num_scheduled_tokens, out.spec_tokens) == ({"a": 4}, {"a": [11, 12, 13]})
 
 
-def limited_scheduler(**options) -> Scheduler:
-    config = SchedulerConfig(max_num_batched_tokens=64, max_num_seqs=8, **options)
-    return Scheduler(config, KVCacheManager(64, 4), max_model_len=256, max_loras=0)
-
-
 def test_max_num_partial_prefills_two_lets_two_prompts_in_a_step():
-    scheduler = limited_scheduler(max_num_partial_prefills=2)
+    scheduler = make_scheduler(budget=64, max_num_partial_prefills=2)
     for request_id in "abc":
         scheduler.add_request(make_request(request_id, 5))
     assert run_step(scheduler).num_scheduled_tokens == {"a": 5, "b": 5}
@@ -594,16 +591,16 @@ def test_max_num_partial_prefills_two_lets_two_prompts_in_a_step():
 def test_a_prompt_of_exactly_the_long_threshold_is_not_long():
     """--long-prefill-token-threshold 5: a prompt is long when it has more than 5 tokens;
     one of 5 is short and does not wait behind the long limit."""
-    scheduler = limited_scheduler(long_prefill_token_threshold=5, max_num_partial_prefills=2,
-                                  max_long_partial_prefills=1)
+    scheduler = make_scheduler(budget=64, long_prefill_token_threshold=5, max_num_partial_prefills=2,
+                               max_long_partial_prefills=1)
     for name, size in (("long", 12), ("five", 5)):
         scheduler.add_request(make_request(name, size))
     assert run_step(scheduler).num_scheduled_tokens == {"long": 5, "five": 5}
 
 
 def test_a_long_threshold_of_one_makes_every_longer_prompt_long():
-    scheduler = limited_scheduler(long_prefill_token_threshold=1, max_num_partial_prefills=2,
-                                  max_long_partial_prefills=1)
+    scheduler = make_scheduler(budget=64, long_prefill_token_threshold=1, max_num_partial_prefills=2,
+                               max_long_partial_prefills=1)
     for request_id in "ab":
         scheduler.add_request(make_request(request_id, 3))
     assert run_step(scheduler).num_scheduled_tokens == {"a": 1}
