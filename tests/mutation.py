@@ -285,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="write the report of the runs so far")
     parser.add_argument("--report", type=Path, default=STAGE / "report.md", help="where the report goes")
     args = parser.parse_args(argv)
+    if args.sample is not None and (args.sample < 1 or not args.module or args.again or args.survivors
+                                    or args.report_only):
+        parser.error("--sample N (N >= 1) draws from the untested mutants of the --module(s) named: "
+                     "not with --again, --survivors or --report-only")
     root = stage()
     wanted = {module_pattern(m)[:-2] for m in args.module}
     if args.fresh_stats:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import tomllib
 
+import pytest
+
 from tests.mutation import LINKS, REPO, module_pattern, read_results, report, stage
 
 
@@ -78,6 +80,19 @@ def test_a_sample_names_that_many_untested_mutants_of_each_module():
     assert set(names[:10]) < set(untested) and names[10] == "fw.engine.scheduler.x_a__mutmut_1"
     assert names[:10] != untested[:10]  # drawn, not the first ones
     assert names == mutants_to_run([pool, other], ["fw.engine.block_pool", "fw.engine.scheduler"], sample=10)
+
+
+@pytest.mark.parametrize("argv", [["--sample", "5"], ["--module", "fw.engine.sampler", "--sample", "0"],
+                                  ["--module", "fw.engine.sampler", "--sample", "5", "--again"],
+                                  ["--sample", "5", "--survivors"]])
+def test_a_sample_it_could_not_draw_is_refused(argv, capsys):
+    """--sample is never silently ignored: without a module to draw from, or beside an
+    option that runs other mutants, the command stops with a message naming it."""
+    from tests.mutation import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2 and "--sample" in capsys.readouterr().err
 
 
 def test_fresh_stats_forgets_which_tests_reach_which_function(tmp_path):
