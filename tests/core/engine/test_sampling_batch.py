@@ -137,29 +137,42 @@ def test_metadata_moved_to_another_device_keeps_every_row_setting():
     assert moved.penalties.presence.device.type == "meta" and moved.penalties.frequency.device.type == "meta"
 
 
-def test_a_plugin_processor_gets_each_rows_own_state_and_output_so_far():
-    """A logits processor (plugin) sees, for each of its rows, the state it made for that
-    request and the request's output including the tokens appended since it joined."""
+def _recording_processors(*keys: str):
+    """Logits processors (plugins), one per key, in that order of application: each used by
+    the requests whose extra_args hold its key, with the state (that argument, prompt ids);
+    each call is recorded as (key, rows, states, output so far)."""
     from fw.logits_processors import LogitsProcessor, LogitsProcessorContext
     from fw.logits_processors.engine import EngineLogitsProcessors
 
     calls = []
 
-    class Tag(LogitsProcessor):
+    class Keyed(LogitsProcessor):
+        def __init__(self, context, key):
+            super().__init__(context)
+            self.key = key
+
         def new_request(self, params, prompt_ids):
-            return (params.extra_args or {}).get("tag")
+            arguments = params.extra_args or {}
+            return (arguments[self.key], list(prompt_ids)) if self.key in arguments else None
 
         def apply(self, logits, rows, states, output_ids):
-            calls.append((list(rows), list(states), [list(o) for o in output_ids]))
+            calls.append((self.key, list(rows), list(states), [list(o) for o in output_ids]))
 
     context = LogitsProcessorContext(VOCAB, torch.device("cpu"))
-    batch = SamplingBatch(2, VOCAB, EngineLogitsProcessors(context, [Tag(context)]))
+    return EngineLogitsProcessors(context, [Keyed(context, key) for key in keys]), calls
+
+
+def test_a_plugin_processor_gets_each_rows_own_state_and_output_so_far():
+    """A logits processor (plugin) sees, for each of its rows, the state it made for that
+    request and the request's output including the tokens appended since it joined."""
+    processors, calls = _recording_processors("tag")
+    batch = SamplingBatch(2, VOCAB, processors)
     batch.add("a", SamplingParams(temperature=0.0, extra_args={"tag": "A"}), [1], [4])
     batch.add("plain", SamplingParams(temperature=0.0), [1], [])
-    batch.add("b", SamplingParams(temperature=0.0, extra_args={"tag": "B"}), [1], [])
+    batch.add("b", SamplingParams(temperature=0.0, extra_args={"tag": "B"}), [2], [])
     batch.append("a", 6)
     sample(logits(3), batch.metadata(["plain", "b", "a"]))
-    assert calls == [([1, 2], ["B", "A"], [[], [4, 6]])]
+    assert calls == [("tag", [1, 2], [("B", [2]), ("A", [1])], [[], [4, 6]])]
 
 
 # ---- mutation testing, second pass: every feature survives ``to``, preallocated slots,
@@ -214,38 +227,15 @@ def test_requests_up_to_the_capacity_fit_the_preallocated_tensors_and_the_batch_
     torch.testing.assert_close(batch.metadata(list(temperature)).temperature, torch.tensor(list(temperature.values())))
 
 
-def _recording_processors(*keys: str):
-    """Logits processors (plugins), one per key, in that order of application: each used by
-    the requests whose extra_args hold its key, with the state (key, prompt ids); each
-    call is recorded."""
-    from fw.logits_processors import LogitsProcessor, LogitsProcessorContext
-    from fw.logits_processors.engine import EngineLogitsProcessors
-
-    calls = []
-
-    class Keyed(LogitsProcessor):
-        def __init__(self, context, key):
-            super().__init__(context)
-            self.key = key
-
-        def new_request(self, params, prompt_ids):
-            return (self.key, list(prompt_ids)) if self.key in (params.extra_args or {}) else None
-
-        def apply(self, logits, rows, states, output_ids):
-            calls.append((self.key, list(rows), list(states)))
-
-    context = LogitsProcessorContext(VOCAB, torch.device("cpu"))
-    return EngineLogitsProcessors(context, [Keyed(context, key) for key in keys]), calls
-
-
 def test_a_plugin_processor_makes_each_requests_state_from_its_prompt():
     """``new_request`` gets the request's prompt ids (a processor may steer by them)."""
     processors, calls = _recording_processors("steer")
     batch = SamplingBatch(2, VOCAB, processors)
-    batch.add("a", SamplingParams(temperature=0.0, extra_args={"steer": 1}), [5, 6, 7], [])
-    batch.add("b", SamplingParams(temperature=0.0, extra_args={"steer": 1}), [9], [2])
+    batch.add("a", SamplingParams(temperature=0.0, extra_args={"steer": "a"}), [5, 6, 7], [])
+    batch.add("b", SamplingParams(temperature=0.0, extra_args={"steer": "b"}), [9], [2])
     sample(logits(2), batch.metadata(["a", "b"]))
-    assert calls == [("steer", [0, 1], [("steer", [5, 6, 7]), ("steer", [9])])]
+    assert [(key, rows, states) for key, rows, states, _ in calls] == [
+        ("steer", [0, 1], [("a", [5, 6, 7]), ("b", [9])])]
 
 
 def test_plugin_processors_apply_in_the_engines_order_whatever_rows_use_them():
@@ -257,7 +247,7 @@ def test_plugin_processors_apply_in_the_engines_order_whatever_rows_use_them():
     batch.add("later only", SamplingParams(temperature=0.0, extra_args={"second": 1}), [1], [])
     batch.add("both", SamplingParams(temperature=0.0, extra_args={"first": 1, "second": 1}), [1], [])
     sample(logits(2), batch.metadata(["later only", "both"]))
-    assert [(key, rows) for key, rows, _ in calls] == [("first", [1]), ("second", [0, 1])]
+    assert [(key, rows) for key, rows, _, _ in calls] == [("first", [1]), ("second", [0, 1])]
 
 
 def test_appending_a_token_leaves_the_callers_output_list_alone():
