@@ -258,6 +258,17 @@ def test_rows_left_without_a_token_are_reported_and_get_a_token_id_in_the_vocabu
     assert sample(nan_rows, batch.metadata(["2", "3"]), masked_rows={1}).no_token == [0]
 
 
+def test_a_row_left_without_a_token_is_reported_also_when_the_step_asks_for_logprobs():
+    """Logprobs take the sampler's other way out; the row with no token left is still
+    reported (its request ends with an error, never with a made-up token)."""
+    batch = SamplingBatch(capacity=2, vocab_size=VOCAB)
+    batch.add("empty", SamplingParams(temperature=0.0, allowed_token_ids=[0], min_tokens=3), [1], [], eos_token_ids=(0,))
+    batch.add("counted", SamplingParams(temperature=0.0, logprobs=2), [1], [], eos_token_ids=(0,))
+    result = sample(logits(2, seed=3), batch.metadata(["empty", "counted"]))
+    assert result.no_token == [0]
+    assert result.logprobs[0] is None and next(iter(result.logprobs[1])) == result.token_ids[1]
+
+
 def test_logprobs_return_the_asked_number_of_top_tokens_and_the_sampled_one():
     """logprobs=n gives the sampled token and the n most likely (n + 1 entries when it is
     not among them), -1 the whole vocabulary, 0 the sampled token alone; a step where no
