@@ -210,6 +210,13 @@ def test_an_unknown_reasoning_parser_stops_start_up_with_the_known_ones(start_se
     assert "deepseek_r1" in str(info.value) and "qwen3" in str(info.value)
 
 
+def test_an_unknown_tool_call_parser_stops_start_up_naming_its_flag_and_the_known_ones(start_server):
+    with pytest.raises(RuntimeError) as info:
+        start_server(ScriptedEngine("x"), tool_call_parser="nope", enable_auto_tool_choice=True)
+    assert "--tool-call-parser: unknown tool parser 'nope'" in str(info.value)
+    assert "hermes" in str(info.value) and "pythonic" in str(info.value)
+
+
 def test_the_engine_keeps_a_parsers_markers_that_are_special_tokens(start_server):
     """A model whose <tool_call> markers are special tokens: the detokenizer, which skips
     special tokens, must keep them or the parser never sees a call."""
