@@ -137,7 +137,6 @@ def test_metadata_moved_to_another_device_keeps_every_row_setting():
     assert moved.penalties.presence.device.type == "meta" and moved.penalties.frequency.device.type == "meta"
 
 
-
 def test_metadata_of_a_plain_step_moves_with_its_absent_features_still_absent():
     """A step of plain requests (no penalties, no top-p/k, no min-p) moves to the
     device without failing, and what it does not use stays None there."""
@@ -147,6 +146,7 @@ def test_metadata_of_a_plain_step_moves_with_its_absent_features_still_absent():
     moved = batch.metadata(["greedy", "warm"]).to(torch.device("meta"))
     assert moved.temperature.device.type == "meta"
     assert (moved.penalties, moved.top_p, moved.top_k, moved.min_p) == (None, None, None, None)
+
 
 def _recording_processors(*keys: str):
     """Logits processors (plugins), one per key, in that order of application: each used by
