@@ -237,15 +237,19 @@ def test_top_p_drops_a_token_once_the_mass_above_it_reaches_top_p():
     assert kept(ours) == theirs == [{0}, {0, 1}]
 
 
-def test_rows_left_without_a_token_are_reported_and_get_a_token_id_in_the_vocabulary():
+@pytest.mark.parametrize("logprobs", [None, 2])
+def test_rows_left_without_a_token_are_reported_and_get_a_token_id_in_the_vocabulary(logprobs):
     """A row whose constraints ban every allowed token is reported (the runner ends it with
-    an error), greedy or random; a NaN logit does not hide the tokens left beside it."""
+    an error), greedy or random, also in a step that asks for logprobs (the sampler's other
+    way out); a NaN logit does not hide the tokens left beside it."""
     raw = logits(4, seed=12)
     raw[2, 5] = float("nan")
     raw[3, 0] = float("nan")
     everything_banned = dict(allowed_token_ids=[0, 1], min_tokens=3)  # EOS 0 banned too
-    params = [SamplingParams(temperature=0.0, **everything_banned), SamplingParams(temperature=1.0, **everything_banned),
-              SamplingParams(temperature=0.0, allowed_token_ids=[5, 6]), SamplingParams(temperature=0.0)]
+    params = [SamplingParams(temperature=0.0, logprobs=logprobs, **everything_banned),
+              SamplingParams(temperature=1.0, logprobs=logprobs, **everything_banned),
+              SamplingParams(temperature=0.0, logprobs=logprobs, allowed_token_ids=[5, 6]),
+              SamplingParams(temperature=0.0, logprobs=logprobs)]
     params[0]._bad_words_token_ids = params[1]._bad_words_token_ids = [[1]]
     batch = SamplingBatch(capacity=4, vocab_size=VOCAB)
     for i, p in enumerate(params):
@@ -256,17 +260,6 @@ def test_rows_left_without_a_token_are_reported_and_get_a_token_id_in_the_vocabu
     nan_rows = raw[2:].clone()
     nan_rows[0, 6] = float("-inf")
     assert sample(nan_rows, batch.metadata(["2", "3"]), masked_rows={1}).no_token == [0]
-
-
-def test_a_row_left_without_a_token_is_reported_also_when_the_step_asks_for_logprobs():
-    """Logprobs take the sampler's other way out; the row with no token left is still
-    reported (its request ends with an error, never with a made-up token)."""
-    batch = SamplingBatch(capacity=2, vocab_size=VOCAB)
-    batch.add("empty", SamplingParams(temperature=0.0, allowed_token_ids=[0], min_tokens=3), [1], [], eos_token_ids=(0,))
-    batch.add("counted", SamplingParams(temperature=0.0, logprobs=2), [1], [], eos_token_ids=(0,))
-    result = sample(logits(2, seed=3), batch.metadata(["empty", "counted"]))
-    assert result.no_token == [0]
-    assert result.logprobs[0] is None and next(iter(result.logprobs[1])) == result.token_ids[1]
 
 
 def test_logprobs_return_the_asked_number_of_top_tokens_and_the_sampled_one():
