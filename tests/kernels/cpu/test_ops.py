@@ -64,6 +64,34 @@ def test_silu_and_mul(dtype, rows):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_a_rows_result_is_the_same_whether_the_rows_are_split_among_threads_or_not(dtype):
+    """Steps of many rows split them among the threads, single rows never are: each row of a
+    32-row call equals that row computed alone (a token's result cannot depend on its step)."""
+    gen = torch.Generator().manual_seed(0)
+    rows, hidden, inter, heads, head_size = 32, 576, 1536, 15, 64
+    x, residual = (torch.randn(rows, hidden, generator=gen).to(dtype) for _ in range(2))
+    weight = torch.rand(hidden, generator=gen).to(dtype)
+    gate_up = (torch.randn(rows, 2 * inter, generator=gen) * 4).to(dtype)
+    qkv = torch.randn(rows, heads * head_size, generator=gen).to(dtype)
+    positions = torch.randint(0, 2048, (rows,), generator=gen)
+    cos_sin = torch.randn(2048, head_size, generator=gen)
+
+    summed = residual.clone()
+    normed = cpu.add_rms_norm(x, summed, weight, 1e-6)
+    rotated = qkv.clone()
+    cpu.rope_neox_(rotated, positions, cos_sin, heads, head_size, head_size)
+    for row in range(rows):
+        alone = residual[row:row + 1].clone()
+        assert torch.equal(cpu.add_rms_norm(x[row:row + 1], alone, weight, 1e-6), normed[row:row + 1])
+        assert torch.equal(alone, summed[row:row + 1])
+        assert torch.equal(cpu.silu_and_mul(gate_up[row:row + 1]), cpu.silu_and_mul(gate_up)[row:row + 1])
+        assert torch.equal(cpu.gelu_tanh_and_mul(gate_up[row:row + 1]), cpu.gelu_tanh_and_mul(gate_up)[row:row + 1])
+        one = qkv[row:row + 1].clone()
+        cpu.rope_neox_(one, positions[row:row + 1], cos_sin, heads, head_size, head_size)
+        assert torch.equal(one, rotated[row:row + 1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rotary_dim", [32, 16])
 def test_rope_matches_the_torch_rotation(dtype, rotary_dim):
     rope = RotaryEmbedding(32, rotary_dim, 64, 10000.0, dtype=dtype)
