@@ -46,3 +46,22 @@ class AttentionMetadata:
     @property
     def is_pure_decode(self) -> bool:
         return self.max_query_len == 1
+
+    def token_rows(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Every token of the step as a sequence of its own, for a decode kernel: its
+        sequence's block-table row and its own context length (a prompt token at position p
+        sees the first p + 1 positions; its key and value are written before attention),
+        and the longest such context. So causal prefill, chunked prefill over cached
+        context and decoding are one job. Computed once for all layers; a pure decode step
+        is its own rows."""
+        if self.is_pure_decode:
+            return self.block_table, self.seq_lens, self.max_seq_len
+        if "token_rows" not in self.derived:
+            starts = self.query_start_loc_host
+            chunks = torch.tensor([starts[i + 1] - starts[i] for i in range(self.num_seqs)])
+            owner = torch.repeat_interleave(torch.arange(self.num_seqs), chunks)
+            first = torch.tensor(starts[:-1])
+            # the last token of a chunk sees seq_len positions, each earlier one one fewer
+            lens = self.seq_lens.long()[owner] - (first + chunks - 1)[owner] + torch.arange(len(owner))
+            self.derived["token_rows"] = (self.block_table[owner].contiguous(), lens.to(torch.int32), self.max_seq_len)
+        return self.derived["token_rows"]

@@ -1,4 +1,5 @@
-/* A whole pre-norm decoder stack for a decode step (one token per sequence), in one call:
+/* A whole pre-norm decoder stack for a step, in one call (each token a sequence of its own
+ * to attention, as the layer-by-layer path's attention takes a prompt's tokens):
  * the Llama family, and what Gemma 2/3 and the mixtures of experts add to it (norms of
  * the attention and MLP outputs, (1 + w) norm weights, GELU-tanh gating, a sliding window
  * and rotary table per layer, routed experts).
@@ -91,7 +92,7 @@ static void gate_##SUFFIX(const fw_decoder *m, const T *gate_up, T *out, int64_t
 void fw_decoder_decode_##SUFFIX(const fw_decoder *m, const T *embedded, T *out, int64_t rows,     \
                                 const int64_t *positions, const int64_t *slots,                    \
                                 const int32_t *block_table, int64_t table_stride,                  \
-                                const int32_t *seq_lens, int64_t max_len) {                        \
+                                const int32_t *seq_lens, int64_t max_len, int64_t prefetch_kv) {   \
     const int64_t H = m->hidden, D = m->head_size, I = m->intermediate;                            \
     const int64_t q_width = m->heads * D, kv_width = m->kv_heads * D;                              \
     const int64_t qkv_width = q_width + 2 * kv_width;                                              \
@@ -102,7 +103,7 @@ void fw_decoder_decode_##SUFFIX(const fw_decoder *m, const T *embedded, T *out, 
     memcpy(residual, embedded, sizeof(T) * (size_t)(rows * H));                                    \
     kv_plans plans;                                                                                \
     const int64_t kv_row_bytes = m->kv_kind ? m->kv_heads * (D + 4) : kv_width * (int64_t)sizeof(T); \
-    plan_layers(&plans, m, block_table, table_stride, seq_lens, rows, kv_row_bytes);               \
+    plan_layers(&plans, m, block_table, table_stride, seq_lens, prefetch_kv ? rows : 0, kv_row_bytes); \
     const int64_t shares[4] = {q_width * H, 2 * I * H, I * H, qkv_width * H}; /* o, gate_up, down, qkv */ \
     const int64_t work = shares[0] + shares[1] + shares[2] + shares[3];                            \
     fw_add_rms_norm_##SUFFIX(embedded, NULL, m->layer[0].input_norm, x, rows, H, eps, offset);     \

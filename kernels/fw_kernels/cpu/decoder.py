@@ -127,13 +127,17 @@ class FusedDecoder:
         suffix = {torch.float32: "f32", torch.bfloat16: "bf16"}[self.dtype]
         self._run = getattr(library(), f"fw_decoder_decode_{suffix}")
         P, I = ctypes.c_void_p, ctypes.c_int64
-        self._run.argtypes = [P, P, P, I, P, P, P, I, P, I]
+        self._run.argtypes = [P, P, P, I, P, P, P, I, P, I, I]
         self._run.restype = None
 
     def __call__(self, embedded: torch.Tensor, positions: torch.Tensor, slot_mapping: torch.Tensor,
-                 block_table: torch.Tensor, seq_lens: torch.Tensor, max_len: int) -> torch.Tensor:
-        """The final-normed hidden states [rows, hidden] of a pure decode step, from the
-        token embeddings [rows, hidden] (rows <= max_rows); KV caches are written."""
+                 block_table: torch.Tensor, seq_lens: torch.Tensor, max_len: int, *,
+                 prefetch_kv: bool = True) -> torch.Tensor:
+        """The final-normed hidden states [rows, hidden] of a step's tokens, from their
+        embeddings [rows, hidden] (rows <= max_rows), each token a sequence of its own to
+        attention (block_table and seq_lens have a row per token); KV caches are written.
+        ``prefetch_kv``: whether the projections prefetch the next attention's KV blocks
+        (for a decode step; a prompt's tokens would list the same blocks many times)."""
         rows = embedded.shape[0]
         if self.max_rows is not None and rows > self.max_rows:
             raise ValueError(f"this fused decoder takes at most {self.max_rows} tokens, got {rows}")
@@ -141,5 +145,5 @@ class FusedDecoder:
         out = torch.empty_like(embedded)
         self._run(ctypes.addressof(self._struct), embedded.data_ptr(), out.data_ptr(), rows, positions.data_ptr(),
                   slot_mapping.data_ptr(), block_table.data_ptr(), block_table.stride(0), seq_lens.data_ptr(),
-                  max_len)
+                  max_len, int(prefetch_kv))
         return out

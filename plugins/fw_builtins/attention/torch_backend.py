@@ -44,10 +44,7 @@ class TorchAttentionBackend(AttentionBackend):
         num_blocks, block_size = key_cache.shape[:2]
         if self._fused(query, key, value, kv_cache):
             cpu.write_kv(key.flatten(1), value.flatten(1), key_cache, value_cache, metadata.slot_mapping)
-            if metadata.is_pure_decode:
-                return self._decode_fused(query, kv_cache, metadata.block_table, metadata.seq_lens,
-                                          metadata.max_seq_len)
-            return self._decode_fused(query, kv_cache, *self._token_rows(metadata))
+            return self._decode_fused(query, kv_cache, *metadata.token_rows())
 
         flat_k = key_cache.view(num_blocks * block_size, self.num_kv_heads, self.head_size)
         flat_v = value_cache.view(num_blocks * block_size, self.num_kv_heads, self.head_size)
@@ -82,8 +79,7 @@ class TorchAttentionBackend(AttentionBackend):
                 and all(t[0].is_contiguous() for t in (query, key, value))):
             cpu.write_kv_quant(key.flatten(1), value.flatten(1), kv_cache, metadata.slot_mapping, fmt.code,
                                fmt.dynamic_scales)
-            table, lens, longest = ((metadata.block_table, metadata.seq_lens, metadata.max_seq_len)
-                                    if metadata.is_pure_decode else self._token_rows(metadata))
+            table, lens, longest = metadata.token_rows()
             return cpu.paged_decode_quant(query, kv_cache, fmt.code, table.contiguous(), lens.contiguous(),
                                           self.scale, max_len=longest, sliding_window=self.sliding_window,
                                           soft_cap=self.logits_soft_cap)
@@ -106,21 +102,6 @@ class TorchAttentionBackend(AttentionBackend):
         return cpu.paged_decode(query, kv_cache[0], kv_cache[1], block_table.contiguous(),
                                 seq_lens.contiguous(), self.scale, max_len=max_len,
                                 sliding_window=self.sliding_window, soft_cap=self.logits_soft_cap)
-
-    @staticmethod
-    def _token_rows(metadata: AttentionMetadata):
-        """Each token of the step as a sequence of its own for the decode kernel: its
-        sequence's block-table row and its own context length (built once for all layers)."""
-        if "token_rows" not in metadata.derived:
-            starts = metadata.query_start_loc_host
-            chunks = torch.tensor([starts[i + 1] - starts[i] for i in range(metadata.num_seqs)])
-            owner = torch.repeat_interleave(torch.arange(metadata.num_seqs), chunks)
-            first = torch.tensor(starts[:-1])
-            # the last token of a chunk sees seq_len positions, each earlier one one fewer
-            lens = metadata.seq_lens.long()[owner] - (first + chunks - 1)[owner] + torch.arange(len(owner))
-            metadata.derived["token_rows"] = (metadata.block_table[owner].contiguous(), lens.to(torch.int32),
-                                              metadata.max_seq_len)
-        return metadata.derived["token_rows"]
 
     def _decode_layout(self, metadata: AttentionMetadata, block_size: int, block_table, seq_lens, max_seq_len,
                        key: str = "decode"):

@@ -1,8 +1,8 @@
 """The fused CPU decode step: any model that describes its decoder gets it, it gives exactly
 the layer-by-layer results (every built-in architecture: the Llama family, Gemma 2/3's
 norms, windows, soft caps and GELU gate, Phi-3's LongRoPE, the mixtures of experts), and
-it only takes the steps it is built for (pure decode, int4 weights up to 8 tokens, int8 or
-dense bf16 weights for any count)."""
+it takes prompts and decoding alike, in the steps it is built for (int4 weights up to 8
+tokens, int8 or dense bf16 weights for any count)."""
 
 from __future__ import annotations
 
@@ -46,12 +46,22 @@ def fused_rows(monkeypatch):
     rows: list[int] = []
     original = FusedDecoder.__call__
 
-    def spy(self, embedded, *args):
+    def spy(self, embedded, *args, **kwargs):
         rows.append(embedded.shape[0])
-        return original(self, embedded, *args)
+        return original(self, embedded, *args, **kwargs)
 
     monkeypatch.setattr(FusedDecoder, "__call__", spy)
     return rows
+
+
+def _generate_fused(llm: LLM, prompts, fused_rows, params=PARAMS):
+    """The requests' results, checking that their prompts (one step) and their decoding (one
+    token per sequence) both went through the fused decoder."""
+    fused_rows.clear()
+    outputs = llm.generate(prompts, params, use_tqdm=False)
+    assert sum(len(o.prompt_token_ids) for o in outputs) in fused_rows  # the prompts, fused
+    assert len(prompts) in fused_rows  # the sequences decoded together, fused
+    return _results(outputs)
 
 
 def _results(outputs):
@@ -147,9 +157,7 @@ def test_a_model_that_describes_its_decoder_gets_the_fused_path(toy_model, dtype
     llm = LLM(str(toy_model), dtype=dtype, load_format="dummy", quantization="int4", enable_prefix_caching=False,
               block_size=8)
     assert llm.engine.runner.fused_decode is not None
-    fused_rows.clear()
-    fused = _results(llm.generate(PROMPTS[:3], PARAMS, use_tqdm=False))
-    assert fused_rows and max(fused_rows) == 3  # the three sequences decoded together, fused
+    fused = _generate_fused(llm, PROMPTS[:3], fused_rows)
     calls = len(fused_rows)
     assert _unfused(llm, PROMPTS[:3]) == fused
     assert len(fused_rows) == calls  # the unfused run never entered the fused decoder
@@ -182,8 +190,7 @@ def test_llama_family_same_tokens_and_logprobs_as_layer_by_layer(architecture, o
                                                                  tiny_checkpoint_factory, fused_rows):
     path = tiny_checkpoint_factory(architecture, **overrides)
     llm = LLM(str(path), dtype=dtype, quantization="int4", enable_prefix_caching=False, block_size=8)
-    fused = _results(llm.generate(PROMPTS[:3], PARAMS, use_tqdm=False))
-    assert fused_rows and max(fused_rows) == 3
+    fused = _generate_fused(llm, PROMPTS[:3], fused_rows)
     assert _unfused(llm, PROMPTS[:3]) == fused
 
 
@@ -193,8 +200,7 @@ def test_every_architecture_fuses_to_the_layer_by_layer_results(architecture, dt
                                                                 fused_rows):
     path = tiny_checkpoint_factory(architecture)
     llm = LLM(str(path), dtype=dtype, quantization="int4", enable_prefix_caching=False, block_size=8)
-    fused = _results(llm.generate(PROMPTS[:3], PARAMS, use_tqdm=False))
-    assert fused_rows and max(fused_rows) == 3  # three sequences decoded together, fused
+    fused = _generate_fused(llm, PROMPTS[:3], fused_rows)
     assert _unfused(llm, PROMPTS[:3]) == fused
 
 
@@ -205,8 +211,7 @@ def test_experts_and_gemma_layers_fuse_beyond_eight_rows_on_dense_weights(archit
     llm = LLM(str(tiny_checkpoint_factory(architecture)), dtype="bfloat16", enable_prefix_caching=False,
               block_size=8)
     many = PROMPTS * 2
-    fused = _results(llm.generate(many, PARAMS, use_tqdm=False))
-    assert max(fused_rows) == len(many)
+    fused = _generate_fused(llm, many, fused_rows)
     assert _unfused(llm, many) == fused
 
 
@@ -218,8 +223,7 @@ def test_bf16_batches_beyond_eight_fuse_on_int4_or_dense_weights(quantization, t
     down = llm.engine.loaded.model.model.layers[0].mlp.down_proj
     assert [type(layout) for layout in down.packed.layouts] == [Int4Blocks if quantization else DensePanels]
     many = PROMPTS * 2
-    fused = _results(llm.generate(many, PARAMS, use_tqdm=False))
-    assert max(fused_rows) == len(many)
+    fused = _generate_fused(llm, many, fused_rows)
     assert _unfused(llm, many) == fused
 
 
@@ -230,8 +234,7 @@ def test_float32_int4_fuses_steps_of_any_size(tiny_checkpoint_factory, fused_row
     quantized = LLM(str(path), dtype="float32", quantization="int4", enable_prefix_caching=False, block_size=8)
     many = PROMPTS * 2
     assert len(many) > cpu.MAX_GEMV_ROWS
-    fused = _results(quantized.generate(many, PARAMS, use_tqdm=False))
-    assert max(fused_rows) == len(many)
+    fused = _generate_fused(quantized, many, fused_rows)
     assert _unfused(quantized, many) == fused
     fused_rows.clear()
     dense = LLM(str(path), dtype="float32")
