@@ -50,8 +50,9 @@ def rows_as_sequences(query_start: list[int], seq_lens: list[int],
     pure decode step: each row a sequence of its own over the same blocks, its context
     ending at its own position. Attention writes a step's keys and values before any
     query reads them (the backends' contract), so row ``j`` sees its sequence's rows
-    before it and none after: the same causal attention, and the fused decode step (which
-    runs pure decode steps only) can take the step."""
+    before it and none after: the same causal attention (``AttentionMetadata.token_rows``
+    does this for any step, at the attention), and the step runs as a decode step: CUDA
+    graphs take it, and the fused CPU decoder prefetches its KV blocks."""
     row_lens, row_tables = [], []
     for first, last, length, table in zip(query_start, query_start[1:], seq_lens, tables):
         for row in range(first, last):
