@@ -14,7 +14,7 @@
  * (offset 0 for Llama's norms, 1 for Gemma's, which store the scale minus one). */               \
 void fw_add_rms_norm_##SUFFIX(const T *x, T *residual, const T *weight, T *out, int64_t rows,     \
                               int64_t hidden, float eps, float offset) {                           \
-    _Pragma("omp parallel for if (rows > 1 && rows * hidden >= PARALLEL_ELEMENTS) schedule(static)")                        \
+    _Pragma("omp parallel for if (rows > 1 && rows * hidden >= PARALLEL_ELEMENTS) schedule(static)") \
     for (int64_t t = 0; t < rows; t++) {                                                           \
         const T *xr = x + t * hidden;                                                              \
         T *rr = residual ? residual + t * hidden : NULL;                                           \
@@ -38,7 +38,7 @@ void fw_add_rms_norm_##SUFFIX(const T *x, T *residual, const T *weight, T *out, 
                                                                                                    \
 /* out[t] = silu(x[t, :inter]) * x[t, inter:] */                                                   \
 void fw_silu_and_mul_##SUFFIX(const T *x, T *out, int64_t rows, int64_t inter) {                   \
-    _Pragma("omp parallel for if (rows > 1 && rows * inter >= PARALLEL_ELEMENTS) schedule(static)")                         \
+    _Pragma("omp parallel for if (rows > 1 && rows * inter >= PARALLEL_ELEMENTS) schedule(static)") \
     for (int64_t t = 0; t < rows; t++) {                                                           \
         const T *gate = x + t * 2 * inter, *up = gate + inter;                                     \
         T *o = out + t * inter;                                                                    \
@@ -52,7 +52,7 @@ void fw_silu_and_mul_##SUFFIX(const T *x, T *out, int64_t rows, int64_t inter) {
                                                                                                    \
 /* out[t] = gelu_tanh(x[t, :inter]) * x[t, inter:] (Gemma's gating) */                             \
 void fw_gelu_tanh_and_mul_##SUFFIX(const T *x, T *out, int64_t rows, int64_t inter) {              \
-    _Pragma("omp parallel for if (rows > 1 && rows * inter >= PARALLEL_ELEMENTS) schedule(static)")                         \
+    _Pragma("omp parallel for if (rows > 1 && rows * inter >= PARALLEL_ELEMENTS) schedule(static)") \
     for (int64_t t = 0; t < rows; t++) {                                                           \
         const T *gate = x + t * 2 * inter, *up = gate + inter;                                     \
         T *o = out + t * inter;                                                                    \
@@ -68,7 +68,7 @@ void fw_rope_neox_##SUFFIX(T *x, int64_t row_stride, const int64_t *positions,  
                            const float *cos_sin, int64_t rows, int64_t heads, int64_t head_size,   \
                            int64_t rotary_dim) {                                                   \
     int64_t half = rotary_dim / 2;                                                                 \
-    _Pragma("omp parallel for if (rows > 1 && rows * heads * head_size >= PARALLEL_ELEMENTS) schedule(static)")                        \
+    _Pragma("omp parallel for if (rows > 1 && rows * heads * head_size >= PARALLEL_ELEMENTS) schedule(static)") \
     for (int64_t t = 0; t < rows; t++) {                                                           \
         const float *cs = cos_sin + positions[t] * rotary_dim, *sn = cs + half;                    \
         for (int64_t h = 0; h < heads; h++) {                                                      \
