@@ -194,6 +194,19 @@ def test_llama_family_same_tokens_and_logprobs_as_layer_by_layer(architecture, o
     assert _unfused(llm, PROMPTS[:3]) == fused
 
 
+@pytest.mark.parametrize("architecture,overrides", [LLAMA_FAMILY[0], LLAMA_FAMILY[1]], ids=["Llama", "Mistral"])
+def test_prompts_split_into_chunks_fuse_to_the_layer_by_layer_results(architecture, overrides,
+                                                                      tiny_checkpoint_factory, fused_rows):
+    """A chunk attends to the chunks before it through the cache (and Mistral's window),
+    mixed with other sequences' decoding in one step."""
+    path = tiny_checkpoint_factory(architecture, **overrides)
+    llm = LLM(str(path), dtype="bfloat16", quantization="int4", enable_prefix_caching=False, block_size=8,
+              max_num_batched_tokens=16)
+    fused = _results(llm.generate(PROMPTS[:3], PARAMS, use_tqdm=False))
+    assert 16 in fused_rows  # full chunks went through the fused decoder
+    assert _unfused(llm, PROMPTS[:3]) == fused
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("architecture", BEYOND_LLAMA)
 def test_every_architecture_fuses_to_the_layer_by_layer_results(architecture, dtype, tiny_checkpoint_factory,
