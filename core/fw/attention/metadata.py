@@ -18,6 +18,15 @@ from typing import Any
 import torch
 
 
+def token_context_lens(query_start: list[int], seq_lens: list[int]) -> list[int]:
+    """Each token's context length when every token of a flattened step is a sequence of
+    its own: a sequence's last token sees its whole context (``seq_lens[i]``), each earlier
+    token of its chunk one position fewer. Keys and values are written before attention
+    reads them, so this is causal attention over the cache."""
+    return [length - (last - 1 - row)
+            for first, last, length in zip(query_start, query_start[1:], seq_lens) for row in range(first, last)]
+
+
 @dataclass
 class AttentionMetadata:
     #: tokens in the flattened batch (rows of query/key/value)
@@ -50,8 +59,8 @@ class AttentionMetadata:
     def token_rows(self) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Every token of the step as a sequence of its own, for a decode kernel: its
         sequence's block-table row and its own context length (a prompt token at position p
-        sees the first p + 1 positions; its key and value are written before attention),
-        and the longest such context. So causal prefill, chunked prefill over cached
+        sees the first p + 1 positions: ``token_context_lens``), and the longest such
+        context. So causal prefill, chunked prefill over cached
         context and decoding are one job. Computed once for all layers; a pure decode step
         is its own rows."""
         if self.is_pure_decode:
@@ -59,9 +68,8 @@ class AttentionMetadata:
         if "token_rows" not in self.derived:
             starts = self.query_start_loc_host
             chunks = torch.tensor([starts[i + 1] - starts[i] for i in range(self.num_seqs)])
-            owner = torch.repeat_interleave(torch.arange(self.num_seqs), chunks)
-            first = torch.tensor(starts[:-1])
-            # the last token of a chunk sees seq_len positions, each earlier one one fewer
-            lens = self.seq_lens.long()[owner] - (first + chunks - 1)[owner] + torch.arange(len(owner))
-            self.derived["token_rows"] = (self.block_table[owner].contiguous(), lens.to(torch.int32), self.max_seq_len)
+            owner = torch.repeat_interleave(torch.arange(self.num_seqs), chunks).to(self.block_table.device)
+            lens = torch.tensor(token_context_lens(starts, self.seq_lens_host), dtype=torch.int32,
+                                device=self.seq_lens.device)
+            self.derived["token_rows"] = (self.block_table[owner].contiguous(), lens, self.max_seq_len)
         return self.derived["token_rows"]

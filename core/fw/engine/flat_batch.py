@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fw.attention.metadata import AttentionMetadata
+from fw.attention.metadata import AttentionMetadata, token_context_lens
 from fw.engine.input_buffers import InputBuffers
 from fw.engine.request import Request
 from fw.pooling.runner import PoolSpan
@@ -50,14 +50,12 @@ def rows_as_sequences(query_start: list[int], seq_lens: list[int],
     pure decode step: each row a sequence of its own over the same blocks, its context
     ending at its own position. Attention writes a step's keys and values before any
     query reads them (the backends' contract), so row ``j`` sees its sequence's rows
-    before it and none after: the same causal attention (``AttentionMetadata.token_rows``
-    does this for any step, at the attention), and the step runs as a decode step: CUDA
-    graphs take it, and the fused CPU decoder prefetches its KV blocks."""
-    row_lens, row_tables = [], []
-    for first, last, length, table in zip(query_start, query_start[1:], seq_lens, tables):
-        for row in range(first, last):
-            row_lens.append(length - (last - 1 - row))
-            row_tables.append(table)
+    before it and none after (``token_context_lens``): the same causal attention
+    (``AttentionMetadata.token_rows`` does this for any step, at the attention), and the
+    step runs as a decode step: CUDA graphs take it, and the fused CPU decoder prefetches
+    its KV blocks."""
+    row_lens = token_context_lens(query_start, seq_lens)
+    row_tables = [table for first, last, table in zip(query_start, query_start[1:], tables) for _ in range(first, last)]
     return list(range(len(row_lens) + 1)), row_lens, row_tables
 
 

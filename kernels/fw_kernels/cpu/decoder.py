@@ -132,7 +132,7 @@ class FusedDecoder:
 
     def __call__(self, embedded: torch.Tensor, positions: torch.Tensor, slot_mapping: torch.Tensor,
                  block_table: torch.Tensor, seq_lens: torch.Tensor, max_len: int, *,
-                 prefetch_kv: bool = True) -> torch.Tensor:
+                 prefetch_kv: bool) -> torch.Tensor:
         """The final-normed hidden states [rows, hidden] of a step's tokens, from their
         embeddings [rows, hidden] (rows <= max_rows), each token a sequence of its own to
         attention (block_table and seq_lens have a row per token); KV caches are written.

@@ -203,18 +203,16 @@ def test_streamed_pieces_add_up_to_the_whole_message_when_the_output_is_cut(star
     assert whole.model_extra["reasoning_content"].endswith("<") or whole.content.endswith("<")
 
 
-def test_an_unknown_reasoning_parser_stops_start_up_with_the_known_ones(start_server):
+@pytest.mark.parametrize("option,message,known", [
+    (dict(reasoning_parser="nope"), "--reasoning-parser: unknown reasoning parser 'nope'", ("deepseek_r1", "qwen3")),
+    (dict(tool_call_parser="nope", enable_auto_tool_choice=True), "--tool-call-parser: unknown tool parser 'nope'",
+     ("hermes", "pythonic")),
+], ids=["reasoning", "tool-call"])
+def test_an_unknown_parser_stops_start_up_naming_its_flag_and_the_known_ones(start_server, option, message, known):
     with pytest.raises(RuntimeError) as info:
-        start_server(ScriptedEngine("x"), reasoning_parser="nope")
-    assert "--reasoning-parser: unknown reasoning parser 'nope'" in str(info.value)
-    assert "deepseek_r1" in str(info.value) and "qwen3" in str(info.value)
-
-
-def test_an_unknown_tool_call_parser_stops_start_up_naming_its_flag_and_the_known_ones(start_server):
-    with pytest.raises(RuntimeError) as info:
-        start_server(ScriptedEngine("x"), tool_call_parser="nope", enable_auto_tool_choice=True)
-    assert "--tool-call-parser: unknown tool parser 'nope'" in str(info.value)
-    assert "hermes" in str(info.value) and "pythonic" in str(info.value)
+        start_server(ScriptedEngine("x"), **option)
+    assert message in str(info.value)
+    assert all(name in str(info.value) for name in known)
 
 
 def test_the_engine_keeps_a_parsers_markers_that_are_special_tokens(start_server):
