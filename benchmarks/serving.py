@@ -7,6 +7,7 @@
     python benchmarks/serving.py --workload shared-prefix --fw-args "-dp 2" \
         --baseline-args "-dp 2 --data-parallel-routing queue" --rounds 3
     python benchmarks/serving.py --quick                          # a short smoke run
+    python benchmarks/serving.py --baseline ../other --settle 10  # servers that idled 10 s after start
 
 Both servers serve the embedded SmolLM2-135M-Instruct (the same Q4_1 GGUF file) on
 loopback with 2 threads; `fw bench serve` drives each at concurrency 1, 8 and 32 with
@@ -112,13 +113,14 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def measure(label: str, start, plan: dict[int, int], tokenizer: Path, out_dir: Path,
-            workload: list[str] = WORKLOADS["random"]) -> dict[int, dict]:
+            workload: list[str] = WORKLOADS["random"], settle: float = 0.0) -> dict[int, dict]:
     port = free_port()
     with open(out_dir / f"{label}.log", "w") as log:
         process = start(port, log)
         try:
             url = f"http://127.0.0.1:{port}"
             wait_healthy(url, process)
+            time.sleep(settle)
             bench(url, 1, 1, tokenizer, out_dir, f"{label}-warmup")
             return {c: bench(url, c, n, tokenizer, out_dir, label, workload) for c, n in plan.items()}
         finally:
@@ -142,6 +144,8 @@ def main(argv: list[str]) -> None:
                         help="only these concurrencies (repeatable; default 1, 8 and 32)")
     parser.add_argument("--fw-args", default="", help="extra `fw serve` options for this checkout's server")
     parser.add_argument("--quick", action="store_true", help="fewer prompts and concurrencies")
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="seconds each server idles after it is ready, before the load (one started a while ago)")
     parser.add_argument("--output-json", help="also write every figure to this file")
     args = parser.parse_args(argv)
     from fw.model_loader.default_model import default_model_path
@@ -162,7 +166,8 @@ def main(argv: list[str]) -> None:
     for round_ in range(1, args.rounds + 1):
         for name, start in servers.items():
             label = name if args.rounds == 1 else f"{name} #{round_}"
-            results[label] = measure(label.replace(" #", "-"), start, plan, gguf, out_dir, WORKLOADS[args.workload])
+            results[label] = measure(label.replace(" #", "-"), start, plan, gguf, out_dir, WORKLOADS[args.workload],
+                                     args.settle)
     print(f"{gguf.name}, {INPUT_LEN}-token prompts, {OUTPUT_LEN} output tokens, ignore_eos\n")
     print("| server | concurrency | output tok/s | mean TTFT ms | median TTFT ms | median ITL ms | median TPOT ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -28,6 +28,7 @@ from fw.distributed.messages import ForwardStep, LogitsStep, Stop
 from fw.distributed.transform import shard_model
 from fw.engine.kv_sizing import KVPlan, allocate_kv_caches, attention_layers
 from fw.engine.model_builder import LoadedModel, load_model, resolve_device
+from fw.engine.prefault import Prefaulter
 from fw.layers.lora import LoRABatch
 
 logger = logging.getLogger("fw.distributed")
@@ -98,6 +99,7 @@ class Worker:
     def __init__(self, loaded: LoadedModel, group: TensorParallelGroup, config: EngineConfig):
         self.model, self.group, self.loaded = loaded.model, group, loaded
         self.kv_blocks: tuple[int, int] | None = None
+        self.prefault: Prefaulter | None = None
         self.kv_format = KVCacheFormat.resolve(config.cache.kv_cache_dtype, config.cache.calculate_kv_scales,
                                                loaded.dtype)
         self.lora = None
@@ -137,6 +139,8 @@ class Worker:
     def _allocate_kv(self, num_blocks: int, block_size: int) -> None:
         """A KV cache of rank 0's block count, for this rank's KV heads."""
         layers = attention_layers(self.model)
+        if self.prefault is not None:
+            self.prefault.stop()
         for layer in layers:
             layer.kv_cache = None
         caches = allocate_kv_caches(self.model, KVPlan(num_blocks, block_size, 0, self.kv_format), self.loaded.dtype,
@@ -144,6 +148,7 @@ class Worker:
         for layer, cache in zip(layers, caches):
             layer.kv_cache = cache
         self.kv_blocks = (num_blocks, block_size)
+        self.prefault = Prefaulter(caches).start()
 
 
 def _name_process(rank: int) -> None:

@@ -8,8 +8,9 @@ setting), so the buffer is marked before it is first written.
 Its whole pages are then zeroed by the kernel rather than written: ``MADV_DONTNEED``
 drops them, and an anonymous page that comes back reads as zeros. Writing 2 GiB of
 zeros took 6 s of a 28 s start; this way a page costs time and memory only once a
-request writes into it. The partial pages at either end (shared with other allocations)
-are written. Anywhere else (another OS, a device tensor) this is a plain ``zero_()``.
+request writes into it, or ``fw.engine.prefault`` faults it in in time the CPU has spare.
+The partial pages at either end (shared with other allocations) are written. Anywhere
+else (another OS, a device tensor) this is a plain ``zero_()``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ MADV_DONTNEED = 4
 
 
 @functools.cache
-def _libc():
+def libc_or_none():
+    """The C library (for ``madvise``) on Linux, else None: the callers then do without."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -46,7 +48,7 @@ def zeros(*shape: int, dtype: torch.dtype, device: torch.device | str = "cpu") -
 def release_free_memory() -> None:
     """Hand memory the allocator holds but no tensor uses back to the OS (glibc's
     ``malloc_trim``), so freed weights and caches leave the process's RSS."""
-    libc = _libc()
+    libc = libc_or_none()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(ctypes.c_size_t(0))
 
@@ -54,7 +56,7 @@ def release_free_memory() -> None:
 def advise_and_zero(tensor: torch.Tensor) -> torch.Tensor:
     """Mark ``tensor``'s whole 2 MiB pages for huge pages (Linux, CPU), then zero it: its
     whole pages by handing them back to the kernel, the partial ones at its ends by writing."""
-    libc = _libc()
+    libc = libc_or_none()
     if tensor.device.type != "cpu" or libc is None or not tensor.is_contiguous():
         return tensor.zero_()
     begin = tensor.data_ptr()

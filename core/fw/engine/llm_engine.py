@@ -26,6 +26,7 @@ from fw.engine.kv_sizing import allocate_kv_caches, fit_max_model_len, plan_kv_c
 from fw.engine.loras import EngineLoRAs
 from fw.engine.model_builder import LoadedModel, build_model
 from fw.engine.memory_profile import profile_for
+from fw.engine.prefault import Prefaulter
 from fw.engine.model_runner import ModelRunner
 from fw.engine.output_processor import OutputProcessor
 from fw.engine.outputs import RequestOutput
@@ -98,6 +99,8 @@ class LLMEngine:
                              profiled_bytes=profile.kv_bytes if profile else None, kv_format=kv_format)
         self.max_model_len = fit_max_model_len(plan, self.max_model_len, explicit=config.model.max_model_len is not None)
         kv_caches = allocate_kv_caches(loaded.model, plan, loaded.dtype, loaded.device)
+        #: faults the fresh cache's pages in while the CPU has time (stopped before they are freed)
+        self.prefault = Prefaulter(kv_caches).start()
         #: False for an encoder: its blocks hold nothing, and nothing is cached across prompts
         self.has_kv_cache = bool(kv_caches)
         self.kv = KVCacheManager(plan.num_blocks, cache.block_size, cache.enable_prefix_caching and self.has_kv_cache,
@@ -158,7 +161,8 @@ class LLMEngine:
             raise
 
     def shutdown(self) -> None:
-        """Stop what the engine started besides itself (tensor-parallel workers)."""
+        """Stop what the engine started besides itself (tensor-parallel workers, the prefault thread)."""
+        self.prefault.stop()
         self.loaded.shutdown()
 
     # -- facts -------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from fw.engine.huge_pages import advise_and_zero, release_free_memory
+from fw.engine.prefault import Prefaulter
 
 if TYPE_CHECKING:
     from fw.engine.llm_engine import LLMEngine
@@ -39,6 +40,7 @@ def free_kv_cache(engine: "LLMEngine") -> None:
     """Level 1: the KV cache's memory goes back to the OS (the engine must be idle)."""
     assert not engine.has_unfinished_requests(), "sleep needs an idle engine"
     engine.kv.pool.reset_prefix_cache()
+    engine.prefault.stop()
     for cache in engine.runner.kv_caches:
         cache.untyped_storage().resize_(0)
     release_memory()
@@ -49,6 +51,7 @@ def restore_kv_cache(engine: "LLMEngine") -> None:
     for cache in engine.runner.kv_caches:
         cache.untyped_storage().resize_(cache.numel() * cache.element_size())
         advise_and_zero(cache)
+    engine.prefault = Prefaulter(engine.runner.kv_caches).start()
     engine.runner.bind_kv_caches(engine.runner.kv_caches)  # the fused decode step points into the new memory
     gc.collect()
     gc.freeze()  # as after warm-up: the engine's objects stay out of the cyclic collector
@@ -87,6 +90,7 @@ class Sleep:
             free_kv_cache(engine)
         else:
             self._loras = engine.list_loras()
+            engine.prefault.stop()
             engine = None
             release_memory()
         self.level = level

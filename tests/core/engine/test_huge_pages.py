@@ -19,7 +19,7 @@ class RecordingLibc:
 
 def test_advises_exactly_the_whole_huge_pages_inside(monkeypatch):
     libc = RecordingLibc()
-    monkeypatch.setattr(huge_pages, "_libc", lambda: libc)
+    monkeypatch.setattr(huge_pages, "libc_or_none", lambda: libc)
     tensor = huge_pages.zeros(2, 3 << 20, dtype=torch.bfloat16)  # 12 MiB
     assert tensor.shape == (2, 3 << 20) and tensor.dtype == torch.bfloat16
     [(start, length, advice)] = [call for call in libc.calls if call[2] == huge_pages.MADV_HUGEPAGE]
@@ -32,10 +32,10 @@ def test_advises_exactly_the_whole_huge_pages_inside(monkeypatch):
 
 def test_small_buffers_and_other_systems_get_plain_zeros(monkeypatch):
     libc = RecordingLibc()
-    monkeypatch.setattr(huge_pages, "_libc", lambda: libc)
+    monkeypatch.setattr(huge_pages, "libc_or_none", lambda: libc)
     assert not huge_pages.zeros(1000, dtype=torch.float32).any()
     assert [c for c in libc.calls if c[2] == huge_pages.MADV_HUGEPAGE] == []  # no whole huge page inside
-    monkeypatch.setattr(huge_pages, "_libc", lambda: None)
+    monkeypatch.setattr(huge_pages, "libc_or_none", lambda: None)
     assert not huge_pages.zeros(3 << 20, dtype=torch.uint8).any()
 
 
@@ -45,7 +45,7 @@ def test_nothing_is_written_up_front():
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * 4096
 
-    if huge_pages._libc() is None:
+    if huge_pages.libc_or_none() is None:
         return
     dirty = torch.ones(3, 1 << 20, dtype=torch.float32)  # memory a reused allocation may get back
     del dirty

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 
 import psutil
 import pytest
@@ -68,20 +69,24 @@ def test_sleep_frees_memory_and_waking_answers_the_same(engine):
     weights = weight_bytes(engine)
     assert kv >= 0.9 * KV_BYTES and weights > 15 * 2**20
 
-    # The cache's pages cost memory once written (fw never writes them up front): write
-    # them all, as a full server would have.
+    # The cache's pages cost memory once written or faulted in by the engine's prefault
+    # thread: write them all, as a full server would have.
     use_whole_cache(engine)
     awake = rss()
     asyncio.run(engine.sleep(1))
     asleep = rss()
     assert engine.is_sleeping() and awake - asleep >= 0.9 * kv
+    assert not engine.engine.prefault.alive()  # stopped before the memory went
     with pytest.raises(OverloadedError, match="asleep"):
         tokens(engine)
     asyncio.run(engine.wake_up())
     assert not engine.is_sleeping()
     assert sum(c.untyped_storage().nbytes() for c in engine.engine.runner.kv_caches) == kv
     assert not any(c.any() for c in engine.engine.runner.kv_caches)  # fresh and zeroed
-    use_whole_cache(engine)
+    prefault = engine.engine.prefault
+    deadline = time.monotonic() + 60
+    while prefault.alive() and time.monotonic() < deadline:  # it faults the new pages in, unasked
+        time.sleep(0.05)
     assert rss() - asleep >= 0.9 * kv  # the cache is back
     assert tokens(engine) == before
 
