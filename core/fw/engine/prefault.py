@@ -62,6 +62,9 @@ class Prefaulter:
 
     def __init__(self, caches: Sequence[torch.Tensor]):
         self.regions = block_regions(caches)
+        #: held while the thread runs, so their memory outlives it even if their owner fails
+        #: to start (sleep frees storage in place: it stops the thread first)
+        self._caches: list[torch.Tensor] | None = list(caches)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -86,9 +89,12 @@ class Prefaulter:
         except (AttributeError, OSError):
             pass
         start = time.perf_counter()
-        if self.run():
-            logger.debug("KV cache faulted in: %.0f MiB in %.1f s", sum(n for _, n in self.regions) / 2**20,
-                         time.perf_counter() - start)
+        try:
+            if self.run():
+                logger.debug("KV cache faulted in: %.0f MiB in %.1f s", sum(n for _, n in self.regions) / 2**20,
+                             time.perf_counter() - start)
+        finally:
+            self._caches = None
 
     def run(self) -> bool:
         """Whether every region was faulted in (not stopped, nor refused by the kernel)."""
