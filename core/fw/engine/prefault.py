@@ -11,8 +11,8 @@ and 99 of 1060 ms for a 2048-token prompt step (SmolLM2-135M, 2 GiB cache); wave
 32 requests ran 3% faster once the cache was faulted in.
 
 A ``Prefaulter`` thread asks the kernel for the pages (``MADV_POPULATE_WRITE``: present,
-writable, zero) a few blocks at a time, in the order the pool first hands blocks out, at
-the lowest CPU priority: it runs while a start-up waits and an idle server idles, and
+writable, zero) a few blocks at a time, in the order the pool first hands blocks out, as
+a ``SCHED_IDLE`` thread: it runs while a start-up waits and an idle server idles, and
 yields to any step. A page that is present already (a step wrote it first) is left as it
 is, so it races with nothing.
 """
@@ -84,10 +84,13 @@ class Prefaulter:
         return self._thread is not None and self._thread.is_alive()
 
     def _background(self) -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # Linux: this thread only
+        try:  # Linux: this thread only, and only when nothing else wants the CPU
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         except (AttributeError, OSError):
-            pass
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            except (AttributeError, OSError):
+                pass
         start = time.perf_counter()
         try:
             if self.run():
