@@ -43,16 +43,15 @@ def block_regions(caches: Sequence[torch.Tensor]) -> list[tuple[int, int]]:
     caches = [c for c in caches if c.device.type == "cpu" and c.is_contiguous() and c.dim() >= 2 and c.shape[0] == 2]
     if not caches:
         return []
-    num_blocks = caches[0].shape[1]
     block_bytes = [c[0, 0].numel() * c.element_size() for c in caches]
     step = max(1, huge_pages.HUGE_PAGE // max(block_bytes))
     regions = []
-    for first in range(0, num_blocks, step):
-        count = min(step, num_blocks - first)
+    for first in range(0, max(c.shape[1] for c in caches), step):
         for cache, size in zip(caches, block_bytes):
-            half = cache.shape[1] * size
+            blocks = cache.shape[1]
             for part in (0, 1):
-                regions.append((cache.data_ptr() + part * half + first * size, count * size))
+                if first < blocks:
+                    regions.append((cache.data_ptr() + (part * blocks + first) * size, min(step, blocks - first) * size))
     return regions
 
 

@@ -34,10 +34,11 @@ def test_regions_go_in_the_pools_order_over_every_layer():
     # The pool hands out block 0 first: each ~2 MiB run of blocks is faulted in for every
     # layer's keys and values before the next run, and the regions cover the caches whole.
     layers = [torch.empty(2, 1000, 8192, dtype=torch.uint8) for _ in range(3)]
+    layers.append(torch.empty(2, 300, 8192, dtype=torch.uint8))  # a cache with fewer blocks is covered too
     regions = block_regions(layers)
     run = huge_pages.HUGE_PAGE // 8192  # blocks per run
-    first = [(layer.data_ptr() + part * 1000 * 8192, run * 8192) for layer in layers for part in (0, 1)]
-    assert regions[:6] == first
+    first = [(layer.data_ptr() + part * layer.shape[1] * 8192, run * 8192) for layer in layers for part in (0, 1)]
+    assert regions[:8] == first
     covered = sorted(regions)
     for layer in layers:
         spans = [(a, n) for a, n in covered if layer.data_ptr() <= a < layer.data_ptr() + layer.nbytes]
@@ -75,7 +76,7 @@ def test_the_thread_stops_when_told_and_advises_nothing_after(monkeypatch):
 
     monkeypatch.setattr(huge_pages, "libc_or_none", lambda: SlowLibc())
     prefault = Prefaulter([torch.empty(2, 4096, 4096, dtype=torch.uint8)]).start()
-    assert prefault.alive() and first.wait(5)
+    assert prefault.alive() and first.wait(30)
     prefault.stop()
     assert not prefault.alive()
     count = len(calls)
