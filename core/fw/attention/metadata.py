@@ -60,9 +60,8 @@ class AttentionMetadata:
         """Every token of the step as a sequence of its own, for a decode kernel: its
         sequence's block-table row and its own context length (a prompt token at position p
         sees the first p + 1 positions: ``token_context_lens``), and the longest such
-        context. So causal prefill, chunked prefill over cached
-        context and decoding are one job. Computed once for all layers; a pure decode step
-        is its own rows."""
+        context. So causal prefill, chunked prefill over cached context and decoding are
+        one job. Computed once for all layers; a pure decode step is its own rows."""
         if self.is_pure_decode:
             return self.block_table, self.seq_lens, self.max_seq_len
         if "token_rows" not in self.derived:

@@ -5,8 +5,9 @@ instead of some 600 torch operations and module calls. It runs the same kernels 
 same order as the layer-by-layer forward, so both give identical results. Prompt chunks
 go through it too: the attention kernel takes every token as a sequence of its own
 (``AttentionMetadata.token_rows``), as the CPU attention backend does layer by layer; the
-Python of a 64-token prompt's layer-by-layer forward was ~18 % of its time. The runner takes it for steps
-of up to ``max_rows`` tokens; everything it cannot run takes the model's own forward.
+Python of a 64-token prompt's layer-by-layer forward was ~18 % of its time. The runner
+takes it for steps of up to ``max_rows`` tokens; everything it cannot run takes the
+model's own forward.
 
 It applies when every part of the description is something the C decoder computes:
 projections whose packed weights it reads (``PackedWeight.decoder_projection``) without

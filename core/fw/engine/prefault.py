@@ -75,21 +75,22 @@ class Prefaulter:
 
     def stop(self) -> None:
         self._stop.set()
+        self.join()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread to end (``timeout`` seconds at most); whether it has."""
         if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+            self._thread.join(timeout)
+        return not self.alive()
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
     def _background(self) -> None:
-        try:  # Linux: this thread only, and only when nothing else wants the CPU
+        try:  # this thread only (it runs on Linux only), and only when nothing else wants the CPU
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        except (AttributeError, OSError):
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-            except (AttributeError, OSError):
-                pass
+        except OSError:
+            pass
         start = time.perf_counter()
         try:
             if self.run():
