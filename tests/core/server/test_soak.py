@@ -19,14 +19,19 @@ from tests.core.server.conftest import real_engine_server
 ROUNDS = 3
 STREAMS = 24
 TOKENS = 48
+# A leaving client asks for far more: the engine runs ahead of the streams it feeds (the
+# API server merges the tokens a slow stream has not taken yet into one chunk), so on a
+# loaded machine a 48-token request could finish within a stream's first three chunks,
+# and be counted as finished by length rather than aborted.
+LEAVER_TOKENS = 480
 
 
 async def _client(url: str, index: int) -> str:
     """Odd clients leave after three chunks, every fourth non-streamed one times out; the
     rest read to [DONE]. Returns what happened."""
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        body = {"prompt": f"Once upon a time {index}", "max_tokens": TOKENS, "ignore_eos": True,
-                "temperature": 0}
+        body = {"prompt": f"Once upon a time {index}", "max_tokens": LEAVER_TOKENS if index % 2 else TOKENS,
+                "ignore_eos": True, "temperature": 0}
         if index % 4 == 2:
             try:
                 await http.post("/v1/completions", json=body, timeout=0.05)
@@ -76,7 +81,7 @@ def _wait_idle(url: str, timeout: float = 30) -> dict[str, float]:
 @pytest.mark.slow
 @pytest.mark.parametrize("frontend_multiprocessing", [True, False], ids=["engine-core", "in-thread"])
 def test_rounds_of_streams_with_disconnects_leave_the_engine_idle(tiny_llama, frontend_multiprocessing):
-    with real_engine_server(model=str(tiny_llama), dtype="float32", max_model_len=256,
+    with real_engine_server(model=str(tiny_llama), dtype="float32", max_model_len=512,
                             disable_frontend_multiprocessing=not frontend_multiprocessing) as live:
         url = live.url
 
