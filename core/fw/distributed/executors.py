@@ -165,7 +165,7 @@ class RayExecutor(Executor):
                 ray.get(ref)
             except ray.exceptions.RayError as exc:
                 raise FwError(f"tensor-parallel rank {rank} (Ray actor) failed: {exc}") from None
-            raise FwError(f"tensor-parallel rank {rank} (Ray actor) ended before it was ready")
+            raise FwError(f"tensor-parallel rank {rank} (Ray actor) has ended")
 
     def pids(self) -> list[int]:
         return list(self._pids)

@@ -70,7 +70,7 @@ def build_tensor_parallel_model(config: EngineConfig, device: torch.device) -> L
         executor.shutdown(timeout=0)
         group.destroy()
         raise
-    model = TensorParallelModel(loaded.model, group)
+    model = TensorParallelModel(loaded.model, group, executor.check_alive)
     return dataclasses.replace(loaded, model=model, shutdown=_shutdown(model, group, executor, store))
 
 

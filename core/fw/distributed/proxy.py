@@ -12,7 +12,7 @@ CPU decode has no all-reduce, so it never runs under tensor parallelism.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -31,9 +31,11 @@ class TensorParallelModel:
     #: no fused CPU decode under tensor parallelism (``fw.engine.fused_decode``)
     describe_decoder = None
 
-    def __init__(self, module: nn.Module, group: TensorParallelGroup):
+    def __init__(self, module: nn.Module, group: TensorParallelGroup, check_workers: Callable[[], None]):
         self.module = module
         self.group = group
+        #: raises ``FwError`` naming a worker that has ended (the executor's ``check_alive``)
+        self.check_workers = check_workers
         self._attention = attention_layers(module)
         self._lora: list[LoRALinear | None] | None = None
         #: a call is under way; if it failed, the workers sit in a collective and
@@ -49,21 +51,26 @@ class TensorParallelModel:
         metadata = get_forward_context().metadata
         layer = self._attention[0]
         blocks = (layer.kv_cache.shape[1], layer.impl.kv_format.block_size(layer.kv_cache))
-        self._in_call = True
-        self.group.send(ForwardStep.of(input_ids, positions, metadata, blocks,
-                                       self._lora_batch()))
+        self._send(ForwardStep.of(input_ids, positions, metadata, blocks, self._lora_batch()))
         hidden = self.module(input_ids, positions)
         self._in_call = False
         return hidden
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         hidden = hidden.contiguous()
-        self._in_call = True
-        self.group.send(LogitsStep(tuple(hidden.shape), hidden.dtype))
+        self._send(LogitsStep(tuple(hidden.shape), hidden.dtype))
         self.group.broadcast_tensor(hidden)
         logits = self.module.compute_logits(hidden)
         self._in_call = False
         return logits
+
+    def _send(self, message: ForwardStep | LogitsStep) -> None:
+        """Begin a call on every rank. A worker that has ended fails the step here, by
+        name: gloo's send to a dead peer usually fails too, but now and then it waits
+        forever (the control group never times out, see ``fw.distributed.group``)."""
+        self._in_call = True
+        self.check_workers()
+        self.group.send(message)
 
     def _lora_batch(self) -> LoRABatch | None:
         """This step's LoRA mapping (LoRA layers are attached after the model is built)."""
@@ -79,6 +86,7 @@ class TensorParallelModel:
         if self._in_call:
             return False
         try:
+            self.check_workers()
             self.group.send(Stop())
         except Exception as exc:  # noqa: BLE001 - a worker already gone; the executor ends the rest
             logger.warning("could not tell the tensor-parallel workers to stop: %s", exc)
