@@ -19,10 +19,10 @@ from tests.core.server.conftest import real_engine_server
 ROUNDS = 3
 STREAMS = 24
 TOKENS = 48
-# A leaving client asks for far more: the engine runs ahead of the streams it feeds (the
-# API server merges the tokens a slow stream has not taken yet into one chunk), so on a
-# loaded machine a 48-token request could finish within a stream's first three chunks,
-# and be counted as finished by length rather than aborted.
+# A leaving client asks for far more: the engine runs ahead of the client, so on a loaded
+# machine a 48-token request could finish, its whole stream written to the socket, before
+# the client had read the three chunks after which it leaves; it would then count as
+# finished by length, not aborted.
 LEAVER_TOKENS = 480
 
 
