@@ -99,7 +99,8 @@ class Worker:
     def __init__(self, loaded: LoadedModel, group: TensorParallelGroup, config: EngineConfig):
         self.model, self.group, self.loaded = loaded.model, group, loaded
         self.kv_blocks: tuple[int, int] | None = None
-        self.prefault: Prefaulter | None = None
+        #: faults this rank's fresh KV cache in (none yet: an idle one until rank 0 sizes it)
+        self.prefault = Prefaulter([])
         self.kv_format = KVCacheFormat.resolve(config.cache.kv_cache_dtype, config.cache.calculate_kv_scales,
                                                loaded.dtype)
         self.lora = None
@@ -139,8 +140,7 @@ class Worker:
     def _allocate_kv(self, num_blocks: int, block_size: int) -> None:
         """A KV cache of rank 0's block count, for this rank's KV heads."""
         layers = attention_layers(self.model)
-        if self.prefault is not None:
-            self.prefault.stop()
+        self.prefault.stop()
         for layer in layers:
             layer.kv_cache = None
         caches = allocate_kv_caches(self.model, KVPlan(num_blocks, block_size, 0, self.kv_format), self.loaded.dtype,

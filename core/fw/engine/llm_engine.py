@@ -26,10 +26,10 @@ from fw.engine.kv_sizing import allocate_kv_caches, fit_max_model_len, plan_kv_c
 from fw.engine.loras import EngineLoRAs
 from fw.engine.model_builder import LoadedModel, build_model
 from fw.engine.memory_profile import profile_for
-from fw.engine.prefault import Prefaulter
 from fw.engine.model_runner import ModelRunner
 from fw.engine.output_processor import OutputProcessor
 from fw.engine.outputs import RequestOutput
+from fw.engine.prefault import Prefaulter
 from fw.engine.protocol import EngineStats, ModelInfo, PromptInput
 from fw.engine.request import Request, RequestStatus
 from fw.engine.sampling_params import SamplingParams
